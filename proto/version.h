@@ -1,0 +1,13 @@
+/*
+ * Protocol and format versions.
+ *
+ * Bump SS_PROTO_VERSION whenever a message in proto/sitesync.proto changes
+ * meaning or a new message becomes mandatory. A parent serves children of
+ * SS_PROTO_VERSION and SS_PROTO_VERSION - 1 (DESIGN §8, rolling upgrades).
+ */
+#pragma once
+
+#define SS_PROTO_VERSION 1
+#define SS_PROTO_MIN_VERSION 1     /* oldest child protocol a parent serves */
+#define SS_BUNDLE_FORMAT 1         /* export/import file format */
+#define SS_SOFTWARE_VERSION "0.1.0"

@@ -1,0 +1,72 @@
+/*
+ * Daemon and CLI configuration (INI, DESIGN §9). One table lists every key
+ * with its type, default and whether SIGHUP may change it; parsing builds a
+ * fresh conf_t, validation checks it, and only then is it swapped in.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SS_DEFAULT_CONF "/etc/sitesync/sitesync.conf"
+
+typedef struct {
+	char *site_code;          /* [site] code */
+	char *state_dir;          /* [site] state_dir: spool and staged pulls */
+	char *db_conninfo;        /* [database] conninfo */
+	char *tls_ca;             /* [tls] ca */
+	char *tls_cert;           /* [tls] cert */
+	char *tls_key;            /* [tls] key */
+	char *listen_address;     /* [listen] address, NULL on a leaf */
+	char *parent_address;     /* [parent] address, NULL on the top */
+	char *parent_mode;        /* [parent] mode: connected | disconnected */
+	char *upstream_url;       /* [upstream] url, top site only */
+	char *upstream_ca;        /* [upstream] ca */
+	char *upstream_proxy;     /* [upstream] proxy */
+	int upstream_connect_timeout; /* [upstream] connect_timeout seconds */
+	int upstream_timeout;     /* [upstream] timeout seconds */
+	char *schedule_cron;      /* [schedule] cron */
+	bool schedule_utc;        /* [schedule] utc */
+	int retry_minutes;        /* [schedule] retry_minutes */
+	char *http_listen;        /* [http] listen */
+	char *control_socket;     /* [control] socket */
+	char *sync_log;           /* [log] sync_log */
+	char *log_level;          /* [log] level */
+	int heartbeat_seconds;    /* [replication] heartbeat_seconds */
+	int heartbeat_timeout;    /* [replication] heartbeat_timeout */
+	int poll_seconds;         /* [replication] poll_seconds */
+	int max_frame;            /* [replication] max_frame bytes */
+	int batch_entries;        /* [replication] batch_entries */
+	int workers;              /* [replication] workers (database threads) */
+	int reconnect_max;        /* [replication] reconnect_max seconds */
+	int keep_versions;        /* [replication] keep_versions in change log */
+	int stale_seconds;        /* [status] stale_seconds behind the top */
+	char *alert_command;      /* [alerts] command */
+	char *children;           /* [children] approved = P01,P02 */
+} conf_t;
+
+/*!
+ * \brief Read and validate a configuration file.
+ *
+ * \param path  File to read.
+ * \param out   Output: new configuration, free with conf_free().
+ * \param err   Output: message on failure (static or in errbuf).
+ * \return SS_EOK or SS_ECONFIG / negated errno.
+ */
+int conf_load(const char *path, conf_t **out, char *errbuf, size_t errlen)
+	__attribute__((warn_unused_result));
+
+/*! \brief Validate semantic constraints (site code shape, required keys). */
+int conf_validate(const conf_t *c, char *errbuf, size_t errlen);
+
+void conf_free(conf_t *c);
+
+/*! \brief True when site code is 3 upper-case letters or digits. */
+bool conf_site_code_valid(const char *code);
+
+/*! \brief Print every known key as "section.key" lines (used by tests). */
+void conf_print_keys(void);
+
+/*! \brief True when this site has no parent (the top site). */
+bool conf_is_top(const conf_t *c);
