@@ -384,6 +384,7 @@ static void ctl_dispatch(ctl_conn_t *conn, const char *line, size_t len)
 	} else if (json_is_object(args)) {
 		json_incref(args);
 	} else {
+		args = NULL;  /* borrowed from root, not ours to release */
 		ctl_conn_error(conn, SS_EMALF, "malformed request: \"args\" must be an object");
 		goto out;
 	}
