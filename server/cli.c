@@ -319,15 +319,18 @@ void cli_table_print(cli_table_t *t, FILE *out, bool colour)
 				width[c] = w;
 		}
 	for (size_t r = 0; r < t->nrows; r++) {
-		for (size_t c = 0; c < t->ncols; c++) {
+		/* No trailing blanks: scripts compare lines. */
+		size_t end = t->ncols;
+		while (end > 1 && t->cells[r * t->ncols + end - 1][0] == '\0')
+			end--;
+		for (size_t c = 0; c < end; c++) {
 			const char *cell = t->cells[r * t->ncols + c];
 			const char *sgr = t->colour[r * t->ncols + c];
-			bool last = c + 1 == t->ncols;
+			bool last = c + 1 == end;
 			if (colour && sgr)
 				fprintf(out, "\033[%sm%s\033[0m", sgr, cell);
 			else
 				fputs(cell, out);
-			/* No trailing blanks: scripts compare lines. */
 			if (!last)
 				fprintf(out, "%*s", (int)(width[c] - cli_text_width(cell) + 2), "");
 		}

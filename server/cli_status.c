@@ -431,6 +431,51 @@ static bool cli_ask(const char *question)
 	return strcasecmp(answer, "y") == 0 || strcasecmp(answer, "yes") == 0;
 }
 
+/* Name every failed site with its last error; returns how many. */
+static size_t cli_report_failed(const json_t *status)
+{
+	size_t i, n = 0;
+	const json_t *r;
+	json_array_foreach(json_object_get(status, "sites"), i, r) {
+		const char *st = json_string_value(json_object_get(r, "state"));
+		if (st == NULL || strcmp(st, "failed") != 0)
+			continue;
+		const char *err = json_string_value(json_object_get(r, "last_error"));
+		cli_fail("site %s failed: %s",
+		         json_string_value(json_object_get(r, "site")) ?: "?",
+		         err ? err : "unknown error");
+		n++;
+	}
+	return n;
+}
+
+/* Sites neither at the top version nor failed; names them in list. */
+static size_t cli_sites_behind(const json_t *status, json_int_t top,
+                               char *list, size_t len)
+{
+	size_t i, n = 0;
+	const json_t *r;
+	if (list != NULL && len > 0)
+		list[0] = '\0';
+	json_array_foreach(json_object_get(status, "sites"), i, r) {
+		const char *st = json_string_value(json_object_get(r, "state"));
+		const json_t *v = json_object_get(r, "catalog_version");
+		if ((st != NULL && strcmp(st, "failed") == 0) ||
+		    (json_is_integer(v) && json_integer_value(v) == top))
+			continue;
+		if (list != NULL) {
+			size_t used = strlen(list);
+			char nbuf[32];
+			snprintf(list + used, len - used, "%s%s (version %s)",
+			         used ? ", " : "",
+			         json_string_value(json_object_get(r, "site")) ?: "?",
+			         cli_cell(r, "catalog_version", nbuf, sizeof(nbuf)));
+		}
+		n++;
+	}
+	return n;
+}
+
 /*
  * Follow a sync: first until the top site ends the sync started at `start`,
  * then until every site holds the top version or failed.
@@ -459,46 +504,23 @@ static int cli_sync_follow(cli_t *cli, time_t start, long timeout)
 			           began >= start;
 		}
 		cli_follow_draw(&f, data, cli->tty_out);
-		if (top_done) {
-			size_t i, failed = 0, behind = 0;
-			const json_t *r;
-			json_array_foreach(json_object_get(data, "sites"), i, r) {
-				const char *st = json_string_value(json_object_get(r, "state"));
-				const json_t *v = json_object_get(r, "catalog_version");
-				if (st != NULL && strcmp(st, "failed") == 0)
-					failed++;
-				else if (!json_is_integer(v) || json_integer_value(v) != top)
-					behind++;
-			}
-			if (behind == 0) {
+		if (top_done && cli_sites_behind(data, top, NULL, 0) == 0) {
+			if (cli_report_failed(data) == 0) {
+				printf("Every site holds version %" JSON_INTEGER_FORMAT ".\n",
+				       top);
 				ret = CLI_EXIT_OK;
-				json_array_foreach(json_object_get(data, "sites"), i, r) {
-					const char *st = json_string_value(json_object_get(r, "state"));
-					if (st == NULL || strcmp(st, "failed") != 0)
-						continue;
-					const char *err = json_string_value(json_object_get(r, "last_error"));
-					ret = cli_fail("site %s failed: %s",
-					               json_string_value(json_object_get(r, "site")),
-					               err ? err : "unknown error");
-				}
-				if (ret == CLI_EXIT_OK)
-					printf("Every site holds version %" JSON_INTEGER_FORMAT ".\n", top);
-				goto out;
 			}
+			goto out;
 		}
 		if (time(NULL) - start >= timeout) {
-			size_t i;
-			const json_t *r;
-			char list[1024] = "";
-			json_array_foreach(json_object_get(data, "sites"), i, r) {
-				const json_t *v = json_object_get(r, "catalog_version");
-				if (json_is_integer(v) && json_integer_value(v) == top && top_done)
-					continue;
-				size_t n = strlen(list);
-				snprintf(list + n, sizeof(list) - n, "%s%s", n ? ", " : "",
-				         json_string_value(json_object_get(r, "site")) ?: "?");
-			}
-			cli_fail("timed out after %ld s; not done: %s", timeout, list);
+			char list[1024];
+			cli_report_failed(data);
+			if (!top_done)
+				cli_fail("timed out after %ld s waiting for %s to finish its sync",
+				         timeout, self ? self : "the top site");
+			else if (cli_sites_behind(data, top, list, sizeof(list)) > 0)
+				cli_fail("timed out after %ld s; not at version %"
+				         JSON_INTEGER_FORMAT " yet: %s", timeout, top, list);
 			goto out;
 		}
 		nanosleep(&half, NULL);
