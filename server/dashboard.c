@@ -103,7 +103,7 @@ const char http_dashboard_html[] =
 "    tr.setAttribute('data-state', s.state === undefined ? '' : String(s.state));\n"
 "    tr.className = 'st-' + state;\n"
 "    var name = cell(tr, (e.depth > 0 ? '\\u2514 ' : '') + s.site, 'site');\n"
-"    name.style.paddingLeft = (0.8 + 1.6 * e.depth) + 'em';\n"
+"    name.style.paddingLeft = (0.8 + 1.6 * e.depth).toFixed(1) + 'em';\n"
 "    var badge = document.createElement('span');\n"
 "    badge.className = 'badge';\n"
 "    badge.textContent = s.state;\n"

@@ -313,6 +313,97 @@ START_TEST(dashboard_script_parses)
 }
 END_TEST
 
+/*
+ * Without a browser here, run the page's script in node against a small
+ * stand-in for the DOM and fetch(), then list the rows it drew.
+ */
+static const char dom_stub[] =
+	"'use strict';\n"
+	"function El(tag) { this.tagName = tag; this.children = []; this.attrs = {};\n"
+	"  this.style = {}; this.className = ''; this.textContent = ''; }\n"
+	"El.prototype.appendChild = function (c) { this.children.push(c); return c; };\n"
+	"El.prototype.removeChild = function (c) {\n"
+	"  this.children.splice(this.children.indexOf(c), 1); return c; };\n"
+	"Object.defineProperty(El.prototype, 'firstChild',\n"
+	"  { get: function () { return this.children[0] || null; } });\n"
+	"El.prototype.setAttribute = function (k, v) { this.attrs[k] = String(v); };\n"
+	"var ids = {};\n"
+	"var document = {\n"
+	"  getElementById: function (id) { return ids[id] || (ids[id] = new El('#' + id)); },\n"
+	"  createElement: function (tag) { return new El(tag); } };\n"
+	"var STATUS = require('fs').readFileSync(process.argv[2], 'utf8');\n"
+	"var fetched = [];\n"
+	"function fetch(url) { fetched.push(url);\n"
+	"  return Promise.resolve({ ok: true, status: 200,\n"
+	"    json: function () { return Promise.resolve(JSON.parse(STATUS)); } }); }\n"
+	"var intervals = [];\n"
+	"function setInterval(f, ms) { intervals.push(ms); }\n"
+	"setTimeout(function () {\n"
+	"  var out = ['fetch ' + fetched.join(','), 'every ' + intervals.join(','),\n"
+	"    'generated ' + ids.generated.textContent, 'top ' + ids.top.textContent];\n"
+	"  ids.sites.children.forEach(function (tr) {\n"
+	"    out.push(tr.attrs['data-site'] + ' ' + tr.attrs['data-state'] + ' ' +\n"
+	"      tr.className + ' ' + tr.children[0].style.paddingLeft + ' ' +\n"
+	"      tr.children.length + ' ' + tr.children[5].textContent);\n"
+	"  });\n"
+	"  console.log(out.join('\\n'));\n"
+	"}, 50);\n";
+
+START_TEST(dashboard_renders)
+{
+	const char *start = strstr(http_dashboard_html, "<script>");
+	const char *end = strstr(http_dashboard_html, "</script>");
+	char js[] = "/tmp/ss-dash-XXXXXX.js", data[] = "/tmp/ss-status-XXXXXX.json";
+	char cmd[512], out[4096];
+	size_t n;
+	FILE *fp;
+	int fd;
+
+	if (system("command -v node >/dev/null 2>&1") != 0)
+		return;  /* optional: no JavaScript engine here */
+	ck_assert(start != NULL && end != NULL);
+	start += strlen("<script>");
+	fd = mkstemps(js, 3);
+	ck_assert_int_ge(fd, 0);
+	fp = fdopen(fd, "w");
+	fputs(dom_stub, fp);
+	fwrite(start, 1, (size_t)(end - start), fp);
+	fclose(fp);
+	fd = mkstemps(data, 5);
+	ck_assert_int_ge(fd, 0);
+	fp = fdopen(fd, "w");
+	/* The children first: the tree must not depend on row order. */
+	fputs("{\"site\":\"CAS\",\"top_version\":42,\"generated_at\":\"2026-11-24T02:00:20Z\","
+	      "\"sites\":[{\"site\":\"S01\",\"parent\":\"P01\",\"state\":\"failed\","
+	      "\"catalog_version\":40,\"lag_versions\":2,\"link\":\"down\","
+	      "\"last_error_code\":505,\"last_error\":\"db <b>down</b>\"},"
+	      "{\"site\":\"P02\",\"parent\":\"CAS\",\"state\":\"stale\",\"catalog_version\":39,"
+	      "\"link\":\"disconnected\"},"
+	      "{\"site\":\"P01\",\"parent\":\"CAS\",\"state\":\"syncing\",\"catalog_version\":41,"
+	      "\"link\":\"active\"},"
+	      "{\"site\":\"CAS\",\"parent\":null,\"state\":\"succeeded\",\"catalog_version\":42,"
+	      "\"link\":null}]}", fp);
+	fclose(fp);
+	snprintf(cmd, sizeof(cmd), "node '%s' '%s'", js, data);
+	fp = popen(cmd, "r");
+	ck_assert_ptr_nonnull(fp);
+	n = fread(out, 1, sizeof(out) - 1, fp);
+	out[n] = '\0';
+	ck_assert_int_eq(pclose(fp), 0);
+	unlink(js);
+	unlink(data);
+	ck_assert_str_eq(out,
+		"fetch /status\n"
+		"every 2000\n"
+		"generated 2026-11-24T02:00:20Z\n"
+		"top 42\n"
+		"CAS succeeded st-succeeded 0.8em 6 \n"
+		"P01 syncing st-syncing 2.4em 6 \n"
+		"S01 failed st-failed 4.0em 6 505: db <b>down</b>\n"
+		"P02 stale st-stale 2.4em 6 \n");
+}
+END_TEST
+
 START_TEST(errors)
 {
 	struct event_base *base = event_base_new();
@@ -475,6 +566,7 @@ static Suite *http_suite(void)
 	tcase_add_test(tc, checker_refuses);
 	tcase_add_test(tc, dashboard);
 	tcase_add_test(tc, dashboard_script_parses);
+	tcase_add_test(tc, dashboard_renders);
 	tcase_add_test(tc, errors);
 	tcase_add_test(tc, listen_addresses);
 	tcase_add_test(tc, render_edge_cases);
