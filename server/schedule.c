@@ -59,6 +59,9 @@ static int parse_value(const field_def_t *f, const char **p, int *out,
 static int parse_field(const field_def_t *f, const char *text, uint64_t *bits,
                        char *err, size_t errlen);
 static bool is_leap(int year);
+static long days_from_civil(int y, int m, int d);
+static bool local_is(time_t t, const civil_t *c);
+static long gmtoff_at(time_t t);
 static int days_in_month(int year, int mon);
 static int weekday(int year, int mon, int mday);
 static bool day_matches(const schedule_t *s, int year, int mon, int mday);
