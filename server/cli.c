@@ -568,6 +568,7 @@ int main(int argc, char **argv)
 		.tty_in = isatty(STDIN_FILENO),
 		.tty_out = isatty(STDOUT_FILENO),
 	};
+	const char *sock_arg = NULL;
 	int ch, ret;
 
 	opterr = 0;
@@ -579,8 +580,7 @@ int main(int argc, char **argv)
 			cli.conf_given = true;
 			break;
 		case 's':
-			free(cli.socket);
-			cli.socket = strdup(optarg);
+			sock_arg = optarg;
 			break;
 		case 'h':
 			cli_usage(stdout);
@@ -609,6 +609,8 @@ int main(int argc, char **argv)
 	if (cmd == NULL)
 		return cli_usage_error("unknown command '%s'", name);
 
+	if (sock_arg != NULL && (cli.socket = strdup(sock_arg)) == NULL)
+		return cli_fail("out of memory");
 	ret = cmd->run(&cli, cmd, argc - optind, argv + optind);
 	fflush(stdout);
 	if (ferror(stdout) && ret == CLI_EXIT_OK)

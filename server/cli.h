@@ -124,18 +124,32 @@ void cli_table_print(cli_table_t *t, FILE *out, bool colour);
 /*! \brief Display width of UTF-8 text (one column per code point). */
 size_t cli_text_width(const char *s);
 
-/* Commands, one function each (cli_status.c, cli_cmds.c). */
+/*
+ * Commands (cli_status.c, cli_cmds.c). Each gets argv from the command name
+ * on and returns a CLI_EXIT_* status.
+ */
+/*! \brief `status [--json] [--watch [SECS]]`: the subtree as a tree table. */
 int cli_status_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv);
+/*! \brief `sync [--yes] [--wait] [--full] [--timeout SECS]`. */
 int cli_sync_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv);
+/*! \brief `child add|remove CODE`, `child list [--json]`. */
 int cli_child_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv);
+/*! \brief `products|classifications|languages list|select|deselect`. */
 int cli_category_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv);
+/*! \brief `updates list [filters]`, `updates show ID`. */
 int cli_updates_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv);
+/*! \brief `where UPDATE_ID`: sites holding and lacking an update. */
 int cli_where_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv);
+/*! \brief `history [--limit N]`: status messages and syncs. */
 int cli_history_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv);
+/*! \brief `export --out FILE [--since V]`: write a bundle. */
 int cli_export_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv);
+/*! \brief `import FILE`: apply a bundle at a disconnected site. */
 int cli_import_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv);
+/*! \brief `import-update --from URL|FILE --id UUID`. */
 int cli_import_update_cb(cli_t *cli, const cli_cmd_t *cmd, int argc,
                          char **argv);
+/*! \brief `verify`: own digest against the parent's; 0 only when equal. */
 int cli_verify_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv);
 
 /*!
