@@ -83,6 +83,19 @@ static void ctl_conn_error(ctl_conn_t *conn, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 static void ctl_dispatch(ctl_conn_t *conn, const char *line, size_t len);
 
+static const char *const ctl_state_names[] = {
+	[SS_CTL_READING] = "reading",
+	[SS_CTL_WAITING] = "waiting",
+	[SS_CTL_WRITING] = "writing",
+};
+
+static void ctl_conn_set_state(ctl_conn_t *conn, ctl_conn_state_t state)
+{
+	log_debug("control: client %p %s -> %s", (void *)conn,
+	          ctl_state_names[conn->state], ctl_state_names[state]);
+	conn->state = state;
+}
+
 /* mkdir -p for the socket's directory; only missing parts get 0750. */
 static int ctl_mkdirs(const char *path, char *err, size_t errlen)
 {
@@ -328,7 +341,7 @@ static void ctl_conn_send(ctl_conn_t *conn, json_t *msg)
 	char *text = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
 	json_decref(msg);
 	bufferevent_disable(conn->bev, EV_READ);
-	conn->state = SS_CTL_WRITING;
+	ctl_conn_set_state(conn, SS_CTL_WRITING);
 	if (text == NULL ||
 	    bufferevent_write(conn->bev, text, strlen(text)) != 0 ||
 	    bufferevent_write(conn->bev, "\n", 1) != 0) {
@@ -408,7 +421,7 @@ static void ctl_dispatch(ctl_conn_t *conn, const char *line, size_t len)
 	}
 	req->conn = conn;
 	conn->req = req;
-	conn->state = SS_CTL_WAITING;
+	ctl_conn_set_state(conn, SS_CTL_WAITING);
 	/* No further input is expected; a handler may take its time. */
 	bufferevent_disable(conn->bev, EV_READ);
 	log_debug("control: command %s", cmd);
