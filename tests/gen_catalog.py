@@ -16,6 +16,7 @@ import argparse
 import base64
 import hashlib
 import os
+import random
 import sys
 import uuid
 from array import array
@@ -87,21 +88,17 @@ def mix(*vals):
 
 
 class Rng:
-    """Small deterministic stream of numbers for one entry."""
+    """Deterministic stream of numbers for one entry: Mersenne Twister
+    output for an integer seed is the same on every Python 3."""
 
     def __init__(self, *key):
-        self.key = key
-        self.n = 0
-
-    def next(self):
-        self.n += 1
-        return mix(*self.key, self.n)
+        self.r = random.Random(mix(*key))
 
     def below(self, k):
-        return self.next() % k
+        return self.r.getrandbits(32) % k
 
     def chance(self, pct):
-        return self.next() % 1000 < pct * 10
+        return self.r.getrandbits(32) % 1000 < pct * 10
 
 
 def entry_uuid(seed, idx):
@@ -164,8 +161,10 @@ def entry_xml(seed, idx, ver, born, total, pkg_tag, nsdecl):
 
     words = []
     k = vrng.below(len(WORDS))
-    while sum(len(x) + 1 for x in words) < 200 + vrng.below(250):
+    target, length = 200 + vrng.below(250), 0
+    while length < target:
         words.append(WORDS[k % len(WORDS)])
+        length += len(words[-1]) + 1
         k += 1 + vrng.below(3)
     desc = "%s %s %s." % (prod_name, build, " ".join(words))
 

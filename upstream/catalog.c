@@ -700,11 +700,21 @@ static int cat_parse_xml_file(const char *path, const char *name,
 	}
 	free(head);
 	head = NULL;
-	fclose(f);
-	f = NULL;
+	if (lseek(fileno(f), 0, SEEK_SET) != 0) {
+		ret = -errno;
+		cat_err(&c, "%s: %s", name, strerror(errno));
+		goto fail;
+	}
 
-	xmlTextReaderPtr r = xmlReaderForFile(path, NULL, CAT_XML_OPTIONS);
-	return cat_parse_reader(&c, r, stats);
+	/* From our own descriptor rather than xmlReaderForFile(): libxml2
+	 * would otherwise treat the name as a URI and transparently
+	 * gunzip, neither of which a catalog needs (a gzip bomb would get
+	 * past every size check). */
+	xmlTextReaderPtr r = xmlReaderForFd(fileno(f), NULL, NULL,
+					    CAT_XML_OPTIONS);
+	ret = cat_parse_reader(&c, r, stats);
+	fclose(f);
+	return ret;
 fail:
 	free(head);
 	if (f != NULL)
