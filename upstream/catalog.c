@@ -21,8 +21,10 @@
 
 #include <ctype.h>
 #include <fcntl.h>
+#include <libxml/parser.h>
 #include <libxml/tree.h>
 #include <libxml/xmlreader.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -74,6 +76,10 @@ typedef struct {
 	size_t errlen;
 	bool have_xml_error;   /* err already holds libxml2's first error */
 } cat_ctx_t;
+
+/* libxml2's global state must be set up once, before worker threads race
+ * to do it lazily. */
+static pthread_once_t cat_init_once = PTHREAD_ONCE_INIT;
 
 static void cat_err(cat_ctx_t *c, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
@@ -648,6 +654,7 @@ int catalog_parse_memory(const char *buf, size_t len, catalog_entry_cb cb,
 {
 	cat_ctx_t c = { .name = "(memory)", .cb = cb, .arg = arg,
 			.err = err, .errlen = errlen };
+	pthread_once(&cat_init_once, xmlInitParser);
 	c.stats.bytes = len;
 	if (len > INT32_MAX) {
 		cat_err(&c, "%s: catalog too large for a memory parse", c.name);
@@ -674,6 +681,7 @@ static int cat_parse_xml_file(const char *path, const char *name,
 	cat_ctx_t c = { .name = name, .cb = cb, .arg = arg,
 			.err = err, .errlen = errlen };
 	unsigned char *head = NULL;
+	pthread_once(&cat_init_once, xmlInitParser);
 	FILE *f = fopen(path, "rb");
 	struct stat st;
 	if (f == NULL || fstat(fileno(f), &st) != 0) {

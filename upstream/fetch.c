@@ -21,6 +21,7 @@
 
 #define FETCH_MAX_REDIRS 5L
 #define FETCH_MAX_BACKOFF 60u   /* seconds; caps 1, 2, 4, ... */
+#define FETCH_STALL_SECS 60L
 
 /* Per-attempt state the libcurl callbacks fill. */
 typedef struct {
@@ -238,6 +239,10 @@ int fetch_to_file(const fetch_opts_t *o, const char *dest_path,
 		rc |= curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, o->connect_timeout);
 	if (o->timeout > 0)
 		rc |= curl_easy_setopt(h, CURLOPT_TIMEOUT, o->timeout);
+	/* Without an overall timeout a stalled server would hold the worker
+	 * forever: give up (and retry) after a minute without progress. */
+	rc |= curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+	rc |= curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, FETCH_STALL_SECS);
 	if (rc != CURLE_OK) {
 		ret = SS_EFETCH;
 		fetch_err(err, errlen, "cannot configure libcurl for %s", o->url);

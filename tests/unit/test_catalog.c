@@ -406,6 +406,17 @@ START_TEST(cabinet_with_signature)
 	free(x1);
 	free(x2);
 
+	/* Without an .xml member the largest file is the catalog. */
+	snprintf(cmd, sizeof(cmd), "cd '%s' && cp catalog.xml catalog.dat && "
+		 "echo hello > readme.txt && gcab -c -z other.cab readme.txt catalog.dat",
+		 dir);
+	ck_assert_int_eq(system(cmd), 0);
+	snprintf(out, sizeof(out), "%s/other.cab", dir);
+	n = 0;
+	ret = catalog_parse_file(out, count_cb, &n, NULL, err, sizeof(err));
+	ck_assert_msg(ret == SS_EOK, "%s", err);
+	ck_assert_uint_eq(n, (uint64_t)want);
+
 	/* A cabinet header followed by garbage. */
 	char bad[256];
 	snprintf(bad, sizeof(bad), "%s/bad.cab", dir);
@@ -460,6 +471,9 @@ START_TEST(truncated_and_malformed)
 	ret = catalog_parse_memory(noid, strlen(noid), collect_cb, &c, NULL, err, sizeof(err));
 	ck_assert_int_eq(ret, SS_EXML);
 	ck_assert_ptr_nonnull(strstr(err, "PackageID"));
+
+	ret = catalog_parse_memory("", 0, collect_cb, &c, NULL, err, sizeof(err));
+	ck_assert_int_eq(ret, SS_EXML);
 
 	const char *other = "<rss><channel/></rss>";
 	ret = catalog_parse_memory(other, strlen(other), collect_cb, &c, NULL, err, sizeof(err));
