@@ -757,12 +757,16 @@ int cli_verify_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv)
 		printf("%-8s version %-8s digest %s\n", "local",
 		       cli_cell(data, "version", b[0], 80),
 		       cli_cell(data, "digest", b[1], 80));
-		printf("%-8s version %-8s digest %s\n",
-		       cli_cell(data, "parent", b[2], 80),
-		       cli_cell(data, "parent_version", b[3], 80),
-		       cli_cell(data, "parent_digest", b[4], 80));
+		bool top = json_is_null(json_object_get(data, "parent")) ||
+		           json_object_get(data, "parent") == NULL;
+		if (!top)
+			printf("%-8s version %-8s digest %s\n",
+			       cli_cell(data, "parent", b[2], 80),
+			       cli_cell(data, "parent_version", b[3], 80),
+			       cli_cell(data, "parent_digest", b[4], 80));
 		if (equal)
-			printf("Catalog equal to the parent's.\n");
+			printf(top ? "Top site: no parent to compare with.\n" :
+			       "Catalog equal to the parent's.\n");
 	}
 	if (!equal)
 		ret = cli_fail("catalog differs from parent %s",
