@@ -19,4 +19,5 @@
  *         decompression fails; -errno when cab_path cannot be opened.
  */
 int cab_extract_first(const char *cab_path, const char *dest_path, char *err,
-		      size_t errlen);
+		      size_t errlen)
+	__attribute__((warn_unused_result));

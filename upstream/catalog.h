@@ -47,7 +47,8 @@ typedef struct {
  *         or the callback's error.
  */
 int catalog_parse_file(const char *path, catalog_entry_cb cb, void *arg,
-		       catalog_stats_t *stats, char *err, size_t errlen);
+		       catalog_stats_t *stats, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
 
 /*!
  * \brief Parse catalog XML held in memory (not a cabinet); same rules and
@@ -65,4 +66,5 @@ int catalog_parse_file(const char *path, catalog_entry_cb cb, void *arg,
  */
 int catalog_parse_memory(const char *buf, size_t len, catalog_entry_cb cb,
 			 void *arg, catalog_stats_t *stats, char *err,
-			 size_t errlen);
+			 size_t errlen)
+	__attribute__((warn_unused_result));
