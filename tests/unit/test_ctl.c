@@ -487,8 +487,10 @@ static char *slurp(const char *path)
 }
 
 /* Run sitesync with argv (NULL-terminated, without argv[0]); stdin is
- * /dev/null, stdout and stderr are captured. Returns the exit status. */
-static int run_cli(const char *const *args, char **out, char **err)
+ * /dev/null, stdout and stderr are captured. With stop_ms, SIGTERM ends it
+ * after that long (for --watch). Returns the exit status, or 128 + signal. */
+static int run_cli_for(const char *const *args, unsigned stop_ms, char **out,
+                       char **err)
 {
 	char opath[128], epath[128];
 	const char *argv[32] = { "sitesync" };
@@ -512,13 +514,24 @@ static int run_cli(const char *const *args, char **out, char **err)
 		_exit(127);
 	}
 	int status;
+	if (stop_ms > 0) {
+		usleep(stop_ms * 1000);
+		kill(pid, SIGTERM);
+	}
 	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
 	*out = slurp(opath);
 	*err = slurp(epath);
 	unlink(opath);
 	unlink(epath);
+	if (stop_ms > 0 && WIFSIGNALED(status))
+		return 128 + WTERMSIG(status);
 	ck_assert_msg(WIFEXITED(status), "sitesync died");
 	return WEXITSTATUS(status);
+}
+
+static int run_cli(const char *const *args, char **out, char **err)
+{
+	return run_cli_for(args, 0, out, err);
 }
 
 START_TEST(test_cli_basics)
@@ -614,6 +627,25 @@ START_TEST(test_cli_status_tree)
 }
 END_TEST
 
+/* --watch on a pipe: plain tables repeated, no screen clearing. */
+START_TEST(test_cli_status_watch)
+{
+	char *out, *err;
+	const char *args[] = { "-s", sockpath, "status", "--watch", "1", NULL };
+	ck_assert_int_eq(run_cli_for(args, 1600, &out, &err), 128 + SIGTERM);
+	ck_assert_msg(strchr(out, '\033') == NULL, "escape codes on a pipe");
+	const char *first = strstr(out, "Site CAS, top version 42");
+	ck_assert_ptr_nonnull(first);
+	ck_assert_msg(strstr(first + 1, "Site CAS, top version 42") != NULL,
+	              "one table only:\n%s", out);
+	free(out), free(err);
+
+	const char *bad[] = { "-s", sockpath, "status", "--watch", "0", NULL };
+	ck_assert_int_eq(run_cli(bad, &out, &err), 1);
+	free(out), free(err);
+}
+END_TEST
+
 /* sync --wait follows progress with plain lines on a pipe and fails
  * because S01 failed. */
 START_TEST(test_cli_sync_wait)
@@ -657,6 +689,7 @@ static Suite *ctl_suite(void)
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_cli_basics);
 	tcase_add_test(tc, test_cli_status_tree);
+	tcase_add_test(tc, test_cli_status_watch);
 	tcase_add_test(tc, test_cli_sync_wait);
 	suite_add_tcase(s, tc);
 	return s;
