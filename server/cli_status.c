@@ -405,6 +405,9 @@ static void cli_follow_draw(cli_follow_t *f, const json_t *status, bool tty)
 		       sgr ? "\033[0m" : "", pct, text, eta);
 		f->drawn++;
 	}
+	/* Rows of sites that left the status since the last redraw. */
+	if (tty)
+		printf("\033[J");
 	fflush(stdout);
 }
 
@@ -420,11 +423,13 @@ static const json_t *cli_find_site(const json_t *status, const char *site)
 	return NULL;
 }
 
-static bool cli_ask(const char *question)
+static bool cli_ask(const char *question, bool tty_out)
 {
 	char answer[32];
-	printf("%s", question);
-	fflush(stdout);
+	/* With stdout redirected the question must still reach the operator. */
+	FILE *out = tty_out ? stdout : stderr;
+	fputs(question, out);
+	fflush(out);
 	if (fgets(answer, sizeof(answer), stdin) == NULL)
 		return false;
 	answer[strcspn(answer, "\r\n")] = '\0';
@@ -572,7 +577,8 @@ int cli_sync_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv)
 	if (optind < argc)
 		return cli_usage_error("sync: unexpected argument '%s'", argv[optind]);
 	if (cli->tty_in && !yes &&
-	    !cli_ask("Start synchronization of software updates for the whole hierarchy now? [y/N] ")) {
+	    !cli_ask("Start synchronization of software updates for the whole hierarchy now? [y/N] ",
+	             cli->tty_out)) {
 		printf("Cancelled.\n");
 		return CLI_EXIT_OK;
 	}
