@@ -540,8 +540,12 @@ static int cat_package(cat_ctx_t *c, xmlNodePtr node)
 	p.u.bundled = p.bundled.v;
 
 	ret = c->cb(&p.u, c->arg);
-	if (ret == SS_EOK)
-		c->stats.entries++;
+	if (ret != SS_EOK) {
+		cat_err(c, "%s:%ld: stopped at package %s (%s)", c->name,
+			xmlGetLineNo(node), p.u.update_id, ss_strerror(ret));
+		goto fail;
+	}
+	c->stats.entries++;
 fail:
 	if (buf != NULL)
 		xmlBufferFree(buf);

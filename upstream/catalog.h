@@ -29,6 +29,12 @@ typedef struct {
 	uint64_t bytes;    /* size of the catalog XML parsed */
 } catalog_stats_t;
 
+/*
+ * Packages are delivered as they are read, so an error late in a catalog
+ * comes after earlier packages were handed out: on any error the caller
+ * must drop what it collected (a catalog is taken whole or not at all).
+ */
+
 /*!
  * \brief Parse a catalog file: plain XML (any encoding libxml2 detects,
  *        with or without BOM), a single-package .sdp file, or a cabinet
