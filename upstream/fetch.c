@@ -279,7 +279,9 @@ int fetch_to_file(const fetch_opts_t *o, const char *dest_path,
 			continue;
 		}
 		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-		if (status >= 400) {
+		/* 0 is file://; an unfollowed 3xx other than 304 is as
+		 * useless as an error. */
+		if (status != 0 && status != 304 && (status < 200 || status >= 300)) {
 			ret = SS_EFETCH;
 			fetch_err(err, errlen, "HTTP %ld from %s", status, o->url);
 			/* The server may recover from a 5xx; a 4xx stays. */

@@ -11,6 +11,7 @@ Exits when its stdin closes, so a crashed test never leaves it behind.
   GET /flaky/<file>     500 on the first request for that path, then as
                         /<file>
   GET /redirect/<file>  302 to /<file>
+  GET http://any/<file> as a forward proxy: serves /<file>
 """
 import argparse
 import email.utils
@@ -42,6 +43,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         path = self.path.split("?", 1)[0]
+        if "://" in path:
+            # Asked as a forward proxy: serve the path of the absolute URL.
+            path = "/" + path.split("://", 1)[1].partition("/")[2]
         if path.startswith("/flaky/"):
             with LOCK:
                 first = path not in FLAKY_SEEN

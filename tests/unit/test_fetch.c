@@ -221,6 +221,25 @@ START_TEST(plain_download)
 }
 END_TEST
 
+/* The fixture doubles as a forward proxy; the host name cannot resolve,
+ * so success means the request went through the proxy. */
+START_TEST(through_proxy)
+{
+	char proxy[64];
+	snprintf(proxy, sizeof(proxy), "http://127.0.0.1:%d", g_http_port);
+	fetch_opts_t o = { .url = "http://catalog.example.invalid/catalog.xml",
+			   .proxy = proxy, .timeout = 20 };
+	fetch_result_t r;
+	char err[256] = "";
+	char *d = dest("proxied.xml");
+	int ret = fetch_to_file(&o, d, &r, err, sizeof(err));
+	ck_assert_msg(ret == SS_EOK, "%s", err);
+	ck_assert_int_eq(r.http_status, 200);
+	ck_assert_str_eq(slurp(d), g_body);
+	fetch_result_clear(&r);
+}
+END_TEST
+
 START_TEST(http_404_is_an_error)
 {
 	fetch_opts_t o = { .url = url(false, "/missing.xml"), .retries = 3 };
@@ -387,6 +406,7 @@ static Suite *fetch_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_unchecked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, plain_download);
+	tcase_add_test(tc, through_proxy);
 	tcase_add_test(tc, http_404_is_an_error);
 	tcase_add_test(tc, conditional_get);
 	tcase_add_test(tc, https_with_ca);
