@@ -86,18 +86,28 @@ static void cat_err(cat_ctx_t *c, const char *fmt, ...)
 static void cat_xml_error_cb(void *arg, xmlErrorPtr e);
 static int cat_prolog_check(const unsigned char *p, size_t n);
 static char *cat_dup(cat_pkg_t *p, const char *s, size_t n);
+static char *cat_trimmed(cat_pkg_t *p, xmlChar *x);
 static char *cat_attr(cat_pkg_t *p, xmlNodePtr node, const char *name);
 static char *cat_text(cat_pkg_t *p, xmlNodePtr node);
 static void cat_strv_push(cat_pkg_t *p, cat_strv_t *v, char *s);
+static bool cat_is_local(xmlNodePtr n, const char *name);
 static bool cat_is_uuid(const char *s);
+static void cat_lower(char *s);
 static void cat_collect_ids(cat_pkg_t *p, xmlNodePtr node, cat_strv_t *v);
 static void cat_properties(cat_pkg_t *p, xmlNodePtr node);
 static void cat_localized(cat_pkg_t *p, xmlNodePtr node);
 static void cat_update_data(cat_pkg_t *p, xmlNodePtr node);
 static void cat_installable(cat_pkg_t *p, xmlNodePtr node);
 static void cat_pkg_clear(cat_pkg_t *p);
+static void cat_own_namespaces(xmlNodePtr node);
 static int cat_package(cat_ctx_t *c, xmlNodePtr node);
+static bool cat_declares_entities(xmlTextReaderPtr r);
 static int cat_run(cat_ctx_t *c, xmlTextReaderPtr r);
+static int cat_parse_reader(cat_ctx_t *c, xmlTextReaderPtr r,
+			    catalog_stats_t *stats);
+static int cat_parse_xml_file(const char *path, const char *name,
+			      catalog_entry_cb cb, void *arg,
+			      catalog_stats_t *stats, char *err, size_t errlen);
 
 static void cat_err(cat_ctx_t *c, const char *fmt, ...)
 {

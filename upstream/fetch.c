@@ -38,6 +38,7 @@ static CURLcode fetch_global_rc = CURLE_FAILED_INIT;
 static void fetch_global_init(void);
 static void fetch_err(char *err, size_t errlen, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+static char *fetch_header_value(const char *line, size_t len, const char *name);
 static size_t fetch_write_cb(char *ptr, size_t size, size_t nmemb, void *arg);
 static size_t fetch_header_cb(char *ptr, size_t size, size_t nmemb, void *arg);
 static bool fetch_transient(CURLcode rc);
