@@ -63,6 +63,10 @@ class Skip(Exception):
     """The test cannot run here (missing PostgreSQL server binaries...)."""
 
 
+class NotYet(Exception):
+    """Raised by a wait_for predicate to say what it is still waiting for."""
+
+
 class Terminated(BaseException):
     """SIGTERM arrived: unwind through every finally block."""
 
@@ -127,7 +131,9 @@ def wait_for(predicate, timeout, what, interval=0.2):
     for h in _ACTIVE:
         h.print_log_tails()
     msg = "timed out after %ss waiting for %s" % (timeout, what)
-    if last_exc is not None:
+    if isinstance(last_exc, NotYet):
+        msg += " (%s)" % (last_exc,)
+    elif last_exc is not None:
         msg += " (last error: %r)" % (last_exc,)
     raise TestFailure(msg)
 
@@ -876,10 +882,12 @@ class Harness:
         def converged():
             want = top.catalog_state()
             if want is None or want[0] == 0:
-                return False
+                raise NotYet("%s holds no catalog yet" % top.code)
             for s in sites:
-                if s.catalog_state() != want:
-                    return False
+                got = s.catalog_state()
+                if got != want:
+                    raise NotYet("%s holds %r, %s holds %r"
+                                 % (s.code, got, top.code, want))
             fp = top.fingerprint()
             for s in sites:
                 if s.fingerprint() != fp:
