@@ -1,0 +1,406 @@
+/* One-transaction apply of a pull stream with digest verification. */
+#include "replication/apply.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proto/frame.h"
+#include "replication/entry.h"
+#include "replication/stream.h"
+#include "server/errcode.h"
+#include "storage/copy.h"
+#include "storage/db.h"
+
+#define COPY_FLUSH_BYTES (1u << 20)
+
+static int bytea_digest(PGresult *r, int row, int col, uint8_t out[SS_DIGEST_LEN])
+{
+	size_t n = 0;
+	unsigned char *d = PQunescapeBytea((const unsigned char *)PQgetvalue(r, row, col), &n);
+	int ret = (d && n == SS_DIGEST_LEN) ? SS_EOK : SS_EDB;
+	if (ret == SS_EOK)
+		memcpy(out, d, SS_DIGEST_LEN);
+	PQfreemem(d);
+	return ret;
+}
+
+int apply_read_state(PGconn *conn, bool lock, uint64_t *version, digest_t *digest,
+                     uint64_t *entries, char *err, size_t errlen)
+{
+	PGresult *r = NULL;
+	int ret = db_query(conn, lock ? "SELECT version, digest, entries FROM catalog_state FOR UPDATE"
+	                              : "SELECT version, digest, entries FROM catalog_state",
+	                   0, NULL, &r, err, errlen);
+	if (ret != SS_EOK)
+		return ret;
+	if (PQntuples(r) != 1 || bytea_digest(r, 0, 1, digest->b) != SS_EOK) {
+		snprintf(err, errlen, "catalog_state is damaged");
+		PQclear(r);
+		return SS_EDB;
+	}
+	*version = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+	*entries = strtoull(PQgetvalue(r, 0, 2), NULL, 10);
+	PQclear(r);
+	return SS_EOK;
+}
+
+int apply_commit_version(PGconn *conn, uint64_t version, const digest_t *digest,
+                         uint64_t entries, uint64_t added, uint64_t changed,
+                         uint64_t removed, uint64_t expired, bool full,
+                         int keep_versions, char *err, size_t errlen)
+{
+	char v[24], n[24], a[24], c[24], rm[24], ex[24], floor[24];
+	char dhex[2 * SS_DIGEST_LEN + 3] = "\\x";
+	digest_hex(digest, dhex + 2);
+	snprintf(v, sizeof(v), "%" PRIu64, version);
+	snprintf(n, sizeof(n), "%" PRIu64, entries);
+	snprintf(a, sizeof(a), "%" PRIu64, added);
+	snprintf(c, sizeof(c), "%" PRIu64, changed);
+	snprintf(rm, sizeof(rm), "%" PRIu64, removed);
+	snprintf(ex, sizeof(ex), "%" PRIu64, expired);
+	uint64_t keep = keep_versions > 0 ? (uint64_t)keep_versions : 1;
+	/* Changes at versions <= floor are dropped; children below it get a snapshot. */
+	uint64_t fl = version > keep ? version - keep : 0;
+	if (full)
+		fl = version;
+	snprintf(floor, sizeof(floor), "%" PRIu64, fl);
+
+	const char *p1[] = { v, dhex, n, a, c, rm, ex, full ? "true" : "false" };
+	int ret = db_execp(conn,
+		"INSERT INTO catalog_versions (version, digest, entries, added, changed, removed, expired, full_pull) "
+		"VALUES ($1, $2::bytea, $3, $4, $5, $6, $7, $8) "
+		"ON CONFLICT (version) DO UPDATE SET digest = EXCLUDED.digest, entries = EXCLUDED.entries, "
+		"added = EXCLUDED.added, changed = EXCLUDED.changed, removed = EXCLUDED.removed, "
+		"expired = EXCLUDED.expired, full_pull = EXCLUDED.full_pull, created_at = now()",
+		8, p1, err, errlen);
+	if (ret != SS_EOK)
+		return ret;
+	const char *p2[] = { v, dhex, n, floor };
+	ret = db_execp(conn,
+		"UPDATE catalog_state SET version = $1, digest = $2::bytea, entries = $3, "
+		"change_floor = GREATEST(change_floor, $4::bigint), updated_at = now()",
+		4, p2, err, errlen);
+	if (ret != SS_EOK)
+		return ret;
+	const char *p3[] = { floor };
+	return db_execp(conn, "DELETE FROM changes WHERE version <= $1::bigint", 1, p3, err, errlen);
+}
+
+/* Read PullStart (after an optional BundleHeader). */
+static int read_start(stream_reader_t *rd, apply_t *a)
+{
+	frame_t *f = NULL;
+	int ret = stream_reader_next(rd, &f);
+	if (ret == SS_EOK && a->bundle) {
+		if (f->msg_case != SITESYNC__FRAME__MSG_BUNDLE_HEADER) {
+			snprintf(a->err, sizeof(a->err), "bundle does not start with a header");
+			frame_free(f);
+			return SS_EMALF;
+		}
+		frame_free(f);
+		f = NULL;
+		ret = stream_reader_next(rd, &f);
+	}
+	if (ret == 1)
+		ret = SS_ETRUNC;
+	if (ret != SS_EOK) {
+		snprintf(a->err, sizeof(a->err), "reading stream start: %s", ss_strerror(ret));
+		return ret;
+	}
+	if (f->msg_case != SITESYNC__FRAME__MSG_PULL_START) {
+		snprintf(a->err, sizeof(a->err), "stream starts with %s, not PullStart", frame_msg_name(f));
+		frame_free(f);
+		return SS_EMALF;
+	}
+	a->from = f->pull_start->from_version;
+	a->to = f->pull_start->to_version;
+	a->full = f->pull_start->full;
+	atomic_store(&a->items_total, f->pull_start->upserts + f->pull_start->deletes);
+	frame_free(f);
+	return SS_EOK;
+}
+
+/* COPY every Batch into \a table; returns at PullDone with its digest. */
+static int copy_batches(PGconn *conn, stream_reader_t *rd, apply_t *a, bool staged,
+                        digest_t *plus, digest_t *sent, uint64_t *sent_entries)
+{
+	copybuf_t cb;
+	copy_init(&cb);
+	int ret;
+	char sql[256];
+	snprintf(sql, sizeof(sql), "COPY %s (%s%s) FROM STDIN", staged ? "ss_stage" : "updates",
+	         ENTRY_COPY_COLUMNS, staged ? ", deleted" : "");
+	PGresult *r = PQexec(conn, sql);
+	if (PQresultStatus(r) != PGRES_COPY_IN) {
+		db_errcopy(PQresultErrorMessage(r), a->err, sizeof(a->err));
+		PQclear(r);
+		copy_clear(&cb);
+		return SS_EDB;
+	}
+	PQclear(r);
+
+	bool done = false;
+	int inner = SS_EOK;
+	while (inner == SS_EOK && !done) {
+		frame_t *f = NULL;
+		inner = stream_reader_next(rd, &f);
+		if (inner == 1)
+			inner = SS_ETRUNC;
+		if (inner != SS_EOK) {
+			snprintf(a->err, sizeof(a->err), "reading stream: %s", ss_strerror(inner));
+			break;
+		}
+		if (f->msg_case == SITESYNC__FRAME__MSG_BATCH) {
+			Sitesync__Batch *b = f->batch;
+			if (b->n_ids != b->n_entries) {
+				snprintf(a->err, sizeof(a->err), "batch has %zu ids for %zu entries",
+				         b->n_ids, b->n_entries);
+				inner = SS_EMALF;
+			}
+			for (size_t i = 0; inner == SS_EOK && i < b->n_entries; i++) {
+				uint8_t h[SS_DIGEST_LEN];
+				Sitesync__Entry *e = b->entries[i];
+				inner = entry_copy_row(&cb, b->ids[i], e->revision, e->content.data,
+				                       e->content.len, h, NULL);
+				if (inner != SS_EOK) {
+					snprintf(a->err, sizeof(a->err), "entry %.40s does not decode", b->ids[i]);
+					break;
+				}
+				if (staged)
+					copy_bool(&cb, false);
+				copy_end_row(&cb);
+				digest_add(plus, h);
+				a->upserts++;
+			}
+			for (size_t i = 0; inner == SS_EOK && i < b->n_deletes; i++) {
+				if (!staged || !entry_id_valid(b->deletes[i])) {
+					snprintf(a->err, sizeof(a->err), staged ? "bad deleted id" :
+					         "deletion inside a snapshot");
+					inner = SS_EMALF;
+					break;
+				}
+				copy_text(&cb, b->deletes[i]);
+				copy_int(&cb, 0);
+				for (int k = 0; k < 8; k++)
+					copy_text(&cb, k == 2 || k == 4 ? "{}" : "");
+				copy_bool(&cb, false);
+				copy_text(&cb, "upstream");
+				copy_text(&cb, "{}");
+				copy_bytea(&cb, NULL, 0);
+				copy_bytea(&cb, NULL, 0);
+				copy_bool(&cb, true);
+				copy_end_row(&cb);
+				a->deletes++;
+			}
+			atomic_store(&a->items_done, a->upserts + a->deletes);
+			if (inner == SS_EOK)
+				inner = copy_flush(conn, &cb, COPY_FLUSH_BYTES, a->err, sizeof(a->err));
+		} else if (f->msg_case == SITESYNC__FRAME__MSG_PULL_DONE) {
+			Sitesync__PullDone *d = f->pull_done;
+			if (d->version != a->to || d->digest.len != SS_DIGEST_LEN) {
+				snprintf(a->err, sizeof(a->err), "PullDone for version %" PRIu64
+				         " in a stream to %" PRIu64, d->version, a->to);
+				inner = SS_EMALF;
+			} else {
+				memcpy(sent->b, d->digest.data, SS_DIGEST_LEN);
+				*sent_entries = d->entries;
+				done = true;
+			}
+		} else {
+			snprintf(a->err, sizeof(a->err), "unexpected %s inside a pull stream", frame_msg_name(f));
+			inner = SS_EMALF;
+		}
+		frame_free(f);
+	}
+	ret = copy_finish(conn, &cb, inner == SS_EOK ? a->err : NULL, inner == SS_EOK ? sizeof(a->err) : 0);
+	copy_clear(&cb);
+	return inner != SS_EOK ? inner : ret;
+}
+
+/* Whatever follows PullDone: nothing, or exactly one BundleEnd in a bundle. */
+static int read_tail(stream_reader_t *rd, apply_t *a)
+{
+	frame_t *f = NULL;
+	int ret = stream_reader_next(rd, &f);
+	if (!a->bundle) {
+		if (ret == 1)
+			return SS_EOK;
+		frame_free(f);
+		snprintf(a->err, sizeof(a->err), "data after PullDone");
+		return SS_EMALF;
+	}
+	if (ret != SS_EOK || f->msg_case != SITESYNC__FRAME__MSG_BUNDLE_END) {
+		frame_free(f);
+		snprintf(a->err, sizeof(a->err), "bundle does not end with its checksum");
+		return ret == 1 || ret == SS_EOK ? SS_ETRUNC : ret;
+	}
+	frame_free(f);
+	return SS_EOK;
+}
+
+static int sum_hashes(PGconn *conn, const char *sql, digest_t *d, char *err, size_t errlen)
+{
+	PGresult *r = NULL;
+	int ret = db_query(conn, sql, 0, NULL, &r, err, errlen);
+	if (ret != SS_EOK)
+		return ret;
+	for (int i = 0; i < PQntuples(r); i++) {
+		uint8_t h[SS_DIGEST_LEN];
+		if (bytea_digest(r, i, 0, h) != SS_EOK) {
+			snprintf(err, errlen, "stored entry hash is not %d bytes", SS_DIGEST_LEN);
+			ret = SS_EDB;
+			break;
+		}
+		digest_add(d, h);
+	}
+	PQclear(r);
+	return ret;
+}
+
+static int query_counts(PGconn *conn, apply_t *a)
+{
+	PGresult *r = NULL;
+	int ret = db_query(conn,
+		"SELECT count(*) FILTER (WHERE NOT s.deleted AND u.update_id IS NULL), "
+		"count(*) FILTER (WHERE NOT s.deleted AND u.update_id IS NOT NULL), "
+		"count(*) FILTER (WHERE s.deleted AND u.update_id IS NOT NULL), "
+		"count(*) FILTER (WHERE NOT s.deleted AND s.expired AND NOT coalesce(u.expired, false)) "
+		"FROM ss_stage s LEFT JOIN updates u USING (update_id)",
+		0, NULL, &r, a->err, sizeof(a->err));
+	if (ret != SS_EOK)
+		return ret;
+	a->added = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+	a->changed = strtoull(PQgetvalue(r, 0, 1), NULL, 10);
+	a->removed = strtoull(PQgetvalue(r, 0, 2), NULL, 10);
+	a->expired = strtoull(PQgetvalue(r, 0, 3), NULL, 10);
+	PQclear(r);
+	return SS_EOK;
+}
+
+int apply_stream(PGconn *conn, apply_t *a)
+{
+	stream_reader_t rd;
+	digest_t held_digest, plus, sent;
+	uint64_t held_entries = 0, sent_entries = 0;
+	digest_zero(&plus);
+	a->err[0] = '\0';
+	a->upserts = a->deletes = a->added = a->changed = a->removed = a->expired = 0;
+
+	int ret = stream_reader_open(&rd, a->path, a->limit);
+	if (ret != SS_EOK) {
+		snprintf(a->err, sizeof(a->err), "cannot open %s: %s", a->path, ss_strerror(ret));
+		return ret;
+	}
+	if ((ret = read_start(&rd, a)) != SS_EOK)
+		goto out;
+	if ((ret = db_exec(conn, "BEGIN", a->err, sizeof(a->err))) != SS_EOK)
+		goto out;
+	if ((ret = apply_read_state(conn, true, &a->held, &held_digest, &held_entries,
+	                            a->err, sizeof(a->err))) != SS_EOK)
+		goto fail;
+
+	if (a->to < a->held || (a->to == a->held && !(a->full && a->allow_same))) {
+		snprintf(a->err, sizeof(a->err), "catalog version %" PRIu64 " is not newer than the version held (%" PRIu64 ")",
+		         a->to, a->held);
+		ret = SS_ESEQ;
+		goto fail;
+	}
+	if (!a->full && a->from != a->held) {
+		snprintf(a->err, sizeof(a->err), "changes start at version %" PRIu64 " but this site holds %" PRIu64,
+		         a->from, a->held);
+		ret = SS_ESEQ;
+		goto fail;
+	}
+
+	/* A first snapshot into an empty catalog goes straight into the table. */
+	bool direct = a->full && held_entries == 0;
+	if (!direct) {
+		ret = db_exec(conn, "CREATE TEMP TABLE ss_stage (LIKE updates INCLUDING DEFAULTS) ON COMMIT DROP; "
+		              "ALTER TABLE ss_stage ADD COLUMN deleted boolean NOT NULL DEFAULT false",
+		              a->err, sizeof(a->err));
+		if (ret != SS_EOK)
+			goto fail;
+	}
+	if ((ret = copy_batches(conn, &rd, a, !direct, &plus, &sent, &sent_entries)) != SS_EOK)
+		goto fail;
+	if ((ret = read_tail(&rd, a)) != SS_EOK)
+		goto fail;
+
+	if (direct) {
+		a->added = a->upserts;
+		a->digest = plus;
+	} else {
+		ret = db_exec(conn, "CREATE UNIQUE INDEX ON ss_stage (update_id); ANALYZE ss_stage",
+		              a->err, sizeof(a->err));
+		if (ret == SS_EOK)
+			ret = query_counts(conn, a);
+		if (ret != SS_EOK)
+			goto fail;
+		if (a->full) {
+			/* Everything held is replaced: the digest is the new entries' sum. */
+			PGresult *r = NULL;
+			ret = db_query(conn, "SELECT count(*) FROM updates u WHERE NOT EXISTS "
+			               "(SELECT 1 FROM ss_stage s WHERE s.update_id = u.update_id)",
+			               0, NULL, &r, a->err, sizeof(a->err));
+			if (ret != SS_EOK)
+				goto fail;
+			a->removed += strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+			PQclear(r);
+			a->digest = plus;
+			ret = db_exec(conn, "DELETE FROM updates; DELETE FROM changes", a->err, sizeof(a->err));
+		} else {
+			digest_t minus;
+			digest_zero(&minus);
+			ret = sum_hashes(conn, "SELECT u.entry_hash FROM updates u JOIN ss_stage s USING (update_id)",
+			                 &minus, a->err, sizeof(a->err));
+			if (ret != SS_EOK)
+				goto fail;
+			a->digest = held_digest;
+			digest_sub(&a->digest, minus.b);
+			digest_add(&a->digest, plus.b);
+			ret = db_exec(conn, "DELETE FROM updates u USING ss_stage s WHERE u.update_id = s.update_id",
+			              a->err, sizeof(a->err));
+		}
+		if (ret == SS_EOK)
+			ret = db_exec(conn, "INSERT INTO updates (" ENTRY_COPY_COLUMNS ") SELECT "
+			              ENTRY_COPY_COLUMNS " FROM ss_stage WHERE NOT deleted",
+			              a->err, sizeof(a->err));
+		if (ret == SS_EOK && !a->full) {
+			char v[24];
+			snprintf(v, sizeof(v), "%" PRIu64, a->to);
+			const char *p[] = { v };
+			ret = db_execp(conn, "INSERT INTO changes (version, update_id) "
+			               "SELECT $1::bigint, update_id FROM ss_stage", 1, p, a->err, sizeof(a->err));
+		}
+		if (ret != SS_EOK)
+			goto fail;
+	}
+	a->entries = a->full ? a->upserts : held_entries + a->added - a->removed;
+
+	if (!digest_equal(&a->digest, &sent) || a->entries != sent_entries) {
+		char want[65], got[65];
+		digest_hex(&sent, want);
+		digest_hex(&a->digest, got);
+		snprintf(a->err, sizeof(a->err), "catalog digest mismatch at version %" PRIu64
+		         ": parent has %.16s… (%" PRIu64 " entries), applied data gives %.16s… (%" PRIu64 " entries)",
+		         a->to, want, sent_entries, got, a->entries);
+		ret = SS_EDIGEST;
+		goto fail;
+	}
+	ret = apply_commit_version(conn, a->to, &a->digest, a->entries, a->added, a->changed,
+	                           a->removed, a->expired, a->full, a->keep_versions,
+	                           a->err, sizeof(a->err));
+	if (ret != SS_EOK)
+		goto fail;
+	ret = db_exec(conn, "COMMIT", a->err, sizeof(a->err));
+	goto out;
+fail:
+	db_exec(conn, "ROLLBACK", NULL, 0);
+out:
+	if (ret != SS_EOK && a->err[0] == '\0')
+		snprintf(a->err, sizeof(a->err), "%s", ss_strerror(ret));
+	stream_reader_close(&rd);
+	return ret;
+}

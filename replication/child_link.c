@@ -1,0 +1,377 @@
+/* Parent side of a replication link: hello, pull serving, status intake. */
+#include "replication/child_link.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proto/version.h"
+#include "replication/spool.h"
+#include "replication/status.h"
+#include "server/daemon.h"
+#include "server/errcode.h"
+#include "server/log.h"
+
+#define STREAM_CHUNK (256u * 1024u)
+#define STREAM_HIGH (1u << 20)      /* queue at most this much per child */
+
+static void child_cb(conn_t *c, conn_event_t ev, const frame_t *f, void *arg);
+
+#define CL_LOG(lvl, cl, fmt, ...) \
+	log_msg(lvl, "child %s: " fmt, (cl)->site[0] ? (cl)->site : conn_peer_addr((cl)->conn), ##__VA_ARGS__)
+
+static void child_unlink(child_link_t *cl)
+{
+	daemon_t *d = cl->d;
+	for (child_link_t **pp = &d->children; *pp; pp = &(*pp)->next) {
+		if (*pp == cl) {
+			*pp = cl->next;
+			break;
+		}
+	}
+}
+
+/* The one exit path of a child session. */
+static void child_disconnect(child_link_t *cl, bool conn_gone, int code, const char *why)
+{
+	daemon_t *d = cl->d;
+	child_unlink(cl);
+	if (cl->stream)
+		fclose(cl->stream);
+	if (cl->spool)
+		spool_put(d, cl->spool);
+	if (!conn_gone)
+		conn_close(cl->conn, code, "%s", why);
+	if (cl->state != CL_WAIT_HELLO) {
+		daemon_message(d, SS_MSG_CHILD_LOST, "warning", "Child site %s disconnected: %s",
+		               cl->site, why);
+		daemon_status_changed(d);
+	}
+	free(cl);
+}
+
+static child_link_t *child_find(daemon_t *d, const char *site)
+{
+	for (child_link_t *cl = d->children; cl; cl = cl->next)
+		if (cl->state != CL_WAIT_HELLO && strcmp(cl->site, site) == 0)
+			return cl;
+	return NULL;
+}
+
+bool child_link_connected(daemon_t *d, const char *site)
+{
+	return site && child_find(d, site) != NULL;
+}
+
+int child_link_count(daemon_t *d)
+{
+	int n = 0;
+	for (child_link_t *cl = d->children; cl; cl = cl->next)
+		if (cl->state != CL_WAIT_HELLO)
+			n++;
+	return n;
+}
+
+void child_link_accept(daemon_t *d, conn_t *c)
+{
+	child_link_t *cl = calloc(1, sizeof(*cl));
+	if (cl == NULL) {
+		conn_close(c, 0, "out of memory");
+		return;
+	}
+	cl->d = d;
+	cl->conn = c;
+	cl->state = CL_WAIT_HELLO;
+	cl->connected_at = cl->last_seen = time(NULL);
+	cl->next = d->children;
+	d->children = cl;
+	conn_set_cb(c, child_cb, cl);
+}
+
+static int child_send_hello(child_link_t *cl)
+{
+	daemon_t *d = cl->d;
+	Sitesync__Hello h = SITESYNC__HELLO__INIT;
+	h.protocol_version = SS_PROTO_VERSION;
+	h.site = d->conf->site_code;
+	h.software_version = SS_SOFTWARE_VERSION;
+	h.catalog_version = d->version;
+	h.top_version = d->top_version > d->version ? d->top_version : d->version;
+	h.hierarchy_id.data = d->hierarchy_id;
+	h.hierarchy_id.len = sizeof(d->hierarchy_id);
+	frame_t f = SITESYNC__FRAME__INIT;
+	f.msg_case = SITESYNC__FRAME__MSG_HELLO;
+	f.hello = &h;
+	return conn_send(cl->conn, &f);
+}
+
+static void child_on_up(child_link_t *cl)
+{
+	daemon_t *d = cl->d;
+	snprintf(cl->site, sizeof(cl->site), "%s", conn_peer_site(cl->conn));
+	if (!daemon_child_approved(d, cl->site)) {
+		log_warning("refusing site %s from %s: not an approved child of %s "
+		            "(approve it with: sitesync child add %s)", cl->site,
+		            conn_peer_addr(cl->conn), d->conf->site_code, cl->site);
+		daemon_message(d, SS_MSG_CHILD_REFUSED, "warning",
+		               "Refused connection from site %s (%s): not an approved child",
+		               cl->site, conn_peer_addr(cl->conn));
+		char why[96];
+		snprintf(why, sizeof(why), "site %s is not an approved child of %s", cl->site,
+		         d->conf->site_code);
+		child_disconnect(cl, false, SS_EDENIED, why);
+		return;
+	}
+	conn_set_idle_timeout(cl->conn, d->conf->heartbeat_timeout);
+}
+
+static void child_on_hello(child_link_t *cl, const Sitesync__Hello *h)
+{
+	daemon_t *d = cl->d;
+	char why[160];
+	if (h->protocol_version < SS_PROTO_MIN_VERSION || h->protocol_version > SS_PROTO_VERSION) {
+		snprintf(why, sizeof(why), "protocol version %u is not served here (%d to %d are)",
+		         h->protocol_version, SS_PROTO_MIN_VERSION, SS_PROTO_VERSION);
+		CL_LOG(SS_LOG_WARNING, cl, "%s", why);
+		child_disconnect(cl, false, SS_EVERSION, why);
+		return;
+	}
+	if (strcmp(h->site, cl->site) != 0) {
+		snprintf(why, sizeof(why), "Hello claims site '%.8s' but the certificate says %s",
+		         h->site, cl->site);
+		CL_LOG(SS_LOG_WARNING, cl, "%s", why);
+		child_disconnect(cl, false, SS_EDENIED, why);
+		return;
+	}
+	if (h->hierarchy_id.len && (h->hierarchy_id.len != sizeof(d->hierarchy_id) ||
+	    memcmp(h->hierarchy_id.data, d->hierarchy_id, sizeof(d->hierarchy_id)) != 0)) {
+		child_disconnect(cl, false, SS_EHIERARCHY, "child belongs to another hierarchy");
+		return;
+	}
+	/* A reconnecting child replaces its older session. */
+	child_link_t *old = child_find(d, cl->site);
+	if (old)
+		child_disconnect(old, false, SS_EBUSY, "replaced by a new connection");
+	cl->proto = h->protocol_version;
+	cl->version = h->catalog_version;
+	cl->state = CL_READY;
+	conn_set_limit(cl->conn, (size_t)d->conf->max_frame);
+	if (child_send_hello(cl) != SS_EOK) {
+		child_disconnect(cl, false, SS_ENOMEM, "out of memory");
+		return;
+	}
+	daemon_message(d, SS_MSG_CHILD_CONNECTED, "info",
+	               "Child site %s connected from %s, holds version %" PRIu64,
+	               cl->site, conn_peer_addr(cl->conn), cl->version);
+	daemon_status_changed(d);
+}
+
+/* Queue spooled bytes until the high mark, then wait for a drain. */
+static void child_stream_more(child_link_t *cl)
+{
+	uint8_t buf[STREAM_CHUNK];
+	while (conn_pending_out(cl->conn) < STREAM_HIGH) {
+		size_t n = fread(buf, 1, sizeof(buf), cl->stream);
+		if (n > 0) {
+			if (conn_send_raw(cl->conn, buf, n) != SS_EOK) {
+				child_disconnect(cl, false, SS_ENOMEM, "out of memory");
+				return;
+			}
+			cl->offset += n;
+		}
+		if (n < sizeof(buf)) {
+			if (ferror(cl->stream)) {
+				child_disconnect(cl, false, SS_EIO, "reading the spooled stream failed");
+				return;
+			}
+			fclose(cl->stream);
+			cl->stream = NULL;
+			CL_LOG(SS_LOG_INFO, cl, "served versions %" PRIu64 "->%" PRIu64 "%s (%" PRIu64
+			       " changes, %" PRIu64 " bytes)", cl->spool->prod.from, cl->spool->prod.to,
+			       cl->spool->prod.full ? " as a snapshot" : "",
+			       cl->spool->prod.upserts + cl->spool->prod.deletes, cl->offset);
+			spool_put(cl->d, cl->spool);
+			cl->spool = NULL;
+			cl->state = CL_READY;
+			return;
+		}
+	}
+	conn_want_drain(cl->conn, STREAM_CHUNK);
+}
+
+static void child_start_stream(child_link_t *cl)
+{
+	spool_t *s = cl->spool;
+	if (s->state == SPOOL_FAILED) {
+		char why[300];
+		snprintf(why, sizeof(why), "cannot produce changes: %s", s->prod.err);
+		child_disconnect(cl, false, s->ret ? s->ret : SS_EIO, why);
+		return;
+	}
+	cl->stream = fopen(s->path, "rb");
+	if (cl->stream == NULL) {
+		child_disconnect(cl, false, SS_EIO, "spooled stream vanished");
+		return;
+	}
+	cl->offset = 0;
+	cl->state = CL_STREAMING;
+	child_stream_more(cl);
+}
+
+void child_link_spool_ready(daemon_t *d, spool_t *s)
+{
+	child_link_t *cl = d->children;
+	while (cl) {
+		child_link_t *next = cl->next;    /* cl may go away below */
+		if (cl->state == CL_WAIT_SPOOL && cl->spool == s)
+			child_start_stream(cl);
+		cl = next;
+	}
+}
+
+static void child_on_pull(child_link_t *cl, const Sitesync__PullRequest *p)
+{
+	daemon_t *d = cl->d;
+	cl->version = p->have_version;
+	spool_t *s = spool_get(d, p->have_version, p->full);
+	if (s == NULL) {
+		child_disconnect(cl, false, SS_ENOMEM, "out of memory");
+		return;
+	}
+	cl->spool = s;
+	cl->state = CL_WAIT_SPOOL;
+	CL_LOG(SS_LOG_INFO, cl, "pull from version %" PRIu64 "%s", p->have_version,
+	       p->full ? " (full snapshot asked)" : "");
+	if (s->state != SPOOL_PRODUCING)
+		child_start_stream(cl);
+}
+
+static void child_on_status(child_link_t *cl, const Sitesync__StatusReport *rep)
+{
+	daemon_t *d = cl->d;
+	int refused = 0;
+	char first[4];
+	status_accept_report(d, cl->site, rep, &refused, first);
+	if (rep->n_rows > 0 && strcmp(rep->rows[0]->site, cl->site) == 0)
+		cl->version = rep->rows[0]->catalog_version;
+	if (refused > 0) {
+		CL_LOG(SS_LOG_WARNING, cl, "refused %d status row(s) for sites outside its subtree (first: %s)",
+		       refused, first);
+		daemon_message(d, SS_MSG_ROWS_REFUSED, "warning",
+		               "Child site %s reported %d row(s) for sites outside its subtree (first: %s)",
+		               cl->site, refused, first);
+	}
+	daemon_status_changed(d);
+}
+
+static void child_on_ping(child_link_t *cl, const Sitesync__Ping *p)
+{
+	daemon_t *d = cl->d;
+	Sitesync__Pong pong = SITESYNC__PONG__INIT;
+	pong.nonce = p->nonce;
+	pong.catalog_version = d->version;
+	pong.top_version = d->top_version > d->version ? d->top_version : d->version;
+	pong.digest.data = d->digest.b;
+	pong.digest.len = SS_DIGEST_LEN;
+	frame_t f = SITESYNC__FRAME__INIT;
+	f.msg_case = SITESYNC__FRAME__MSG_PONG;
+	f.pong = &pong;
+	(void)conn_send(cl->conn, &f);
+}
+
+static void child_cb(conn_t *c, conn_event_t ev, const frame_t *f, void *arg)
+{
+	child_link_t *cl = arg;
+	switch (ev) {
+	case CONN_EV_UP:
+		child_on_up(cl);
+		return;
+	case CONN_EV_DOWN:
+		child_disconnect(cl, true, 0, "connection lost");
+		return;
+	case CONN_EV_DRAIN:
+		if (cl->state == CL_STREAMING && cl->stream)
+			child_stream_more(cl);
+		return;
+	case CONN_EV_FRAME:
+		break;
+	}
+	cl->last_seen = time(NULL);
+	char why[96];
+	if (cl->state == CL_WAIT_HELLO) {
+		if (f->msg_case == SITESYNC__FRAME__MSG_HELLO) {
+			child_on_hello(cl, f->hello);
+			return;
+		}
+		snprintf(why, sizeof(why), "expected Hello, got %s", frame_msg_name(f));
+		CL_LOG(SS_LOG_WARNING, cl, "%s", why);
+		child_disconnect(cl, false, SS_EPROTO, why);
+		return;
+	}
+	switch (f->msg_case) {
+	case SITESYNC__FRAME__MSG_PING:
+		child_on_ping(cl, f->ping);
+		return;
+	case SITESYNC__FRAME__MSG_STATUS_REPORT:
+		child_on_status(cl, f->status_report);
+		return;
+	case SITESYNC__FRAME__MSG_PULL_REQUEST:
+		if (cl->state == CL_READY) {
+			child_on_pull(cl, f->pull_request);
+			return;
+		}
+		snprintf(why, sizeof(why), "PullRequest while a pull is in progress");
+		break;
+	case SITESYNC__FRAME__MSG_ERROR:
+		CL_LOG(SS_LOG_WARNING, cl, "reports error %d: %s", f->error->code, f->error->message);
+		return;
+	default:
+		snprintf(why, sizeof(why), "unexpected %s from a child", frame_msg_name(f));
+		break;
+	}
+	CL_LOG(SS_LOG_WARNING, cl, "%s", why);
+	child_disconnect(cl, false, SS_EPROTO, why);
+}
+
+void child_link_notify_all(daemon_t *d, bool full)
+{
+	Sitesync__SyncRequest req = SITESYNC__SYNC_REQUEST__INIT;
+	req.version = d->version;
+	req.full = full;
+	req.top_version = d->top_version > d->version ? d->top_version : d->version;
+	frame_t f = SITESYNC__FRAME__INIT;
+	f.msg_case = SITESYNC__FRAME__MSG_SYNC_REQUEST;
+	f.sync_request = &req;
+	char list[256] = "";
+	size_t used = 0;
+	for (child_link_t *cl = d->children; cl; cl = cl->next) {
+		if (cl->state == CL_WAIT_HELLO)
+			continue;
+		if (conn_send(cl->conn, &f) != SS_EOK)
+			continue;
+		if (used + 6 < sizeof(list))
+			used += (size_t)snprintf(list + used, sizeof(list) - used, "%s%s",
+			                         used ? ", " : "", cl->site);
+	}
+	if (used)
+		daemon_message(d, SS_MSG_REQUEST_SENT, "info",
+		               "Sending sync request to child site(s): %s (version %" PRIu64 "%s)",
+		               list, d->version, full ? ", full" : "");
+}
+
+void child_link_drop(daemon_t *d, const char *site, const char *why)
+{
+	child_link_t *cl = d->children;
+	while (cl) {
+		child_link_t *next = cl->next;
+		if (strcmp(cl->site, site) == 0)
+			child_disconnect(cl, false, SS_EDENIED, why);
+		cl = next;
+	}
+}
+
+void child_link_free_all(daemon_t *d)
+{
+	while (d->children)
+		child_disconnect(d->children, false, 0, "shutting down");
+}

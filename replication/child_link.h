@@ -1,0 +1,65 @@
+/*
+ * A parent's session with one child site.
+ *
+ *   accept ──TLS──> WAIT_HELLO ──Hello──> READY ──PullRequest──> WAIT_SPOOL
+ *                                          ^                        │ stream ready
+ *                                          └──── end of stream ── STREAMING
+ *
+ * Each child has its own state and buffers: a slow or dead child delays
+ * nobody else. Ping, Pong and StatusReport are valid in every state after
+ * Hello; anything else out of place closes the session with an Error.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <time.h>
+
+#include "server/conn.h"
+
+struct daemon;
+struct spool;
+
+typedef enum {
+	CL_WAIT_HELLO,
+	CL_READY,
+	CL_WAIT_SPOOL,
+	CL_STREAMING,
+} child_state_t;
+
+typedef struct child_link {
+	struct child_link *next;
+	struct daemon *d;
+	conn_t *conn;
+	char site[4];
+	child_state_t state;
+	uint32_t proto;
+	uint64_t version;           /* version the child holds, as last told */
+	struct spool *spool;
+	FILE *stream;
+	uint64_t offset;
+	time_t connected_at;
+	time_t last_seen;
+} child_link_t;
+
+/*! \brief Take an accepted TLS connection; the site is checked once verified. */
+void child_link_accept(struct daemon *d, conn_t *c);
+
+/*! \brief Is \a site connected and past Hello? */
+bool child_link_connected(struct daemon *d, const char *site);
+
+/*! \brief Send SyncRequest for the current version to every ready child. */
+void child_link_notify_all(struct daemon *d, bool full);
+
+/*! \brief A spool finished: start streaming to the children waiting on it. */
+void child_link_spool_ready(struct daemon *d, struct spool *s);
+
+/*! \brief Close the session of \a site (no longer approved). */
+void child_link_drop(struct daemon *d, const char *site, const char *why);
+
+/*! \brief Close every session (shutdown). */
+void child_link_free_all(struct daemon *d);
+
+/*! \brief Number of connected children. */
+int child_link_count(struct daemon *d);

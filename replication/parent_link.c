@@ -1,0 +1,608 @@
+/* Child side of a replication link: dial, hello, pull, apply, report. */
+#include "replication/parent_link.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proto/version.h"
+#include "replication/apply.h"
+#include "replication/child_link.h"
+#include "replication/status.h"
+#include "server/conn.h"
+#include "server/daemon.h"
+#include "server/errcode.h"
+#include "server/log.h"
+#include "storage/db.h"
+
+typedef enum {
+	PL_IDLE,
+	PL_CONNECTING,
+	PL_HELLO,
+	PL_READY,
+	PL_PULLING,
+	PL_APPLYING,
+} pl_state_t;
+
+static const char *const pl_state_names[] = {
+	"idle", "connecting", "hello", "ready", "pulling", "applying",
+};
+
+struct parent_link {
+	/* Set by the caller. */
+	struct daemon *d;
+	/* Internal, starts at zero. */
+	conn_t *conn;
+	pl_state_t state;
+	char site[4];
+	uint64_t parent_version;
+	uint8_t parent_digest[32];
+	uint64_t digest_version;    /* version parent_digest belongs to */
+	bool have_digest;
+	time_t last_seen;
+	int attempts;
+	bool want_full;
+	bool connected_once;
+	struct event *retry_ev;
+	struct event *ping_ev;
+	uint64_t nonce;
+	FILE *stream;
+	char path[512];
+	apply_t *apply;             /* in flight; owned by the job until done */
+	bool freeing;               /* free once the apply job returns */
+};
+
+static void pl_conn_cb(conn_t *c, conn_event_t ev, const frame_t *f, void *arg);
+static void pl_schedule_connect(parent_link_t *p);
+
+static void pl_set_state(parent_link_t *p, pl_state_t s)
+{
+	if (p->state != s)
+		log_debug("parent link: %s -> %s", pl_state_names[p->state], pl_state_names[s]);
+	p->state = s;
+}
+
+const char *parent_link_site(const parent_link_t *p)
+{
+	return p->site;
+}
+
+uint64_t parent_link_version(const parent_link_t *p)
+{
+	return p->parent_version;
+}
+
+time_t parent_link_last_seen(const parent_link_t *p)
+{
+	return p->last_seen;
+}
+
+bool parent_link_busy(const parent_link_t *p)
+{
+	return p->state == PL_PULLING || p->state == PL_APPLYING;
+}
+
+Sitesync__LinkState parent_link_state(const parent_link_t *p)
+{
+	if (p->conn == NULL || p->state < PL_READY)
+		return SITESYNC__LINK_STATE__LINK_DOWN;
+	/* Silent for more than two heartbeats but not yet timed out. */
+	if (time(NULL) - p->last_seen > 2 * p->d->conf->heartbeat_seconds)
+		return SITESYNC__LINK_STATE__LINK_DEGRADED;
+	return SITESYNC__LINK_STATE__LINK_ACTIVE;
+}
+
+bool parent_link_digest(const parent_link_t *p, uint64_t *version, uint8_t digest[32])
+{
+	if (!p->have_digest || p->conn == NULL)
+		return false;
+	*version = p->digest_version;
+	memcpy(digest, p->parent_digest, 32);
+	return true;
+}
+
+static void pl_send(parent_link_t *p, const frame_t *f)
+{
+	if (p->conn && conn_send(p->conn, f) != SS_EOK)
+		log_warning("parent link: cannot queue %s", frame_msg_name(f));
+}
+
+void parent_link_report(parent_link_t *p)
+{
+	if (p->conn == NULL || p->state < PL_READY)
+		return;
+	Sitesync__StatusReport rep;
+	status_report_build(p->d, &rep);
+	frame_t f = SITESYNC__FRAME__INIT;
+	f.msg_case = SITESYNC__FRAME__MSG_STATUS_REPORT;
+	f.status_report = &rep;
+	pl_send(p, &f);
+	status_report_clear(&rep);
+}
+
+/* Drop the connection (and any partial pull); reconnect later. */
+static void pl_lost(parent_link_t *p, bool conn_gone, const char *why)
+{
+	daemon_t *d = p->d;
+	if (!conn_gone && p->conn)
+		conn_close(p->conn, 0, "%s", why);
+	p->conn = NULL;
+	if (p->stream) {
+		fclose(p->stream);
+		p->stream = NULL;
+	}
+	bool was_up = p->state >= PL_READY;
+	if (p->state == PL_PULLING) {
+		sync_status_t *s = &d->self;
+		s->state = SITESYNC__SYNC_STATE__SYNC_FAILED;
+		s->last_end = time(NULL);
+		s->last_error_code = ss_errnum(SS_ETRUNC);
+		snprintf(s->last_error, sizeof(s->last_error), "connection to parent lost during pull");
+		s->consecutive_failures++;
+	}
+	/* An apply in flight finishes on its own; the link just goes down. */
+	if (p->state != PL_APPLYING)
+		pl_set_state(p, PL_IDLE);
+	if (was_up) {
+		daemon_message(d, SS_MSG_PARENT_LOST, "warning", "Lost connection to parent %s: %s",
+		               p->site[0] ? p->site : d->conf->parent_address, why);
+		daemon_status_changed(d);
+	}
+	pl_schedule_connect(p);
+}
+
+static void pl_connect_cb(evutil_socket_t fd, short what, void *arg)
+{
+	parent_link_t *p = arg;
+	daemon_t *d = p->d;
+	if (p->conn)
+		return;
+	int ret = conn_connect(d->base, d->dns, d->tls_client, d->conf->parent_address, &p->conn);
+	if (ret != SS_EOK) {
+		log_warning("cannot dial parent %s: %s", d->conf->parent_address, ss_strerror(ret));
+		p->conn = NULL;
+		pl_schedule_connect(p);
+		return;
+	}
+	if (p->state != PL_APPLYING)
+		pl_set_state(p, PL_CONNECTING);
+	conn_track(p->conn, &d->live_conns);
+	conn_set_cb(p->conn, pl_conn_cb, p);
+}
+
+/* Exponential backoff from 0.5 s to reconnect_max, with jitter so a
+ * parent restart is not met by every child at the same instant. */
+static void pl_schedule_connect(parent_link_t *p)
+{
+	if (p->freeing)
+		return;
+	double base = 0.5;
+	for (int i = 0; i < p->attempts && base < p->d->conf->reconnect_max; i++)
+		base *= 2;
+	if (base > p->d->conf->reconnect_max)
+		base = p->d->conf->reconnect_max;
+	if (p->attempts == 0)
+		base = 0.05;
+	double delay = base * (0.5 + 0.5 * ((double)arc4random_uniform(1000) / 1000.0));
+	p->attempts++;
+	struct timeval tv = { (time_t)delay, (suseconds_t)((delay - (double)(time_t)delay) * 1e6) };
+	evtimer_add(p->retry_ev, &tv);
+}
+
+static void pl_send_hello(parent_link_t *p)
+{
+	daemon_t *d = p->d;
+	Sitesync__Hello h = SITESYNC__HELLO__INIT;
+	h.protocol_version = SS_PROTO_VERSION;
+	h.site = d->conf->site_code;
+	h.software_version = SS_SOFTWARE_VERSION;
+	h.catalog_version = d->version;
+	h.hierarchy_id.data = d->hierarchy_id;
+	h.hierarchy_id.len = sizeof(d->hierarchy_id);
+	frame_t f = SITESYNC__FRAME__INIT;
+	f.msg_case = SITESYNC__FRAME__MSG_HELLO;
+	f.hello = &h;
+	pl_send(p, &f);
+}
+
+static void pl_learn_top(parent_link_t *p, uint64_t top)
+{
+	daemon_t *d = p->d;
+	if (top > d->top_version) {
+		d->top_version = top;
+		if (top > d->version && d->self.behind_since == 0) {
+			d->self.behind_since = time(NULL);
+			daemon_status_changed(d);
+		}
+	}
+}
+
+static void pl_apply_done(int ret, void *arg);
+
+/* The loop leaves p->apply alone until pl_apply_done(). */
+static int pl_apply_work(PGconn *conn, void *arg)
+{
+	parent_link_t *p = arg;
+	return apply_stream(conn, p->apply);
+}
+
+static void pl_start_pull(parent_link_t *p)
+{
+	daemon_t *d = p->d;
+	p->stream = fopen(p->path, "wb");
+	if (p->stream == NULL) {
+		log_error("cannot write %s: %s", p->path, strerror(errno));
+		return;
+	}
+	setvbuf(p->stream, NULL, _IOFBF, 1 << 20);
+	Sitesync__PullRequest req = SITESYNC__PULL_REQUEST__INIT;
+	req.have_version = d->version;
+	req.full = p->want_full;
+	frame_t f = SITESYNC__FRAME__INIT;
+	f.msg_case = SITESYNC__FRAME__MSG_PULL_REQUEST;
+	f.pull_request = &req;
+	pl_send(p, &f);
+	pl_set_state(p, PL_PULLING);
+
+	sync_status_t *s = &d->self;
+	s->state = SITESYNC__SYNC_STATE__SYNC_SYNCING;
+	s->last_start = time(NULL);
+	s->progress_done = s->progress_total = 0;
+	daemon_synclog(d, "Starting sync");
+	daemon_message(d, SS_MSG_SYNC_STARTED, "info",
+	               "Performing sync on parent request: parent %s holds version %" PRIu64
+	               ", this site %" PRIu64 "%s", p->site, p->parent_version, d->version,
+	               p->want_full ? " (full snapshot)" : "");
+	daemon_status_changed(d);
+}
+
+void parent_link_kick(parent_link_t *p)
+{
+	daemon_t *d = p->d;
+	if (p->state != PL_READY || p->conn == NULL)
+		return;
+	if (p->parent_version > d->version || p->want_full) {
+		if (d->self.next_retry && time(NULL) < d->self.next_retry)
+			return;
+		pl_start_pull(p);
+	}
+}
+
+void parent_link_want_full(parent_link_t *p)
+{
+	p->want_full = true;
+}
+
+static void pl_on_hello(parent_link_t *p, const Sitesync__Hello *h)
+{
+	daemon_t *d = p->d;
+	if (h->protocol_version < SS_PROTO_MIN_VERSION || h->protocol_version > SS_PROTO_VERSION) {
+		log_error("parent speaks protocol version %u; this site %d to %d",
+		          h->protocol_version, SS_PROTO_MIN_VERSION, SS_PROTO_VERSION);
+		pl_lost(p, false, "protocol version mismatch");
+		return;
+	}
+	if (strcmp(h->site, conn_peer_site(p->conn)) != 0) {
+		log_error("parent Hello claims site '%.8s' but its certificate says %s",
+		          h->site, conn_peer_site(p->conn));
+		pl_lost(p, false, "parent identity mismatch");
+		return;
+	}
+	snprintf(p->site, sizeof(p->site), "%s", h->site);
+	p->parent_version = h->catalog_version;
+	p->attempts = 0;
+	conn_set_limit(p->conn, (size_t)d->conf->max_frame);
+	if (p->state != PL_APPLYING)
+		pl_set_state(p, PL_READY);
+	pl_learn_top(p, h->top_version);
+	daemon_message(d, SS_MSG_PARENT_CONNECTED, "info",
+	               "Connected to parent %s (%s), which holds version %" PRIu64,
+	               p->site, conn_peer_addr(p->conn), p->parent_version);
+	if (p->parent_version < d->version)
+		log_warning("parent %s holds version %" PRIu64 ", older than this site's %" PRIu64,
+		            p->site, p->parent_version, d->version);
+	parent_link_report(p);
+	daemon_status_changed(d);
+	parent_link_kick(p);
+}
+
+static void pl_stream_write(parent_link_t *p, const frame_t *f)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	if (p->stream == NULL)
+		return;
+	/* Store frames exactly as a stream file: the same reader applies them. */
+	if (frame_encode(f, &buf, &len) != SS_EOK || fwrite(buf, 1, len, p->stream) != len) {
+		log_error("cannot store pull stream in %s", p->path);
+		fclose(p->stream);
+		p->stream = NULL;
+	}
+	p->d->self.bytes_received += len;
+	free(buf);
+}
+
+static void pl_fail_sync(parent_link_t *p, int code, const char *msg)
+{
+	daemon_t *d = p->d;
+	sync_status_t *s = &d->self;
+	s->state = SITESYNC__SYNC_STATE__SYNC_FAILED;
+	s->last_end = time(NULL);
+	s->last_error_code = ss_errnum(code);
+	snprintf(s->last_error, sizeof(s->last_error), "%s", msg);
+	s->consecutive_failures++;
+	/* Back off: heartbeat * 2^(n-1), capped by the configured retry interval. */
+	long delay = d->conf->heartbeat_seconds;
+	for (uint32_t i = 1; i < s->consecutive_failures && delay < 60L * d->conf->retry_minutes; i++)
+		delay *= 2;
+	if (delay > 60L * d->conf->retry_minutes)
+		delay = 60L * d->conf->retry_minutes;
+	s->next_retry = time(NULL) + delay;
+	daemon_synclog(d, "Sync failed: %s. Will retry in %ld seconds", msg, delay);
+	daemon_message(d, SS_MSG_SYNC_FAILED, "error", "Sync failed: %s (error %d)", msg,
+	               s->last_error_code);
+	daemon_status_changed(d);
+}
+
+static void pl_on_pull_done(parent_link_t *p)
+{
+	daemon_t *d = p->d;
+	if (p->stream == NULL || fclose(p->stream) != 0) {
+		p->stream = NULL;
+		pl_fail_sync(p, SS_EIO, "cannot store the pull stream");
+		pl_set_state(p, PL_READY);
+		return;
+	}
+	p->stream = NULL;
+	apply_t *a = calloc(1, sizeof(*a));
+	if (a == NULL) {
+		pl_fail_sync(p, SS_ENOMEM, "out of memory");
+		pl_set_state(p, PL_READY);
+		return;
+	}
+	a->path = p->path;
+	a->limit = (size_t)d->conf->max_frame;
+	a->keep_versions = d->conf->keep_versions;
+	a->allow_same = p->want_full;
+	p->apply = a;
+	pl_set_state(p, PL_APPLYING);
+	daemon_message(d, SS_MSG_SYNC_WRITING, "info", "Writing the catalog into the site database");
+	if (db_submit(d->db, DB_BULK, pl_apply_work, pl_apply_done, p) != SS_EOK) {
+		p->apply = NULL;
+		free(a);
+		pl_fail_sync(p, SS_ENOMEM, "out of memory");
+		pl_set_state(p, PL_READY);
+	}
+}
+
+static void pl_apply_done(int ret, void *arg)
+{
+	parent_link_t *p = arg;
+	daemon_t *d = p->d;
+	apply_t *a = p->apply;
+	p->apply = NULL;
+	if (p->freeing) {
+		/* Shutting down: the result stands in the database, nothing to tell. */
+		free(a);
+		return;
+	}
+	pl_set_state(p, p->conn && p->site[0] ? PL_READY : PL_IDLE);
+	if (ret == SS_EOK) {
+		sync_status_t *s = &d->self;
+		time_t now = time(NULL);
+		s->state = SITESYNC__SYNC_STATE__SYNC_SUCCEEDED;
+		s->last_end = now;
+		s->last_success = now;
+		s->last_error_code = 0;
+		s->last_error[0] = '\0';
+		s->consecutive_failures = 0;
+		s->next_retry = 0;
+		s->added = a->added;
+		s->changed = a->changed;
+		s->removed = a->removed;
+		s->expired = a->expired;
+		s->progress_done = s->progress_total = a->upserts + a->deletes;
+		p->want_full = false;
+		long secs = (long)(now - s->last_start);
+		daemon_synclog(d, "Updated %" PRIu64 " items (%" PRIu64 " added, %" PRIu64 " changed, %"
+		               PRIu64 " removed), new catalog version is %" PRIu64 "%s",
+		               a->upserts + a->deletes, a->added, a->changed, a->removed, a->to,
+		               a->full ? " (full snapshot)" : "");
+		daemon_synclog(d, "Successfully synced site with parent %s, version %" PRIu64, p->site, a->to);
+		daemon_synclog(d, "Sync time: %ldd%02ldh%02ldm%02lds", secs / 86400, secs / 3600 % 24,
+		               secs / 60 % 60, secs % 60);
+		daemon_message(d, SS_MSG_SYNC_DONE, "info", "Synced with parent %s: version %" PRIu64
+		               ", %" PRIu64 " added, %" PRIu64 " changed, %" PRIu64 " removed",
+		               p->site, a->to, a->added, a->changed, a->removed);
+		daemon_version_committed(d, a->to, &a->digest, a->entries, a->full);
+	} else {
+		if (ret == SS_EDIGEST)
+			p->want_full = true;    /* repair with a snapshot next time */
+		pl_fail_sync(p, ret, a->err[0] ? a->err : ss_strerror(ret));
+	}
+	free(a);
+	parent_link_kick(p);
+}
+
+static void pl_on_frame(parent_link_t *p, const frame_t *f)
+{
+	daemon_t *d = p->d;
+	p->last_seen = time(NULL);
+	if (p->state == PL_HELLO || (p->state == PL_APPLYING && p->site[0] == '\0')) {
+		if (f->msg_case == SITESYNC__FRAME__MSG_HELLO) {
+			pl_on_hello(p, f->hello);
+			return;
+		}
+		if (f->msg_case == SITESYNC__FRAME__MSG_ERROR) {
+			log_error("parent refused this site: %s (error %d)", f->error->message, f->error->code);
+			sync_status_t *s = &d->self;
+			s->last_error_code = ss_errnum(f->error->code);
+			snprintf(s->last_error, sizeof(s->last_error), "parent refused: %s", f->error->message);
+			daemon_status_changed(d);
+			return;
+		}
+		pl_lost(p, false, "parent did not start with Hello");
+		return;
+	}
+	switch (f->msg_case) {
+	case SITESYNC__FRAME__MSG_SYNC_REQUEST:
+		if (f->sync_request->version > p->parent_version)
+			p->parent_version = f->sync_request->version;
+		pl_learn_top(p, f->sync_request->top_version);
+		if (f->sync_request->full)
+			p->want_full = true;
+		log_info("sync request from parent %s: version %" PRIu64 "%s", p->site,
+		         f->sync_request->version, f->sync_request->full ? " (full)" : "");
+		/* A request from the parent is a fresh reason to try again. */
+		d->self.next_retry = 0;
+		parent_link_kick(p);
+		return;
+	case SITESYNC__FRAME__MSG_PONG:
+		p->parent_version = f->pong->catalog_version;
+		if (f->pong->digest.len == 32) {
+			memcpy(p->parent_digest, f->pong->digest.data, 32);
+			p->digest_version = f->pong->catalog_version;
+			p->have_digest = true;
+		}
+		pl_learn_top(p, f->pong->top_version);
+		parent_link_kick(p);
+		return;
+	case SITESYNC__FRAME__MSG_PULL_START:
+	case SITESYNC__FRAME__MSG_BATCH:
+	case SITESYNC__FRAME__MSG_PULL_DONE:
+		if (p->state != PL_PULLING)
+			break;
+		pl_stream_write(p, f);
+		if (f->msg_case == SITESYNC__FRAME__MSG_PULL_START) {
+			d->self.progress_total = f->pull_start->upserts + f->pull_start->deletes;
+			if (f->pull_start->to_version > p->parent_version)
+				p->parent_version = f->pull_start->to_version;
+		} else if (f->msg_case == SITESYNC__FRAME__MSG_BATCH) {
+			d->self.progress_done += f->batch->n_entries + f->batch->n_deletes;
+		} else {
+			if (f->pull_done->digest.len == 32) {
+				memcpy(p->parent_digest, f->pull_done->digest.data, 32);
+				p->digest_version = f->pull_done->version;
+				p->have_digest = true;
+			}
+			pl_on_pull_done(p);
+		}
+		return;
+	case SITESYNC__FRAME__MSG_ERROR:
+		log_error("parent %s reports error %d: %s", p->site, f->error->code, f->error->message);
+		if (p->state == PL_PULLING) {
+			if (p->stream)
+				fclose(p->stream);
+			p->stream = NULL;
+			pl_set_state(p, PL_READY);
+			pl_fail_sync(p, f->error->code, f->error->message);
+		}
+		return;
+	default:
+		break;
+	}
+	char why[96];
+	snprintf(why, sizeof(why), "unexpected %s from parent", frame_msg_name(f));
+	log_warning("%s", why);
+	if (p->conn)
+		conn_close(p->conn, SS_EPROTO, "%s", why);
+	pl_lost(p, true, why);
+}
+
+static void pl_conn_cb(conn_t *c, conn_event_t ev, const frame_t *f, void *arg)
+{
+	parent_link_t *p = arg;
+	switch (ev) {
+	case CONN_EV_UP:
+		if (p->state != PL_APPLYING)
+			pl_set_state(p, PL_HELLO);
+		p->site[0] = '\0';
+		p->last_seen = time(NULL);
+		conn_set_idle_timeout(c, p->d->conf->heartbeat_timeout);
+		pl_send_hello(p);
+		return;
+	case CONN_EV_FRAME:
+		pl_on_frame(p, f);
+		return;
+	case CONN_EV_DRAIN:
+		return;
+	case CONN_EV_DOWN:
+		p->site[0] = p->site[0];
+		pl_lost(p, true, "connection closed");
+		return;
+	}
+}
+
+static void pl_ping_cb(evutil_socket_t fd, short what, void *arg)
+{
+	parent_link_t *p = arg;
+	if (p->conn == NULL || p->state < PL_READY)
+		return;
+	Sitesync__Ping ping = SITESYNC__PING__INIT;
+	ping.nonce = ++p->nonce;
+	ping.catalog_version = p->d->version;
+	frame_t f = SITESYNC__FRAME__INIT;
+	f.msg_case = SITESYNC__FRAME__MSG_PING;
+	f.ping = &ping;
+	pl_send(p, &f);
+	/* Keep reported_at fresh upstream, so silence means trouble. */
+	parent_link_report(p);
+	/* A failed sync waits for next_retry; the ping timer notices when it passes. */
+	parent_link_kick(p);
+}
+
+int parent_link_start(daemon_t *d, parent_link_t **out)
+{
+	parent_link_t *p = calloc(1, sizeof(*p));
+	if (p == NULL)
+		return SS_ENOMEM;
+	p->d = d;
+	snprintf(p->path, sizeof(p->path), "%s/pull.stream", d->conf->state_dir);
+	p->retry_ev = evtimer_new(d->base, pl_connect_cb, p);
+	p->ping_ev = event_new(d->base, -1, EV_PERSIST, pl_ping_cb, p);
+	if (p->retry_ev == NULL || p->ping_ev == NULL)
+		goto fail;
+	int every = d->conf->heartbeat_seconds < d->conf->poll_seconds ?
+	            d->conf->heartbeat_seconds : d->conf->poll_seconds;
+	struct timeval tv = { every, 0 };
+	if (event_add(p->ping_ev, &tv) != 0)
+		goto fail;
+	pl_schedule_connect(p);
+	*out = p;
+	return SS_EOK;
+fail:
+	if (p->retry_ev)
+		event_free(p->retry_ev);
+	if (p->ping_ev)
+		event_free(p->ping_ev);
+	free(p);
+	return SS_ENOMEM;
+}
+
+void parent_link_close(parent_link_t *p)
+{
+	if (p == NULL)
+		return;
+	p->freeing = true;
+	if (p->conn)
+		conn_close(p->conn, 0, "shutting down");
+	p->conn = NULL;
+	if (p->stream)
+		fclose(p->stream);
+	p->stream = NULL;
+	evtimer_del(p->retry_ev);
+	event_del(p->ping_ev);
+}
+
+void parent_link_free(parent_link_t *p)
+{
+	if (p == NULL)
+		return;
+	parent_link_close(p);
+	event_free(p->retry_ev);
+	event_free(p->ping_ev);
+	/* Called after the worker pool drained: no apply is in flight. */
+	free(p->apply);
+	free(p);
+}

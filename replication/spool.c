@@ -1,0 +1,153 @@
+/* Shared pull-stream files, produced by a database worker. */
+#include "replication/spool.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "replication/child_link.h"
+#include "server/daemon.h"
+#include "server/errcode.h"
+#include "server/log.h"
+#include "storage/db.h"
+
+int spool_dir_prepare(daemon_t *d, char *err, size_t errlen)
+{
+	char dir[512];
+	if (mkdir(d->conf->state_dir, 0750) != 0 && errno != EEXIST) {
+		snprintf(err, errlen, "cannot create %s: %s", d->conf->state_dir, strerror(errno));
+		return -errno;
+	}
+	snprintf(dir, sizeof(dir), "%s/spool", d->conf->state_dir);
+	if (mkdir(dir, 0750) != 0 && errno != EEXIST) {
+		snprintf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
+		return -errno;
+	}
+	DIR *dh = opendir(dir);
+	if (dh == NULL)
+		return SS_EOK;
+	struct dirent *de;
+	while ((de = readdir(dh)) != NULL) {
+		if (strstr(de->d_name, ".stream") == NULL)
+			continue;
+		char path[1024];
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		unlink(path);
+	}
+	closedir(dh);
+	return SS_EOK;
+}
+
+static void spool_destroy(daemon_t *d, spool_t *s)
+{
+	for (spool_t **pp = &d->spools; *pp; pp = &(*pp)->next) {
+		if (*pp == s) {
+			*pp = s->next;
+			break;
+		}
+	}
+	unlink(s->path);
+	free(s);
+}
+
+static int spool_produce_work(PGconn *conn, void *arg)
+{
+	spool_t *s = arg;
+	FILE *f = fopen(s->path, "wb");
+	if (f == NULL) {
+		snprintf(s->prod.err, sizeof(s->prod.err), "cannot write %s: %s", s->path, strerror(errno));
+		return -errno;
+	}
+	setvbuf(f, NULL, _IOFBF, 1 << 20);
+	int ret = stream_produce(conn, &s->prod, f);
+	if (fclose(f) != 0 && ret == SS_EOK)
+		ret = SS_EIO;
+	return ret;
+}
+
+static void spool_produce_done(int ret, void *arg)
+{
+	spool_t *s = arg;
+	daemon_t *d = s->d;
+	s->busy = false;
+	s->ret = ret;
+	s->state = ret == SS_EOK ? SPOOL_READY : SPOOL_FAILED;
+	if (ret == SS_EOK)
+		log_debug("produced stream %" PRIu64 "->%" PRIu64 "%s: %" PRIu64 " upserts, %" PRIu64
+		          " deletes, %" PRIu64 " bytes", s->prod.from, s->prod.to,
+		          s->prod.full ? " (snapshot)" : "", s->prod.upserts, s->prod.deletes, s->prod.bytes);
+	else
+		log_error("producing a pull stream from version %" PRIu64 " failed: %s", s->have, s->prod.err);
+	s->refs++;      /* hold it while waiters are told */
+	child_link_spool_ready(d, s);
+	spool_put(d, s);
+}
+
+spool_t *spool_get(daemon_t *d, uint64_t have, bool want_full)
+{
+	for (spool_t *s = d->spools; s; s = s->next) {
+		if (s->state != SPOOL_FAILED && s->at_version == d->version &&
+		    s->have == have && s->want_full == want_full) {
+			s->refs++;
+			return s;
+		}
+	}
+	spool_t *s = calloc(1, sizeof(*s));
+	if (s == NULL)
+		return NULL;
+	static const char *const kinds[] = { "delta", "full" };
+	s->d = d;
+	s->have = have;
+	s->want_full = want_full;
+	s->at_version = d->version;
+	s->state = SPOOL_PRODUCING;
+	s->refs = 1;
+	s->busy = true;
+	s->prod.have = have;
+	s->prod.want_full = want_full;
+	s->prod.batch_entries = d->conf->batch_entries;
+	/* Keep batches well inside the frame limit. */
+	s->prod.batch_bytes = (size_t)d->conf->max_frame / 4;
+	snprintf(s->path, sizeof(s->path), "%s/spool/%s-%" PRIu64 "-%" PRIu64 ".stream",
+	         d->conf->state_dir, kinds[want_full], have, d->version);
+	s->next = d->spools;
+	d->spools = s;
+	if (db_submit(d->db, DB_BULK, spool_produce_work, spool_produce_done, s) != SS_EOK) {
+		s->busy = false;
+		s->state = SPOOL_FAILED;
+		snprintf(s->prod.err, sizeof(s->prod.err), "out of memory");
+	}
+	return s;
+}
+
+void spool_put(daemon_t *d, spool_t *s)
+{
+	if (s == NULL)
+		return;
+	s->refs--;
+	if (s->refs <= 0 && !s->busy &&
+	    (s->state == SPOOL_FAILED || s->at_version != d->version))
+		spool_destroy(d, s);
+}
+
+void spool_gc(daemon_t *d)
+{
+	spool_t *s = d->spools;
+	while (s) {
+		spool_t *next = s->next;
+		if (s->refs <= 0 && !s->busy && s->at_version != d->version)
+			spool_destroy(d, s);
+		s = next;
+	}
+}
+
+void spool_free_all(daemon_t *d)
+{
+	while (d->spools)
+		spool_destroy(d, d->spools);
+}

@@ -1,0 +1,53 @@
+/*
+ * Parent-side cache of produced pull streams. Children asking for the same
+ * delta at the same catalog version share one database read and one file,
+ * so serving 250 children costs one scan, not 250.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "replication/stream.h"
+
+struct daemon;
+
+typedef enum {
+	SPOOL_PRODUCING,
+	SPOOL_READY,
+	SPOOL_FAILED,
+} spool_state_t;
+
+typedef struct spool {
+	struct spool *next;
+	struct daemon *d;
+	/* Key. */
+	uint64_t have;
+	bool want_full;
+	uint64_t at_version;        /* site's version when produced */
+	/* Internal. */
+	spool_state_t state;
+	int refs;                   /* child sessions using or waiting */
+	bool busy;                  /* a worker is writing the file */
+	int ret;
+	char path[512];
+	stream_produce_t prod;
+} spool_t;
+
+/*!
+ * \brief The stream from \a have to the current version, produced on first
+ * request. Takes a reference; release with spool_put().
+ */
+spool_t *spool_get(struct daemon *d, uint64_t have, bool want_full);
+
+/*! \brief Drop a reference; unused streams of older versions are deleted. */
+void spool_put(struct daemon *d, spool_t *s);
+
+/*! \brief Delete unused streams that no longer match the current version. */
+void spool_gc(struct daemon *d);
+
+/*! \brief Remove every stream (shutdown). */
+void spool_free_all(struct daemon *d);
+
+/*! \brief Make the spool directory and empty it of leftovers. */
+int spool_dir_prepare(struct daemon *d, char *err, size_t errlen);

@@ -1,0 +1,320 @@
+/* Subtree status rows: acceptance rules, relaying, JSON rendering. */
+#include "replication/status.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "proto/version.h"
+#include "replication/child_link.h"
+#include "replication/parent_link.h"
+#include "server/daemon.h"
+#include "server/log.h"
+
+status_table_t *status_table_new(void)
+{
+	return calloc(1, sizeof(status_table_t));
+}
+
+static void row_free(status_row_t *r)
+{
+	sitesync__site_status__free_unpacked(r->row, NULL);
+	free(r);
+}
+
+void status_table_free(status_table_t *t)
+{
+	if (t == NULL)
+		return;
+	status_row_t *r = t->head;
+	while (r) {
+		status_row_t *next = r->next;
+		row_free(r);
+		r = next;
+	}
+	free(t);
+}
+
+status_row_t *status_table_find(status_table_t *t, const char *site)
+{
+	for (status_row_t *r = t->head; r; r = r->next)
+		if (strcmp(r->site, site) == 0)
+			return r;
+	return NULL;
+}
+
+static Sitesync__SiteStatus *row_copy(const Sitesync__SiteStatus *src)
+{
+	size_t n = sitesync__site_status__get_packed_size(src);
+	uint8_t *buf = malloc(n ? n : 1);
+	if (buf == NULL)
+		return NULL;
+	sitesync__site_status__pack(src, buf);
+	Sitesync__SiteStatus *dst = sitesync__site_status__unpack(NULL, n, buf);
+	free(buf);
+	return dst;
+}
+
+static bool in_list(char (*list)[4], int n, const char *site)
+{
+	for (int i = 0; i < n; i++)
+		if (strcmp(list[i], site) == 0)
+			return true;
+	return false;
+}
+
+int status_accept_report(daemon_t *d, const char *child,
+                         const Sitesync__StatusReport *rep, int *refused,
+                         char first_refused[4])
+{
+	*refused = 0;
+	first_refused[0] = '\0';
+	int accepted = 0;
+	char (*allowed)[4] = calloc(rep->n_rows + 1, sizeof(*allowed));
+	if (allowed == NULL)
+		return 0;
+	int n_allowed = 0;
+	for (size_t i = 0; i < rep->n_rows; i++) {
+		const Sitesync__SiteStatus *in = rep->rows[i];
+		bool ok;
+		if (i == 0)
+			ok = strcmp(in->site, child) == 0;
+		else
+			ok = conf_site_code_valid(in->site) && in->parent &&
+			     in_list(allowed, n_allowed, in->parent) &&
+			     !in_list(allowed, n_allowed, in->site);
+		/* Our own row and rows another live child owns are not this child's to give. */
+		status_row_t *old = ok ? status_table_find(d->subtree, in->site) : NULL;
+		if (ok && strcmp(in->site, d->conf->site_code) == 0)
+			ok = false;
+		if (ok && old && strcmp(old->via, child) != 0 && child_link_connected(d, old->via))
+			ok = false;
+		if (!ok) {
+			if (*refused == 0)
+				snprintf(first_refused, 4, "%.3s", in->site ? in->site : "?");
+			(*refused)++;
+			continue;
+		}
+		Sitesync__SiteStatus *copy = row_copy(in);
+		if (copy == NULL)
+			break;
+		if (old == NULL) {
+			old = calloc(1, sizeof(*old));
+			if (old == NULL) {
+				sitesync__site_status__free_unpacked(copy, NULL);
+				break;
+			}
+			snprintf(old->site, sizeof(old->site), "%s", in->site);
+			old->next = d->subtree->head;
+			d->subtree->head = old;
+		} else {
+			sitesync__site_status__free_unpacked(old->row, NULL);
+		}
+		old->row = copy;
+		snprintf(old->via, sizeof(old->via), "%s", child);
+		old->received_at = time(NULL);
+		snprintf(allowed[n_allowed++], 4, "%s", in->site);
+		accepted++;
+	}
+	free(allowed);
+	return accepted;
+}
+
+void status_fill_self(daemon_t *d, Sitesync__SiteStatus *row)
+{
+	sitesync__site_status__init(row);
+	const sync_status_t *s = &d->self;
+	row->site = d->conf->site_code;
+	row->parent = d->parent ? (char *)parent_link_site(d->parent) : "";
+	if (conf_is_top(d->conf))
+		row->sync_source = d->conf->upstream_url ? d->conf->upstream_url : "";
+	else if (strcmp(d->conf->parent_mode, "disconnected") == 0)
+		row->sync_source = "import";
+	else
+		row->sync_source = d->conf->parent_address ? d->conf->parent_address : "";
+	row->state = s->state;
+	row->last_sync_start = s->last_start;
+	row->last_sync_end = s->last_end;
+	row->last_error_code = s->last_error_code;
+	row->last_error = (char *)s->last_error;
+	row->catalog_version = d->version;
+	row->parent_version = d->parent ? parent_link_version(d->parent) : d->version;
+	if (conf_is_top(d->conf))
+		row->link = SITESYNC__LINK_STATE__LINK_NONE;
+	else if (d->parent == NULL)
+		row->link = SITESYNC__LINK_STATE__LINK_DISCONNECTED;
+	else
+		row->link = parent_link_state(d->parent);
+	row->link_last_seen = d->parent ? parent_link_last_seen(d->parent) : 0;
+	row->added = s->added;
+	row->changed = s->changed;
+	row->removed = s->removed;
+	row->expired = s->expired;
+	row->software_version = SS_SOFTWARE_VERSION;
+	row->next_retry = s->next_retry;
+	row->consecutive_failures = s->consecutive_failures;
+	row->cert_expires = d->cert_expires;
+	row->reported_at = time(NULL);
+	row->version_reached_at = d->version_at;
+	row->bytes_received = s->bytes_received;
+	row->progress_done = s->progress_done;
+	row->progress_total = s->progress_total;
+	row->behind_since = d->version < d->top_version ? s->behind_since : 0;
+	row->top_version = d->top_version;
+}
+
+void status_report_build(daemon_t *d, Sitesync__StatusReport *rep)
+{
+	sitesync__status_report__init(rep);
+	size_t cap = 1;
+	for (status_row_t *r = d->subtree->head; r; r = r->next)
+		cap++;
+	rep->rows = calloc(cap, sizeof(*rep->rows));
+	Sitesync__SiteStatus *self = malloc(sizeof(*self));
+	if (rep->rows == NULL || self == NULL) {
+		free(rep->rows);
+		free(self);
+		rep->rows = NULL;
+		return;
+	}
+	status_fill_self(d, self);
+	rep->rows[rep->n_rows++] = self;
+	/* Breadth-first from this site, so a parent always precedes its children. */
+	for (size_t q = 0; q < rep->n_rows && rep->n_rows < cap; q++) {
+		const char *parent = rep->rows[q]->site;
+		for (status_row_t *r = d->subtree->head; r && rep->n_rows < cap; r = r->next)
+			if (r->row->parent && strcmp(r->row->parent, parent) == 0)
+				rep->rows[rep->n_rows++] = r->row;
+	}
+}
+
+void status_report_clear(Sitesync__StatusReport *rep)
+{
+	if (rep->rows && rep->n_rows > 0)
+		free(rep->rows[0]);    /* only the self row was allocated here */
+	free(rep->rows);
+	rep->rows = NULL;
+	rep->n_rows = 0;
+}
+
+const char *status_state_name(Sitesync__SyncState s)
+{
+	switch (s) {
+	case SITESYNC__SYNC_STATE__SYNC_SYNCING: return "syncing";
+	case SITESYNC__SYNC_STATE__SYNC_SUCCEEDED: return "succeeded";
+	case SITESYNC__SYNC_STATE__SYNC_FAILED: return "failed";
+	case SITESYNC__SYNC_STATE__SYNC_STALE: return "stale";
+	default: return "idle";
+	}
+}
+
+const char *status_link_name(Sitesync__LinkState l)
+{
+	switch (l) {
+	case SITESYNC__LINK_STATE__LINK_ACTIVE: return "active";
+	case SITESYNC__LINK_STATE__LINK_DEGRADED: return "degraded";
+	case SITESYNC__LINK_STATE__LINK_DOWN: return "down";
+	case SITESYNC__LINK_STATE__LINK_DISCONNECTED: return "disconnected";
+	default: return NULL;
+	}
+}
+
+json_t *status_time_json(time_t t)
+{
+	if (t <= 0)
+		return json_null();
+	struct tm tm;
+	char buf[32];
+	gmtime_r(&t, &tm);
+	strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	return json_string(buf);
+}
+
+static json_t *str_or_null(const char *s)
+{
+	return (s && s[0]) ? json_string(s) : json_null();
+}
+
+static json_t *row_json(daemon_t *d, const Sitesync__SiteStatus *r, bool self,
+                        bool direct, bool connected, uint64_t top, time_t now)
+{
+	const char *state = status_state_name(r->state);
+	const char *link = status_link_name(r->link);
+	if (direct) {
+		/* Our own view of a direct child's link beats what it last said. */
+		link = connected ? "active" : "down";
+	}
+	int64_t lag_v = top > r->catalog_version ? (int64_t)(top - r->catalog_version) : 0;
+	int64_t lag_s = (lag_v > 0 && r->behind_since > 0 && now > r->behind_since) ?
+	                now - r->behind_since : 0;
+	/* Silence longer than the heartbeat timeout, a dead link, or lagging
+	 * past the threshold all read as stale; a failure stays a failure. */
+	bool silent = !self && now - r->reported_at > d->conf->heartbeat_timeout + 1;
+	bool down = !self && direct && !connected;
+	bool lagging = lag_v > 0 && lag_s > d->conf->stale_seconds;
+	if (r->state != SITESYNC__SYNC_STATE__SYNC_FAILED && (silent || down || lagging))
+		state = "stale";
+	json_t *o = json_object();
+	json_object_set_new(o, "site", json_string(r->site));
+	json_object_set_new(o, "parent", str_or_null(r->parent));
+	json_object_set_new(o, "sync_source", str_or_null(r->sync_source));
+	json_object_set_new(o, "state", json_string(state));
+	json_object_set_new(o, "catalog_version", json_integer((json_int_t)r->catalog_version));
+	json_object_set_new(o, "parent_version", json_integer((json_int_t)r->parent_version));
+	json_object_set_new(o, "lag_versions", json_integer(lag_v));
+	json_object_set_new(o, "lag_seconds", json_integer(lag_s));
+	json_object_set_new(o, "link", link ? json_string(link) : json_null());
+	json_object_set_new(o, "link_last_seen", status_time_json(r->link_last_seen));
+	json_object_set_new(o, "last_sync_start", status_time_json(r->last_sync_start));
+	json_object_set_new(o, "last_sync_end", status_time_json(r->last_sync_end));
+	json_object_set_new(o, "last_error_code", json_integer(r->last_error_code));
+	json_object_set_new(o, "last_error", str_or_null(r->last_error));
+	json_object_set_new(o, "next_retry", status_time_json(r->next_retry));
+	json_object_set_new(o, "consecutive_failures", json_integer(r->consecutive_failures));
+	json_object_set_new(o, "added", json_integer((json_int_t)r->added));
+	json_object_set_new(o, "changed", json_integer((json_int_t)r->changed));
+	json_object_set_new(o, "removed", json_integer((json_int_t)r->removed));
+	json_object_set_new(o, "expired", json_integer((json_int_t)r->expired));
+	json_object_set_new(o, "version", str_or_null(r->software_version));
+	json_object_set_new(o, "cert_expires", status_time_json(r->cert_expires));
+	json_object_set_new(o, "reported_at", status_time_json(r->reported_at));
+	json_object_set_new(o, "bytes_received", json_integer((json_int_t)r->bytes_received));
+	json_object_set_new(o, "progress_done", json_integer((json_int_t)r->progress_done));
+	json_object_set_new(o, "progress_total", json_integer((json_int_t)r->progress_total));
+	if (r->state == SITESYNC__SYNC_STATE__SYNC_SUCCEEDED)
+		json_object_set_new(o, "last_success", status_time_json(r->last_sync_end));
+	return o;
+}
+
+json_t *status_json(daemon_t *d)
+{
+	Sitesync__StatusReport rep;
+	status_report_build(d, &rep);
+	time_t now = time(NULL);
+	uint64_t top = d->top_version > d->version ? d->top_version : d->version;
+	json_t *sites = json_array();
+	for (size_t i = 0; i < rep.n_rows; i++) {
+		const Sitesync__SiteStatus *r = rep.rows[i];
+		bool self = i == 0;
+		bool direct = !self && r->parent && strcmp(r->parent, d->conf->site_code) == 0;
+		bool connected = direct && child_link_connected(d, r->site);
+		json_array_append_new(sites, row_json(d, r, self, direct, connected, top, now));
+	}
+	/* Approved children never heard from still belong in the view. */
+	for (size_t i = 0; i < d->n_approved; i++) {
+		if (status_table_find(d->subtree, d->approved[i]))
+			continue;
+		Sitesync__SiteStatus ghost = SITESYNC__SITE_STATUS__INIT;
+		ghost.site = d->approved[i];
+		ghost.parent = d->conf->site_code;
+		bool connected = child_link_connected(d, ghost.site);
+		ghost.reported_at = connected ? now : 0;
+		json_array_append_new(sites, row_json(d, &ghost, false, true, connected, top, now));
+	}
+	status_report_clear(&rep);
+	json_t *o = json_object();
+	json_object_set_new(o, "site", json_string(d->conf->site_code));
+	json_object_set_new(o, "top_version", json_integer((json_int_t)top));
+	json_object_set_new(o, "generated_at", status_time_json(now));
+	json_object_set_new(o, "sites", sites);
+	return o;
+}

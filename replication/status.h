@@ -1,0 +1,66 @@
+/*
+ * Status of this site and its subtree (DESIGN §4). Each child reports its
+ * own row and its subtree's rows; a parent keeps the latest row per site,
+ * accepting rows only for sites below the child that sent them, and relays
+ * everything upwards parents-first.
+ */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <time.h>
+
+#include "proto/sitesync.pb-c.h"
+
+struct daemon;
+
+typedef struct status_row {
+	struct status_row *next;
+	char site[4];
+	char via[4];                    /* child that reported it */
+	Sitesync__SiteStatus *row;      /* owned deep copy */
+	time_t received_at;
+} status_row_t;
+
+typedef struct status_table {
+	status_row_t *head;
+} status_table_t;
+
+status_table_t *status_table_new(void);
+void status_table_free(status_table_t *t);
+
+/*! \brief Row of \a site, or NULL. */
+status_row_t *status_table_find(status_table_t *t, const char *site);
+
+/*!
+ * \brief Take the rows of a child's report. The first row must be the
+ * child's own; every other row's parent must be a site already accepted
+ * from this report. Rows for sites owned by another connected child are
+ * refused.
+ * \param refused  Output: how many rows were refused (first refused site
+ *                 code copied into \a first_refused).
+ * \return rows accepted.
+ */
+int status_accept_report(struct daemon *d, const char *child,
+                         const Sitesync__StatusReport *rep, int *refused,
+                         char first_refused[4]);
+
+/*! \brief Fill this site's own row (strings point into \a d; do not free). */
+void status_fill_self(struct daemon *d, Sitesync__SiteStatus *row);
+
+/*!
+ * \brief Build a StatusReport: own row, then the subtree parents-first.
+ * Free with status_report_clear().
+ */
+void status_report_build(struct daemon *d, Sitesync__StatusReport *rep);
+void status_report_clear(Sitesync__StatusReport *rep);
+
+/*! \brief The DESIGN §9 status object (new reference). */
+json_t *status_json(struct daemon *d);
+
+/*! \brief "idle", "syncing", ... */
+const char *status_state_name(Sitesync__SyncState s);
+const char *status_link_name(Sitesync__LinkState l);
+
+/*! \brief ISO 8601 UTC ("2026-11-24T02:00:20Z") or JSON null for 0. */
+json_t *status_time_json(time_t t);

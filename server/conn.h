@@ -1,0 +1,74 @@
+/*
+ * One TLS connection: socket + bufferevent + SSL + frame reader. Delivers
+ * a small event enum to its owner's single callback. Connections free
+ * themselves (deferred, never under libevent's feet): after CONN_EV_DOWN
+ * or conn_close() the owner must drop its pointer.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <event2/event.h>
+#include <openssl/ssl.h>
+
+#include "proto/frame.h"
+
+struct evdns_base;
+
+typedef struct conn conn_t;
+
+typedef enum {
+	CONN_EV_UP,      /* handshake done, peer verified; conn_peer_site() valid */
+	CONN_EV_FRAME,   /* one decoded frame (valid during the callback only) */
+	CONN_EV_DRAIN,   /* output fell below the drain mark asked for */
+	CONN_EV_DOWN,    /* closed by the peer or by an error; conn is gone */
+} conn_event_t;
+
+typedef void (*conn_event_cb)(conn_t *c, conn_event_t ev, const frame_t *f,
+                              void *arg);
+
+/*! \brief Wrap an accepted socket; the TLS handshake starts at once. */
+conn_t *conn_accept(struct event_base *base, SSL_CTX *ctx, evutil_socket_t fd,
+                    const struct sockaddr *sa, int salen);
+
+/*! \brief Dial "host:port" (numeric or name) with TLS. */
+int conn_connect(struct event_base *base, struct evdns_base *dns, SSL_CTX *ctx,
+                 const char *hostport, conn_t **out)
+	__attribute__((warn_unused_result));
+
+void conn_set_cb(conn_t *c, conn_event_cb cb, void *arg);
+
+/*! \brief Largest frame body accepted from now on. */
+void conn_set_limit(conn_t *c, size_t limit);
+
+/*! \brief Close when nothing arrives for \a seconds (0 = never). */
+void conn_set_idle_timeout(conn_t *c, int seconds);
+
+/*! \brief Queue one frame. */
+int conn_send(conn_t *c, const frame_t *f);
+
+/*! \brief Queue bytes that are already framed (a spooled pull stream). */
+int conn_send_raw(conn_t *c, const void *data, size_t len);
+
+/*! \brief Bytes queued for sending. */
+size_t conn_pending_out(const conn_t *c);
+
+/*! \brief Ask for one CONN_EV_DRAIN when queued output <= \a low bytes. */
+void conn_want_drain(conn_t *c, size_t low);
+
+/*!
+ * \brief Close from the owner's side: if \a code is non-zero an Error frame
+ * carrying it and the message is sent first. No further callbacks.
+ */
+void conn_close(conn_t *c, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/*! \brief Count this connection in *live until it is freed (shutdown waits on it). */
+void conn_track(conn_t *c, int *live);
+
+const char *conn_peer_site(const conn_t *c);
+const char *conn_peer_addr(const conn_t *c);
+uint64_t conn_bytes_in(const conn_t *c);
+uint64_t conn_bytes_out(const conn_t *c);

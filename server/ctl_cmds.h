@@ -1,0 +1,14 @@
+/*
+ * Handlers of the control socket's commands (one per CLI command).
+ */
+#pragma once
+
+#include <stddef.h>
+
+struct daemon;
+
+/*! \brief Register every command on d->ctl. */
+int ctl_cmds_register(struct daemon *d);
+
+/*! \brief Load the approved children from the database (startup). */
+int ctl_cmds_load_children(struct daemon *d, void *pgconn, char *err, size_t errlen);

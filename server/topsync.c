@@ -1,0 +1,208 @@
+/* Driving upstream syncs at the top site: manual, scheduled, retried. */
+#include "server/topsync.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "replication/child_link.h"
+#include "server/daemon.h"
+#include "server/errcode.h"
+#include "server/log.h"
+#include "server/schedule.h"
+#include "storage/db.h"
+#include "upstream/sync.h"
+
+bool topsync_running(const daemon_t *d)
+{
+	return d->upstream != NULL;
+}
+
+static void topsync_done(int ret, void *arg)
+{
+	upstream_job_t *job = arg;
+	daemon_t *d = job->owner;
+	sync_status_t *s = &d->self;
+	time_t now = time(NULL);
+	long secs = (long)(now - s->last_start);
+	s->last_end = now;
+	if (ret == SS_EOK) {
+		s->state = SITESYNC__SYNC_STATE__SYNC_SUCCEEDED;
+		s->last_success = now;
+		s->last_error_code = 0;
+		s->last_error[0] = '\0';
+		s->consecutive_failures = 0;
+		s->next_retry = 0;
+		s->progress_done = s->progress_total = job->entries_seen;
+		if (job->not_modified) {
+			daemon_synclog(d, "Fetched catalog: not modified (304), version stays %" PRIu64, d->version);
+		} else {
+			daemon_synclog(d, "Fetched catalog, %" PRIu64 " entries (%" PRIu64 " bytes), %" PRIu64
+			               " selected", job->entries_seen, job->fetched_bytes, job->selected);
+		}
+		if (job->unchanged) {
+			s->added = s->changed = s->removed = s->expired = 0;
+			daemon_message(d, SS_MSG_UNCHANGED, "info", "Catalog unchanged, version stays %" PRIu64,
+			               d->version);
+			if (job->full)
+				child_link_notify_all(d, true);
+		} else {
+			s->added = job->added;
+			s->changed = job->changed;
+			s->removed = job->removed;
+			s->expired = job->expired;
+			daemon_synclog(d, "Updated %" PRIu64 " items (%" PRIu64 " added, %" PRIu64 " changed, %"
+			               PRIu64 " removed), new catalog version is %" PRIu64,
+			               job->added + job->changed + job->removed, job->added, job->changed,
+			               job->removed, job->version);
+			daemon_message(d, SS_MSG_SYNC_DONE, "info", "Synced from upstream: version %" PRIu64
+			               ", %" PRIu64 " added, %" PRIu64 " changed, %" PRIu64 " removed",
+			               job->version, job->added, job->changed, job->removed);
+			daemon_version_committed(d, job->version, &job->digest, job->entries, job->full);
+		}
+		daemon_synclog(d, "Sync time: %ldd%02ldh%02ldm%02lds", secs / 86400, secs / 3600 % 24,
+		               secs / 60 % 60, secs % 60);
+	} else {
+		s->state = SITESYNC__SYNC_STATE__SYNC_FAILED;
+		s->last_error_code = ss_errnum(ret);
+		snprintf(s->last_error, sizeof(s->last_error), "%s", job->err);
+		s->consecutive_failures++;
+		long delay = 60L * d->conf->retry_minutes;
+		s->next_retry = now + delay;
+		struct timeval tv = { delay, 0 };
+		evtimer_add(d->retry_ev, &tv);
+		daemon_synclog(d, "Sync failed: %s. Will retry in %ld minutes", job->err, delay / 60);
+		daemon_message(d, SS_MSG_SYNC_FAILED, "error", "Sync from upstream failed: %s (error %d)",
+		               job->err, s->last_error_code);
+	}
+	upstream_job_free(job);
+	d->upstream = NULL;
+	daemon_status_changed(d);
+	if (d->sync_again) {
+		bool full = d->sync_again_full;
+		d->sync_again = d->sync_again_full = false;
+		topsync_start(d, full);
+	}
+}
+
+int topsync_start(daemon_t *d, bool full)
+{
+	if (!conf_is_top(d->conf))
+		return SS_ENOTTOP;
+	if (d->conf->upstream_url == NULL)
+		return SS_ECONFIG;
+	if (d->upstream) {
+		d->sync_again = true;
+		d->sync_again_full |= full;
+		return SS_EOK;
+	}
+	upstream_job_t *job = calloc(1, sizeof(*job));
+	if (job == NULL)
+		return SS_ENOMEM;
+	job->owner = d;
+	const conf_t *c = d->conf;
+	/* Own copies: a SIGHUP reload may free the configuration meanwhile. */
+	job->url = strdup(c->upstream_url);
+	job->ca_file = c->upstream_ca ? strdup(c->upstream_ca) : NULL;
+	job->proxy = c->upstream_proxy ? strdup(c->upstream_proxy) : NULL;
+	job->connect_timeout = c->upstream_connect_timeout;
+	job->timeout = c->upstream_timeout;
+	job->state_dir = strdup(c->state_dir);
+	if (job->url == NULL || job->state_dir == NULL) {
+		upstream_job_free(job);
+		return SS_ENOMEM;
+	}
+	job->full = full;
+	job->keep_versions = c->keep_versions;
+	d->upstream = job;
+	sync_status_t *s = &d->self;
+	s->state = SITESYNC__SYNC_STATE__SYNC_SYNCING;
+	s->last_start = time(NULL);
+	s->progress_done = s->progress_total = 0;
+	evtimer_del(d->retry_ev);
+	daemon_synclog(d, "Starting sync%s", full ? " (full)" : "");
+	daemon_message(d, SS_MSG_SYNC_STARTED, "info", "Sync from upstream %s started%s",
+	               c->upstream_url, full ? " (full)" : "");
+	daemon_message(d, SS_MSG_SYNC_FETCHING, "info", "Fetching the upstream catalog");
+	if (db_submit(d->db, DB_BULK, upstream_sync_work, topsync_done, job) != SS_EOK) {
+		d->upstream = NULL;
+		upstream_job_free(job);
+		return SS_ENOMEM;
+	}
+	daemon_status_changed(d);
+	return SS_EOK;
+}
+
+static void topsync_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	daemon_t *d = arg;
+	log_notice("retrying the failed upstream sync");
+	topsync_start(d, false);
+}
+
+static void topsync_arm(daemon_t *d);
+
+static void topsync_schedule_cb(evutil_socket_t fd, short what, void *arg)
+{
+	daemon_t *d = arg;
+	log_notice("scheduled upstream sync (%s)", d->conf->schedule_cron);
+	topsync_start(d, false);
+	topsync_arm(d);
+}
+
+static void topsync_arm(daemon_t *d)
+{
+	const schedule_t *sc = d->schedule;
+	time_t now = time(NULL);
+	time_t next = schedule_next(sc, now, d->conf->schedule_utc);
+	if (next == (time_t)-1) {
+		log_warning("schedule '%s' never fires", d->conf->schedule_cron);
+		return;
+	}
+	d->next_run = next;
+	struct timeval tv = { next - now, 0 };
+	evtimer_add(d->schedule_ev, &tv);
+}
+
+int topsync_schedule_init(daemon_t *d, char *err, size_t errlen)
+{
+	d->retry_ev = evtimer_new(d->base, topsync_retry_cb, d);
+	if (d->retry_ev == NULL)
+		return SS_ENOMEM;
+	if (d->conf->schedule_cron == NULL || !conf_is_top(d->conf))
+		return SS_EOK;
+	schedule_t *sc = calloc(1, sizeof(*sc));
+	if (sc == NULL)
+		return SS_ENOMEM;
+	int ret = schedule_parse(d->conf->schedule_cron, sc, err, errlen);
+	if (ret != SS_EOK) {
+		free(sc);
+		return ret;
+	}
+	d->schedule = sc;
+	d->schedule_ev = evtimer_new(d->base, topsync_schedule_cb, d);
+	if (d->schedule_ev == NULL)
+		return SS_ENOMEM;
+	topsync_arm(d);
+	/* A run that fell due while the daemon was down runs now. */
+	time_t missed = d->last_upstream_sync > 0 ?
+		schedule_missed(sc, d->last_upstream_sync, time(NULL), d->conf->schedule_utc) : 0;
+	if (missed > 0) {
+		log_notice("the scheduled sync of %lld was missed while the daemon was down: running it now",
+		           (long long)missed);
+		topsync_start(d, false);
+	}
+	return SS_EOK;
+}
+
+void topsync_free(daemon_t *d)
+{
+	if (d->retry_ev)
+		event_free(d->retry_ev);
+	if (d->schedule_ev)
+		event_free(d->schedule_ev);
+	free(d->schedule);
+	upstream_job_free(d->upstream);
+	d->upstream = NULL;
+}

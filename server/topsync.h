@@ -1,0 +1,24 @@
+/*
+ * Upstream syncs at the top site: started by the schedule, by
+ * `sitesync sync`, or by the retry timer after a failure; one at a time.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct daemon;
+
+/*!
+ * \brief Start an upstream sync now, or queue one if a sync is running.
+ * \return SS_EOK, SS_ENOTTOP on a site with a parent.
+ */
+int topsync_start(struct daemon *d, bool full);
+
+/*! \brief Arm the cron schedule; runs a missed run now. */
+int topsync_schedule_init(struct daemon *d, char *err, size_t errlen);
+
+/*! \brief Items parsed by the running sync (progress). */
+bool topsync_running(const struct daemon *d);
+
+void topsync_free(struct daemon *d);

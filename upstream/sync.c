@@ -1,0 +1,339 @@
+/* Upstream catalog to catalog version: fetch, stage, filter, diff, commit. */
+#include "upstream/sync.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "proto/sitesync.pb-c.h"
+#include "replication/apply.h"
+#include "replication/entry.h"
+#include "server/errcode.h"
+#include "storage/copy.h"
+#include "storage/db.h"
+#include "upstream/catalog.h"
+#include "upstream/fetch.h"
+
+#define COPY_FLUSH_BYTES (1u << 20)
+
+const char *upstream_file_path(const char *url)
+{
+	if (strncmp(url, "file://", 7) != 0)
+		return NULL;
+	const char *p = url + 7;
+	/* file://localhost/path and file:///path both name /path. */
+	if (strncmp(p, "localhost/", 10) == 0)
+		p += 9;
+	return p;
+}
+
+void upstream_job_free(upstream_job_t *job)
+{
+	if (job == NULL)
+		return;
+	free(job->url);
+	free(job->ca_file);
+	free(job->proxy);
+	free(job->state_dir);
+	free(job);
+}
+
+typedef struct {
+	PGconn *conn;
+	upstream_job_t *job;
+	copybuf_t cb;
+	uint8_t *packed;
+	size_t packed_cap;
+	int ret;
+} stage_ctx_t;
+
+static int stage_entry_cb(const Sitesync__UpdateContent *u, void *arg)
+{
+	stage_ctx_t *s = arg;
+	size_t n = sitesync__update_content__get_packed_size(u);
+	if (n > s->packed_cap) {
+		uint8_t *nb = realloc(s->packed, n);
+		if (nb == NULL)
+			return SS_ENOMEM;
+		s->packed = nb;
+		s->packed_cap = n;
+	}
+	sitesync__update_content__pack(u, s->packed);
+	uint8_t h[SS_DIGEST_LEN];
+	/* Revision 0 here: the real one is assigned by the diff below. */
+	int ret = entry_copy_row(&s->cb, u->update_id, 0, s->packed, n, h, NULL);
+	if (ret != SS_EOK) {
+		snprintf(s->job->err, sizeof(s->job->err), "package %.40s has an invalid id", u->update_id);
+		return ret;
+	}
+	copy_end_row(&s->cb);
+	atomic_fetch_add(&s->job->parsed, 1);
+	return copy_flush(s->conn, &s->cb, COPY_FLUSH_BYTES, s->job->err, sizeof(s->job->err));
+}
+
+static int get_setting(PGconn *conn, const char *key, char **out, char *err, size_t errlen)
+{
+	PGresult *r = NULL;
+	const char *p[] = { key };
+	*out = NULL;
+	int ret = db_query(conn, "SELECT value FROM settings WHERE key = $1", 1, p, &r, err, errlen);
+	if (ret == SS_EOK && PQntuples(r) == 1)
+		*out = strdup(PQgetvalue(r, 0, 0));
+	PQclear(r);
+	return ret;
+}
+
+static int set_setting(PGconn *conn, const char *key, const char *value, char *err, size_t errlen)
+{
+	const char *p[] = { key, value ? value : "" };
+	return db_execp(conn, "INSERT INTO settings (key, value) VALUES ($1, $2) "
+	                "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value", 2, p, err, errlen);
+}
+
+static int sum_hashes(PGconn *conn, const char *sql, digest_t *d, char *err, size_t errlen)
+{
+	PGresult *r = NULL;
+	int ret = db_query(conn, sql, 0, NULL, &r, err, errlen);
+	if (ret != SS_EOK)
+		return ret;
+	for (int i = 0; i < PQntuples(r) && ret == SS_EOK; i++) {
+		size_t n = 0;
+		unsigned char *h = PQunescapeBytea((const unsigned char *)PQgetvalue(r, i, 0), &n);
+		if (h && n == SS_DIGEST_LEN)
+			digest_add(d, h);
+		else
+			ret = SS_EDB;
+		PQfreemem(h);
+	}
+	PQclear(r);
+	return ret;
+}
+
+/* Known WSUS classification ids get their names; others keep the id. */
+static const char *const SQL_CATEGORIES =
+	"INSERT INTO categories (kind, id, title) "
+	"SELECT DISTINCT 'vendor', vendor, vendor FROM ss_up WHERE vendor <> '' "
+	"UNION SELECT DISTINCT 'product', p, p FROM ss_up, unnest(products) p "
+	"UNION SELECT DISTINCT 'classification', classification, CASE classification "
+	"  WHEN '0fa1201d-4330-4fa8-8ae9-b877473b6441' THEN 'Security Updates' "
+	"  WHEN 'e6cf1350-c01b-414d-a61f-263d14d133b4' THEN 'Critical Updates' "
+	"  WHEN 'cd5ffd1e-e932-4e3a-bf74-18bf0b1bbd83' THEN 'Updates' "
+	"  WHEN 'b54e7d24-7add-428f-8b75-90a396fa584f' THEN 'Feature Packs' "
+	"  WHEN '28bc880e-0592-4cbf-8f95-c79b17911d5f' THEN 'Update Rollups' "
+	"  WHEN '68c5b0a3-d1a6-4553-ae49-01d3a7827828' THEN 'Service Packs' "
+	"  WHEN 'ebfc1fc5-71a4-4f7b-9aca-3b9a503104a0' THEN 'Drivers' "
+	"  WHEN 'b4832bd8-e735-4761-8daf-37f882276dab' THEN 'Tools' "
+	"  ELSE classification END FROM ss_up WHERE classification <> '' "
+	"UNION SELECT DISTINCT 'language', l, l FROM ss_up, unnest(languages) l "
+	"ON CONFLICT (kind, id) DO NOTHING";
+
+/* A kind with nothing selected is not filtered; language-neutral entries
+ * pass any language selection. */
+static const char *const SQL_SELECT =
+	"CREATE TEMP TABLE ss_sel ON COMMIT DROP AS "
+	"SELECT DISTINCT ON (update_id) s.* FROM ss_up s WHERE "
+	"(NOT EXISTS (SELECT 1 FROM categories WHERE kind = 'product' AND selected) "
+	"  OR s.products && ARRAY(SELECT id FROM categories WHERE kind = 'product' AND selected)) "
+	"AND (NOT EXISTS (SELECT 1 FROM categories WHERE kind = 'classification' AND selected) "
+	"  OR s.classification IN (SELECT id FROM categories WHERE kind = 'classification' AND selected)) "
+	"AND (NOT EXISTS (SELECT 1 FROM categories WHERE kind = 'language' AND selected) "
+	"  OR s.languages = '{}' "
+	"  OR s.languages && ARRAY(SELECT id FROM categories WHERE kind = 'language' AND selected)) "
+	"ORDER BY update_id; "
+	"CREATE UNIQUE INDEX ON ss_sel (update_id); ANALYZE ss_sel";
+
+/* a = added, c = changed (content differs: revision + 1), r = removed.
+ * Imported updates are never removed by an upstream sync. */
+static const char *const SQL_DIFF =
+	"CREATE TEMP TABLE ss_diff ON COMMIT DROP AS "
+	"SELECT s.update_id, CASE WHEN u.update_id IS NULL THEN 'a' ELSE 'c' END AS kind, "
+	"  coalesce(u.revision, 0) + 1 AS revision "
+	"FROM ss_sel s LEFT JOIN updates u USING (update_id) "
+	"WHERE u.update_id IS NULL OR u.content <> s.content "
+	"UNION ALL "
+	"SELECT u.update_id, 'r', 0 FROM updates u WHERE u.source = 'upstream' "
+	"  AND NOT EXISTS (SELECT 1 FROM ss_sel s WHERE s.update_id = u.update_id); "
+	"CREATE UNIQUE INDEX ON ss_diff (update_id); ANALYZE ss_diff";
+
+static int stage_catalog(PGconn *conn, upstream_job_t *job, const char *path)
+{
+	stage_ctx_t s = { .conn = conn, .job = job };
+	copy_init(&s.cb);
+	int ret = db_exec(conn, "CREATE TEMP TABLE ss_up (LIKE updates INCLUDING DEFAULTS) ON COMMIT DROP",
+	                  job->err, sizeof(job->err));
+	if (ret != SS_EOK)
+		return ret;
+	PGresult *r = PQexec(conn, "COPY ss_up (" ENTRY_COPY_COLUMNS ") FROM STDIN");
+	if (PQresultStatus(r) != PGRES_COPY_IN) {
+		db_errcopy(PQresultErrorMessage(r), job->err, sizeof(job->err));
+		PQclear(r);
+		return SS_EDB;
+	}
+	PQclear(r);
+	catalog_stats_t stats = { 0 };
+	char perr[256] = "";
+	atomic_store(&job->phase, 1);
+	ret = catalog_parse_file(path, stage_entry_cb, &s, &stats, perr, sizeof(perr));
+	if (ret != SS_EOK && job->err[0] == '\0')
+		snprintf(job->err, sizeof(job->err), "%s", perr[0] ? perr : ss_strerror(ret));
+	int fin = copy_finish(conn, &s.cb, ret == SS_EOK ? job->err : NULL,
+	                      ret == SS_EOK ? sizeof(job->err) : 0);
+	copy_clear(&s.cb);
+	free(s.packed);
+	job->entries_seen = stats.entries;
+	return ret != SS_EOK ? ret : fin;
+}
+
+static int count_diff(PGconn *conn, upstream_job_t *job)
+{
+	PGresult *r = NULL;
+	int ret = db_query(conn, "SELECT (SELECT count(*) FROM ss_sel), "
+	                   "count(*) FILTER (WHERE kind = 'a'), count(*) FILTER (WHERE kind = 'c'), "
+	                   "count(*) FILTER (WHERE kind = 'r') FROM ss_diff",
+	                   0, NULL, &r, job->err, sizeof(job->err));
+	if (ret != SS_EOK)
+		return ret;
+	job->selected = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+	job->added = strtoull(PQgetvalue(r, 0, 1), NULL, 10);
+	job->changed = strtoull(PQgetvalue(r, 0, 2), NULL, 10);
+	job->removed = strtoull(PQgetvalue(r, 0, 3), NULL, 10);
+	PQclear(r);
+	return SS_EOK;
+}
+
+static int commit_changes(PGconn *conn, upstream_job_t *job, const digest_t *held_digest,
+                          uint64_t held_entries)
+{
+	digest_t minus, plus;
+	digest_zero(&minus);
+	digest_zero(&plus);
+	char *err = job->err;
+	size_t errlen = sizeof(job->err);
+	int ret = sum_hashes(conn, "SELECT u.entry_hash FROM updates u JOIN ss_diff d USING (update_id) "
+	                     "WHERE d.kind IN ('c', 'r')", &minus, err, errlen);
+	if (ret == SS_EOK)
+		ret = db_exec(conn, "DELETE FROM updates u USING ss_diff d WHERE u.update_id = d.update_id "
+		              "AND d.kind IN ('c', 'r')", err, errlen);
+	/* entry_hash = sha256(be32(revision) || content), as digest_entry_hash(). */
+	if (ret == SS_EOK)
+		ret = db_exec(conn, "INSERT INTO updates (" ENTRY_COPY_COLUMNS ") "
+		              "SELECT s.update_id, d.revision, s.title, s.vendor, s.products, s.classification, "
+		              "s.languages, s.severity, s.kb_article, s.release_date, s.expired, s.source, "
+		              "s.supersedes, sha256(int4send(d.revision) || s.content), s.content "
+		              "FROM ss_sel s JOIN ss_diff d USING (update_id) WHERE d.kind IN ('a', 'c')",
+		              err, errlen);
+	if (ret == SS_EOK)
+		ret = sum_hashes(conn, "SELECT u.entry_hash FROM updates u JOIN ss_diff d USING (update_id) "
+		                 "WHERE d.kind IN ('a', 'c')", &plus, err, errlen);
+	if (ret != SS_EOK)
+		return ret;
+	char v[24];
+	snprintf(v, sizeof(v), "%" PRIu64, job->version);
+	const char *p[] = { v };
+	ret = db_execp(conn, "INSERT INTO changes (version, update_id) SELECT $1::bigint, update_id FROM ss_diff",
+	               1, p, err, errlen);
+	if (ret != SS_EOK)
+		return ret;
+	job->digest = *held_digest;
+	digest_sub(&job->digest, minus.b);
+	digest_add(&job->digest, plus.b);
+	job->entries = held_entries + job->added - job->removed;
+	return apply_commit_version(conn, job->version, &job->digest, job->entries, job->added,
+	                            job->changed, job->removed, job->expired, false,
+	                            job->keep_versions, err, errlen);
+}
+
+int upstream_sync_work(PGconn *conn, void *arg)
+{
+	upstream_job_t *job = arg;
+	char *etag = NULL, *last_mod = NULL, *last_url = NULL;
+	char download[1024];
+	fetch_result_t fr;
+	memset(&fr, 0, sizeof(fr));
+	job->err[0] = '\0';
+	int ret;
+
+	const char *path = upstream_file_path(job->url);
+	if (path == NULL) {
+		if ((ret = get_setting(conn, "upstream_etag", &etag, job->err, sizeof(job->err))) != SS_EOK ||
+		    (ret = get_setting(conn, "upstream_last_modified", &last_mod, job->err, sizeof(job->err))) != SS_EOK ||
+		    (ret = get_setting(conn, "upstream_url", &last_url, job->err, sizeof(job->err))) != SS_EOK)
+			goto out;
+		/* A new URL, or --full, must not be answered by "not modified". */
+		bool cache = !job->full && last_url && strcmp(last_url, job->url) == 0;
+		snprintf(download, sizeof(download), "%s/upstream.download", job->state_dir);
+		fetch_opts_t fo = {
+			.url = job->url, .ca_file = job->ca_file, .proxy = job->proxy,
+			.connect_timeout = job->connect_timeout, .timeout = job->timeout,
+			.etag = cache ? etag : NULL, .last_modified = cache ? last_mod : NULL,
+			.ignore_cache = !cache, .retries = 3,
+		};
+		ret = fetch_to_file(&fo, download, &fr, job->err, sizeof(job->err));
+		if (ret != SS_EOK)
+			goto out;
+		job->fetched_bytes = fr.bytes;
+		if (fr.not_modified) {
+			job->not_modified = true;
+			job->unchanged = true;
+			goto out;
+		}
+		path = download;
+	} else if (access(path, R_OK) != 0) {
+		snprintf(job->err, sizeof(job->err), "cannot read upstream catalog %s: %s", path, strerror(errno));
+		ret = SS_EFETCH;
+		goto out;
+	}
+
+	digest_t held_digest;
+	uint64_t held_entries = 0;
+	if ((ret = db_exec(conn, "BEGIN", job->err, sizeof(job->err))) != SS_EOK)
+		goto out;
+	if ((ret = apply_read_state(conn, true, &job->held, &held_digest, &held_entries,
+	                            job->err, sizeof(job->err))) != SS_EOK)
+		goto rollback;
+	if ((ret = stage_catalog(conn, job, path)) != SS_EOK)
+		goto rollback;
+	atomic_store(&job->phase, 2);
+	if ((ret = db_exec(conn, SQL_CATEGORIES, job->err, sizeof(job->err))) != SS_EOK ||
+	    (ret = db_exec(conn, SQL_SELECT, job->err, sizeof(job->err))) != SS_EOK ||
+	    (ret = db_exec(conn, SQL_DIFF, job->err, sizeof(job->err))) != SS_EOK ||
+	    (ret = count_diff(conn, job)) != SS_EOK)
+		goto rollback;
+
+	job->version = job->held;
+	job->digest = held_digest;
+	job->entries = held_entries;
+	if (job->added + job->changed + job->removed == 0) {
+		job->unchanged = true;
+	} else {
+		job->version = job->held + 1;
+		if ((ret = commit_changes(conn, job, &held_digest, held_entries)) != SS_EOK)
+			goto rollback;
+	}
+	if (path != upstream_file_path(job->url)) {
+		if ((ret = set_setting(conn, "upstream_etag", fr.etag, job->err, sizeof(job->err))) != SS_EOK ||
+		    (ret = set_setting(conn, "upstream_last_modified", fr.last_modified, job->err, sizeof(job->err))) != SS_EOK ||
+		    (ret = set_setting(conn, "upstream_url", job->url, job->err, sizeof(job->err))) != SS_EOK)
+			goto rollback;
+	}
+	char now[24];
+	snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
+	if ((ret = set_setting(conn, "last_upstream_sync", now, job->err, sizeof(job->err))) != SS_EOK)
+		goto rollback;
+	ret = db_exec(conn, "COMMIT", job->err, sizeof(job->err));
+	goto out;
+rollback:
+	db_exec(conn, "ROLLBACK", NULL, 0);
+out:
+	if (ret != SS_EOK && job->err[0] == '\0')
+		snprintf(job->err, sizeof(job->err), "%s", ss_strerror(ret));
+	fetch_result_clear(&fr);
+	free(etag);
+	free(last_mod);
+	free(last_url);
+	return ret;
+}
