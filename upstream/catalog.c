@@ -75,6 +75,8 @@ typedef struct {
 	char *err;
 	size_t errlen;
 	bool have_xml_error;   /* err already holds libxml2's first error */
+	/* The reader gives up its document once asked for it: ours to free. */
+	xmlDocPtr doc;
 } cat_ctx_t;
 
 /* libxml2's global state must be set up once, before worker threads race
@@ -101,7 +103,7 @@ static void cat_installable(cat_pkg_t *p, xmlNodePtr node);
 static void cat_pkg_clear(cat_pkg_t *p);
 static void cat_own_namespaces(xmlNodePtr node);
 static int cat_package(cat_ctx_t *c, xmlNodePtr node);
-static bool cat_declares_entities(xmlTextReaderPtr r);
+static bool cat_declares_entities(cat_ctx_t *c, xmlTextReaderPtr r);
 static int cat_run(cat_ctx_t *c, xmlTextReaderPtr r);
 static int cat_parse_reader(cat_ctx_t *c, xmlTextReaderPtr r,
 			    catalog_stats_t *stats);
@@ -563,9 +565,10 @@ fail:
 	return ret;
 }
 
-static bool cat_declares_entities(xmlTextReaderPtr r)
+static bool cat_declares_entities(cat_ctx_t *c, xmlTextReaderPtr r)
 {
 	xmlDocPtr doc = xmlTextReaderCurrentDoc(r);
+	c->doc = doc;
 	if (doc == NULL)
 		return false;
 	xmlDtdPtr dtds[2] = { doc->intSubset, doc->extSubset };
@@ -591,7 +594,7 @@ static int cat_run(cat_ctx_t *c, xmlTextReaderPtr r)
 		if (type == XML_READER_TYPE_ENTITY_REFERENCE ||
 		    ((type == XML_READER_TYPE_DOCUMENT_TYPE ||
 		      (!seen_root && type == XML_READER_TYPE_ELEMENT)) &&
-		     cat_declares_entities(r))) {
+		     cat_declares_entities(c, r))) {
 			ret = SS_EXML;
 			cat_err(c, "%s:%d: entity declarations are refused",
 				c->name, xmlTextReaderGetParserLineNumber(r));
@@ -657,6 +660,9 @@ static int cat_parse_reader(cat_ctx_t *c, xmlTextReaderPtr r,
 fail:
 	if (r != NULL)
 		xmlFreeTextReader(r);
+	if (c->doc != NULL)
+		xmlFreeDoc(c->doc);
+	c->doc = NULL;
 	if (stats != NULL)
 		*stats = c->stats;
 	return ret;
