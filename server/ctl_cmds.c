@@ -14,6 +14,8 @@
 #include "replication/parent_link.h"
 #include "replication/status.h"
 #include "server/ctl.h"
+#include "server/ctl_bundle.h"
+#include "server/ctl_upstream.h"
 #include "server/daemon.h"
 #include "server/errcode.h"
 #include "server/log.h"
@@ -719,5 +721,8 @@ int ctl_cmds_register(daemon_t *d)
 		if (ret != SS_EOK)
 			return ret;
 	}
-	return SS_EOK;
+	int ret = ctl_bundle_register(d);
+	if (ret == SS_EOK)
+		ret = ctl_upstream_register(d);
+	return ret;
 }

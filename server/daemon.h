@@ -112,6 +112,9 @@ typedef struct daemon {
 	time_t next_run;              /* next scheduled upstream sync, 0 = none */
 	time_t last_upstream_sync;    /* from the database at startup */
 
+	/* Alerts (server/alert.c). */
+	struct alert_state *alerts;
+
 	/* Shutdown. */
 	struct event *sig_ev[4];
 	int sigterm_count;

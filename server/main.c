@@ -28,6 +28,7 @@
 #include "replication/parent_link.h"
 #include "replication/spool.h"
 #include "replication/status.h"
+#include "server/alert.h"
 #include "server/conf.h"
 #include "server/conn.h"
 #include "server/ctl.h"
@@ -294,6 +295,7 @@ static void shutdown_daemon(daemon_t *d)
 	spool_free_all(d);
 	status_table_free(d->subtree);
 	topsync_free(d);
+	alert_free(d);
 	daemon_events_free(d);
 	for (size_t i = 0; i < sizeof(d->sig_ev) / sizeof(d->sig_ev[0]); i++)
 		if (d->sig_ev[i])
@@ -422,6 +424,10 @@ int main(int argc, char **argv)
 	}
 	if (topsync_schedule_init(d, err, sizeof(err)) != SS_EOK) {
 		log_error("[schedule] cron: %s", err);
+		goto out;
+	}
+	if (alert_init(d) != SS_EOK) {
+		log_error("cannot start alerts");
 		goto out;
 	}
 	const int sigs[] = { SIGTERM, SIGINT, SIGHUP };
