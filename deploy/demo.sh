@@ -404,7 +404,8 @@ cmd_start() {
 
 	echo
 	cli CAS status || fail "sitesync status failed"
-	local top
+	local top again=$0
+	[[ -z ${SITESYNC_DEMO_DIR:-} ]] || again="SITESYNC_DEMO_DIR=$(printf %q "$DEMO") $0"
 	top=$(cli CAS status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["top_version"])')
 	cat <<EOF
 
@@ -417,7 +418,7 @@ All ${#SITES[@]} sites hold catalog version $top.
   Daemon logs:   $DEMO/sites/*/sitesyncd.log
   History:       $SITESYNC -c $DEMO/sites/S01/sitesync.conf history
   Sync again:    $SITESYNC -c $DEMO/sites/CAS/sitesync.conf sync --yes --wait
-  Stop:          $0 stop   (stops everything and removes $DEMO)
+  Stop:          $again stop   (stops everything and removes $DEMO)
 EOF
 }
 

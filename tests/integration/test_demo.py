@@ -1,0 +1,145 @@
+#!/usr/bin/env python3
+"""deploy/demo.sh end to end: start, every site at the top version, stop.
+
+Runs the demo in a temporary directory (SITESYNC_DEMO_DIR) with the binaries
+of this build (SS_SITESYNCD / SS_SITESYNC), then checks:
+  - the script exits 0 and its status table shows all five sites at one
+    version, with "All 5 sites hold catalog version V.";
+  - `sitesync status --json` at CAS agrees (every site, same version, > 0);
+  - `deploy/demo.sh stop` leaves no daemon or postmaster running and
+    removes the directory.
+Exit 0 pass, 1 fail, 77 skip (no PostgreSQL server binaries or openssl).
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+
+SITES = ["CAS", "P01", "P02", "S01", "S02"]
+
+
+def run(argv, env, timeout):
+    p = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       text=True, timeout=timeout)
+    return p.returncode, p.stdout
+
+
+def pids_in(demo):
+    """Daemon pids from the demo's pid files plus the postmaster's."""
+    pids = []
+    sites = os.path.join(demo, "sites")
+    for code in SITES:
+        f = os.path.join(sites, code, "sitesyncd.pid")
+        if os.path.exists(f):
+            pids.append(int(open(f).read().strip()))
+    pm = os.path.join(demo, "pg", "data", "postmaster.pid")
+    if os.path.exists(pm):
+        pids.append(int(open(pm).readline().strip()))
+    return pids
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is gone for our purposes.
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test(src, env, demo):
+    script = os.path.join(src, "deploy", "demo.sh")
+    t0 = time.monotonic()
+    rc, out = run([script], env, 100)
+    harness.log("demo.sh took %.1fs, exit %d" % (time.monotonic() - t0, rc))
+    sys.stderr.write(out[-3000:])
+    harness.check(rc == 0, "deploy/demo.sh exited %d" % rc)
+
+    m = re.search(r"All 5 sites hold catalog version (\d+)\.", out)
+    harness.check(m is not None, "no 'All 5 sites hold catalog version' line")
+    top = int(m.group(1))
+    harness.check(top > 0, "top version %d" % top)
+    # The tree table: one row per site, all at the top version.
+    rows = {}
+    for line in out.splitlines():
+        mm = re.match(r"^[\s│├└─]*([A-Z0-9]{3})\s+(\w+)\s+(\d+)\s+(\d+)\s", line)
+        if mm:
+            rows[mm.group(1)] = (mm.group(2), int(mm.group(3)), int(mm.group(4)))
+    harness.check(sorted(rows) == sorted(SITES), "status table rows %r" % rows)
+    for code, (state, ver, behind) in rows.items():
+        harness.check(ver == top and behind == 0,
+                      "%s at version %d (behind %d), top %d" % (code, ver, behind, top))
+    harness.check("Dashboard:" in out and "demo.sh stop" in out,
+                  "no dashboard / stop instructions")
+
+    conf = os.path.join(demo, "sites", "CAS", "sitesync.conf")
+    rc, js = run([env["SS_SITESYNC"], "-c", conf, "status", "--json"], env, 30)
+    harness.check(rc == 0, "status --json exited %d: %s" % (rc, js))
+    st = json.loads(js)
+    harness.check(st["top_version"] == top, "top_version %r != %d"
+                  % (st["top_version"], top))
+    got = {s["site"]: s["catalog_version"] for s in st["sites"]}
+    harness.check(got == {c: top for c in SITES}, "status --json: %r" % got)
+    log = open(os.path.join(demo, "sites", "S02", "sync.log")).read()
+    harness.check("Successfully synced site with parent P02, version %d" % top in log,
+                  "S02 sync log:\n" + log)
+    harness.log("all five sites at version %d" % top)
+
+    pids = pids_in(demo)
+    harness.check(len(pids) == 6, "expected 5 daemons + postmaster, got %r" % pids)
+    rc, out = run([script, "stop"], env, 90)
+    sys.stderr.write(out)
+    harness.check(rc == 0, "demo.sh stop exited %d" % rc)
+    harness.wait_for(lambda: not any(alive(p) for p in pids), 10,
+                     "demo processes to exit")
+    harness.check(not os.path.exists(demo), "%s still exists" % demo)
+    rc, out = run([script, "stop"], env, 30)
+    harness.check(rc == 0, "second demo.sh stop exited %d: %s" % (rc, out))
+    harness.log("demo.sh stop: nothing left running, %s removed" % demo)
+
+
+def main():
+    src = harness.source_root()
+    env = dict(os.environ)
+    for var in ("SS_SITESYNCD", "SS_SITESYNC"):
+        if not os.access(env.get(var, ""), os.X_OK):
+            harness.log("SKIP demo: %s not set or not executable" % var)
+            sys.exit(harness.SKIP)
+    if not harness.find_pg_bin() or not shutil.which("openssl"):
+        harness.log("SKIP demo: PostgreSQL server binaries or openssl missing")
+        sys.exit(harness.SKIP)
+    tmp = tempfile.mkdtemp(prefix="ss-demo-")
+    os.chmod(tmp, 0o755)        # the postgres user must reach DEMO/pg
+    demo = os.path.join(tmp, "demo")
+    env["SITESYNC_DEMO_DIR"] = demo
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit(1))
+    rc = 1
+    try:
+        test(src, env, demo)
+        rc = 0
+        harness.log("PASS demo")
+    except harness.TestFailure as e:
+        harness.log("FAIL demo: %s" % e)
+    finally:
+        if os.path.exists(demo):
+            run([os.path.join(src, "deploy", "demo.sh"), "stop"], env, 90)
+        shutil.rmtree(tmp, ignore_errors=True)
+    sys.exit(rc)
+
+
+if __name__ == "__main__":
+    main()
