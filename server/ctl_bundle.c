@@ -1,10 +1,290 @@
-/* Placeholder: commands being written. */
+/*
+ * Control commands for disconnected sites (DESIGN §6): "export" writes a
+ * bundle of this site's catalog, "import" applies one at a site that has no
+ * network link to its parent. The file and database work is in
+ * replication/bundle.c on a DB_BULK worker; this file decides whether a
+ * command may run, keeps the site's sync status and answers the CLI.
+ */
 #include "server/ctl_bundle.h"
 
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "replication/bundle.h"
+#include "replication/parent_link.h"
+#include "server/conf.h"
+#include "server/ctl.h"
+#include "server/daemon.h"
 #include "server/errcode.h"
+#include "server/log.h"
+#include "storage/db.h"
+
+/* One export or import: work on a worker, then answer on the loop. */
+typedef struct {
+	daemon_t *d;
+	ctl_req_t *req;
+	/* Copies: a reload may swap d->conf while the job runs. */
+	char path[PATH_MAX];
+	char scratch[PATH_MAX];
+	char site[8];
+	bundle_export_t ex;
+	bundle_import_t im;
+} bundle_job_t;
+
+/*
+ * Only one import at a time. daemon_t has no slot for it and there is one
+ * daemon per process, so the flag lives here.
+ */
+static bool import_running;
+
+static int export_work(PGconn *conn, void *arg);
+static void export_done(int ret, void *arg);
+static int import_work(PGconn *conn, void *arg);
+static void import_done(int ret, void *arg);
+
+static const char *arg_path(const json_t *args, const char *key)
+{
+	const char *s = json_string_value(json_object_get(args, key));
+	return s && s[0] == '/' && strlen(s) < PATH_MAX ? s : NULL;
+}
+
+static json_t *digest_json(const digest_t *dg)
+{
+	char hex[2 * SS_DIGEST_LEN + 1];
+	digest_hex(dg, hex);
+	return json_string(hex);
+}
+
+/* ---- export ----------------------------------------------------------- */
+
+static int export_work(PGconn *conn, void *arg)
+{
+	bundle_job_t *j = arg;
+	return bundle_export(conn, &j->ex);
+}
+
+static void export_done(int ret, void *arg)
+{
+	bundle_job_t *j = arg;
+	daemon_t *d = j->d;
+	bundle_export_t *e = &j->ex;
+	if (ret != SS_EOK) {
+		log_error("export to %s failed: %s", j->path, e->err);
+		ctl_reply_error(j->req, ret, "export failed: %s", e->err);
+		free(j);
+		return;
+	}
+	char note[160] = "";
+	if (e->fell_back)
+		snprintf(note, sizeof(note), "this site's change log no longer reaches version %" PRIu64
+		         ": a full snapshot was written instead of a delta", e->since);
+	daemon_message(d, SS_MSG_EXPORTED, "info", "Exported %s of versions %" PRIu64 " to %" PRIu64
+	               " into %s: %" PRIu64 " upserts, %" PRIu64 " deletes, %" PRIu64 " bytes%s%s",
+	               e->full ? "a full snapshot" : "the changes", e->from, e->to, j->path,
+	               e->upserts, e->deletes, e->bytes, note[0] ? "; " : "", note);
+	daemon_synclog(d, "Exported bundle %s (versions %" PRIu64 " to %" PRIu64 "%s)", j->path,
+	               e->from, e->to, e->full ? ", full snapshot" : "");
+	json_t *o = json_object();
+	json_object_set_new(o, "file", json_string(j->path));
+	json_object_set_new(o, "from_version", json_integer((json_int_t)e->from));
+	json_object_set_new(o, "to_version", json_integer((json_int_t)e->to));
+	json_object_set_new(o, "full", json_boolean(e->full));
+	json_object_set_new(o, "snapshot_fallback", json_boolean(e->fell_back));
+	json_object_set_new(o, "upserts", json_integer((json_int_t)e->upserts));
+	json_object_set_new(o, "deletes", json_integer((json_int_t)e->deletes));
+	json_object_set_new(o, "entries", json_integer((json_int_t)e->entries));
+	json_object_set_new(o, "digest", digest_json(&e->digest));
+	json_object_set_new(o, "bytes", json_integer((json_int_t)e->bytes));
+	if (note[0])
+		json_object_set_new(o, "note", json_string(note));
+	ctl_reply(j->req, o);
+	free(j);
+}
+
+static void cmd_export(ctl_req_t *req, const json_t *args, void *arg)
+{
+	daemon_t *d = arg;
+	const char *out = arg_path(args, "out");
+	if (out == NULL) {
+		ctl_reply_error(req, SS_EINVAL, "export: \"out\" must be an absolute file path");
+		return;
+	}
+	const json_t *since = json_object_get(args, "since");
+	if (since && !json_is_null(since) && (!json_is_integer(since) || json_integer_value(since) < 0)) {
+		ctl_reply_error(req, SS_EINVAL, "export: \"since\" must be a catalog version");
+		return;
+	}
+	bundle_job_t *j = calloc(1, sizeof(*j));
+	if (j == NULL) {
+		ctl_reply_error(req, SS_ENOMEM, "out of memory");
+		return;
+	}
+	j->d = d;
+	j->req = req;
+	snprintf(j->path, sizeof(j->path), "%s", out);
+	snprintf(j->scratch, sizeof(j->scratch), "%s", d->conf->state_dir);
+	snprintf(j->site, sizeof(j->site), "%s", d->conf->site_code);
+	bundle_export_t *e = &j->ex;
+	e->out = j->path;
+	e->scratch_dir = j->scratch;
+	e->since = json_is_integer(since) ? (uint64_t)json_integer_value(since) : 0;
+	e->source_site = j->site;
+	memcpy(e->hierarchy_id, d->hierarchy_id, SS_BUNDLE_ID_LEN);
+	e->batch_entries = d->conf->batch_entries;
+	/* Keep batches well inside the frame limit, as the spool does. */
+	e->batch_bytes = (size_t)d->conf->max_frame / 4;
+	if (db_submit(d->db, DB_BULK, export_work, export_done, j) != SS_EOK) {
+		free(j);
+		ctl_reply_error(req, SS_ENOMEM, "out of memory");
+	}
+}
+
+/* ---- import ----------------------------------------------------------- */
+
+static int import_work(PGconn *conn, void *arg)
+{
+	bundle_job_t *j = arg;
+	return bundle_import(conn, &j->im);
+}
+
+static void import_failed(bundle_job_t *j, int ret)
+{
+	daemon_t *d = j->d;
+	sync_status_t *s = &d->self;
+	s->state = SITESYNC__SYNC_STATE__SYNC_FAILED;
+	s->last_end = time(NULL);
+	s->last_error_code = ss_errnum(ret);
+	snprintf(s->last_error, sizeof(s->last_error), "import: %s", j->im.err);
+	daemon_synclog(d, "Import of %s failed: %s", j->path, j->im.err);
+	daemon_message(d, SS_MSG_SYNC_FAILED, "error", "Import of %s failed: %s (error %d)",
+	               j->path, j->im.err, s->last_error_code);
+	daemon_status_changed(d);
+	ctl_reply_error(j->req, ret, "import failed: %s", j->im.err);
+}
+
+static void import_done(int ret, void *arg)
+{
+	bundle_job_t *j = arg;
+	daemon_t *d = j->d;
+	import_running = false;
+	if (ret != SS_EOK) {
+		if (j->im.err[0] == '\0')
+			snprintf(j->im.err, sizeof(j->im.err), "%s", ss_strerror(ret));
+		import_failed(j, ret);
+		free(j);
+		return;
+	}
+	const apply_t *a = &j->im.apply;
+	const bundle_info_t *in = &j->im.info;
+	sync_status_t *s = &d->self;
+	time_t now = time(NULL);
+	s->state = SITESYNC__SYNC_STATE__SYNC_SUCCEEDED;
+	s->last_end = now;
+	s->last_success = now;
+	s->last_error_code = 0;
+	s->last_error[0] = '\0';
+	s->consecutive_failures = 0;
+	s->next_retry = 0;
+	s->added = a->added;
+	s->changed = a->changed;
+	s->removed = a->removed;
+	s->expired = a->expired;
+	s->progress_done = s->progress_total = a->upserts + a->deletes;
+	long secs = (long)(now - s->last_start);
+	daemon_synclog(d, "Updated %" PRIu64 " items (%" PRIu64 " added, %" PRIu64 " changed, %"
+	               PRIu64 " removed), new catalog version is %" PRIu64 "%s",
+	               a->upserts + a->deletes, a->added, a->changed, a->removed, a->to,
+	               a->full ? " (full snapshot)" : "");
+	daemon_synclog(d, "Successfully imported bundle %s exported by %s, version %" PRIu64,
+	               j->path, in->source_site, a->to);
+	daemon_synclog(d, "Sync time: %ldd%02ldh%02ldm%02lds", secs / 86400, secs / 3600 % 24,
+	               secs / 60 % 60, secs % 60);
+	daemon_message(d, SS_MSG_IMPORTED, "info", "Imported bundle %s from %s: version %" PRIu64
+	               " to %" PRIu64 ", %" PRIu64 " added, %" PRIu64 " changed, %" PRIu64 " removed",
+	               j->path, in->source_site, a->held, a->to, a->added, a->changed, a->removed);
+
+	json_t *o = json_object();
+	json_object_set_new(o, "file", json_string(j->path));
+	json_object_set_new(o, "source_site", json_string(in->source_site));
+	json_object_set_new(o, "held_version", json_integer((json_int_t)a->held));
+	json_object_set_new(o, "from_version", json_integer((json_int_t)a->from));
+	json_object_set_new(o, "to_version", json_integer((json_int_t)a->to));
+	json_object_set_new(o, "full", json_boolean(a->full));
+	json_object_set_new(o, "upserts", json_integer((json_int_t)a->upserts));
+	json_object_set_new(o, "deletes", json_integer((json_int_t)a->deletes));
+	json_object_set_new(o, "added", json_integer((json_int_t)a->added));
+	json_object_set_new(o, "changed", json_integer((json_int_t)a->changed));
+	json_object_set_new(o, "removed", json_integer((json_int_t)a->removed));
+	json_object_set_new(o, "entries", json_integer((json_int_t)a->entries));
+	json_object_set_new(o, "digest", digest_json(&a->digest));
+	/* Children pull from here now; the status row goes up if a parent is linked. */
+	daemon_version_committed(d, a->to, &a->digest, a->entries, a->full);
+	ctl_reply(j->req, o);
+	free(j);
+}
+
+static void cmd_import(ctl_req_t *req, const json_t *args, void *arg)
+{
+	daemon_t *d = arg;
+	const char *file = arg_path(args, "file");
+	if (file == NULL) {
+		ctl_reply_error(req, SS_EINVAL, "import: \"file\" must be an absolute file path");
+		return;
+	}
+	if (conf_is_top(d->conf)) {
+		ctl_reply_error(req, SS_ENOTTOP, "%s is the top site: it builds its catalog from "
+		                "upstream and imports no bundles", d->conf->site_code);
+		return;
+	}
+	if (d->parent && parent_link_busy(d->parent)) {
+		ctl_reply_error(req, SS_EBUSY, "a pull from the parent is in progress; import when "
+		                "it is done");
+		return;
+	}
+	if (import_running) {
+		ctl_reply_error(req, SS_EBUSY, "another import is running");
+		return;
+	}
+	bundle_job_t *j = calloc(1, sizeof(*j));
+	if (j == NULL) {
+		ctl_reply_error(req, SS_ENOMEM, "out of memory");
+		return;
+	}
+	j->d = d;
+	j->req = req;
+	snprintf(j->path, sizeof(j->path), "%s", file);
+	bundle_import_t *im = &j->im;
+	im->path = j->path;
+	im->limit = (size_t)d->conf->max_frame;
+	im->keep_versions = d->conf->keep_versions;
+	memcpy(im->hierarchy_id, d->hierarchy_id, SS_BUNDLE_ID_LEN);
+	if (db_submit(d->db, DB_BULK, import_work, import_done, j) != SS_EOK) {
+		free(j);
+		ctl_reply_error(req, SS_ENOMEM, "out of memory");
+		return;
+	}
+	import_running = true;
+
+	sync_status_t *s = &d->self;
+	s->state = SITESYNC__SYNC_STATE__SYNC_SYNCING;
+	s->last_start = time(NULL);
+	s->progress_done = s->progress_total = 0;
+	daemon_synclog(d, "Starting import of bundle %s", j->path);
+	daemon_message(d, SS_MSG_SYNC_STARTED, "info", "Importing bundle %s: this site holds "
+	               "version %" PRIu64, j->path, d->version);
+	daemon_status_changed(d);
+}
 
 int ctl_bundle_register(struct daemon *d)
 {
-	(void)d;
-	return SS_EOK;
+	int ret = ctl_register(d->ctl, "export", cmd_export, d);
+	if (ret == SS_EOK)
+		ret = ctl_register(d->ctl, "import", cmd_import, d);
+	return ret;
 }
