@@ -922,12 +922,18 @@ class Harness:
     def check_logs(self):
         for code, s in self.sites.items():
             text = s.log_text()
-            for pat in SANITIZER_PATTERNS:
-                if pat in text:
-                    idx = text.index(pat)
-                    self.failures.append("%s log contains %r" % (code, pat))
-                    sys.stderr.write("---- %s sanitizer report:\n%s\n"
-                                     % (code, text[max(0, idx - 500):idx + 4000]))
+            found = [(text.index(p), p) for p in SANITIZER_PATTERNS if p in text]
+            if found:
+                first = min(found)[0]
+                # Back up to the start of the report's first line.
+                start = text.rfind("\n", 0, first) + 1
+                banner = text.rfind("=====", 0, first)
+                if banner != -1 and first - banner < 200:
+                    start = text.rfind("\n", 0, banner) + 1
+                self.failures.append("%s log contains %s" % (
+                    code, ", ".join(repr(p) for _, p in sorted(found))))
+                sys.stderr.write("---- %s sanitizer report (%s):\n%s\n"
+                                 % (code, s.logfile, text[start:start + 8000]))
             for msg in s.unclean:
                 self.failures.append("%s %s" % (code, msg))
 
