@@ -1,0 +1,233 @@
+#!/usr/bin/env python3
+"""Disconnected sites: export and import bundles (DESIGN §6).
+
+    CAS  ~~ bundle file ~~>  D01 ([parent] mode = disconnected)
+                              |
+                             G01 (connected to D01 over TLS)
+
+CAS exports a full bundle of round 1; D01 imports it and must hold CAS's
+version, digest and rows; G01 pulls them from D01. CAS makes round 2 and
+exports the changes after version 1; before D01 imports them, a series of
+bad bundles must each be refused with a clear message and exit status 2,
+leaving D01's catalog untouched: one corrupted byte, a truncated file, a
+bundle that starts at a version D01 does not hold, a replayed bundle and a
+bundle from another hierarchy (a second top site under its own CA). Then
+the good delta is imported and G01 follows again.
+"""
+
+import json
+import os
+import shutil
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import Certs, Site, check, log, wait_for  # noqa: E402
+
+ENTRIES = 3000
+SEED = 7
+TIMEOUT = 300           # generous for ASan builds
+
+
+class OtherHierarchySite(Site):
+    """A site whose TLS material comes from a CA of its own."""
+
+    def __init__(self, h, code, certs, **kw):
+        self.other_certs = certs
+        certs.site(code)
+        super().__init__(h, code, **kw)
+
+    def config_sections(self):
+        sec = super().config_sections()
+        c = self.other_certs
+        sec["tls"] = {"ca": c.ca, "cert": c.cert(self.code), "key": c.key(self.code)}
+        return sec
+
+
+def export(site, path, *extra):
+    """Export at `site` into `path`; return the reply's data."""
+    out = site.cli_ok("export", "--out", path, "--json", *extra, timeout=TIMEOUT)
+    data = json.loads(out)
+    check(os.path.exists(path), "%s: export reported success but %s is missing"
+          % (site.code, path))
+    check(data.get("bytes") == os.path.getsize(path),
+          "%s: export says %r bytes, the file has %d"
+          % (site.code, data.get("bytes"), os.path.getsize(path)))
+    leftovers = [n for n in os.listdir(os.path.dirname(path)) if ".tmp-" in n]
+    check(not leftovers, "export left temporary files behind: %r" % leftovers)
+    return data
+
+
+def import_ok(site, path):
+    out = site.cli_ok("import", path, "--json", timeout=TIMEOUT)
+    return json.loads(out)
+
+
+def refused(site, path, words, what):
+    """Import `path` at `site`: exit 2, `words` in the message, nothing changed."""
+    before = (site.catalog_state(), site.fingerprint())
+    rc, out, err = site.cli("import", path, timeout=TIMEOUT)
+    text = (out + err).strip()
+    check(rc == 2, "%s: importing %s exited %d, want 2: %s" % (site.code, what, rc, text))
+    check(words in text, "%s: importing %s said %r, want it to mention %r"
+          % (site.code, what, text, words))
+    after = (site.catalog_state(), site.fingerprint())
+    check(after == before, "%s: refused %s still changed the catalog: %r -> %r"
+          % (site.code, what, before, after))
+    row = own_row(site)
+    check(row.get("state") == "failed" and words in (row.get("last_error") or ""),
+          "%s: status after refusing %s is %r / %r" % (site.code, what, row.get("state"),
+                                                      row.get("last_error")))
+    log("refused %s: %s" % (what, text))
+
+
+def own_row(site):
+    doc = site.status_json()
+    for r in doc.get("sites", []):
+        if r.get("site") == site.code:
+            return r
+    raise harness.TestFailure("%s status lists no row for itself" % site.code)
+
+
+def sync_round(h, cas, rnd):
+    before = cas.catalog_state()
+    h.gen_catalog(h.catalog, ENTRIES, rnd, SEED)
+    cas.cli_ok("sync", "--yes")
+    st = wait_for(lambda: cas.catalog_state()[0] > before[0] and cas.catalog_state(),
+                  TIMEOUT, "CAS to make catalog version %d" % rnd)
+    check(st[0] == rnd, "CAS version after round %d is %d" % (rnd, st[0]))
+    return st
+
+
+def same_catalog(a, b, what):
+    check(a.catalog_state() == b.catalog_state(), "%s: %s holds %r, %s holds %r"
+          % (what, a.code, a.catalog_state(), b.code, b.catalog_state()))
+    check(a.fingerprint() == b.fingerprint(), "%s: %s rows %r differ from %s rows %r"
+          % (what, a.code, a.fingerprint(), b.code, b.fingerprint()))
+
+
+def other_hierarchy_bundle(h, path):
+    """A small top site under its own CA exports one version into `path`."""
+    certs = Certs(h, dirname="certs-other", name="another sitesync CA")
+    cat = h.path("upstream-other", "catalog.xml")
+    os.makedirs(os.path.dirname(cat))
+    h.gen_catalog(cat, 200, 1, SEED + 1)
+    oth = OtherHierarchySite(h, "OTH", certs, upstream="file://" + cat)
+    h.sites[oth.code] = oth     # stopped and checked at teardown like the rest
+    oth.start()
+    oth.cli_ok("sync", "--yes")
+    wait_for(lambda: oth.catalog_state()[0] >= 1, TIMEOUT, "OTH to make version 1")
+    data = export(oth, path)
+    oth.stop()
+    return data
+
+
+def test(h):
+    h.catalog = h.path("upstream", "catalog.xml")
+    os.makedirs(os.path.dirname(h.catalog))
+    h.gen_catalog(h.catalog, ENTRIES, 1, SEED)
+    media = h.path("media")         # the "USB stick"
+    os.makedirs(media)
+
+    cas = h.add_site("CAS", upstream="file://" + h.catalog)
+    d01 = h.add_site("D01", extra={"parent": {"mode": "disconnected"}})
+    g01 = h.add_site("G01", parent=d01, listen=False)
+    cas.start()
+    d01.start()
+    d01.cli_ok("child", "add", "G01")
+    g01.start()
+
+    row = own_row(d01)
+    check(row.get("link") == "disconnected", "D01 link is %r" % row.get("link"))
+    check(row.get("sync_source") == "import", "D01 sync source is %r"
+          % row.get("sync_source"))
+
+    # Round 1: a full bundle carries the whole catalog across.
+    st1 = sync_round(h, cas, 1)
+    b1 = os.path.join(media, "full-1.bundle")
+    e1 = export(cas, b1)
+    check(e1.get("full") is True and e1.get("from_version") == 0
+          and e1.get("to_version") == st1[0] and e1.get("upserts") == st1[2],
+          "full export reply %r for CAS state %r" % (e1, st1))
+    check(d01.catalog_state()[0] == 0, "D01 holds %r before any import"
+          % (d01.catalog_state(),))
+    i1 = import_ok(d01, b1)
+    check(i1.get("to_version") == st1[0] and i1.get("upserts") == st1[2],
+          "import reply %r for CAS state %r" % (i1, st1))
+    same_catalog(d01, cas, "after importing the full bundle")
+    row = own_row(d01)
+    check(row.get("state") == "succeeded" and row.get("catalog_version") == st1[0],
+          "D01 status after import: %r" % row)
+    h.wait_converged(cas, [d01, g01], TIMEOUT, "G01 to pull version 1 from D01")
+    log("round 1: D01 and G01 hold version %d (%d entries)" % (st1[0], st1[2]))
+
+    # The top site makes its catalog from upstream, never from a bundle.
+    rc, out, err = cas.cli("import", b1)
+    check(rc == 2 and "top site" in out + err, "import at CAS: %d %s%s" % (rc, out, err))
+
+    # Any site can export: D01's own full bundle matches what it holds.
+    bd = os.path.join(media, "d01.bundle")
+    ed = export(d01, bd)
+    check(ed.get("to_version") == st1[0] and ed.get("digest") == st1[1],
+          "D01 export %r, D01 holds %r" % (ed, d01.catalog_state()))
+
+    # Round 2, exported as the changes after version 1.
+    fp1 = cas.fingerprint()
+    st2 = sync_round(h, cas, 2)
+    check(cas.fingerprint() != fp1, "round 2 changed no rows")
+    b12 = os.path.join(media, "delta-1-2.bundle")
+    e12 = export(cas, b12, "--since", "1")
+    check(e12.get("full") is False and e12.get("from_version") == 1
+          and e12.get("to_version") == 2, "delta export reply %r" % e12)
+    check(e12.get("upserts", 0) + e12.get("deletes", 0) < st2[2],
+          "a delta carries %r of %d entries" % (e12, st2[2]))
+    b22 = os.path.join(media, "delta-2-2.bundle")
+    e22 = export(cas, b22, "--since", "2")
+    check(e22.get("from_version") == 2, "--since 2 export reply %r" % e22)
+
+    # Refusals while D01 holds version 1.
+    data = open(b12, "rb").read()
+    bad = os.path.join(media, "corrupted.bundle")
+    flipped = bytearray(data)
+    flipped[len(flipped) // 2] ^= 0x5A
+    with open(bad, "wb") as f:
+        f.write(flipped)
+    refused(d01, bad, "checksum mismatch: the file is corrupted", "a corrupted bundle")
+
+    cut = os.path.join(media, "truncated.bundle")
+    with open(cut, "wb") as f:
+        f.write(data[:len(data) * 2 // 3])
+    refused(d01, cut, "truncated bundle", "a truncated bundle")
+
+    refused(d01, b22, "bundle starts at version 2 but this site holds 1",
+            "a bundle starting after the held version")
+    refused(d01, b1, "bundle was already applied: this site holds version 1",
+            "a replayed bundle")
+
+    bo = os.path.join(media, "other.bundle")
+    other_hierarchy_bundle(h, bo)
+    refused(d01, bo, "bundle belongs to another hierarchy", "another hierarchy's bundle")
+
+    # The good delta still applies after all that.
+    i12 = import_ok(d01, b12)
+    check(i12.get("from_version") == 1 and i12.get("to_version") == 2,
+          "delta import reply %r" % i12)
+    same_catalog(d01, cas, "after importing the delta")
+    h.wait_converged(cas, [d01, g01], TIMEOUT, "G01 to pull version 2 from D01")
+    row = own_row(d01)
+    check(row.get("state") == "succeeded" and not row.get("last_error"),
+          "D01 status after the delta: %r" % row)
+    log("round 2: D01 and G01 hold version 2")
+
+    refused(d01, b12, "bundle was already applied: this site holds version 2",
+            "the delta replayed")
+
+    # The bundle on the media is the only copy D01 ever read: removing it
+    # must not matter, and nothing was left in D01's state dir.
+    shutil.rmtree(media)
+    left = [n for n in os.listdir(d01.state_dir) if n.startswith("export-")]
+    check(not left, "D01 state dir keeps scratch files: %r" % left)
+
+
+if __name__ == "__main__":
+    harness.main(test, "bundles")
