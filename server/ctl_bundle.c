@@ -61,6 +61,19 @@ static json_t *digest_json(const digest_t *dg)
 	return json_string(hex);
 }
 
+/*
+ * Bundles are tied to the hierarchy by its CA certificate; a site without
+ * one configured could neither label its exports nor check an import.
+ */
+static bool have_hierarchy(ctl_req_t *req, const daemon_t *d)
+{
+	if (d->conf->tls_ca != NULL)
+		return true;
+	ctl_reply_error(req, SS_ECONFIG, "%s has no [tls] ca: bundles are checked against the "
+	                "hierarchy's CA certificate, configure it first", d->conf->site_code);
+	return false;
+}
+
 /* ---- export ----------------------------------------------------------- */
 
 static int export_work(PGconn *conn, void *arg)
@@ -120,6 +133,8 @@ static void cmd_export(ctl_req_t *req, const json_t *args, void *arg)
 		ctl_reply_error(req, SS_EINVAL, "export: \"since\" must be a catalog version");
 		return;
 	}
+	if (!have_hierarchy(req, d))
+		return;
 	bundle_job_t *j = calloc(1, sizeof(*j));
 	if (j == NULL) {
 		ctl_reply_error(req, SS_ENOMEM, "out of memory");
@@ -242,6 +257,8 @@ static void cmd_import(ctl_req_t *req, const json_t *args, void *arg)
 		                "upstream and imports no bundles", d->conf->site_code);
 		return;
 	}
+	if (!have_hierarchy(req, d))
+		return;
 	if (d->parent && parent_link_busy(d->parent)) {
 		ctl_reply_error(req, SS_EBUSY, "a pull from the parent is in progress; import when "
 		                "it is done");

@@ -89,6 +89,16 @@ def own_row(site):
     raise harness.TestFailure("%s status lists no row for itself" % site.code)
 
 
+def last_frame_offset(data):
+    """Offset of the last frame of a framed file (4-byte big-endian lengths)."""
+    off, last = 0, None
+    while off < len(data):
+        last = off
+        off += 4 + int.from_bytes(data[off:off + 4], "big")
+    check(off == len(data) and last, "bundle frames do not add up to the file size")
+    return last
+
+
 def sync_round(h, cas, rnd):
     before = cas.catalog_state()
     h.gen_catalog(h.catalog, ENTRIES, rnd, SEED)
@@ -198,6 +208,11 @@ def test(h):
     with open(cut, "wb") as f:
         f.write(data[:len(data) * 2 // 3])
     refused(d01, cut, "truncated bundle", "a truncated bundle")
+    # Cut exactly where the last frame (the checksum) starts: every frame
+    # left is whole, only the end is missing.
+    with open(cut, "wb") as f:
+        f.write(data[:last_frame_offset(data)])
+    refused(d01, cut, "truncated bundle", "a bundle without its checksum frame")
 
     refused(d01, b22, "bundle starts at version 2 but this site holds 1",
             "a bundle starting after the held version")
