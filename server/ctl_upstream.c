@@ -1,10 +1,124 @@
-/* Placeholder: commands being written. */
+/*
+ * Control command "import-update" {"from", "id"}: one update from a catalog
+ * URL or file into the top site's catalog (upstream/import.c runs on a
+ * bulk database worker), then the new version goes down the tree like an
+ * upstream sync's.
+ */
 #include "server/ctl_upstream.h"
 
+#include <ctype.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "replication/entry.h"
+#include "server/ctl.h"
+#include "server/daemon.h"
 #include "server/errcode.h"
+#include "server/log.h"
+#include "server/topsync.h"
+#include "storage/db.h"
+#include "upstream/import.h"
+#include "upstream/sync.h"
+
+/* One import in flight: the request stays valid until answered. */
+typedef struct {
+	daemon_t *d;
+	ctl_req_t *req;
+} import_call_t;
+
+static void import_done_cb(int ret, void *arg)
+{
+	upstream_job_t *job = arg;
+	import_call_t *call = job->owner;
+	daemon_t *d = call->d;
+	if (ret != SS_EOK) {
+		daemon_synclog(d, "Import of update %s from %s failed: %s", job->import_id, job->url, job->err);
+		ctl_reply_error(call->req, ret, "import-update: %s", job->err);
+		goto done;
+	}
+	if (job->unchanged) {
+		daemon_synclog(d, "Imported update %s from %s: already present with the same content "
+		               "(revision %" PRIu32 "), version stays %" PRIu64,
+		               job->import_id, job->url, job->revision, job->version);
+	} else {
+		daemon_synclog(d, "Imported update %s revision %" PRIu32 " from %s (%s), new catalog "
+		               "version is %" PRIu64, job->import_id, job->revision, job->url,
+		               job->added ? "added" : "changed", job->version);
+		daemon_version_committed(d, job->version, &job->digest, job->entries, false);
+	}
+	ctl_reply(call->req, json_pack("{s:s, s:I, s:I}", "update_id", job->import_id,
+	                               "revision", (json_int_t)job->revision,
+	                               "version", (json_int_t)job->version));
+done:
+	free(call);
+	upstream_job_free(job);
+}
+
+static void cmd_import_update(ctl_req_t *req, const json_t *args, void *arg)
+{
+	daemon_t *d = arg;
+	const char *from = json_string_value(json_object_get(args, "from"));
+	const char *id = json_string_value(json_object_get(args, "id"));
+	if (from == NULL || from[0] == '\0' || id == NULL) {
+		ctl_reply_error(req, SS_EINVAL, "import-update needs \"from\" and \"id\"");
+		return;
+	}
+	if (!conf_is_top(d->conf)) {
+		ctl_reply_error(req, SS_ENOTTOP, "import-update runs at the top site only; "
+		                "this site gets its catalog from its parent");
+		return;
+	}
+	/* The sync would race the import for version V+1 and could undo it. */
+	if (topsync_running(d)) {
+		ctl_reply_error(req, SS_EBUSY, "an upstream sync is running; run import-update "
+		                "again when it has finished");
+		return;
+	}
+	char lid[40];
+	size_t n = strlen(id);
+	if (n >= sizeof(lid)) {
+		ctl_reply_error(req, SS_EINVAL, "'%.60s' is not an update id (UUID)", id);
+		return;
+	}
+	for (size_t i = 0; i <= n; i++)
+		lid[i] = (char)tolower((unsigned char)id[i]);
+	if (!entry_id_valid(lid)) {
+		ctl_reply_error(req, SS_EINVAL, "'%s' is not an update id (UUID)", id);
+		return;
+	}
+
+	import_call_t *call = calloc(1, sizeof(*call));
+	upstream_job_t *job = calloc(1, sizeof(*job));
+	if (call == NULL || job == NULL)
+		goto nomem;
+	call->d = d;
+	call->req = req;
+	const conf_t *c = d->conf;
+	job->owner = call;
+	job->url = strdup(from);
+	job->import_id = strdup(lid);
+	job->state_dir = strdup(c->state_dir);
+	job->ca_file = c->upstream_ca ? strdup(c->upstream_ca) : NULL;
+	job->proxy = c->upstream_proxy ? strdup(c->upstream_proxy) : NULL;
+	job->connect_timeout = c->upstream_connect_timeout;
+	job->timeout = c->upstream_timeout;
+	job->keep_versions = c->keep_versions;
+	if (job->url == NULL || job->import_id == NULL || job->state_dir == NULL)
+		goto nomem;
+	daemon_synclog(d, "Importing update %s from %s", lid, from);
+	if (db_submit(d->db, DB_BULK, upstream_import_work, import_done_cb, job) != SS_EOK)
+		goto nomem;
+	return;
+nomem:
+	free(call);
+	upstream_job_free(job);
+	ctl_reply_error(req, SS_ENOMEM, "out of memory");
+}
 
 int ctl_upstream_register(struct daemon *d)
 {
-	(void)d;
-	return SS_EOK;
+	return ctl_register(d->ctl, "import-update", cmd_import_update, d);
 }

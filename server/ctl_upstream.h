@@ -1,5 +1,6 @@
 /*
- * Control commands for the upstream catalog: single-update import .
+ * Control commands for the upstream catalog: single-update import
+ * ("import-update", top site only, refused while an upstream sync runs).
  */
 #pragma once
 

@@ -35,11 +35,22 @@ static void topsync_done(int ret, void *arg)
 		s->consecutive_failures = 0;
 		s->next_retry = 0;
 		s->progress_done = s->progress_total = job->entries_seen;
+		/* One line per phase, so an operator sees where time and entries went. */
 		if (job->not_modified) {
-			daemon_synclog(d, "Fetched catalog: not modified (304), version stays %" PRIu64, d->version);
+			daemon_synclog(d, "Download: catalog not modified (304), version stays %" PRIu64,
+			               d->version);
 		} else {
-			daemon_synclog(d, "Fetched catalog, %" PRIu64 " entries (%" PRIu64 " bytes), %" PRIu64
-			               " selected", job->entries_seen, job->fetched_bytes, job->selected);
+			if (upstream_file_path(job->url) != NULL)
+				daemon_synclog(d, "Download: reading the catalog from %s", job->url);
+			else
+				daemon_synclog(d, "Download: %" PRIu64 " bytes from %s", job->fetched_bytes,
+				               job->url);
+			daemon_synclog(d, "Parse: %" PRIu64 " entries in the catalog", job->entries_seen);
+			daemon_synclog(d, "Filter: %" PRIu64 " of %" PRIu64 " entries selected",
+			               job->selected, job->entries_seen);
+			daemon_synclog(d, "Diff: %" PRIu64 " added, %" PRIu64 " changed, %" PRIu64
+			               " removed, %" PRIu64 " expired, %" PRIu64 " purged",
+			               job->added, job->changed, job->removed, job->expired, job->purged);
 		}
 		if (job->unchanged) {
 			s->added = s->changed = s->removed = s->expired = 0;
@@ -53,16 +64,18 @@ static void topsync_done(int ret, void *arg)
 			s->removed = job->removed;
 			s->expired = job->expired;
 			daemon_synclog(d, "Updated %" PRIu64 " items (%" PRIu64 " added, %" PRIu64 " changed, %"
-			               PRIu64 " removed), new catalog version is %" PRIu64,
+			               PRIu64 " removed, %" PRIu64 " expired), new catalog version is %" PRIu64,
 			               job->added + job->changed + job->removed, job->added, job->changed,
-			               job->removed, job->version);
+			               job->removed, job->expired, job->version);
 			daemon_message(d, SS_MSG_SYNC_DONE, "info", "Synced from upstream: version %" PRIu64
 			               ", %" PRIu64 " added, %" PRIu64 " changed, %" PRIu64 " removed",
 			               job->version, job->added, job->changed, job->removed);
 			daemon_version_committed(d, job->version, &job->digest, job->entries, job->full);
 		}
-		daemon_synclog(d, "Sync time: %ldd%02ldh%02ldm%02lds", secs / 86400, secs / 3600 % 24,
-		               secs / 60 % 60, secs % 60);
+		if (job->unchanged && !job->not_modified)
+			daemon_synclog(d, "Catalog unchanged, version stays %" PRIu64, d->version);
+		daemon_synclog(d, "Sync finished. Sync time: %ldd%02ldh%02ldm%02lds", secs / 86400,
+		               secs / 3600 % 24, secs / 60 % 60, secs % 60);
 	} else {
 		s->state = SITESYNC__SYNC_STATE__SYNC_FAILED;
 		s->last_error_code = ss_errnum(ret);

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -16,6 +17,7 @@
 #include "storage/copy.h"
 #include "storage/db.h"
 #include "upstream/catalog.h"
+#include "upstream/expire.h"
 #include "upstream/fetch.h"
 
 #define COPY_FLUSH_BYTES (1u << 20)
@@ -39,6 +41,7 @@ void upstream_job_free(upstream_job_t *job)
 	free(job->ca_file);
 	free(job->proxy);
 	free(job->state_dir);
+	free(job->import_id);
 	free(job);
 }
 
@@ -48,12 +51,23 @@ typedef struct {
 	copybuf_t cb;
 	uint8_t *packed;
 	size_t packed_cap;
-	int ret;
+	uint64_t staged;
 } stage_ctx_t;
 
 static int stage_entry_cb(const Sitesync__UpdateContent *u, void *arg)
 {
 	stage_ctx_t *s = arg;
+	Sitesync__UpdateContent imp;
+	if (s->job->import_id != NULL) {
+		/* An import takes one package; the rest only count as parsed. */
+		atomic_fetch_add(&s->job->parsed, 1);
+		if (strcasecmp(u->update_id, s->job->import_id) != 0)
+			return SS_EOK;
+		/* A shallow copy: only source differs, the strings stay the parser's. */
+		imp = *u;
+		imp.source = "imported";
+		u = &imp;
+	}
 	size_t n = sitesync__update_content__get_packed_size(u);
 	if (n > s->packed_cap) {
 		uint8_t *nb = realloc(s->packed, n);
@@ -71,7 +85,9 @@ static int stage_entry_cb(const Sitesync__UpdateContent *u, void *arg)
 		return ret;
 	}
 	copy_end_row(&s->cb);
-	atomic_fetch_add(&s->job->parsed, 1);
+	s->staged++;
+	if (s->job->import_id == NULL)
+		atomic_fetch_add(&s->job->parsed, 1);
 	return copy_flush(s->conn, &s->cb, COPY_FLUSH_BYTES, s->job->err, sizeof(s->job->err));
 }
 
@@ -92,6 +108,28 @@ static int set_setting(PGconn *conn, const char *key, const char *value, char *e
 	const char *p[] = { key, value ? value : "" };
 	return db_execp(conn, "INSERT INTO settings (key, value) VALUES ($1, $2) "
 	                "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value", 2, p, err, errlen);
+}
+
+int upstream_setting_int(PGconn *conn, const char *key, long def, long *out,
+                         char *err, size_t errlen)
+{
+	char *v = NULL;
+	*out = def;
+	int ret = get_setting(conn, key, &v, err, errlen);
+	if (ret != SS_EOK || v == NULL)
+		return ret;
+	char *end = NULL;
+	errno = 0;
+	long n = strtol(v, &end, 10);
+	/* A typo must not silently mean "expire everything at once". */
+	if (errno != 0 || end == v || *end != '\0') {
+		snprintf(err, errlen, "setting %s = '%.60s' is not an integer", key, v);
+		ret = SS_ECONFIG;
+	} else {
+		*out = n;
+	}
+	free(v);
+	return ret;
 }
 
 static int sum_hashes(PGconn *conn, const char *sql, digest_t *d, char *err, size_t errlen)
@@ -147,19 +185,24 @@ static const char *const SQL_SELECT =
 	"CREATE UNIQUE INDEX ON ss_sel (update_id); ANALYZE ss_sel";
 
 /* a = added, c = changed (content differs: revision + 1), r = removed.
- * Imported updates are never removed by an upstream sync. */
-static const char *const SQL_DIFF =
-	"CREATE TEMP TABLE ss_diff ON COMMIT DROP AS "
-	"SELECT s.update_id, CASE WHEN u.update_id IS NULL THEN 'a' ELSE 'c' END AS kind, "
-	"  coalesce(u.revision, 0) + 1 AS revision "
-	"FROM ss_sel s LEFT JOIN updates u USING (update_id) "
+ * Imported updates are never removed by an upstream sync: only rows whose
+ * source is upstream can be. */
+#define SQL_DIFF_UPSERTS \
+	"CREATE TEMP TABLE ss_diff ON COMMIT DROP AS " \
+	"SELECT s.update_id, CASE WHEN u.update_id IS NULL THEN 'a' ELSE 'c' END AS kind, " \
+	"  coalesce(u.revision, 0) + 1 AS revision " \
+	"FROM ss_sel s LEFT JOIN updates u USING (update_id) " \
 	"WHERE u.update_id IS NULL OR u.content <> s.content "
+#define SQL_DIFF_INDEX "; CREATE UNIQUE INDEX ON ss_diff (update_id); ANALYZE ss_diff"
+static const char *const SQL_DIFF_SYNC =
+	SQL_DIFF_UPSERTS
 	"UNION ALL "
 	"SELECT u.update_id, 'r', 0 FROM updates u WHERE u.source = 'upstream' "
-	"  AND NOT EXISTS (SELECT 1 FROM ss_sel s WHERE s.update_id = u.update_id); "
-	"CREATE UNIQUE INDEX ON ss_diff (update_id); ANALYZE ss_diff";
+	"  AND NOT EXISTS (SELECT 1 FROM ss_sel s WHERE s.update_id = u.update_id)"
+	SQL_DIFF_INDEX;
+static const char *const SQL_DIFF_IMPORT = SQL_DIFF_UPSERTS SQL_DIFF_INDEX;
 
-static int stage_catalog(PGconn *conn, upstream_job_t *job, const char *path)
+int upstream_stage(PGconn *conn, upstream_job_t *job, const char *path)
 {
 	stage_ctx_t s = { .conn = conn, .job = job };
 	copy_init(&s.cb);
@@ -178,29 +221,46 @@ static int stage_catalog(PGconn *conn, upstream_job_t *job, const char *path)
 	char perr[256] = "";
 	atomic_store(&job->phase, 1);
 	ret = catalog_parse_file(path, stage_entry_cb, &s, &stats, perr, sizeof(perr));
+	/* The whole catalog is refused: say so, then where the parser stopped. */
 	if (ret != SS_EOK && job->err[0] == '\0')
-		snprintf(job->err, sizeof(job->err), "%s", perr[0] ? perr : ss_strerror(ret));
+		snprintf(job->err, sizeof(job->err), "cannot parse the catalog, nothing was changed: %s",
+		         perr[0] ? perr : ss_strerror(ret));
 	int fin = copy_finish(conn, &s.cb, ret == SS_EOK ? job->err : NULL,
 	                      ret == SS_EOK ? sizeof(job->err) : 0);
 	copy_clear(&s.cb);
 	free(s.packed);
 	job->entries_seen = stats.entries;
+	if (ret == SS_EOK && fin == SS_EOK && job->import_id != NULL && s.staged == 0) {
+		snprintf(job->err, sizeof(job->err), "update %s is not in the catalog (%" PRIu64
+		         " packages read)", job->import_id, stats.entries);
+		return SS_ENOENT;
+	}
 	return ret != SS_EOK ? ret : fin;
 }
 
 static int count_diff(PGconn *conn, upstream_job_t *job)
 {
 	PGresult *r = NULL;
-	int ret = db_query(conn, "SELECT (SELECT count(*) FROM ss_sel), "
+	int ret = db_query(conn, "SELECT "
 	                   "count(*) FILTER (WHERE kind = 'a'), count(*) FILTER (WHERE kind = 'c'), "
 	                   "count(*) FILTER (WHERE kind = 'r') FROM ss_diff",
 	                   0, NULL, &r, job->err, sizeof(job->err));
 	if (ret != SS_EOK)
 		return ret;
+	job->added = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+	job->changed = strtoull(PQgetvalue(r, 0, 1), NULL, 10);
+	job->removed = strtoull(PQgetvalue(r, 0, 2), NULL, 10);
+	PQclear(r);
+	return SS_EOK;
+}
+
+static int count_selected(PGconn *conn, upstream_job_t *job)
+{
+	PGresult *r = NULL;
+	int ret = db_query(conn, "SELECT count(*) FROM ss_sel", 0, NULL, &r, job->err, sizeof(job->err));
+	if (ret != SS_EOK)
+		return ret;
 	job->selected = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
-	job->added = strtoull(PQgetvalue(r, 0, 1), NULL, 10);
-	job->changed = strtoull(PQgetvalue(r, 0, 2), NULL, 10);
-	job->removed = strtoull(PQgetvalue(r, 0, 3), NULL, 10);
 	PQclear(r);
 	return SS_EOK;
 }
@@ -247,15 +307,49 @@ static int commit_changes(PGconn *conn, upstream_job_t *job, const digest_t *hel
 	                            job->keep_versions, err, errlen);
 }
 
+int upstream_diff_commit(PGconn *conn, upstream_job_t *job, bool removals,
+                         const digest_t *held_digest, uint64_t held_entries)
+{
+	int ret = db_exec(conn, removals ? SQL_DIFF_SYNC : SQL_DIFF_IMPORT, job->err, sizeof(job->err));
+	if (ret == SS_EOK)
+		ret = count_diff(conn, job);
+	if (ret != SS_EOK)
+		return ret;
+	job->version = job->held;
+	job->digest = *held_digest;
+	job->entries = held_entries;
+	if (job->added + job->changed + job->removed == 0) {
+		job->unchanged = true;
+		return SS_EOK;
+	}
+	job->version = job->held + 1;
+	return commit_changes(conn, job, held_digest, held_entries);
+}
+
 int upstream_sync_work(PGconn *conn, void *arg)
 {
 	upstream_job_t *job = arg;
 	char *etag = NULL, *last_mod = NULL, *last_url = NULL;
+	char *sel_now = NULL, *sel_last = NULL;
 	char download[1024];
 	fetch_result_t fr;
 	memset(&fr, 0, sizeof(fr));
 	job->err[0] = '\0';
 	int ret;
+
+	/* The selection in force: a change must be applied even if upstream is not. */
+	PGresult *sr = NULL;
+	if ((ret = db_query(conn, "SELECT coalesce(string_agg(kind || ':' || id, ',' ORDER BY kind, id), '') "
+	                    "FROM categories WHERE selected", 0, NULL, &sr, job->err, sizeof(job->err))) != SS_EOK)
+		goto out;
+	sel_now = strdup(PQgetvalue(sr, 0, 0));
+	PQclear(sr);
+	if (sel_now == NULL) {
+		ret = SS_ENOMEM;
+		goto out;
+	}
+	if ((ret = get_setting(conn, "upstream_selection", &sel_last, job->err, sizeof(job->err))) != SS_EOK)
+		goto out;
 
 	const char *path = upstream_file_path(job->url);
 	if (path == NULL) {
@@ -264,7 +358,8 @@ int upstream_sync_work(PGconn *conn, void *arg)
 		    (ret = get_setting(conn, "upstream_url", &last_url, job->err, sizeof(job->err))) != SS_EOK)
 			goto out;
 		/* A new URL, or --full, must not be answered by "not modified". */
-		bool cache = !job->full && last_url && strcmp(last_url, job->url) == 0;
+		bool cache = !job->full && last_url && strcmp(last_url, job->url) == 0 &&
+		             sel_last && strcmp(sel_last, sel_now) == 0;
 		snprintf(download, sizeof(download), "%s/upstream.download", job->state_dir);
 		fetch_opts_t fo = {
 			.url = job->url, .ca_file = job->ca_file, .proxy = job->proxy,
@@ -295,25 +390,16 @@ int upstream_sync_work(PGconn *conn, void *arg)
 	if ((ret = apply_read_state(conn, true, &job->held, &held_digest, &held_entries,
 	                            job->err, sizeof(job->err))) != SS_EOK)
 		goto rollback;
-	if ((ret = stage_catalog(conn, job, path)) != SS_EOK)
+	if ((ret = upstream_stage(conn, job, path)) != SS_EOK)
 		goto rollback;
 	atomic_store(&job->phase, 2);
+	/* Selected count before expiry maintenance may purge some. */
 	if ((ret = db_exec(conn, SQL_CATEGORIES, job->err, sizeof(job->err))) != SS_EOK ||
 	    (ret = db_exec(conn, SQL_SELECT, job->err, sizeof(job->err))) != SS_EOK ||
-	    (ret = db_exec(conn, SQL_DIFF, job->err, sizeof(job->err))) != SS_EOK ||
-	    (ret = count_diff(conn, job)) != SS_EOK)
+	    (ret = count_selected(conn, job)) != SS_EOK ||
+	    (ret = upstream_expire_settle(conn, job)) != SS_EOK ||
+	    (ret = upstream_diff_commit(conn, job, true, &held_digest, held_entries)) != SS_EOK)
 		goto rollback;
-
-	job->version = job->held;
-	job->digest = held_digest;
-	job->entries = held_entries;
-	if (job->added + job->changed + job->removed == 0) {
-		job->unchanged = true;
-	} else {
-		job->version = job->held + 1;
-		if ((ret = commit_changes(conn, job, &held_digest, held_entries)) != SS_EOK)
-			goto rollback;
-	}
 	if (path != upstream_file_path(job->url)) {
 		if ((ret = set_setting(conn, "upstream_etag", fr.etag, job->err, sizeof(job->err))) != SS_EOK ||
 		    (ret = set_setting(conn, "upstream_last_modified", fr.last_modified, job->err, sizeof(job->err))) != SS_EOK ||
@@ -322,7 +408,8 @@ int upstream_sync_work(PGconn *conn, void *arg)
 	}
 	char now[24];
 	snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
-	if ((ret = set_setting(conn, "last_upstream_sync", now, job->err, sizeof(job->err))) != SS_EOK)
+	if ((ret = set_setting(conn, "last_upstream_sync", now, job->err, sizeof(job->err))) != SS_EOK ||
+	    (ret = set_setting(conn, "upstream_selection", sel_now, job->err, sizeof(job->err))) != SS_EOK)
 		goto rollback;
 	ret = db_exec(conn, "COMMIT", job->err, sizeof(job->err));
 	goto out;
@@ -335,5 +422,7 @@ out:
 	free(etag);
 	free(last_mod);
 	free(last_url);
+	free(sel_now);
+	free(sel_last);
 	return ret;
 }

@@ -26,6 +26,7 @@ typedef struct upstream_job {
 	bool full;                 /* ignore "not modified" */
 	int keep_versions;
 	void *owner;               /* the caller's; the job never touches it */
+	char *import_id;           /* set: import this one update (import.c) */
 
 	/* Progress, read by the event loop. */
 	atomic_uint_fast64_t parsed;
@@ -41,7 +42,14 @@ typedef struct upstream_job {
 	uint64_t version;          /* version after (== held when unchanged) */
 	digest_t digest;
 	uint64_t entries;
-	uint64_t added, changed, removed, expired;
+	/*
+	 * added + changed + removed is every row the version touched. expired
+	 * counts entries that became expired in this version; each of them is
+	 * also in added or changed (its content changed). purged counts
+	 * expired entries dropped by maintenance; each is also in removed.
+	 */
+	uint64_t added, changed, removed, expired, purged;
+	uint32_t revision;         /* import: the update's revision after it */
 	char err[256];
 } upstream_job_t;
 
@@ -50,6 +58,36 @@ void upstream_job_free(upstream_job_t *job);
 
 /*! \brief The whole sync; returns SS_EOK or an error with job->err set. */
 int upstream_sync_work(PGconn *conn, void *arg);
+
+/*!
+ * \brief Stage a parsed catalog into the temporary table ss_up (same
+ * columns as `updates`, dropped at commit). With job->import_id only that
+ * package is staged, marked source = imported. Call inside a transaction.
+ *
+ * \param path  Catalog file (XML, .sdp or .cab).
+ * \return SS_EOK, or an error with job->err set.
+ */
+int upstream_stage(PGconn *conn, upstream_job_t *job, const char *path)
+	__attribute__((warn_unused_result));
+
+/*!
+ * \brief Diff the temporary table ss_sel (the wanted entries) against
+ * `updates` and, if anything differs, commit version held + 1: rows,
+ * change rows, digest, catalog_state. Fills the counts, version, digest
+ * and entries of job (job->unchanged when nothing differs).
+ *
+ * \param removals  Remove upstream-sourced rows absent from ss_sel (an
+ *                  upstream sync); false for an import, which only adds.
+ * \param held_digest, held_entries  catalog_state read FOR UPDATE.
+ */
+int upstream_diff_commit(PGconn *conn, upstream_job_t *job, bool removals,
+                         const digest_t *held_digest, uint64_t held_entries)
+	__attribute__((warn_unused_result));
+
+/*! \brief Read an integer from the settings table; \a def when absent. */
+int upstream_setting_int(PGconn *conn, const char *key, long def, long *out,
+                         char *err, size_t errlen)
+	__attribute__((warn_unused_result));
 
 /*!
  * \brief Local path of a file:// URL (percent-decoding not needed for
