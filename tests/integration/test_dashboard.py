@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""The dashboard page at GET / as a browser renders it.
+
+CAS -> P01 -> S01 and P02 under CAS, all running and synced; then S01 is
+SIGKILLed so the page has a site in another state than "succeeded". Headless
+Chromium loads http://CAS/ (the page fetches /status with JavaScript) and
+dumps the DOM: every site of `status --json` must have a row with the same
+data-site and data-state, and no other row may exist. A screenshot is saved
+next to the DOM dump in the test's temp dir (SS_KEEP_TMP=1 keeps it).
+
+Skips (exit 77) only when no Chromium binary can be found.
+"""
+
+import html.parser
+import os
+import shutil
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import check, log, wait_for  # noqa: E402
+from test_status import build_hierarchy, http_get, rows_of, wait_state  # noqa: E402
+
+CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "chromium", "chromium-browser",
+                       "google-chrome", "google-chrome-stable")
+
+
+def find_chromium():
+    env = os.environ.get("SS_CHROMIUM")
+    for c in ((env,) if env else ()) + CHROMIUM_CANDIDATES:
+        path = c if os.path.isabs(c) else shutil.which(c)
+        if path and os.access(path, os.X_OK):
+            return path
+    return None
+
+
+class RowParser(html.parser.HTMLParser):
+    """Collect (data-site, data-state) of every element that has data-site."""
+
+    def __init__(self):
+        super().__init__()
+        self.rows = []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if "data-site" in a:
+            self.rows.append((a["data-site"], a.get("data-state")))
+
+
+def chromium(h, exe, url, *mode):
+    profile = h.path("chromium-profile")
+    os.makedirs(profile, exist_ok=True)
+    argv = [exe, "--headless", "--no-sandbox", "--disable-gpu",
+            "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+            "--user-data-dir=" + profile, "--virtual-time-budget=5000"] \
+        + list(mode) + [url]
+    p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True, timeout=120)
+    check(p.returncode == 0, "chromium %s exited %d: %s"
+          % (" ".join(mode), p.returncode, p.stderr[-2000:]))
+    return p.stdout
+
+
+def states(site):
+    _, rows = rows_of(site)
+    return {code: r.get("state") for code, r in rows.items()}
+
+
+def test(h):
+    exe = find_chromium()
+    if exe is None:
+        raise harness.Skip("no Chromium found (apt-get install chromium, or set "
+                           "SS_CHROMIUM); the dashboard test needs a browser")
+    log("browser: %s" % exe)
+    hy = build_hierarchy(h, start_p02=True)
+    cas = hy["CAS"]
+    url = "http://127.0.0.1:%d/" % cas.http_port
+    status, page = http_get(cas.http_port, "/")
+    check(status == 200 and "<html" in page.lower(), "GET / answered %d" % status)
+
+    hy["S01"].kill()
+    wait_state(cas, "S01", lambda r, d: r.get("state") == "stale", 60,
+               "S01 to read stale at CAS")
+
+    # States can move while the browser loads; only a view taken between two
+    # identical `status --json` answers is compared.
+    def rendered():
+        before = states(cas)
+        dom = chromium(h, exe, url, "--dump-dom")
+        after = states(cas)
+        if before != after:
+            raise harness.NotYet("status changed during the page load")
+        return before, dom
+    want, dom = wait_for(rendered, 120, "a stable dashboard render", interval=1)
+    with open(h.path("dashboard.html"), "w") as f:
+        f.write(dom)
+    p = RowParser()
+    p.feed(dom)
+    got = dict(p.rows)
+    check(len(got) == len(p.rows), "a site has two rows: %r" % p.rows)
+    check({"CAS", "P01", "P02", "S01"} <= set(want), "status lists %s" % sorted(want))
+    check(got == want, "dashboard rows %r, status --json %r" % (got, want))
+    check(want["S01"] == "stale" and want["CAS"] == "succeeded",
+          "unexpected states %r" % want)
+    log("dashboard rows match status --json: %s" % sorted(got.items()))
+
+    shot = h.path("dashboard.png")
+    chromium(h, exe, url, "--window-size=1400,500", "--screenshot=" + shot)
+    check(os.path.exists(shot) and os.path.getsize(shot) > 1000,
+          "no screenshot at %s" % shot)
+    log("screenshot %s (%d bytes)" % (shot, os.path.getsize(shot)))
+
+
+if __name__ == "__main__":
+    harness.main(test, "dashboard")
