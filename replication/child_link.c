@@ -11,6 +11,7 @@
 #include "server/daemon.h"
 #include "server/errcode.h"
 #include "server/log.h"
+#include "storage/db.h"
 
 #define STREAM_CHUNK (256u * 1024u)
 #define STREAM_HIGH (1u << 20)      /* queue at most this much per child */
@@ -81,6 +82,7 @@ void child_link_accept(daemon_t *d, conn_t *c)
 	}
 	cl->d = d;
 	cl->conn = c;
+	cl->id = ++d->next_child_id;
 	cl->state = CL_WAIT_HELLO;
 	cl->connected_at = cl->last_seen = time(NULL);
 	cl->next = d->children;
@@ -105,24 +107,105 @@ static int child_send_hello(child_link_t *cl)
 	return conn_send(cl->conn, &f);
 }
 
+static void child_on_hello(child_link_t *cl, const Sitesync__Hello *h);
+
+static void child_refuse_unapproved(child_link_t *cl)
+{
+	daemon_t *d = cl->d;
+	log_warning("refusing site %s from %s: not an approved child of %s "
+	            "(approve it with: sitesync child add %s)", cl->site,
+	            conn_peer_addr(cl->conn), d->conf->site_code, cl->site);
+	daemon_message(d, SS_MSG_CHILD_REFUSED, "warning",
+	               "Refused connection from site %s (%s): not an approved child",
+	               cl->site, conn_peer_addr(cl->conn));
+	char why[96];
+	snprintf(why, sizeof(why), "site %s is not an approved child of %s", cl->site,
+	         d->conf->site_code);
+	child_disconnect(cl, false, SS_EDENIED, why);
+}
+
+typedef struct {
+	daemon_t *d;
+	uint64_t id;
+	char site[4];
+	bool approved;
+} approval_job_t;
+
+static int approval_work(PGconn *conn, void *arg)
+{
+	approval_job_t *j = arg;
+	const char *p[] = { j->site };
+	PGresult *r = NULL;
+	int ret = db_query(conn, "SELECT 1 FROM children WHERE site = $1", 1, p, &r, NULL, 0);
+	if (ret == SS_EOK)
+		j->approved = PQntuples(r) == 1;
+	PQclear(r);
+	return ret;
+}
+
+static void approval_done(int ret, void *arg)
+{
+	approval_job_t *j = arg;
+	daemon_t *d = j->d;
+	child_link_t *cl = d->children;
+	while (cl && cl->id != j->id)
+		cl = cl->next;
+	if (cl == NULL) {            /* gone meanwhile */
+		free(j);
+		return;
+	}
+	cl->checking = false;
+	if (ret == SS_EOK && j->approved) {
+		/* Approved through another daemon sharing this database. */
+		size_t n = d->n_approved;
+		char (*more)[4] = calloc(n + 1, sizeof(*more));
+		if (more) {
+			if (n)
+				memcpy(more, d->approved, n * sizeof(*more));
+			snprintf(more[n], 4, "%s", j->site);
+			daemon_set_approved(d, more, n + 1);
+			free(more);
+		}
+		conn_set_idle_timeout(cl->conn, d->conf->heartbeat_timeout);
+		if (cl->hello_held) {
+			Sitesync__Hello h = SITESYNC__HELLO__INIT;
+			h.protocol_version = cl->held_proto;
+			h.site = cl->held_site;
+			h.catalog_version = cl->held_version;
+			h.hierarchy_id.data = cl->held_hierarchy;
+			h.hierarchy_id.len = cl->held_hierarchy_len;
+			cl->hello_held = false;
+			child_on_hello(cl, &h);
+		}
+	} else {
+		child_refuse_unapproved(cl);
+	}
+	free(j);
+}
+
 static void child_on_up(child_link_t *cl)
 {
 	daemon_t *d = cl->d;
 	snprintf(cl->site, sizeof(cl->site), "%s", conn_peer_site(cl->conn));
-	if (!daemon_child_approved(d, cl->site)) {
-		log_warning("refusing site %s from %s: not an approved child of %s "
-		            "(approve it with: sitesync child add %s)", cl->site,
-		            conn_peer_addr(cl->conn), d->conf->site_code, cl->site);
-		daemon_message(d, SS_MSG_CHILD_REFUSED, "warning",
-		               "Refused connection from site %s (%s): not an approved child",
-		               cl->site, conn_peer_addr(cl->conn));
-		char why[96];
-		snprintf(why, sizeof(why), "site %s is not an approved child of %s", cl->site,
-		         d->conf->site_code);
-		child_disconnect(cl, false, SS_EDENIED, why);
+	if (daemon_child_approved(d, cl->site)) {
+		conn_set_idle_timeout(cl->conn, d->conf->heartbeat_timeout);
 		return;
 	}
-	conn_set_idle_timeout(cl->conn, d->conf->heartbeat_timeout);
+	/* The database is the authority: the list here may be older. */
+	approval_job_t *j = calloc(1, sizeof(*j));
+	if (j == NULL) {
+		child_refuse_unapproved(cl);
+		return;
+	}
+	j->d = d;
+	j->id = cl->id;
+	snprintf(j->site, sizeof(j->site), "%s", cl->site);
+	cl->checking = true;
+	if (db_submit(d->db, DB_QUICK, approval_work, approval_done, j) != SS_EOK) {
+		free(j);
+		cl->checking = false;
+		child_refuse_unapproved(cl);
+	}
 }
 
 static void child_on_hello(child_link_t *cl, const Sitesync__Hello *h)
@@ -299,6 +382,25 @@ static void child_cb(conn_t *c, conn_event_t ev, const frame_t *f, void *arg)
 	cl->last_seen = time(NULL);
 	char why[96];
 	if (cl->state == CL_WAIT_HELLO) {
+		if (cl->checking && f->msg_case == SITESYNC__FRAME__MSG_HELLO && !cl->hello_held) {
+			/* Keep it until the database says whether the site is approved. */
+			const Sitesync__Hello *h = f->hello;
+			cl->hello_held = true;
+			cl->held_proto = h->protocol_version;
+			snprintf(cl->held_site, sizeof(cl->held_site), "%s", h->site);
+			cl->held_version = h->catalog_version;
+			cl->held_hierarchy_len = h->hierarchy_id.len <= sizeof(cl->held_hierarchy) ?
+			                         h->hierarchy_id.len : sizeof(cl->held_hierarchy) + 1;
+			if (cl->held_hierarchy_len <= sizeof(cl->held_hierarchy))
+				memcpy(cl->held_hierarchy, h->hierarchy_id.data, cl->held_hierarchy_len);
+			else
+				cl->held_hierarchy_len = 1;    /* wrong length: refused as another hierarchy */
+			return;
+		}
+		if (cl->checking) {
+			child_disconnect(cl, false, SS_EPROTO, "only one Hello before approval");
+			return;
+		}
 		if (f->msg_case == SITESYNC__FRAME__MSG_HELLO) {
 			child_on_hello(cl, f->hello);
 			return;

@@ -41,6 +41,14 @@ typedef struct child_link {
 	uint64_t offset;
 	time_t connected_at;
 	time_t last_seen;
+	uint64_t id;                /* finds the session again after a database check */
+	bool checking;              /* approval being checked in the database */
+	bool hello_held;            /* Hello arrived during the check: kept here */
+	uint32_t held_proto;
+	char held_site[8];
+	uint64_t held_version;
+	uint8_t held_hierarchy[32];
+	size_t held_hierarchy_len;
 } child_link_t;
 
 /*! \brief Take an accepted TLS connection; the site is checked once verified. */

@@ -50,6 +50,9 @@ struct parent_link {
 	FILE *stream;
 	char path[512];
 	apply_t *apply;             /* in flight; owned by the job until done */
+	char addrs[4][256];         /* [parent] address: one or more, tried in turn */
+	int n_addrs;
+	int addr_next;
 	bool freeing;               /* free once the apply job returns */
 };
 
@@ -158,9 +161,13 @@ static void pl_connect_cb(evutil_socket_t fd, short what, void *arg)
 	daemon_t *d = p->d;
 	if (p->conn)
 		return;
-	int ret = conn_connect(d->base, d->dns, d->tls_client, d->conf->parent_address, &p->conn);
+	/* Several addresses name daemons sharing the parent's database (HA):
+	 * after a failure the next one is tried. */
+	const char *addr = p->addrs[p->addr_next % p->n_addrs];
+	p->addr_next++;
+	int ret = conn_connect(d->base, d->dns, d->tls_client, addr, &p->conn);
 	if (ret != SS_EOK) {
-		log_warning("cannot dial parent %s: %s", d->conf->parent_address, ss_strerror(ret));
+		log_warning("cannot dial parent %s: %s", addr, ss_strerror(ret));
 		p->conn = NULL;
 		pl_schedule_connect(p);
 		return;
@@ -292,6 +299,8 @@ static void pl_on_hello(parent_link_t *p, const Sitesync__Hello *h)
 	snprintf(p->site, sizeof(p->site), "%s", h->site);
 	p->parent_version = h->catalog_version;
 	p->attempts = 0;
+	/* Reconnect to this address first next time. */
+	p->addr_next = (p->addr_next + p->n_addrs - 1) % p->n_addrs;
 	conn_set_limit(p->conn, (size_t)d->conf->max_frame);
 	if (p->state != PL_APPLYING)
 		pl_set_state(p, PL_READY);
@@ -559,6 +568,14 @@ int parent_link_start(daemon_t *d, parent_link_t **out)
 		return SS_ENOMEM;
 	p->d = d;
 	snprintf(p->path, sizeof(p->path), "%s/pull.stream", d->conf->state_dir);
+	char *list = strdup(d->conf->parent_address), *save = NULL;
+	if (list == NULL)
+		goto fail;
+	for (char *t = strtok_r(list, ", ", &save); t && p->n_addrs < 4; t = strtok_r(NULL, ", ", &save))
+		snprintf(p->addrs[p->n_addrs++], sizeof(p->addrs[0]), "%s", t);
+	free(list);
+	if (p->n_addrs == 0)
+		goto fail;
 	p->retry_ev = evtimer_new(d->base, pl_connect_cb, p);
 	p->ping_ev = event_new(d->base, -1, EV_PERSIST, pl_ping_cb, p);
 	if (p->retry_ev == NULL || p->ping_ev == NULL)

@@ -138,6 +138,11 @@ static void cmd_sync(ctl_req_t *req, const json_t *args, void *arg)
 		ctl_reply_error(req, ret, "no [upstream] url is configured at %s", d->conf->site_code);
 		return;
 	}
+	if (ret == SS_ELOCKED) {
+		ctl_reply_error(req, ret, "this daemon is a standby for site %s: the active writer runs syncs",
+		                d->conf->site_code);
+		return;
+	}
 	if (ret != SS_EOK) {
 		ctl_reply_error(req, ret, "cannot start a sync: %s", ss_strerror(ret));
 		return;

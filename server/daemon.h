@@ -25,6 +25,7 @@ struct parent_link;
 struct spool;
 struct status_table;
 struct upstream_job;
+struct writer_lock;
 
 /* Stable status message ids (DESIGN §4); 67xx as operators know them. */
 enum {
@@ -91,6 +92,7 @@ typedef struct daemon {
 	char (*approved)[4];          /* approved child site codes */
 	size_t n_approved;
 	struct child_link *children;  /* connected sessions */
+	uint64_t next_child_id;
 	struct spool *spools;         /* produced pull streams */
 
 	/* Parent. */
@@ -111,6 +113,12 @@ typedef struct daemon {
 	void *schedule;               /* schedule_t *, NULL without [schedule] cron */
 	time_t next_run;              /* next scheduled upstream sync, 0 = none */
 	time_t last_upstream_sync;    /* from the database at startup */
+
+	/* High availability: only the holder of the writer lock syncs and writes. */
+	struct writer_lock *wlock;
+	bool active;
+	struct event *follow_ev;      /* standby: notice the active writer's commits */
+	int exit_code;
 
 	/* Alerts (server/alert.c). */
 	struct alert_state *alerts;

@@ -40,6 +40,7 @@
 #include "server/tls.h"
 #include "server/topsync.h"
 #include "storage/db.h"
+#include "storage/writer_lock.h"
 
 static void usage(FILE *out)
 {
@@ -206,6 +207,77 @@ static int setup_listener(daemon_t *d, char *err, size_t errlen)
 	return SS_EOK;
 }
 
+typedef struct {
+	daemon_t *d;
+	uint64_t version;
+	digest_t digest;
+	uint64_t entries;
+	char err[256];
+} follow_job_t;
+
+static int follow_work(PGconn *conn, void *arg)
+{
+	follow_job_t *f = arg;
+	return apply_read_state(conn, false, &f->version, &f->digest, &f->entries, f->err, sizeof(f->err));
+}
+
+static void follow_done(int ret, void *arg)
+{
+	follow_job_t *f = arg;
+	daemon_t *d = f->d;
+	if (ret == SS_EOK && !d->active && f->version != d->version) {
+		log_info("standby: the active writer committed version %" PRIu64, f->version);
+		daemon_version_committed(d, f->version, &f->digest, f->entries, false);
+	}
+	free(f);
+}
+
+/* A standby serves children from the shared database: it must notice the
+ * versions the active writer commits. */
+static void follow_cb(evutil_socket_t fd, short what, void *arg)
+{
+	daemon_t *d = arg;
+	if (d->active || d->db == NULL)
+		return;
+	follow_job_t *f = calloc(1, sizeof(*f));
+	if (f == NULL)
+		return;
+	f->d = d;
+	if (db_submit(d->db, DB_QUICK, follow_work, follow_done, f) != SS_EOK)
+		free(f);
+}
+
+static void writer_lock_cb_main(writer_lock_event_t ev, void *arg)
+{
+	daemon_t *d = arg;
+	char err[512] = "";
+	if (ev == WRITER_LOCK_LOST) {
+		/* Another daemon may hold the lock by now: writing on would race it. */
+		log_error("lost the writer lock for site %s (database session gone): stopping so that "
+		          "a standby can take over", d->conf->site_code);
+		d->exit_code = 2;
+		event_base_loopbreak(d->base);
+		return;
+	}
+	d->active = true;
+	log_notice("this daemon is the active writer for site %s", d->conf->site_code);
+	if (d->conf->parent_address && strcmp(d->conf->parent_mode, "connected") == 0 &&
+	    d->parent == NULL && parent_link_start(d, &d->parent) != SS_EOK) {
+		log_error("cannot start the parent link");
+		d->exit_code = 2;
+		event_base_loopbreak(d->base);
+		return;
+	}
+	if (d->conf->schedule_cron && conf_is_top(d->conf) && d->schedule == NULL &&
+	    topsync_schedule_arm(d, err, sizeof(err)) != SS_EOK) {
+		log_error("[schedule] cron: %s", err);
+		d->exit_code = 1;
+		event_base_loopbreak(d->base);
+		return;
+	}
+	daemon_status_changed(d);
+}
+
 /* SIGHUP: re-read the file; keep the old configuration if the new one is bad. */
 static void reload(daemon_t *d)
 {
@@ -279,6 +351,12 @@ static void shutdown_daemon(daemon_t *d)
 	d->http = NULL;
 	child_link_free_all(d);
 	parent_link_close(d->parent);
+	/* Closing its session releases the lock for a standby. */
+	writer_lock_free(d->wlock);
+	d->wlock = NULL;
+	if (d->follow_ev)
+		event_free(d->follow_ev);
+	d->follow_ev = NULL;
 	/* Let closing connections flush and free themselves. */
 	for (int i = 0; i < 40 && d->live_conns > 0; i++) {
 		struct timeval tv = { 0, 50000 };
@@ -417,15 +495,19 @@ int main(int argc, char **argv)
 		log_error("http: %s", err);
 		goto out;
 	}
-	if (d->conf->parent_address && strcmp(d->conf->parent_mode, "connected") == 0 &&
-	    parent_link_start(d, &d->parent) != SS_EOK) {
-		log_error("cannot start the parent link");
-		goto out;
-	}
 	if (topsync_schedule_init(d, err, sizeof(err)) != SS_EOK) {
 		log_error("[schedule] cron: %s", err);
 		goto out;
 	}
+	/* The parent link and the schedule start once this daemon holds the lock. */
+	if (writer_lock_start(d->base, d->conf->db_conninfo, writer_lock_cb_main, d, &d->wlock) != SS_EOK) {
+		log_error("cannot start the writer lock");
+		goto out;
+	}
+	d->follow_ev = event_new(d->base, -1, EV_PERSIST, follow_cb, d);
+	struct timeval follow_tv = { 1, 0 };
+	if (d->follow_ev == NULL || event_add(d->follow_ev, &follow_tv) != 0)
+		goto out;
 	if (alert_init(d) != SS_EOK) {
 		log_error("cannot start alerts");
 		goto out;
@@ -445,7 +527,7 @@ int main(int argc, char **argv)
 	daemon_status_changed(d);
 	notify_systemd("READY=1");
 	event_base_dispatch(d->base);
-	exit_code = 0;
+	exit_code = d->exit_code;
 out:
 	shutdown_daemon(d);
 	return exit_code;

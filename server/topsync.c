@@ -105,6 +105,8 @@ int topsync_start(daemon_t *d, bool full)
 		return SS_ENOTTOP;
 	if (d->conf->upstream_url == NULL)
 		return SS_ECONFIG;
+	if (!d->active)
+		return SS_ELOCKED;
 	if (d->upstream) {
 		d->sync_again = true;
 		d->sync_again_full |= full;
@@ -183,8 +185,15 @@ int topsync_schedule_init(daemon_t *d, char *err, size_t errlen)
 	d->retry_ev = evtimer_new(d->base, topsync_retry_cb, d);
 	if (d->retry_ev == NULL)
 		return SS_ENOMEM;
-	if (d->conf->schedule_cron == NULL || !conf_is_top(d->conf))
-		return SS_EOK;
+	/* Refuse a bad expression at startup, before any lock is held. */
+	schedule_t check;
+	if (d->conf->schedule_cron && conf_is_top(d->conf))
+		return schedule_parse(d->conf->schedule_cron, &check, err, errlen);
+	return SS_EOK;
+}
+
+int topsync_schedule_arm(daemon_t *d, char *err, size_t errlen)
+{
 	schedule_t *sc = calloc(1, sizeof(*sc));
 	if (sc == NULL)
 		return SS_ENOMEM;

@@ -15,8 +15,11 @@ struct daemon;
  */
 int topsync_start(struct daemon *d, bool full);
 
-/*! \brief Arm the cron schedule; runs a missed run now. */
+/*! \brief Create the retry timer and check the cron expression. */
 int topsync_schedule_init(struct daemon *d, char *err, size_t errlen);
+
+/*! \brief Arm the cron schedule (active writer only); runs a missed run now. */
+int topsync_schedule_arm(struct daemon *d, char *err, size_t errlen);
 
 /*! \brief Items parsed by the running sync (progress). */
 bool topsync_running(const struct daemon *d);
