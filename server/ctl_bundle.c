@@ -67,10 +67,13 @@ static json_t *digest_json(const digest_t *dg)
  */
 static bool have_hierarchy(ctl_req_t *req, const daemon_t *d)
 {
-	if (d->conf->tls_ca != NULL)
+	/* setup_tls() leaves the id zero unless [tls] ca, cert and key all load. */
+	static const uint8_t zero[SS_BUNDLE_ID_LEN];
+	if (memcmp(d->hierarchy_id, zero, sizeof(zero)) != 0)
 		return true;
-	ctl_reply_error(req, SS_ECONFIG, "%s has no [tls] ca: bundles are checked against the "
-	                "hierarchy's CA certificate, configure it first", d->conf->site_code);
+	ctl_reply_error(req, SS_ECONFIG, "%s has no [tls] ca, cert and key: bundles are checked "
+	                "against the hierarchy's CA certificate, configure them first",
+	                d->conf->site_code);
 	return false;
 }
 
