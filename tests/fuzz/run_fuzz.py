@@ -28,7 +28,9 @@ def main():
     if not os.path.isdir(corpus) or not os.listdir(corpus):
         sys.stderr.write("no seed corpus in %s\n" % corpus)
         return 1
+    # libFuzzer's own error status is 77, which meson reads as "skipped".
     common = ["-artifact_prefix=%s/%s-" % (arts, name), "-timeout=10",
+              "-error_exitcode=1", "-timeout_exitcode=1",
               "-rss_limit_mb=2048", "-max_len=1048576"]
     rc = 0
     if crashes:
@@ -41,7 +43,8 @@ def main():
                              "-print_final_stats=1"] + extra + [work, corpus]
     sys.stderr.write("running %s\n" % " ".join(argv))
     p = subprocess.run(argv)
-    return p.returncode or rc
+    rc = p.returncode or rc
+    return 1 if rc == 77 else rc
 
 
 if __name__ == "__main__":
