@@ -99,6 +99,13 @@ def test(src, env, demo):
                   "S02 sync log:\n" + log)
     harness.log("all five sites at version %d" % top)
 
+    for code in SITES:
+        text = open(os.path.join(demo, "sites", code, "sitesyncd.log"),
+                    errors="replace").read()
+        bad = [p for p in harness.SANITIZER_PATTERNS if p in text]
+        harness.check(not bad, "%s daemon log contains %r:\n%s"
+                      % (code, bad, text[-4000:]))
+
     pids = pids_in(demo)
     harness.check(len(pids) == 6, "expected 5 daemons + postmaster, got %r" % pids)
     rc, out = run([script, "stop"], env, 90)
