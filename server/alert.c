@@ -37,7 +37,7 @@ extern char **environ;
 
 typedef struct {
 	char site[4];
-	char state[16];
+	char state[16];               /* last settled state, "" = none yet */
 	bool seen;                    /* present in the latest render */
 } alert_site_t;
 
@@ -125,8 +125,7 @@ static void spawn_alert(daemon_t *d, struct alert_state *a, const char *cmd,
 	while (environ[n_env])
 		n_env++;
 	char **env = calloc(n_env + 9, sizeof(*env));
-	char **owned = NULL;
-	size_t first_owned = 0;
+	size_t first_owned = 0;       /* env[first_owned..n) are ours to free */
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
 	bool fa_ok = false, attr_ok = false;
@@ -136,7 +135,6 @@ static void spawn_alert(daemon_t *d, struct alert_state *a, const char *cmd,
 		if (strncmp(environ[i], "SITESYNC_", 9) != 0)
 			env[n++] = environ[i];
 	first_owned = n;
-	owned = env + first_owned;
 	const char *err = json_string_value(json_object_get(row, "last_error"));
 	if (env_add(env, &n, "SITESYNC_SITE", site) != SS_EOK ||
 	    env_add(env, &n, "SITESYNC_STATE", state) != SS_EOK ||
@@ -199,9 +197,8 @@ out:
 		posix_spawnattr_destroy(&attr);
 	if (fa_ok)
 		posix_spawn_file_actions_destroy(&fa);
-	if (owned)
-		for (size_t i = first_owned; i < n; i++)
-			free(env[i]);
+	for (size_t i = first_owned; env && i < n; i++)
+		free(env[i]);
 	free(env);
 }
 
@@ -246,22 +243,23 @@ static void observe(daemon_t *d, struct alert_state *a)
 		if (site == NULL || state == NULL)
 			continue;
 		alert_site_t *s = site_find(a, site);
-		if (s == NULL) {
-			/* First sight: only a site that is already in trouble is news. */
-			s = site_add(a, site);
-			if (s == NULL)
-				continue;
-			if (run && bad_state(state))
-				spawn_alert(d, a, cmd, doc, row, "unknown");
-		} else if (strcmp(s->state, state) != 0) {
-			bool was_bad = bad_state(s->state), is_bad = bad_state(state);
-			if (is_bad)
-				log_info("alert: %s is now %s (was %s)", site, state, s->state);
-			if (run && (is_bad || was_bad))
-				spawn_alert(d, a, cmd, doc, row, s->state);
-		}
-		snprintf(s->state, sizeof(s->state), "%s", state);
+		if (s == NULL && (s = site_add(a, site)) == NULL)
+			continue;
 		s->seen = true;
+		/* "syncing" is on the way to an outcome: failed -> syncing -> failed
+		 * is one failure, failed -> syncing -> succeeded one recovery. */
+		if (strcmp(state, "syncing") == 0 || strcmp(s->state, state) == 0)
+			continue;
+		bool was_bad = bad_state(s->state), is_bad = bad_state(state);
+		/* First sight (startup, a new child): only trouble is news. */
+		const char *prev = s->state[0] ? s->state : "unknown";
+		if (is_bad)
+			log_info("alert: %s is now %s (was %s)", site, state, prev);
+		else if (was_bad)
+			log_info("alert: %s recovered: %s (was %s)", site, state, prev);
+		if (run && (is_bad || was_bad))
+			spawn_alert(d, a, cmd, doc, row, prev);
+		snprintf(s->state, sizeof(s->state), "%s", state);
 	}
 	/* Sites gone from the view (child removed) are forgotten silently; if
 	 * one comes back it is a first sighting again. */

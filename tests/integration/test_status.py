@@ -153,9 +153,9 @@ def check_metrics(h, cas, sites, expect=()):
     return p.returncode, p.stderr, text
 
 
-def failure_at_leaf(h, hy):
-    cas, s01 = hy["CAS"], hy["S01"]
-    db = s01.dbname
+def break_database(h, site):
+    """New connections to site's database are refused, open ones cut."""
+    db = site.dbname
     h.pg.query("postgres", 'ALTER DATABASE "%s" ALLOW_CONNECTIONS false' % db)
     # The session holding the writer lock stays: losing it makes the daemon
     # step down for a standby (by design), which is not the failure we want.
@@ -163,7 +163,18 @@ def failure_at_leaf(h, hy):
                    "pg_stat_activity a WHERE a.datname = '%s' AND NOT EXISTS ("
                    "SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND "
                    "l.locktype = 'advisory' AND l.granted)" % db)
-    log("S01's database refuses connections; %s worker sessions terminated" % n)
+    log("%s's database refuses connections; %s worker sessions terminated"
+        % (site.code, n))
+
+
+def restore_database(h, site):
+    h.pg.query("postgres", 'ALTER DATABASE "%s" ALLOW_CONNECTIONS true' % site.dbname)
+    log("%s's database is back" % site.code)
+
+
+def failure_at_leaf(h, hy):
+    cas, s01 = hy["CAS"], hy["S01"]
+    break_database(h, s01)
     v = hy.next_round()
     log("CAS made version %d" % v)
     r = wait_state(cas, "S01", lambda r, d: r.get("state") == "failed", TIMEOUT,
@@ -175,8 +186,7 @@ def failure_at_leaf(h, hy):
           % (r.get("catalog_version"), v))
     log("CAS shows S01 failed: code %d, %r" % (r["last_error_code"], r["last_error"]))
 
-    h.pg.query("postgres", 'ALTER DATABASE "%s" ALLOW_CONNECTIONS true' % db)
-    log("S01's database is back")
+    restore_database(h, s01)
     r = wait_state(cas, "S01", lambda r, d: r.get("state") == "succeeded"
                    and r.get("catalog_version") == d.get("top_version") == v,
                    TIMEOUT, "CAS to show S01 succeeded at version %d" % v)
