@@ -12,7 +12,9 @@ bad bundles must each be refused with a clear message and exit status 2,
 leaving D01's catalog untouched: one corrupted byte, a truncated file, a
 bundle that starts at a version D01 does not hold, a replayed bundle and a
 bundle from another hierarchy (a second top site under its own CA). Then
-the good delta is imported and G01 follows again.
+the good delta is imported and G01 follows again. Round 3 asks for changes
+CAS's change log no longer holds: the export falls back to a full snapshot,
+says so, and that snapshot imports over D01's populated catalog.
 """
 
 import json
@@ -139,7 +141,10 @@ def test(h):
     media = h.path("media")         # the "USB stick"
     os.makedirs(media)
 
-    cas = h.add_site("CAS", upstream="file://" + h.catalog)
+    # A one-version change log at CAS, so a late --since falls back to a
+    # snapshot in round 3.
+    cas = h.add_site("CAS", upstream="file://" + h.catalog,
+                     extra={"replication": {"keep_versions": "1"}})
     d01 = h.add_site("D01", extra={"parent": {"mode": "disconnected"}})
     g01 = h.add_site("G01", parent=d01, listen=False)
     cas.start()
@@ -236,6 +241,23 @@ def test(h):
 
     refused(d01, b12, "bundle was already applied: this site holds version 2",
             "the delta replayed")
+
+    # Round 3: CAS's change log no longer reaches version 1, so asking for
+    # the changes after 1 yields a full snapshot, and says so. D01 (at 2)
+    # takes it: a snapshot replaces a populated catalog too.
+    st3 = sync_round(h, cas, 3)
+    b13 = os.path.join(media, "since-1-at-3.bundle")
+    e13 = export(cas, b13, "--since", "1")
+    check(e13.get("full") is True and e13.get("snapshot_fallback") is True
+          and e13.get("from_version") == 0 and e13.get("to_version") == st3[0]
+          and "snapshot" in e13.get("note", ""),
+          "export --since 1 at version 3 with one version of change log: %r" % e13)
+    i13 = import_ok(d01, b13)
+    check(i13.get("full") is True and i13.get("held_version") == 2
+          and i13.get("to_version") == st3[0], "snapshot import reply %r" % i13)
+    same_catalog(d01, cas, "after importing the fallback snapshot")
+    h.wait_converged(cas, [d01, g01], TIMEOUT, "G01 to pull version 3 from D01")
+    log("round 3: snapshot fallback imported, D01 and G01 hold version 3")
 
     # The bundle on the media is the only copy D01 ever read: removing it
     # must not matter, and nothing was left in D01's state dir.
