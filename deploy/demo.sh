@@ -248,6 +248,9 @@ start_pg() {
 	if [[ $(id -u) -eq 0 ]]; then
 		id postgres >/dev/null 2>&1 || fail "no postgres user (install postgresql)"
 		chown postgres: "$DEMO/pg" "$DEMO/pg/sock"
+		runuser -u postgres -- test -w "$DEMO/pg" ||
+			fail "the postgres user cannot reach $DEMO/pg (a parent directory is" \
+				"not searchable); use e.g. SITESYNC_DEMO_DIR=/tmp/sitesync-demo $0"
 	fi
 	chmod 0700 "$DEMO/pg"
 	say "PostgreSQL: initdb $DEMO/pg/data"
