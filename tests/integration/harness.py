@@ -156,7 +156,12 @@ class PortLock:
     """
 
     def __init__(self):
-        os.makedirs(PORT_LOCK_DIR, exist_ok=True)
+        if not os.path.isdir(PORT_LOCK_DIR):
+            os.makedirs(PORT_LOCK_DIR, exist_ok=True)
+            try:
+                os.chmod(PORT_LOCK_DIR, 0o1777)    # shared by every user's tests
+            except OSError:
+                pass
         for _ in range(200):
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
                 s.bind(("127.0.0.1", 0))
@@ -1087,8 +1092,53 @@ def _selftest_proto():
     log("selftest: protobuf encoder/decoder")
 
 
+def _selftest_certs(h):
+    """deploy/sitesync-certs: what sites rely on, and its exit codes."""
+    tool, d = h.certs_tool, h.certs.dir
+
+    def run(*args):
+        p = subprocess.run([tool] + list(args), stdin=subprocess.DEVNULL,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, timeout=60)
+        return p.returncode, p.stdout, p.stderr
+
+    def x509(path, *opts):
+        return subprocess.run(["openssl", "x509", "-in", path, "-noout"]
+                              + list(opts), stdout=subprocess.PIPE,
+                              text=True, check=True).stdout
+    cert, key = h.certs.site("S01")
+    check(os.stat(key).st_mode & 0o777 == 0o600, "key mode %o" % os.stat(key).st_mode)
+    text = x509(cert, "-text")
+    for needle in ("CN = S01", "prime256v1", "Digital Signature",
+                   "TLS Web Server Authentication", "TLS Web Client Authentication",
+                   "DNS:localhost", "IP Address:127.0.0.1", "IP Address:0:0:0:0:0:0:0:1"):
+        check(needle in text or needle.replace("prime256v1", "P-256") in text,
+              "S01 certificate lacks %r" % needle)
+    p = subprocess.run(["openssl", "verify", "-CAfile", h.certs.ca, cert],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    check(p.returncode == 0, "verify: %s" % p.stdout)
+    pub, serial = x509(cert, "-pubkey"), x509(cert, "-serial")
+    rc, out, err = run("renew", d, "S01", "--days", "5")
+    check(rc == 0, "renew: %s" % err)
+    check(x509(cert, "-pubkey") == pub and x509(cert, "-serial") != serial,
+          "renew must keep the key and change the serial")
+    rc, out, err = run("show", cert)
+    check(rc == 0 and "CN=S01" in out and "notAfter" in out, "show: %r" % out)
+    rc, out, _ = run("--help")
+    check(rc == 0 and "Usage" in out, "--help")
+    for args, want in ((("ca", d), 2), (("site", d, "s01"), 1), (("site", d, "TOOLONG"), 1),
+                       (("bogus",), 1), ((), 1), (("show", d + "/none.pem"), 2),
+                       (("site", h.path("nowhere"), "P05"), 2)):
+        rc, _, err = run(*args)
+        check(rc == want, "sitesync-certs %s: exit %d, want %d" % (" ".join(args), rc, want))
+        if want == 1:
+            check("Try" in err and "--help" in err, "usage error hint: %r" % err)
+    log("selftest: sitesync-certs")
+
+
 def _selftest(h):
     _selftest_proto()
+    _selftest_certs(h)
     # Databases and queries.
     for code in ("CAS", "P01"):
         h.pg.create_db("site_" + code.lower())
@@ -1176,6 +1226,7 @@ def _selftest(h):
     check(not os.path.exists(h.path("pids", "X01")), "pid forgotten")
     with open(s.logfile, "a") as f:
         f.write("==1==ERROR: AddressSanitizer: heap-use-after-free\n")
+    log("selftest: a fake sanitizer report follows, on purpose")
     h.check_logs()
     check(any("AddressSanitizer" in x for x in h.failures),
           "sanitizer text not detected")
