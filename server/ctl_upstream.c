@@ -71,6 +71,12 @@ static void cmd_import_update(ctl_req_t *req, const json_t *args, void *arg)
 		                "this site gets its catalog from its parent");
 		return;
 	}
+	/* A standby shares the database with the active writer: only it commits. */
+	if (!d->active) {
+		ctl_reply_error(req, SS_ELOCKED, "this daemon is a standby; run import-update on the "
+		                "active one (it holds the writer lock)");
+		return;
+	}
 	/* The sync would race the import for version V+1 and could undo it. */
 	if (topsync_running(d)) {
 		ctl_reply_error(req, SS_EBUSY, "an upstream sync is running; run import-update "
