@@ -116,6 +116,8 @@ def wait_for(predicate, timeout, what, interval=0.2):
     deadline = time.monotonic() + timeout
     last_exc = None
     while True:
+        for h in _ACTIVE:
+            h.check_alive()
         try:
             res = predicate()
             if res:
@@ -905,6 +907,17 @@ class Harness:
         return wait_for(converged, timeout, what or "%s to hold %s's catalog"
                         % ([s.code for s in sites], top.code), interval=0.5)
 
+    def check_alive(self):
+        """Fail at once when a daemon the test did not stop has exited."""
+        for code, s in self.sites.items():
+            if s.proc is not None and s.proc.poll() is not None:
+                rc = s.proc.returncode
+                s.unclean.append("exited unexpectedly with status %d" % rc)
+                s.h.forget_pid(code)
+                s.proc = None
+                raise TestFailure("%s exited unexpectedly with status %d; log:\n%s"
+                                  % (code, rc, s.log_tail(60)))
+
     def versions(self):
         res = {}
         for code, s in self.sites.items():
@@ -1224,6 +1237,18 @@ def _selftest(h):
     s.start(wait=False)
     s.kill()
     check(not os.path.exists(h.path("pids", "X01")), "pid forgotten")
+    # A daemon dying behind the test's back fails the next wait at once.
+    s.start(wait=False)
+    os.kill(s.proc.pid, signal.SIGKILL)
+    t0 = time.monotonic()
+    try:
+        wait_for(lambda: False, 30, "anything")
+        raise AssertionError("a dead daemon went unnoticed")
+    except TestFailure as e:
+        check("X01 exited unexpectedly" in str(e), "crash report: %s" % e)
+    check(time.monotonic() - t0 < 10, "crash noticed late")
+    check(s.unclean == ["exited unexpectedly with status -9"], repr(s.unclean))
+    s.unclean.clear()
     with open(s.logfile, "a") as f:
         f.write("==1==ERROR: AddressSanitizer: heap-use-after-free\n")
     log("selftest: a fake sanitizer report follows, on purpose")
