@@ -311,7 +311,7 @@ int bundle_verify(const char *path, size_t limit, bundle_info_t *info, char *err
 	}
 	if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
 		ret = SS_EINVAL;
-		snprintf(err, errlen, "%s is not a regular file", path);
+		snprintf(err, errlen, "not a regular file");
 		goto out;
 	}
 	uint64_t size = (uint64_t)st.st_size;
@@ -340,14 +340,14 @@ int bundle_verify(const char *path, size_t limit, bundle_info_t *info, char *err
 		}
 		if (fread(hdr, 1, sizeof(hdr), f) != sizeof(hdr)) {
 			ret = SS_EIO;
-			snprintf(err, errlen, "reading %s: %s", path, strerror(errno));
+			snprintf(err, errlen, "reading the bundle: %s", strerror(errno));
 			goto out;
 		}
 		uint32_t blen = be32_read(hdr);
 		if (blen == 0 || blen > limit) {
 			if (nframe == 0) {
 				ret = SS_EMALF;
-				snprintf(err, errlen, "%s is not a sitesync bundle", path);
+				snprintf(err, errlen, "not a sitesync bundle");
 			} else {
 				ret = SS_ECHECKSUM;
 				snprintf(err, errlen, "checksum mismatch: the file is corrupted (the frame at "
@@ -371,7 +371,7 @@ int bundle_verify(const char *path, size_t limit, bundle_info_t *info, char *err
 			}
 			if (fread(small, 1, blen, f) != blen) {
 				ret = SS_EIO;
-				snprintf(err, errlen, "reading %s: %s", path, strerror(errno));
+				snprintf(err, errlen, "reading the bundle: %s", strerror(errno));
 				goto out;
 			}
 			frame_t *fr = NULL;
@@ -395,7 +395,7 @@ int bundle_verify(const char *path, size_t limit, bundle_info_t *info, char *err
 		} else {
 			if (nframe == 0) {
 				ret = SS_EMALF;
-				snprintf(err, errlen, "%s is not a sitesync bundle", path);
+				snprintf(err, errlen, "not a sitesync bundle");
 				goto out;
 			}
 			if (EVP_DigestUpdate(md, hdr, sizeof(hdr)) != 1) {
@@ -406,7 +406,7 @@ int bundle_verify(const char *path, size_t limit, bundle_info_t *info, char *err
 				size_t want = left < BUNDLE_CHUNK ? left : BUNDLE_CHUNK;
 				if (fread(chunk, 1, want, f) != want) {
 					ret = SS_EIO;
-					snprintf(err, errlen, "reading %s: %s", path, strerror(errno));
+					snprintf(err, errlen, "reading the bundle: %s", strerror(errno));
 					goto out;
 				}
 				if (EVP_DigestUpdate(md, chunk, want) != 1) {
@@ -482,22 +482,38 @@ static void import_explain(bundle_import_t *im, int ret)
 int bundle_import(PGconn *conn, bundle_import_t *im)
 {
 	im->err[0] = '\0';
-	int ret = bundle_verify(im->path, im->limit, &im->info, im->err, sizeof(im->err));
-	if (ret != SS_EOK)
+	/*
+	 * Verify and apply the same inode: a file renamed over the path after
+	 * its checksum was judged must not be what gets applied.
+	 */
+	int fd = open(im->path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		int ret = -errno;
+		snprintf(im->err, sizeof(im->err), "cannot open %s: %s", im->path, strerror(errno));
 		return ret;
+	}
+	char same[64];
+	snprintf(same, sizeof(same), "/proc/self/fd/%d", fd);
+	int ret = bundle_verify(same, im->limit, &im->info, im->err, sizeof(im->err));
+	if (ret != SS_EOK)
+		goto out;
 	if (memcmp(im->info.hierarchy_id, im->hierarchy_id, SS_BUNDLE_ID_LEN) != 0) {
 		snprintf(im->err, sizeof(im->err), "bundle belongs to another hierarchy: %s exported "
 		         "it under a different CA certificate", im->info.source_site);
-		return SS_EHIERARCHY;
+		ret = SS_EHIERARCHY;
+		goto out;
 	}
 	apply_t *a = &im->apply;
-	a->path = im->path;
+	a->path = same;
 	a->limit = im->limit;
 	a->keep_versions = im->keep_versions;
 	a->bundle = true;
 	a->allow_same = false;
 	ret = apply_stream(conn, a);
+	a->path = im->path;        /* `same` goes out of scope */
 	if (ret != SS_EOK)
 		import_explain(im, ret);
+out:
+	close(fd);
 	return ret;
 }
