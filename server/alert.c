@@ -253,10 +253,16 @@ static void observe(daemon_t *d, struct alert_state *a)
 		bool was_bad = bad_state(s->state), is_bad = bad_state(state);
 		/* First sight (startup, a new child): only trouble is news. */
 		const char *prev = s->state[0] ? s->state : "unknown";
-		if (is_bad)
+		/* Stale and recovered are this site's observations, so they go into
+		 * its history; a failure is recorded by the failing site itself. */
+		if (strcmp(state, "stale") == 0)
+			daemon_message(d, SS_MSG_SITE_STALE, "warning", "Site %s is stale (was %s)",
+			               site, prev);
+		else if (is_bad)
 			log_info("alert: %s is now %s (was %s)", site, state, prev);
 		else if (was_bad)
-			log_info("alert: %s recovered: %s (was %s)", site, state, prev);
+			daemon_message(d, SS_MSG_SITE_RECOVERED, "info", "Site %s recovered: %s (was %s)",
+			               site, state, prev);
 		if (run && (is_bad || was_bad))
 			spawn_alert(d, a, cmd, doc, row, prev);
 		snprintf(s->state, sizeof(s->state), "%s", state);
@@ -279,6 +285,10 @@ static void alert_tick_cb(evutil_socket_t fd, short what, void *arg)
 	daemon_t *d = arg;
 	struct alert_state *a = d->alerts;
 	reap(a);
+	/* Stopping: links close one by one and every child would read as
+	 * stale for a moment; that is not news. */
+	if (d->sigterm_count > 0)
+		return;
 	/* Children connect within a heartbeat or two of our start; until then
 	 * they read as stale, which would alert on every restart. */
 	if (time(NULL) - a->started <= d->conf->heartbeat_timeout + 1)

@@ -13,7 +13,8 @@ line to a file. Expected, in order of the test:
     S01 "failed" with the error, its code, S01's and the top's versions;
   - the database comes back: S01 "succeeded", previous "failed";
   - S01 is SIGKILLed: S01 "stale"; restarted: S01 recovers from "stale"
-    (to "idle": it already holds the top version);
+    (to "idle": it already holds the top version); CAS's history has
+    7105 (stale) and 7106 (recovered) for S01;
   - six never-connecting children added at once, each command taking 4 s:
     four run, the rest are dropped and logged.
 """
@@ -29,6 +30,8 @@ from test_status import (TIMEOUT, break_database, build_hierarchy,  # noqa: E402
                          restore_database)
 
 ALERT_TIMEOUT = 60
+MSG_SITE_STALE = 7105
+MSG_SITE_RECOVERED = 7106
 
 SCRIPT = r'''import json, os, sys, time
 if os.environ.get("SITESYNC_SITE", "").startswith("X"):
@@ -131,6 +134,16 @@ def test(h):
     # A restarted daemon that holds the top version has nothing to sync.
     a, before = alerts.wait("S01", ("idle", "succeeded"), "S01's recovery from stale")
     check(a["SITESYNC_PREVIOUS_STATE"] == "stale", "recovery from %r" % a)
+
+    # CAS's history records what it observed: S01 stale (7105), recovered (7106).
+    def history_has_both():
+        hist = json.loads(cas.cli_ok("history", "--json", "--limit", "200"))
+        got = {int(m["msg_id"]) for m in hist.get("messages", [])
+               if "S01" in (m.get("text") or "")}
+        if not {MSG_SITE_STALE, MSG_SITE_RECOVERED} <= got:
+            raise NotYet("S01 messages in CAS's history: %s" % sorted(got))
+        return True
+    wait_for(history_has_both, 30, "messages 7105 and 7106 for S01 at CAS")
 
     # Every run was logged with its exit status, none failed.
     text = cas.log_text()
