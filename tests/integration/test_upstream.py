@@ -14,8 +14,11 @@ was, import-update of an entry outside the selection (at every site, and
 kept by the next sync), and the purge of long-expired entries.
 """
 
+import calendar
+import datetime
 import hashlib
 import json
+import re
 import os
 import subprocess
 import sys
@@ -41,6 +44,9 @@ class Upstream:
         self.files = {}             # path -> bytes
         self.answers = []           # (path, status) per request
         self.lock = threading.Lock()
+        self.gate = threading.Event()   # cleared: hold every answer
+        self.gate.set()
+        self.waiting = 0                # requests held at the gate
         up = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -51,6 +57,10 @@ class Upstream:
 
             def do_GET(self):
                 with up.lock:
+                    up.waiting += 1
+                up.gate.wait(120)
+                with up.lock:
+                    up.waiting -= 1
                     body = up.files.get(self.path)
                 if body is None:
                     self.send_response(404)
@@ -115,6 +125,7 @@ def parse_catalog(data):
             name = local(el.tag)
             if name == "Properties":
                 e["id"] = el.get("PackageID").lower()
+                e["date"] = el.get("CreationDate") or ""
             elif name == "ProductName":
                 e["products"].add(el.text)
         for sp in pkg:
@@ -125,13 +136,27 @@ def parse_catalog(data):
     return out
 
 
-def want_catalog(cat, product=None, imported=()):
-    """{id: (xml, expired)} sitesync must hold: the selection, expiry at
-    once (supersede_expire_months 0), plus imported ids (never expired
-    unless they are in the selection, where the rule applies to them)."""
+def months_ago(n):
+    """YYYY-MM-DD n months before today, the day clamped to the month's end."""
+    t = datetime.date.today()
+    y, m = divmod(t.year * 12 + t.month - 1 - n, 12)
+    m += 1
+    last = calendar.monthrange(y, m)[1]
+    return "%04d-%02d-%02d" % (y, m, min(t.day, last))
+
+
+def want_catalog(cat, product=None, imported=(), months=0):
+    """{id: (xml, expired)} sitesync must hold: the selection, expiry after
+    `months` (supersede_expire_months; -1 never), plus imported ids (never
+    expired unless they are in the selection, where the rule applies)."""
     sel = {i: e for i, e in cat.items() if product is None or product in e["products"]}
     superseded = set()
+    cutoff = months_ago(months) if months > 0 else None
     for i, e in sel.items():
+        if months < 0:
+            break
+        if cutoff and not (re.match(r"\d{4}-\d{2}-\d{2}", e["date"]) and e["date"][:10] <= cutoff):
+            continue
         superseded.update(s for s in e["supersedes"] if s != i)
     res = {i: (e["xml"], i in superseded) for i, e in sel.items()}
     for i, (xml, exp) in imported:
@@ -197,10 +222,15 @@ def run_sync(site, *flags):
     return wait_for(ended, TIMEOUT, "%s's sync to end" % site.code)
 
 
-def expect_sync(site, old, new, what):
+def set_setting(site, key, value):
+    site.sql("INSERT INTO settings VALUES ('%s', '%s') "
+             "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value" % (key, value))
+
+
+def expect_sync(site, old, new, what, *flags):
     """A successful sync from `old` to `new`: counts, ids, expired ids."""
     before = site.catalog_state()
-    text = run_sync(site)
+    text = run_sync(site, *flags)
     check("Sync finished" in text, "%s: sync failed: %s" % (what, text))
     for phase in ("Starting sync", "Download:", "Parse:", "Filter:", "Diff:"):
         check(phase in text, "%s: sync log lacks %r:\n%s" % (what, phase, text))
@@ -295,6 +325,20 @@ def run(h, up):
     outside = sorted(i for i, e in cat2.items() if product not in e["products"])[0]
     rc, out, err = p01.cli("import-update", "--from", up.url("/catalog.xml"), "--id", outside)
     check(rc != 0 and "top site" in (out + err), "import-update at P01: %d %s%s" % (rc, out, err))
+    # While an upstream sync runs (its download held at the gate): refused.
+    up.gate.clear()
+    try:
+        mark = sync_log_mark(cas)
+        cas.cli_ok("sync", "--yes")
+        wait_for(lambda: up.waiting > 0, 30, "the sync's download to reach the upstream")
+        rc, out, err = cas.cli("import-update", "--from", up.url("/catalog.xml"), "--id", outside)
+        check(rc != 0 and "upstream sync is running" in (out + err),
+              "import-update during a sync: %d %s%s" % (rc, out, err))
+    finally:
+        up.gate.set()
+    wait_for(lambda: "Sync finished" in sync_log_since(cas, mark), TIMEOUT, "the held sync to end")
+    check(outside not in ids_of(cas), "the refused import changed the catalog")
+    log("import-update refused while an upstream sync runs")
     v_before = cas.catalog_state()[0]
     out = cas.cli_ok("import-update", "--json", "--from", up.url("/catalog.xml"), "--id", outside)
     rep = json.loads(out)
@@ -364,8 +408,16 @@ def run(h, up):
     new = want_catalog(parse_catalog(r5), None, imported)
     expect_sync(cas, held, new, "round 5")
     held = new
-    cas.sql("INSERT INTO settings VALUES ('purge_expired_days', '3') "
-            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value")
+    # supersede_expire_months: later, never, then at once again.
+    cat5 = parse_catalog(r5)
+    for months in (48, -1, 0):
+        set_setting(cas, "supersede_expire_months", months)
+        new = want_catalog(cat5, None, imported, months)
+        if new == held:
+            raise harness.TestFailure("months = %d changes nothing to check" % months)
+        expect_sync(cas, held, new, "supersede_expire_months = %d" % months, "--full")
+        held = new
+    set_setting(cas, "purge_expired_days", 3)
     # Pretend the clock ran: half the expired entries expired 4 days ago.
     old_exp = sorted(i for i, (_, e) in held.items() if e)[::2]
     cas.sql("UPDATE update_expiry SET expired_at = now() - interval '4 days' "
