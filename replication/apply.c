@@ -207,6 +207,22 @@ static int copy_batches(PGconn *conn, stream_reader_t *rd, apply_t *a, bool stag
 				memcpy(sent->b, d->digest.data, SS_DIGEST_LEN);
 				*sent_entries = d->entries;
 				done = true;
+				free(a->manifest);
+				free(a->signature);
+				a->manifest = a->signature = NULL;
+				a->manifest_len = a->signature_len = 0;
+				if (d->manifest.len && d->signature.len) {
+					a->manifest = malloc(d->manifest.len);
+					a->signature = malloc(d->signature.len);
+					if (a->manifest == NULL || a->signature == NULL) {
+						inner = SS_ENOMEM;
+					} else {
+						memcpy(a->manifest, d->manifest.data, d->manifest.len);
+						memcpy(a->signature, d->signature.data, d->signature.len);
+						a->manifest_len = d->manifest.len;
+						a->signature_len = d->signature.len;
+					}
+				}
 			}
 		} else {
 			snprintf(a->err, sizeof(a->err), "unexpected %s inside a pull stream", frame_msg_name(f));
@@ -277,6 +293,56 @@ static int query_counts(PGconn *conn, apply_t *a)
 	a->expired = strtoull(PQgetvalue(r, 0, 3), NULL, 10);
 	PQclear(r);
 	return SS_EOK;
+}
+
+void apply_clear(apply_t *a)
+{
+	free(a->manifest);
+	free(a->signature);
+	a->manifest = a->signature = NULL;
+	a->manifest_len = a->signature_len = 0;
+}
+
+/* Check what the top signed, keep it for relaying, and remember a key it
+ * announces for rotation — all inside the apply transaction. */
+static int apply_manifest(PGconn *conn, apply_t *a)
+{
+	int ret;
+	Sitesync__Manifest *mf = NULL;
+	if (a->keys && a->keys->n_trusted > 0) {
+		ret = manifest_verify(a->keys, a->manifest, a->manifest_len, a->signature,
+		                      a->signature_len, a->to, a->digest.b, a->entries, &mf,
+		                      a->err, sizeof(a->err));
+		if (ret != SS_EOK)
+			return ret;
+	}
+	if (a->manifest == NULL) {
+		sitesync__manifest__free_unpacked(mf, NULL);
+		return SS_EOK;
+	}
+	char v[24];
+	snprintf(v, sizeof(v), "%" PRIu64, a->to);
+	const char *p[] = { v, (const char *)a->manifest, (const char *)a->signature };
+	int lens[] = { 0, (int)a->manifest_len, (int)a->signature_len };
+	int fmts[] = { 0, 1, 1 };
+	PGresult *r = PQexecParams(conn, "UPDATE catalog_versions SET manifest = $2, signature = $3 "
+	                           "WHERE version = $1::bigint", 3, NULL, p, lens, fmts, 0);
+	ret = PQresultStatus(r) == PGRES_COMMAND_OK ? SS_EOK : SS_EDB;
+	if (ret != SS_EOK)
+		db_errcopy(PQresultErrorMessage(r), a->err, sizeof(a->err));
+	PQclear(r);
+	if (ret == SS_EOK && mf && mf->next_public_key.len == 32) {
+		char hex[65];
+		for (int i = 0; i < 32; i++)
+			snprintf(hex + 2 * i, 3, "%02x", mf->next_public_key.data[i]);
+		const char *kp[] = { hex };
+		ret = db_execp(conn, "INSERT INTO settings (key, value) VALUES ('trusted_key_' || $1, $1) "
+		               "ON CONFLICT (key) DO NOTHING", 1, kp, a->err, sizeof(a->err));
+		a->key_announced = true;
+		memcpy(a->next_key, mf->next_public_key.data, 32);
+	}
+	sitesync__manifest__free_unpacked(mf, NULL);
+	return ret;
 }
 
 int apply_stream(PGconn *conn, apply_t *a)
@@ -392,6 +458,8 @@ int apply_stream(PGconn *conn, apply_t *a)
 	ret = apply_commit_version(conn, a->to, &a->digest, a->entries, a->added, a->changed,
 	                           a->removed, a->expired, a->full, a->keep_versions,
 	                           a->err, sizeof(a->err));
+	if (ret == SS_EOK)
+		ret = apply_manifest(conn, a);
 	if (ret != SS_EOK)
 		goto fail;
 	ret = db_exec(conn, "COMMIT", a->err, sizeof(a->err));

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "replication/digest.h"
+#include "replication/manifest.h"
 
 typedef struct {
 	/* Set by the caller. */
@@ -21,6 +22,7 @@ typedef struct {
 	int keep_versions;         /* change-log versions to keep */
 	bool bundle;               /* BundleHeader first, BundleEnd last */
 	bool allow_same;           /* a full snapshot may re-apply the held version */
+	const manifest_keys_t *keys; /* trusted keys; none = signatures not checked */
 
 	/* Progress, read by the event loop while the job runs. */
 	atomic_uint_fast64_t items_done;
@@ -35,8 +37,17 @@ typedef struct {
 	uint64_t upserts, deletes;
 	uint64_t entries;
 	digest_t digest;
+	uint8_t *manifest;         /* as received, stored for relaying (owned) */
+	size_t manifest_len;
+	uint8_t *signature;
+	size_t signature_len;
+	bool key_announced;        /* the manifest announced a new trusted key */
+	uint8_t next_key[32];      /* ... this one */
 	char err[256];
 } apply_t;
+
+/*! \brief Free what apply_stream() allocated in \a a (not \a a itself). */
+void apply_clear(apply_t *a);
 
 /*!
  * \brief Apply \a a->path. Returns SS_EOK, SS_ESEQ (does not start at the

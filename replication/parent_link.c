@@ -374,6 +374,7 @@ static void pl_on_pull_done(parent_link_t *p)
 	a->limit = (size_t)d->conf->max_frame;
 	a->keep_versions = d->conf->keep_versions;
 	a->allow_same = p->want_full;
+	a->keys = &d->keys;
 	p->apply = a;
 	pl_set_state(p, PL_APPLYING);
 	daemon_message(d, SS_MSG_SYNC_WRITING, "info", "Writing the catalog into the site database");
@@ -393,6 +394,7 @@ static void pl_apply_done(int ret, void *arg)
 	p->apply = NULL;
 	if (p->freeing) {
 		/* Shutting down: the result stands in the database, nothing to tell. */
+		apply_clear(a);
 		free(a);
 		return;
 	}
@@ -424,12 +426,15 @@ static void pl_apply_done(int ret, void *arg)
 		daemon_message(d, SS_MSG_SYNC_DONE, "info", "Synced with parent %s: version %" PRIu64
 		               ", %" PRIu64 " added, %" PRIu64 " changed, %" PRIu64 " removed",
 		               p->site, a->to, a->added, a->changed, a->removed);
+		if (a->key_announced && manifest_keys_trust_raw(&d->keys, a->next_key, 32) == SS_EOK)
+			log_notice("the top site announced a new manifest key; it is trusted from now on");
 		daemon_version_committed(d, a->to, &a->digest, a->entries, a->full);
 	} else {
 		if (ret == SS_EDIGEST)
 			p->want_full = true;    /* repair with a snapshot next time */
 		pl_fail_sync(p, ret, a->err[0] ? a->err : ss_strerror(ret));
 	}
+	apply_clear(a);
 	free(a);
 	parent_link_kick(p);
 }
@@ -620,6 +625,8 @@ void parent_link_free(parent_link_t *p)
 	event_free(p->retry_ev);
 	event_free(p->ping_ev);
 	/* Called after the worker pool drained: no apply is in flight. */
+	if (p->apply)
+		apply_clear(p->apply);
 	free(p->apply);
 	free(p);
 }

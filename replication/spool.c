@@ -113,6 +113,11 @@ spool_t *spool_get(daemon_t *d, uint64_t have, bool want_full)
 	s->prod.batch_entries = d->conf->batch_entries;
 	/* Keep batches well inside the frame limit. */
 	s->prod.batch_bytes = (size_t)d->conf->max_frame / 4;
+	s->prod.keys = &d->keys;
+	s->prod.site = d->conf->site_code;
+	/* Test hook for the compromised-relay test: never set in production. */
+	const char *tamper = getenv("SITESYNC_TEST_TAMPER");
+	s->prod.tamper = tamper && strcmp(tamper, "batch") == 0 && !conf_is_top(d->conf);
 	snprintf(s->path, sizeof(s->path), "%s/spool/%s-%" PRIu64 "-%" PRIu64 ".stream",
 	         d->conf->state_dir, kinds[want_full], have, d->version);
 	s->next = d->spools;

@@ -39,6 +39,8 @@ static void uuid_format(const uint8_t *b, char out[37])
 
 /* One Batch under construction; rows point into the PGresults kept here. */
 typedef struct {
+	bool tamper;            /* forge the first entry, keep the digest consistent */
+	digest_t *digest;       /* the digest PullDone will carry */
 	int cap;
 	int n_up;
 	int n_del;
@@ -123,6 +125,17 @@ static void batch_add(batch_t *b, PGresult *row)
 	e->revision = ntohl(rev_be);
 	e->content.data = (uint8_t *)PQgetvalue(row, 0, 2);
 	e->content.len = (size_t)PQgetlength(row, 0, 2);
+	if (b->tamper && e->content.len > 0) {
+		/* What a compromised relay would do: change an entry and fix up the
+		 * digest so that the digest check alone cannot notice. */
+		uint8_t h[SS_DIGEST_LEN];
+		digest_entry_hash(e->revision, e->content.data, e->content.len, h);
+		digest_sub(b->digest, h);
+		e->content.data[e->content.len - 1] ^= 0x02;
+		digest_entry_hash(e->revision, e->content.data, e->content.len, h);
+		digest_add(b->digest, h);
+		b->tamper = false;
+	}
 	b->entry_ptrs[b->n_up] = e;
 	b->id_ptrs[b->n_up] = b->ids[slot];
 	b->n_up++;
@@ -136,6 +149,8 @@ static int produce_rows(PGconn *conn, stream_produce_t *p, const char *sql,
 	int ret = batch_init(&b, p->batch_entries);
 	if (ret != SS_EOK)
 		goto out;
+	b.tamper = p->tamper;
+	b.digest = &p->digest;
 	if (!PQsendQueryParams(conn, sql, nparams, NULL, params, NULL, NULL, 1) ||
 	    !PQsetSingleRowMode(conn)) {
 		db_errcopy(PQerrorMessage(conn), p->err, sizeof(p->err));
@@ -181,8 +196,64 @@ static const char *const SQL_DELTA_COUNT =
 	"FROM (SELECT DISTINCT update_id FROM changes WHERE version > $1::bigint) c "
 	"LEFT JOIN updates u USING (update_id)";
 
+/* The manifest of version `to`: as stored (relayed from the top), or
+ * signed now when this is the top site and holds the signing key. */
+static int stream_manifest(PGconn *conn, stream_produce_t *p, uint8_t **m, size_t *mlen,
+                           uint8_t **sig, size_t *slen)
+{
+	char to[24];
+	snprintf(to, sizeof(to), "%" PRIu64, p->to);
+	const char *params[] = { to };
+	PGresult *r = NULL;
+	*m = *sig = NULL;
+	*mlen = *slen = 0;
+	int ret = db_query(conn, "SELECT manifest, signature, extract(epoch FROM created_at)::bigint, "
+	                   "(SELECT max(version) FROM catalog_versions WHERE version < $1::bigint) "
+	                   "FROM catalog_versions WHERE version = $1::bigint", 1, params, &r,
+	                   p->err, sizeof(p->err));
+	if (ret != SS_EOK)
+		return ret;
+	if (PQntuples(r) == 1 && !PQgetisnull(r, 0, 0) && !PQgetisnull(r, 0, 1)) {
+		size_t n1 = 0, n2 = 0;
+		unsigned char *a = PQunescapeBytea((const unsigned char *)PQgetvalue(r, 0, 0), &n1);
+		unsigned char *b = PQunescapeBytea((const unsigned char *)PQgetvalue(r, 0, 1), &n2);
+		if (a && b) {
+			*m = malloc(n1 ? n1 : 1);
+			*sig = malloc(n2 ? n2 : 1);
+			if (*m && *sig) {
+				memcpy(*m, a, n1);
+				memcpy(*sig, b, n2);
+				*mlen = n1;
+				*slen = n2;
+			}
+		}
+		PQfreemem(a);
+		PQfreemem(b);
+	} else if (PQntuples(r) == 1 && p->keys && p->keys->sign_key && p->to > 0) {
+		Sitesync__Manifest mf = SITESYNC__MANIFEST__INIT;
+		mf.site = (char *)(p->site ? p->site : "");
+		mf.version = p->to;
+		mf.digest.data = p->digest.b;
+		mf.digest.len = SS_DIGEST_LEN;
+		mf.entries = p->entries;
+		mf.previous_version = PQgetisnull(r, 0, 3) ? 0 : strtoull(PQgetvalue(r, 0, 3), NULL, 10);
+		mf.created_at = strtoll(PQgetvalue(r, 0, 2), NULL, 10);
+		if (p->keys->have_next_key) {
+			mf.next_public_key.data = (uint8_t *)p->keys->next_key;
+			mf.next_public_key.len = sizeof(p->keys->next_key);
+		}
+		ret = manifest_sign(p->keys, &mf, m, mlen, sig, slen);
+		if (ret != SS_EOK)
+			snprintf(p->err, sizeof(p->err), "cannot sign the manifest of version %" PRIu64, p->to);
+	}
+	PQclear(r);
+	return ret;
+}
+
 int stream_produce(PGconn *conn, stream_produce_t *p, FILE *out)
 {
+	uint8_t *man = NULL, *sig = NULL;
+	size_t man_len = 0, sig_len = 0;
 	PGresult *r = NULL;
 	char have[24];
 	snprintf(have, sizeof(have), "%" PRIu64, p->have);
@@ -246,6 +317,9 @@ int stream_produce(PGconn *conn, stream_produce_t *p, FILE *out)
 	if ((ret = stream_write_frame(out, &f, &p->bytes)) != SS_EOK)
 		goto fail;
 
+	/* Before any row: what the top vouches for must not see the test forgery. */
+	if ((ret = stream_manifest(conn, p, &man, &man_len, &sig, &sig_len)) != SS_EOK)
+		goto fail;
 	if (p->full)
 		ret = produce_rows(conn, p, SQL_FULL, 0, NULL, out);
 	else if (p->have < p->to)
@@ -258,6 +332,10 @@ int stream_produce(PGconn *conn, stream_produce_t *p, FILE *out)
 	pd.digest.data = p->digest.b;
 	pd.digest.len = SS_DIGEST_LEN;
 	pd.entries = p->entries;
+	pd.manifest.data = man;
+	pd.manifest.len = man_len;
+	pd.signature.data = sig;
+	pd.signature.len = sig_len;
 	f.msg_case = SITESYNC__FRAME__MSG_PULL_DONE;
 	f.pull_done = &pd;
 	if ((ret = stream_write_frame(out, &f, &p->bytes)) != SS_EOK)
@@ -266,8 +344,12 @@ int stream_produce(PGconn *conn, stream_produce_t *p, FILE *out)
 		ret = SS_EIO;
 		goto fail;
 	}
+	free(man);
+	free(sig);
 	return db_exec(conn, "COMMIT", p->err, sizeof(p->err));
 fail:
+	free(man);
+	free(sig);
 	if (p->err[0] == '\0')
 		snprintf(p->err, sizeof(p->err), "%s", ss_strerror(ret));
 	PQclear(r);

@@ -14,6 +14,7 @@
 
 #include "proto/frame.h"
 #include "replication/digest.h"
+#include "replication/manifest.h"
 
 typedef struct {
 	/* Set by the caller. */
@@ -21,6 +22,9 @@ typedef struct {
 	bool want_full;            /* force a snapshot */
 	int batch_entries;         /* entries per Batch frame */
 	size_t batch_bytes;        /* soft cap on a Batch frame's size */
+	const manifest_keys_t *keys; /* top site: signs manifests it has not stored */
+	const char *site;          /* this site's code, for manifests it signs */
+	bool tamper;               /* test hook: forge one entry consistently */
 
 	/* Results. */
 	uint64_t from;             /* 0 when full */

@@ -61,6 +61,9 @@ static const conf_key_t conf_keys[] = {
 	K("status", "stale_seconds", CF_INT, stale_seconds, "3600", true),
 	K("alerts", "command", CF_STR, alert_command, NULL, true),
 	K("children", "approved", CF_STR, children, NULL, true),
+	K("trust", "signing_key", CF_STR, trust_signing_key, NULL, false),
+	K("trust", "public_key", CF_STR, trust_public_key, NULL, false),
+	K("trust", "next_public_key", CF_STR, trust_next_key, NULL, false),
 };
 
 #define N_KEYS (sizeof(conf_keys) / sizeof(conf_keys[0]))
@@ -199,6 +202,10 @@ int conf_validate(const conf_t *c, char *err, size_t errlen)
 	if (c->max_frame < 65536 || c->batch_entries < 1 || c->workers < 2 ||
 	    c->poll_seconds < 1 || c->reconnect_max < 1) {
 		snprintf(err, errlen, "[replication] max_frame >= 65536, batch_entries >= 1, workers >= 2, poll_seconds and reconnect_max >= 1");
+		return SS_ECONFIG;
+	}
+	if (c->trust_signing_key && !conf_is_top(c)) {
+		snprintf(err, errlen, "[trust] signing_key belongs to the top site only");
 		return SS_ECONFIG;
 	}
 	if (c->children) {

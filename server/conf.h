@@ -44,6 +44,9 @@ typedef struct {
 	int stale_seconds;        /* [status] stale_seconds behind the top */
 	char *alert_command;      /* [alerts] command */
 	char *children;           /* [children] approved = P01,P02 */
+	char *trust_signing_key;  /* [trust] signing_key: Ed25519 private key (top) */
+	char *trust_public_key;   /* [trust] public_key: the hierarchy's key */
+	char *trust_next_key;     /* [trust] next_public_key: announced for rotation */
 } conf_t;
 
 /*!

@@ -13,6 +13,7 @@
 
 #include "proto/sitesync.pb-c.h"
 #include "replication/digest.h"
+#include "replication/manifest.h"
 #include "server/conf.h"
 
 struct evdns_base;
@@ -76,6 +77,7 @@ typedef struct daemon {
 	SSL_CTX *tls_client;
 	uint8_t hierarchy_id[32];
 	time_t cert_expires;
+	manifest_keys_t keys;         /* signing (top) and trusted manifest keys */
 	struct evconnlistener *listener;
 	struct ctl *ctl;
 	struct http *http;

@@ -138,6 +138,22 @@ static int load_state(daemon_t *d, char *err, size_t errlen)
 	}
 	if ((ret = ctl_cmds_load_children(d, conn, err, errlen)) != SS_EOK)
 		goto out;
+	/* Keys announced by earlier manifests (rotation) stay trusted. */
+	PGresult *kr = NULL;
+	if ((ret = db_query(conn, "SELECT value FROM settings WHERE key LIKE 'trusted\\_key\\_%'",
+	                    0, NULL, &kr, err, errlen)) != SS_EOK)
+		goto out;
+	for (int i = 0; i < PQntuples(kr); i++) {
+		uint8_t raw[32];
+		const char *hex = PQgetvalue(kr, i, 0);
+		if (strlen(hex) != 64)
+			continue;
+		for (int j = 0; j < 32; j++)
+			sscanf(hex + 2 * j, "%2hhx", &raw[j]);
+		if (manifest_keys_trust_raw(&d->keys, raw, 32) != SS_EOK)
+			log_warning("cannot trust announced key %s", hex);
+	}
+	PQclear(kr);
 	PGresult *r = NULL;
 	if ((ret = db_query(conn, "SELECT value FROM settings WHERE key = 'last_upstream_sync'",
 	                    0, NULL, &r, err, errlen)) != SS_EOK)
@@ -380,6 +396,7 @@ static void shutdown_daemon(daemon_t *d)
 			event_free(d->sig_ev[i]);
 	SSL_CTX_free(d->tls_server);
 	SSL_CTX_free(d->tls_client);
+	manifest_keys_clear(&d->keys);
 	if (d->dns)
 		evdns_base_free(d->dns, 0);
 	free(d->approved);
@@ -472,6 +489,13 @@ int main(int argc, char **argv)
 		log_error("%s", err);
 		goto out;
 	}
+	if (manifest_keys_load(&d->keys, d->conf->trust_signing_key, d->conf->trust_public_key,
+	                       d->conf->trust_next_key, err, sizeof(err)) != SS_EOK) {
+		log_error("[trust]: %s", err);
+		goto out;
+	}
+	if (d->keys.n_trusted == 0 && !conf_is_top(d->conf))
+		log_warning("no [trust] public_key: catalog signatures are not verified at this site");
 	if (load_state(d, err, sizeof(err)) != SS_EOK) {
 		log_error("database: %s", err);
 		goto out;
