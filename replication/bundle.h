@@ -66,6 +66,7 @@ typedef struct {
 	size_t limit;                  /* largest frame accepted */
 	int keep_versions;
 	uint8_t hierarchy_id[SS_BUNDLE_ID_LEN];
+	const manifest_keys_t *keys;   /* manifest signatures to check, if any */
 
 	/* Results. */
 	bundle_info_t info;

@@ -185,9 +185,12 @@ int conf_validate(const conf_t *c, char *err, size_t errlen)
 		snprintf(err, errlen, "[upstream] url is for the top site only; this site has a [parent]");
 		return SS_ECONFIG;
 	}
-	if ((c->listen_address || c->parent_address) &&
+	bool disconnected = strcmp(c->parent_mode, "disconnected") == 0;
+	if ((c->listen_address || c->parent_address || disconnected) &&
 	    (!c->tls_ca || !c->tls_cert || !c->tls_key)) {
-		snprintf(err, errlen, "[tls] ca, cert and key are required when [listen] or [parent] is set");
+		/* A disconnected site needs the CA too: it tells its hierarchy's bundles. */
+		snprintf(err, errlen, "[tls] ca, cert and key are required when [listen] or [parent] is set "
+		         "or [parent] mode is disconnected");
 		return SS_ECONFIG;
 	}
 	if (log_level_valid(c->log_level) == false) {

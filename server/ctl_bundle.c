@@ -37,12 +37,6 @@ typedef struct {
 	bundle_import_t im;
 } bundle_job_t;
 
-/*
- * Only one import at a time. daemon_t has no slot for it and there is one
- * daemon per process, so the flag lives here.
- */
-static bool import_running;
-
 static int export_work(PGconn *conn, void *arg);
 static void export_done(int ret, void *arg);
 static int import_work(PGconn *conn, void *arg);
@@ -190,11 +184,12 @@ static void import_done(int ret, void *arg)
 {
 	bundle_job_t *j = arg;
 	daemon_t *d = j->d;
-	import_running = false;
+	j->d->import_running = false;
 	if (ret != SS_EOK) {
 		if (j->im.err[0] == '\0')
 			snprintf(j->im.err, sizeof(j->im.err), "%s", ss_strerror(ret));
 		import_failed(j, ret);
+		apply_clear(&j->im.apply);
 		free(j);
 		return;
 	}
@@ -242,8 +237,11 @@ static void import_done(int ret, void *arg)
 	json_object_set_new(o, "entries", json_integer((json_int_t)a->entries));
 	json_object_set_new(o, "digest", digest_json(&a->digest));
 	/* Children pull from here now; the status row goes up if a parent is linked. */
+	if (a->key_announced && manifest_keys_trust_raw(&d->keys, a->next_key, 32) == SS_EOK)
+		log_notice("the top site announced a new manifest key; it is trusted from now on");
 	daemon_version_committed(d, a->to, &a->digest, a->entries, a->full);
 	ctl_reply(j->req, o);
+	apply_clear(&j->im.apply);
 	free(j);
 }
 
@@ -267,7 +265,7 @@ static void cmd_import(ctl_req_t *req, const json_t *args, void *arg)
 		                "it is done");
 		return;
 	}
-	if (import_running) {
+	if (d->import_running) {
 		ctl_reply_error(req, SS_EBUSY, "another import is running");
 		return;
 	}
@@ -283,13 +281,14 @@ static void cmd_import(ctl_req_t *req, const json_t *args, void *arg)
 	im->path = j->path;
 	im->limit = (size_t)d->conf->max_frame;
 	im->keep_versions = d->conf->keep_versions;
+	im->keys = &d->keys;
 	memcpy(im->hierarchy_id, d->hierarchy_id, SS_BUNDLE_ID_LEN);
 	if (db_submit(d->db, DB_BULK, import_work, import_done, j) != SS_EOK) {
 		free(j);
 		ctl_reply_error(req, SS_ENOMEM, "out of memory");
 		return;
 	}
-	import_running = true;
+	d->import_running = true;
 
 	sync_status_t *s = &d->self;
 	s->state = SITESYNC__SYNC_STATE__SYNC_SYNCING;

@@ -108,6 +108,7 @@ typedef struct daemon {
 
 	/* Top site: upstream syncs. */
 	struct upstream_job *upstream;
+	bool import_running;          /* a bundle import is being applied */
 	bool sync_again;              /* a sync was asked for while one ran */
 	bool sync_again_full;
 	struct event *schedule_ev;
