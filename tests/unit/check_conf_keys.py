@@ -14,8 +14,9 @@ default, reloadable) lines) and checks, for each deploy/*.conf.example:
     address, the leaf no [listen], the disconnected site mode =
     disconnected, the mid-level site both a parent and a listen address.
 It also checks that deploy/man/sitesync.conf.5 documents every key with its
-default. With SITESYNCD, each example (its [tls] paths pointed at
-certificates made with deploy/sitesync-certs in a temp dir) must pass
+default. With SITESYNCD, each example (its /etc/sitesync/ paths pointed at
+certificates made with deploy/sitesync-certs and an Ed25519 key pair made
+with openssl, in a temp dir) must pass
 `sitesyncd -c FILE --check-config`.
 Exit 0 pass, 1 fail.
 """
@@ -159,6 +160,12 @@ def check_daemon(src, sitesyncd, paths):
         tool = os.path.join(src, "deploy", "sitesync-certs")
         subprocess.run([tool, "ca", certs], check=True, stdout=subprocess.DEVNULL,
                        stdin=subprocess.DEVNULL)
+        # [trust]: an Ed25519 pair under the names the examples use.
+        for argv in (["genpkey", "-algorithm", "ed25519", "-out", "manifest.key"],
+                     ["pkey", "-in", "manifest.key", "-pubout", "-out", "manifest.pub"]):
+            subprocess.run(["openssl"] + argv, check=True, cwd=certs,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           stdin=subprocess.DEVNULL)
         for path in paths:
             name = os.path.basename(path)
             text = open(path).read()
@@ -166,9 +173,8 @@ def check_daemon(src, sitesyncd, paths):
             if not os.path.exists(os.path.join(certs, code + ".pem")):
                 subprocess.run([tool, "site", certs, code], check=True,
                                stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
-            text = re.sub(r"^ca = /etc/sitesync/ca\.pem$", "ca = %s/ca.pem" % certs,
-                          text, flags=re.M)
-            text = re.sub(r"^(cert|key) = /etc/sitesync/", r"\1 = %s/" % certs,
+            # Every file the examples name in /etc/sitesync/ now lives in certs.
+            text = re.sub(r"^([a-z_]+) = /etc/sitesync/", r"\1 = %s/" % certs,
                           text, flags=re.M)
             conf = os.path.join(tmp, name)
             with open(conf, "w") as f:
