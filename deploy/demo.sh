@@ -281,7 +281,14 @@ make_certs() {
 		"$SRC/deploy/sitesync-certs" site "$DEMO/certs" "$code" >/dev/null ||
 			fail "sitesync-certs site $code failed"
 	done
-	say "certificates: $DEMO/certs/ca.pem and one per site (CN = site code)"
+	# Catalog manifests: CAS signs every version, every other site verifies.
+	if ! openssl genpkey -algorithm ed25519 -out "$DEMO/certs/manifest.key" 2>/dev/null ||
+		! openssl pkey -in "$DEMO/certs/manifest.key" -pubout \
+			-out "$DEMO/certs/manifest.pub" 2>/dev/null; then
+		fail "cannot make the Ed25519 manifest key"
+	fi
+	say "certificates: $DEMO/certs/ca.pem and one per site (CN = site code);"
+	say "manifest signing key: $DEMO/certs/manifest.key (CAS signs, all verify)"
 }
 
 write_config() { # write_config CODE
@@ -294,6 +301,9 @@ write_config() { # write_config CODE
 			"$DEMO/pg/sock" "${code,,}" "$(pg_user)"
 		printf '[tls]\nca = %s\ncert = %s\nkey = %s\n\n' "$DEMO/certs/ca.pem" \
 			"$DEMO/certs/$code.pem" "$DEMO/certs/$code.key"
+		printf '[trust]\n'
+		[[ -n $parent ]] || printf 'signing_key = %s\n' "$DEMO/certs/manifest.key"
+		printf 'public_key = %s\n\n' "$DEMO/certs/manifest.pub"
 		if [[ -n ${CHILDREN[$code]} ]]; then
 			printf '[listen]\naddress = 127.0.0.1:%s\n\n' "${PORT[$code]}"
 		fi
