@@ -255,6 +255,27 @@ static void lc_cb(conn_t *c, conn_event_t ev, const frame_t *f, void *arg)
 	}
 }
 
+/* The parent drops a link silent for longer than its heartbeat timeout,
+ * and a queued pull (max_concurrent_pulls) may wait: --ping-secs N pings
+ * while pulling. Off by default: a Pong the parent queues while it streams
+ * raw spooled chunks lands inside a frame (see bench/RESULTS.md), so the
+ * benchmark raises the parent's heartbeat_timeout instead. */
+static int ping_secs;
+static void ping_cb(evutil_socket_t fd, short what, void *arg)
+{
+	light_t *lcs = arg;
+	(void)fd;
+	(void)what;
+	Sitesync__Ping p = SITESYNC__PING__INIT;
+	p.catalog_version = have_version;
+	frame_t f = SITESYNC__FRAME__INIT;
+	f.msg_case = SITESYNC__FRAME__MSG_PING;
+	f.ping = &p;
+	for (light_t *lc = lcs; lc->site[0]; lc++)
+		if (lc->conn && lc->state == LC_PULLING)   /* never before approval */
+			(void)conn_send(lc->conn, &f);
+}
+
 static int cmp_double(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
@@ -269,7 +290,8 @@ int main(int argc, char **argv)
 		{ "parent", required_argument, NULL, 'p' }, { "ca", required_argument, NULL, 'a' },
 		{ "certs", required_argument, NULL, 'c' }, { "sites", required_argument, NULL, 's' },
 		{ "have", required_argument, NULL, 'v' }, { "digest", required_argument, NULL, 'd' },
-		{ "base", required_argument, NULL, 'b' }, { NULL, 0, NULL, 0 } };
+		{ "base", required_argument, NULL, 'b' }, { "ping-secs", required_argument, NULL, 'i' },
+		{ NULL, 0, NULL, 0 } };
 	int o;
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (o) {
@@ -280,6 +302,7 @@ int main(int argc, char **argv)
 		case 'v': have_version = strtoull(optarg, NULL, 10); break;
 		case 'd': digest_hex = optarg; break;
 		case 'b': base_path = optarg; break;
+		case 'i': ping_secs = atoi(optarg); break;
 		default:
 			fprintf(stderr, "Try --help\n");
 			return 1;
@@ -299,7 +322,7 @@ int main(int argc, char **argv)
 	size_t n = 1;
 	for (const char *p = sites; *p; p++)
 		n += *p == ',';
-	light_t *lcs = calloc(n, sizeof(*lcs));
+	light_t *lcs = calloc(n + 1, sizeof(*lcs));    /* site "" ends it */
 	char *list = strdup(sites), *save = NULL;
 	size_t k = 0;
 	char err[256];
@@ -326,8 +349,13 @@ int main(int argc, char **argv)
 		}
 		conn_set_cb(lcs[i].conn, lc_cb, &lcs[i]);
 	}
+	struct timeval every = { ping_secs, 0 };
+	struct event *ping = event_new(base, -1, EV_PERSIST, ping_cb, lcs);
+	if (ping_secs > 0)
+		event_add(ping, &every);
 	if (live > 0)
 		event_base_dispatch(base);
+	event_free(ping);
 	double t1 = t0;
 	uint64_t bytes = 0;
 	size_t ok = 0;
