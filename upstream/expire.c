@@ -2,6 +2,7 @@
 #include "upstream/expire.h"
 
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,7 +89,8 @@ static int fix_stage(PGconn *conn, upstream_job_t *job)
 			break;
 		}
 		PGresult *c = PQexec(conn, "COPY ss_fix (" ENTRY_COPY_COLUMNS ") FROM STDIN");
-		if (PQresultStatus(c) != PGRES_COPY_IN) {
+		bool copying = PQresultStatus(c) == PGRES_COPY_IN;
+		if (!copying) {
 			db_errcopy(PQresultErrorMessage(c), err, errlen);
 			ret = SS_EDB;
 		}
@@ -99,12 +101,15 @@ static int fix_stage(PGconn *conn, upstream_job_t *job)
 			              err, errlen);
 		}
 		PQclear(r);
-		if (ret == SS_EOK) {
-			ret = copy_finish(conn, &cb, err, errlen);
-		} else if (cb.len > 0 || cb.row_open) {
-			/* End the COPY so the rollback can be sent; the error stands. */
-			int fin = copy_finish(conn, &cb, NULL, 0);
-			(void)fin;
+		if (copying) {
+			/* Always end the COPY (aborted after an error) so the
+			 * connection can take the ROLLBACK; the first error stands. */
+			char ferr[256];
+			int fin = copy_finish(conn, &cb, ferr, sizeof(ferr));
+			if (ret == SS_EOK && fin != SS_EOK) {
+				snprintf(err, errlen, "%s", ferr);
+				ret = fin;
+			}
 		}
 		if (rows < FIX_BATCH)
 			break;

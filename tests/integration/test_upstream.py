@@ -353,6 +353,31 @@ def run(h, up):
         check(outside in ids_of(s), "%s lacks the imported update" % s.code)
     log("import-update: %s (outside %s) at CAS, P01 and S01" % (outside, product))
 
+    # The same again: nothing changed, so no new version.
+    again = json.loads(cas.cli_ok("import-update", "--json", "--from", up.url("/catalog.xml"),
+                                  "--id", outside))
+    check(again == rep, "re-import replied %r, first import %r" % (again, rep))
+    check(cas.catalog_state()[0] == rep["version"], "re-import made a version")
+
+    # From a local file: a package of another vendor's catalog, by path.
+    other_path, other = generate(h, 1, entries=30, seed=SEED + 1000)
+    cat_other = parse_catalog(other)
+    foreign = sorted(cat_other)[7]
+    check(foreign not in cat2, "the other catalog shares ids with the upstream")
+    rep = json.loads(cas.cli_ok("import-update", "--json", "--from", other_path, "--id",
+                                foreign.upper()))
+    check(rep == {"update_id": foreign, "revision": 1, "version": again["version"] + 1},
+          "file import replied %r" % rep)
+    rc, out, err = cas.cli("import-update", "--from", other_path, "--id",
+                           "00000000-0000-4000-8000-000000000000")
+    check(rc != 0 and "not in the catalog" in (out + err), "import of a missing id: %d %s%s"
+          % (rc, out, err))
+    imported.append((foreign, (cat_other[foreign]["xml"], False)))
+    held = want_catalog(cat2, product, imported)
+    h.wait_converged(cas, [p01, s01], TIMEOUT, "the file import at every site")
+    check(ids_of(s01) == set(held), "S01 ids after the imports differ from the computed set")
+    log("import-update from a file: %s; a missing id is refused" % foreign)
+
     # The next sync (selection unchanged, catalog changed) keeps it.
     _, r3 = generate(h, 3)
     up.put("/catalog.xml", r3)
