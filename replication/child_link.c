@@ -13,7 +13,7 @@
 #include "server/log.h"
 #include "storage/db.h"
 
-#define STREAM_CHUNK (256u * 1024u)
+#define STREAM_CHUNK (256u * 1024u)   /* drain mark */
 #define STREAM_HIGH (1u << 20)      /* queue at most this much per child */
 
 static void child_cb(conn_t *c, conn_event_t ev, const frame_t *f, void *arg);
@@ -32,15 +32,39 @@ static void child_unlink(child_link_t *cl)
 	}
 }
 
+static void child_start_pull(child_link_t *cl, uint64_t have, bool full);
+
+/* Start queued pulls while slots are free, oldest first. */
+static void child_dequeue(daemon_t *d)
+{
+	for (;;) {
+		int active = 0;
+		child_link_t *next = NULL;
+		for (child_link_t *cl = d->children; cl; cl = cl->next) {
+			if (cl->state == CL_WAIT_SPOOL || cl->state == CL_STREAMING)
+				active++;
+			else if (cl->state == CL_QUEUED && (next == NULL || cl->queued_seq < next->queued_seq))
+				next = cl;
+		}
+		if (next == NULL || active >= d->conf->max_pulls)
+			return;
+		child_start_pull(next, next->queued_have, next->queued_full);
+	}
+}
+
 /* The one exit path of a child session. */
 static void child_disconnect(child_link_t *cl, bool conn_gone, int code, const char *why)
 {
 	daemon_t *d = cl->d;
+	bool held_slot = cl->state == CL_WAIT_SPOOL || cl->state == CL_STREAMING;
 	child_unlink(cl);
 	if (cl->stream)
 		fclose(cl->stream);
 	if (cl->spool)
 		spool_put(d, cl->spool);
+	if (cl->rate_ev)
+		event_free(cl->rate_ev);
+	free(cl->fbuf);
 	if (!conn_gone)
 		conn_close(cl->conn, code, "%s", why);
 	if (cl->state != CL_WAIT_HELLO) {
@@ -49,6 +73,8 @@ static void child_disconnect(child_link_t *cl, bool conn_gone, int code, const c
 		daemon_status_changed(d);
 	}
 	free(cl);
+	if (held_slot)
+		child_dequeue(d);
 }
 
 static child_link_t *child_find(daemon_t *d, const char *site)
@@ -239,6 +265,7 @@ static void child_on_hello(child_link_t *cl, const Sitesync__Hello *h)
 	cl->version = h->catalog_version;
 	cl->state = CL_READY;
 	conn_set_limit(cl->conn, (size_t)d->conf->max_frame);
+
 	if (child_send_hello(cl) != SS_EOK) {
 		child_disconnect(cl, false, SS_ENOMEM, "out of memory");
 		return;
@@ -249,35 +276,86 @@ static void child_on_hello(child_link_t *cl, const Sitesync__Hello *h)
 	daemon_status_changed(d);
 }
 
-/* Queue spooled bytes until the high mark, then wait for a drain. */
+static void child_stream_more(child_link_t *cl);
+
+static void child_rate_cb(evutil_socket_t fd, short what, void *arg)
+{
+	child_link_t *cl = arg;
+	/* Each tick pays off a tenth of a second's worth of sent bytes. */
+	uint64_t per_tick = (uint64_t)cl->d->conf->rate_limit_kib * 1024 / 10;
+	cl->rate_debt = cl->rate_debt > per_tick ? cl->rate_debt - per_tick : 0;
+	if (cl->state == CL_STREAMING && cl->stream)
+		child_stream_more(cl);
+}
+
+/* Read the next whole frame of the spooled stream into cl->fbuf.
+ * Returns its length, 0 at the end, or a negative error. */
+static ssize_t child_read_frame(child_link_t *cl)
+{
+	uint8_t hdr[SS_FRAME_HDR];
+	size_t n = fread(hdr, 1, sizeof(hdr), cl->stream);
+	if (n == 0 && feof(cl->stream))
+		return 0;
+	uint32_t body = 0;
+	if (n != sizeof(hdr) ||
+	    frame_header_parse(hdr, sizeof(hdr), (size_t)cl->d->conf->max_frame, &body) != SS_EOK)
+		return SS_EIO;
+	size_t need = SS_FRAME_HDR + (size_t)body;
+	if (need > cl->fcap) {
+		uint8_t *nb = realloc(cl->fbuf, need);
+		if (nb == NULL)
+			return SS_ENOMEM;
+		cl->fbuf = nb;
+		cl->fcap = need;
+	}
+	memcpy(cl->fbuf, hdr, sizeof(hdr));
+	if (fread(cl->fbuf + SS_FRAME_HDR, 1, body, cl->stream) != body)
+		return SS_EIO;
+	return (ssize_t)need;
+}
+
+/* Queue spooled frames until the high mark, then wait for a drain. Whole
+ * frames only: Pongs and status frames are queued between them, never
+ * inside one. Under a rate limit only stream bytes spend the budget (a
+ * frame may overdraw it; the deficit is waited off). */
 static void child_stream_more(child_link_t *cl)
 {
-	uint8_t buf[STREAM_CHUNK];
+	daemon_t *d = cl->d;
+	bool limited = d->conf->rate_limit_kib > 0;
 	while (conn_pending_out(cl->conn) < STREAM_HIGH) {
-		size_t n = fread(buf, 1, sizeof(buf), cl->stream);
-		if (n > 0) {
-			if (conn_send_raw(cl->conn, buf, n) != SS_EOK) {
-				child_disconnect(cl, false, SS_ENOMEM, "out of memory");
-				return;
-			}
-			cl->offset += n;
+		if (limited && cl->rate_debt > 0) {
+			if (cl->rate_ev == NULL)
+				cl->rate_ev = evtimer_new(d->base, child_rate_cb, cl);
+			struct timeval tick = { 0, 100000 };
+			if (cl->rate_ev)
+				evtimer_add(cl->rate_ev, &tick);
+			return;
 		}
-		if (n < sizeof(buf)) {
-			if (ferror(cl->stream)) {
-				child_disconnect(cl, false, SS_EIO, "reading the spooled stream failed");
-				return;
-			}
+		ssize_t n = child_read_frame(cl);
+		if (n < 0) {
+			child_disconnect(cl, false, SS_EIO, "reading the spooled stream failed");
+			return;
+		}
+		if (n == 0) {
 			fclose(cl->stream);
 			cl->stream = NULL;
 			CL_LOG(SS_LOG_INFO, cl, "served versions %" PRIu64 "->%" PRIu64 "%s (%" PRIu64
 			       " changes, %" PRIu64 " bytes)", cl->spool->prod.from, cl->spool->prod.to,
 			       cl->spool->prod.full ? " as a snapshot" : "",
 			       cl->spool->prod.upserts + cl->spool->prod.deletes, cl->offset);
-			spool_put(cl->d, cl->spool);
+			spool_put(d, cl->spool);
 			cl->spool = NULL;
 			cl->state = CL_READY;
+			child_dequeue(d);
 			return;
 		}
+		if (conn_send_raw(cl->conn, cl->fbuf, (size_t)n) != SS_EOK) {
+			child_disconnect(cl, false, SS_ENOMEM, "out of memory");
+			return;
+		}
+		cl->offset += (uint64_t)n;
+		if (limited)
+			cl->rate_debt += (uint64_t)n;
 	}
 	conn_want_drain(cl->conn, STREAM_CHUNK);
 }
@@ -316,6 +394,30 @@ static void child_on_pull(child_link_t *cl, const Sitesync__PullRequest *p)
 {
 	daemon_t *d = cl->d;
 	cl->version = p->have_version;
+	int active = 0;
+	for (child_link_t *o = d->children; o; o = o->next)
+		if (o->state == CL_WAIT_SPOOL || o->state == CL_STREAMING)
+			active++;
+	if (active >= d->conf->max_pulls) {
+		/* Admission control: wait for a slot; never fail for being late. */
+		cl->state = CL_QUEUED;
+		cl->queued_seq = ++d->next_queue_seq;
+		cl->queued_have = p->have_version;
+		cl->queued_full = p->full;
+		CL_LOG(SS_LOG_INFO, cl, "pull from version %" PRIu64 " queued: %d pulls already served",
+		       p->have_version, active);
+		return;
+	}
+	child_start_pull(cl, p->have_version, p->full);
+}
+
+static void child_start_pull(child_link_t *cl, uint64_t have, bool full)
+{
+	daemon_t *d = cl->d;
+	Sitesync__PullRequest req = SITESYNC__PULL_REQUEST__INIT;
+	req.have_version = have;
+	req.full = full;
+	const Sitesync__PullRequest *p = &req;
 	spool_t *s = spool_get(d, p->have_version, p->full);
 	if (s == NULL) {
 		child_disconnect(cl, false, SS_ENOMEM, "out of memory");
@@ -435,6 +537,29 @@ static void child_cb(conn_t *c, conn_event_t ev, const frame_t *f, void *arg)
 	child_disconnect(cl, false, SS_EPROTO, why);
 }
 
+typedef struct {
+	daemon_t *d;
+	uint64_t id;
+	Sitesync__SyncRequest req;
+} wave_send_t;
+
+static void child_send_request(child_link_t *cl, const Sitesync__SyncRequest *req)
+{
+	frame_t f = SITESYNC__FRAME__INIT;
+	f.msg_case = SITESYNC__FRAME__MSG_SYNC_REQUEST;
+	f.sync_request = (Sitesync__SyncRequest *)req;
+	(void)conn_send(cl->conn, &f);
+}
+
+static void child_wave_cb(evutil_socket_t fd, short what, void *arg)
+{
+	wave_send_t *w = arg;
+	for (child_link_t *cl = w->d->children; cl; cl = cl->next)
+		if (cl->id == w->id && cl->state != CL_WAIT_HELLO)
+			child_send_request(cl, &w->req);
+	free(w);
+}
+
 void child_link_notify_all(daemon_t *d, bool full)
 {
 	Sitesync__SyncRequest req = SITESYNC__SYNC_REQUEST__INIT;
@@ -446,10 +571,25 @@ void child_link_notify_all(daemon_t *d, bool full)
 	f.sync_request = &req;
 	char list[256] = "";
 	size_t used = 0;
+	int index = 0;
 	for (child_link_t *cl = d->children; cl; cl = cl->next) {
 		if (cl->state == CL_WAIT_HELLO)
 			continue;
-		if (conn_send(cl->conn, &f) != SS_EOK)
+		/* Staggered waves: hundreds of children must not all ask at once. */
+		int wave = index++ / d->conf->wave_size;
+		wave_send_t *w = wave ? calloc(1, sizeof(*w)) : NULL;
+		if (w) {
+			w->d = d;
+			w->id = cl->id;
+			w->req = req;
+			long ms = (long)wave * d->conf->wave_ms;
+			struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+			if (event_base_once(d->base, -1, EV_TIMEOUT, child_wave_cb, w, &tv) != 0) {
+				free(w);
+				w = NULL;
+			}
+		}
+		if (w == NULL && conn_send(cl->conn, &f) != SS_EOK)
 			continue;
 		if (used + 6 < sizeof(list))
 			used += (size_t)snprintf(list + used, sizeof(list) - used, "%s%s",

@@ -2,8 +2,9 @@
  * A parent's session with one child site.
  *
  *   accept ──TLS──> WAIT_HELLO ──Hello──> READY ──PullRequest──> WAIT_SPOOL
- *                                          ^                        │ stream ready
- *                                          └──── end of stream ── STREAMING
+ *                                          ^   │ all slots busy         │ stream ready
+ *                                          │   └──> QUEUED ─slot free─┘ v
+ *                                          └──── end of stream ──── STREAMING
  *
  * Each child has its own state and buffers: a slow or dead child delays
  * nobody else. Ping, Pong and StatusReport are valid in every state after
@@ -24,6 +25,7 @@ struct spool;
 typedef enum {
 	CL_WAIT_HELLO,
 	CL_READY,
+	CL_QUEUED,                  /* pull waits for a free slot (admission) */
 	CL_WAIT_SPOOL,
 	CL_STREAMING,
 } child_state_t;
@@ -42,6 +44,13 @@ typedef struct child_link {
 	time_t connected_at;
 	time_t last_seen;
 	uint64_t id;                /* finds the session again after a database check */
+	uint64_t queued_seq;        /* order among queued pulls */
+	struct event *rate_ev;      /* refills the send budget of a limited link */
+	uint64_t rate_debt;         /* stream bytes sent beyond the rate budget */
+	uint8_t *fbuf;              /* one spooled frame on its way out */
+	size_t fcap;
+	uint64_t queued_have;       /* the queued PullRequest */
+	bool queued_full;
 	bool checking;              /* approval being checked in the database */
 	bool hello_held;            /* Hello arrived during the check: kept here */
 	uint32_t held_proto;

@@ -111,8 +111,11 @@ spool_t *spool_get(daemon_t *d, uint64_t have, bool want_full)
 	s->prod.have = have;
 	s->prod.want_full = want_full;
 	s->prod.batch_entries = d->conf->batch_entries;
-	/* Keep batches well inside the frame limit. */
+	/* Keep batches well inside the frame limit, and small enough that a
+	 * child session's one-frame buffer stays modest. */
 	s->prod.batch_bytes = (size_t)d->conf->max_frame / 4;
+	if (s->prod.batch_bytes > (1u << 20))
+		s->prod.batch_bytes = 1u << 20;
 	s->prod.keys = &d->keys;
 	s->prod.site = d->conf->site_code;
 	/* Test hook for the compromised-relay test: never set in production. */

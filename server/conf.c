@@ -58,6 +58,10 @@ static const conf_key_t conf_keys[] = {
 	K("replication", "workers", CF_INT, workers, "4", false),
 	K("replication", "reconnect_max", CF_INT, reconnect_max, "60", true),
 	K("replication", "keep_versions", CF_INT, keep_versions, "100", true),
+	K("replication", "max_concurrent_pulls", CF_INT, max_pulls, "16", true),
+	K("replication", "rate_limit_kib", CF_INT, rate_limit_kib, "0", true),
+	K("replication", "request_wave", CF_INT, wave_size, "25", true),
+	K("replication", "request_wave_ms", CF_INT, wave_ms, "100", true),
 	K("status", "stale_seconds", CF_INT, stale_seconds, "3600", true),
 	K("alerts", "command", CF_STR, alert_command, NULL, true),
 	K("children", "approved", CF_STR, children, NULL, true),
@@ -200,6 +204,10 @@ int conf_validate(const conf_t *c, char *err, size_t errlen)
 	}
 	if (c->heartbeat_seconds < 1 || c->heartbeat_timeout <= c->heartbeat_seconds) {
 		snprintf(err, errlen, "[replication] heartbeat_timeout must exceed heartbeat_seconds (>= 1)");
+		return SS_ECONFIG;
+	}
+	if (c->max_pulls < 1 || c->wave_size < 1) {
+		snprintf(err, errlen, "[replication] max_concurrent_pulls and request_wave must be >= 1");
 		return SS_ECONFIG;
 	}
 	if (c->max_frame < 65536 || c->batch_entries < 1 || c->workers < 2 ||

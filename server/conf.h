@@ -41,6 +41,10 @@ typedef struct {
 	int workers;              /* [replication] workers (database threads) */
 	int reconnect_max;        /* [replication] reconnect_max seconds */
 	int keep_versions;        /* [replication] keep_versions in change log */
+	int max_pulls;            /* [replication] max_concurrent_pulls served at once */
+	int rate_limit_kib;       /* [replication] rate_limit_kib: KiB/s per child link, 0 = none */
+	int wave_size;            /* [replication] request_wave: children per SyncRequest wave */
+	int wave_ms;              /* [replication] request_wave_ms between waves */
 	int stale_seconds;        /* [status] stale_seconds behind the top */
 	char *alert_command;      /* [alerts] command */
 	char *children;           /* [children] approved = P01,P02 */

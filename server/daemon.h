@@ -95,6 +95,7 @@ typedef struct daemon {
 	size_t n_approved;
 	struct child_link *children;  /* connected sessions */
 	uint64_t next_child_id;
+	uint64_t next_queue_seq;
 	struct spool *spools;         /* produced pull streams */
 
 	/* Parent. */
