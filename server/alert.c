@@ -149,7 +149,7 @@ static void spawn_alert(daemon_t *d, struct alert_state *a, const char *cmd,
 	if (posix_spawn_file_actions_init(&fa) != 0)
 		goto fail;
 	fa_ok = true;
-	/* stdin from /dev/null; stdout/stderr go to the daemon's log; no other
+	/* stdin from /dev/null; stdout/stderr are the daemon's; no other
 	 * descriptor (sockets, database connections) leaks into the command. */
 	if (posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0) != 0 ||
 	    posix_spawn_file_actions_addclosefrom_np(&fa, 3) != 0)
@@ -187,8 +187,12 @@ static void spawn_alert(daemon_t *d, struct alert_state *a, const char *cmd,
 	p->pid = pid;
 	snprintf(p->site, sizeof(p->site), "%s", site);
 	snprintf(p->state, sizeof(p->state), "%s", state);
+	/* Errors from libpq span lines; the log keeps one line per event. */
+	char flat[160] = "";
+	for (size_t i = 0; err && err[i] && i + 1 < sizeof(flat); i++)
+		flat[i] = (unsigned char)err[i] < 0x20 ? ' ' : err[i];
 	log_notice("alert: %s %s -> %s%s%s, running command (pid %d)", site, prev, state,
-	           err ? ": " : "", err ? err : "", (int)pid);
+	           flat[0] ? ": " : "", flat, (int)pid);
 	goto out;
 fail:
 	log_error("alert: cannot prepare the command for %s (%s -> %s)", site, prev, state);
