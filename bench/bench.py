@@ -601,6 +601,11 @@ def run(args):
     t0 = time.monotonic()
     with harness.Harness("bench") as h:
         b = Bench(h, args)
+        if args.pg_slow is not None:
+            # statement durations into postgres.log (copied to --logs)
+            h.pg.query("postgres", "ALTER SYSTEM SET log_min_duration_statement = %d"
+                       % args.pg_slow)
+            h.pg.query("postgres", "SELECT pg_reload_conf()")
         for f in figs:
             t1 = time.monotonic()
             try:
@@ -618,6 +623,8 @@ def run(args):
                 if args.logs and os.path.exists(s.logfile):
                     os.makedirs(args.logs, exist_ok=True)
                     shutil.copy(s.logfile, os.path.join(args.logs, s.code + ".log"))
+            if args.logs and os.path.exists(h.pg.logfile):
+                shutil.copy(h.pg.logfile, os.path.join(args.logs, "postgres.log"))
     print_table()
     sys.stdout.write("\ntotal %.0fs\n" % (time.monotonic() - t0))
     if args.markdown:
@@ -645,6 +652,8 @@ def main():
         os.environ.get("TMPDIR", "/tmp"), "sitesync-bench-logs"),
         help="copy every daemon log here at the end of each figure")
     ap.add_argument("--perf", help="perf record the daemons (figures 1, 5) into DIR")
+    ap.add_argument("--pg-slow", type=int, metavar="MS",
+                    help="log statements slower than MS ms (postgres.log in --logs)")
     ap.add_argument("--markdown", help="also write the table as markdown here")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir")
     args = ap.parse_args()

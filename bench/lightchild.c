@@ -216,6 +216,7 @@ static void lc_cb(conn_t *c, conn_event_t ev, const frame_t *f, void *arg)
 	switch (ev) {
 	case CONN_EV_UP:
 		conn_set_limit(lc->conn, SS_FRAME_DEFAULT_LIMIT);
+		conn_set_idle_timeout(lc->conn, 0);
 		lc->state = LC_HELLO;
 		lc_send_hello(lc);
 		return;
@@ -348,6 +349,8 @@ int main(int argc, char **argv)
 			continue;
 		}
 		conn_set_cb(lcs[i].conn, lc_cb, &lcs[i]);
+		/* A queued pull (max_concurrent_pulls) waits in silence. */
+		conn_set_idle_timeout(lcs[i].conn, 0);
 	}
 	struct timeval every = { ping_secs, 0 };
 	struct event *ping = event_new(base, -1, EV_PERSIST, ping_cb, lcs);
