@@ -376,6 +376,29 @@ static void child_start_stream(child_link_t *cl)
 	}
 	cl->offset = 0;
 	cl->state = CL_STREAMING;
+	/* The same change set at the same version is the same bytes, so a
+	 * child holding its first resume_offset bytes continues from there. */
+	if (cl->resume_offset > 0 && cl->resume_to == s->prod.to && cl->resume_offset < s->prod.bytes &&
+	    fseeko(cl->stream, (off_t)cl->resume_offset, SEEK_SET) == 0) {
+		Sitesync__PullStart ps = SITESYNC__PULL_START__INIT;
+		ps.from_version = s->prod.from;
+		ps.to_version = s->prod.to;
+		ps.full = s->prod.full;
+		ps.upserts = s->prod.upserts;
+		ps.deletes = s->prod.deletes;
+		ps.resume_offset = cl->resume_offset;
+		frame_t f = SITESYNC__FRAME__INIT;
+		f.msg_case = SITESYNC__FRAME__MSG_PULL_START;
+		f.pull_start = &ps;
+		if (conn_send(cl->conn, &f) != SS_EOK) {
+			child_disconnect(cl, false, SS_ENOMEM, "out of memory");
+			return;
+		}
+		cl->offset = cl->resume_offset;
+		CL_LOG(SS_LOG_INFO, cl, "resuming its pull to version %" PRIu64 " at byte %" PRIu64,
+		       s->prod.to, cl->resume_offset);
+	}
+	cl->resume_offset = 0;
 	child_stream_more(cl);
 }
 
@@ -394,6 +417,8 @@ static void child_on_pull(child_link_t *cl, const Sitesync__PullRequest *p)
 {
 	daemon_t *d = cl->d;
 	cl->version = p->have_version;
+	cl->resume_to = p->resume_to;
+	cl->resume_offset = p->resume_offset;
 	int active = 0;
 	for (child_link_t *o = d->children; o; o = o->next)
 		if (o->state == CL_WAIT_SPOOL || o->state == CL_STREAMING)

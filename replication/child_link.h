@@ -51,6 +51,8 @@ typedef struct child_link {
 	size_t fcap;
 	uint64_t queued_have;       /* the queued PullRequest */
 	bool queued_full;
+	uint64_t resume_to;         /* the child holds this stream up to resume_offset */
+	uint64_t resume_offset;
 	bool checking;              /* approval being checked in the database */
 	bool hello_held;            /* Hello arrived during the check: kept here */
 	uint32_t held_proto;

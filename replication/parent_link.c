@@ -5,10 +5,12 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "proto/version.h"
 #include "replication/apply.h"
 #include "replication/child_link.h"
+#include "replication/stream.h"
 #include "replication/status.h"
 #include "server/conn.h"
 #include "server/daemon.h"
@@ -49,6 +51,9 @@ struct parent_link {
 	uint64_t nonce;
 	FILE *stream;
 	char path[512];
+	char meta_path[512];        /* "have to full" of the stored partial stream */
+	bool resuming;              /* asked the parent to continue at resume_offset */
+	uint64_t resume_offset;
 	apply_t *apply;             /* in flight; owned by the job until done */
 	char addrs[4][256];         /* [parent] address: one or more, tried in turn */
 	int n_addrs;
@@ -132,6 +137,7 @@ static void pl_lost(parent_link_t *p, bool conn_gone, const char *why)
 		conn_close(p->conn, 0, "%s", why);
 	p->conn = NULL;
 	if (p->stream) {
+		/* Kept: the next pull of the same change set resumes from it. */
 		fclose(p->stream);
 		p->stream = NULL;
 	}
@@ -234,10 +240,87 @@ static int pl_apply_work(PGconn *conn, void *arg)
 	return apply_stream(conn, p->apply);
 }
 
+/* Forget a stored partial stream. */
+static void pl_partial_drop(parent_link_t *p)
+{
+	unlink(p->path);
+	unlink(p->meta_path);
+	p->resuming = false;
+	p->resume_offset = 0;
+}
+
+/* A partial stream stored by an earlier, interrupted pull of the same
+ * change set: how many bytes of whole frames it holds (0 = unusable) and
+ * whether it is in fact complete (the apply never ran). */
+static uint64_t pl_partial_usable(parent_link_t *p, uint64_t *to, bool *complete)
+{
+	daemon_t *d = p->d;
+	unsigned long long have = 0, mto = 0;
+	int mfull = 0;
+	*complete = false;
+	FILE *m = fopen(p->meta_path, "r");
+	if (m == NULL)
+		return 0;
+	int got = fscanf(m, "%llu %llu %d", &have, &mto, &mfull);
+	fclose(m);
+	if (got != 3 || have != d->version || (p->want_full && !mfull))
+		return 0;
+	stream_reader_t rd;
+	if (stream_reader_open(&rd, p->path, (size_t)d->conf->max_frame) != SS_EOK)
+		return 0;
+	uint64_t good = 0;
+	bool first = true;
+	for (;;) {
+		frame_t *f = NULL;
+		if (stream_reader_next(&rd, &f) != SS_EOK)
+			break;
+		bool ok = first ? f->msg_case == SITESYNC__FRAME__MSG_PULL_START
+		                : f->msg_case == SITESYNC__FRAME__MSG_BATCH ||
+		                  f->msg_case == SITESYNC__FRAME__MSG_PULL_DONE;
+		if (ok && f->msg_case == SITESYNC__FRAME__MSG_PULL_DONE)
+			*complete = true;
+		frame_free(f);
+		if (!ok)
+			break;
+		first = false;
+		good = rd.offset;
+		if (*complete)
+			break;
+	}
+	stream_reader_close(&rd);
+	*to = mto;
+	return good;
+}
+
+static void pl_on_pull_done(parent_link_t *p);
+
 static void pl_start_pull(parent_link_t *p)
 {
 	daemon_t *d = p->d;
-	p->stream = fopen(p->path, "wb");
+	uint64_t to = 0;
+	bool complete = false;
+	uint64_t offset = pl_partial_usable(p, &to, &complete);
+	p->resuming = false;
+	p->resume_offset = 0;
+	if (offset > 0 && complete) {
+		/* Received in full before a crash, never applied: apply it now. */
+		log_notice("applying the pull to version %" PRIu64 " stored before a restart", to);
+		d->self.state = SITESYNC__SYNC_STATE__SYNC_SYNCING;
+		d->self.last_start = time(NULL);
+		pl_set_state(p, PL_PULLING);
+		p->stream = NULL;
+		pl_on_pull_done(p);
+		return;
+	}
+	if (offset > 0 && truncate(p->path, (off_t)offset) == 0 &&
+	    (p->stream = fopen(p->path, "ab")) != NULL) {
+		p->resuming = true;
+		p->resume_offset = offset;
+		log_info("resuming the interrupted pull to version %" PRIu64 " at byte %" PRIu64, to, offset);
+	} else {
+		pl_partial_drop(p);
+		p->stream = fopen(p->path, "wb");
+	}
 	if (p->stream == NULL) {
 		log_error("cannot write %s: %s", p->path, strerror(errno));
 		return;
@@ -246,6 +329,10 @@ static void pl_start_pull(parent_link_t *p)
 	Sitesync__PullRequest req = SITESYNC__PULL_REQUEST__INIT;
 	req.have_version = d->version;
 	req.full = p->want_full;
+	if (p->resuming) {
+		req.resume_to = to;
+		req.resume_offset = p->resume_offset;
+	}
 	frame_t f = SITESYNC__FRAME__INIT;
 	f.msg_case = SITESYNC__FRAME__MSG_PULL_REQUEST;
 	f.pull_request = &req;
@@ -319,20 +406,51 @@ static void pl_on_hello(parent_link_t *p, const Sitesync__Hello *h)
 	parent_link_kick(p);
 }
 
+/* Store the frame exactly as received: the stored stream is then byte for
+ * byte the parent's, which is what lets an interrupted pull resume. */
 static void pl_stream_write(parent_link_t *p, const frame_t *f)
 {
-	uint8_t *buf = NULL;
 	size_t len = 0;
-	if (p->stream == NULL)
+	const uint8_t *raw = conn_frame_raw(p->conn, &len);
+	if (p->stream == NULL || raw == NULL)
 		return;
-	/* Store frames exactly as a stream file: the same reader applies them. */
-	if (frame_encode(f, &buf, &len) != SS_EOK || fwrite(buf, 1, len, p->stream) != len) {
+	if (fwrite(raw, 1, len, p->stream) != len) {
 		log_error("cannot store pull stream in %s", p->path);
 		fclose(p->stream);
 		p->stream = NULL;
 	}
 	p->d->self.bytes_received += len;
-	free(buf);
+	(void)f;
+}
+
+/* PullStart opens the stream file, or continues the stored one when the
+ * parent agreed to resume. */
+static void pl_on_pull_start(parent_link_t *p, const frame_t *f)
+{
+	daemon_t *d = p->d;
+	const Sitesync__PullStart *ps = f->pull_start;
+	if (p->resuming && ps->resume_offset == p->resume_offset) {
+		log_info("parent %s resumes the pull at byte %" PRIu64, p->site, ps->resume_offset);
+	} else {
+		if (p->resuming) {
+			/* The parent moved on: start the stream over. */
+			if (p->stream)
+				fclose(p->stream);
+			p->stream = fopen(p->path, "wb");
+			if (p->stream)
+				setvbuf(p->stream, NULL, _IOFBF, 1 << 20);
+			p->resuming = false;
+		}
+		pl_stream_write(p, f);
+		FILE *m = fopen(p->meta_path, "w");
+		if (m) {
+			fprintf(m, "%" PRIu64 " %" PRIu64 " %d\n", d->version, ps->to_version, ps->full ? 1 : 0);
+			fclose(m);
+		}
+	}
+	d->self.progress_total = ps->upserts + ps->deletes;
+	if (ps->to_version > p->parent_version)
+		p->parent_version = ps->to_version;
 }
 
 static void pl_fail_sync(parent_link_t *p, int code, const char *msg)
@@ -360,8 +478,10 @@ static void pl_fail_sync(parent_link_t *p, int code, const char *msg)
 static void pl_on_pull_done(parent_link_t *p)
 {
 	daemon_t *d = p->d;
-	if (p->stream == NULL || fclose(p->stream) != 0) {
+	/* No open stream: a complete one stored before a restart is applied. */
+	if (p->stream != NULL && fclose(p->stream) != 0) {
 		p->stream = NULL;
+		pl_partial_drop(p);
 		pl_fail_sync(p, SS_EIO, "cannot store the pull stream");
 		pl_set_state(p, PL_READY);
 		return;
@@ -402,6 +522,8 @@ static void pl_apply_done(int ret, void *arg)
 		return;
 	}
 	pl_set_state(p, p->conn && p->site[0] ? PL_READY : PL_IDLE);
+	/* Applied or refused, the stored stream has served its purpose. */
+	pl_partial_drop(p);
 	if (ret == SS_EOK) {
 		sync_status_t *s = &d->self;
 		time_t now = time(NULL);
@@ -490,12 +612,12 @@ static void pl_on_frame(parent_link_t *p, const frame_t *f)
 	case SITESYNC__FRAME__MSG_PULL_DONE:
 		if (p->state != PL_PULLING)
 			break;
-		pl_stream_write(p, f);
 		if (f->msg_case == SITESYNC__FRAME__MSG_PULL_START) {
-			d->self.progress_total = f->pull_start->upserts + f->pull_start->deletes;
-			if (f->pull_start->to_version > p->parent_version)
-				p->parent_version = f->pull_start->to_version;
-		} else if (f->msg_case == SITESYNC__FRAME__MSG_BATCH) {
+			pl_on_pull_start(p, f);
+			return;
+		}
+		pl_stream_write(p, f);
+		if (f->msg_case == SITESYNC__FRAME__MSG_BATCH) {
 			d->self.progress_done += f->batch->n_entries + f->batch->n_deletes;
 		} else {
 			if (f->pull_done->digest.len == 32) {
@@ -576,6 +698,7 @@ int parent_link_start(daemon_t *d, parent_link_t **out)
 		return SS_ENOMEM;
 	p->d = d;
 	snprintf(p->path, sizeof(p->path), "%s/pull.stream", d->conf->state_dir);
+	snprintf(p->meta_path, sizeof(p->meta_path), "%s/pull.meta", d->conf->state_dir);
 	char *list = strdup(d->conf->parent_address), *save = NULL;
 	if (list == NULL)
 		goto fail;

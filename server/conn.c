@@ -31,6 +31,8 @@ struct conn {
 	int *live;               /* owner's count of live connections */
 	uint64_t bytes_in;
 	uint64_t bytes_out;
+	const uint8_t *raw;      /* frame being delivered: header + body */
+	size_t raw_len;
 	char peer_site[4];
 	char peer_addr[64];
 };
@@ -151,19 +153,24 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
 		}
 		if (avail < SS_FRAME_HDR + (size_t)body)
 			return;
-		evbuffer_drain(in, SS_FRAME_HDR);
-		const uint8_t *p = evbuffer_pullup(in, body);
+		/* Header and body together, so the owner can store the frame verbatim. */
+		const uint8_t *p = evbuffer_pullup(in, SS_FRAME_HDR + (ev_ssize_t)body);
 		frame_t *f = NULL;
-		ret = p ? frame_decode(p, body, &f) : SS_ENOMEM;
-		evbuffer_drain(in, body);
+		ret = p ? frame_decode(p + SS_FRAME_HDR, body, &f) : SS_ENOMEM;
 		if (ret != SS_EOK) {
+			evbuffer_drain(in, SS_FRAME_HDR + body);
 			conn_fail(c, SS_EMALF, "undecodable frame");
 			return;
 		}
 		c->bytes_in += SS_FRAME_HDR + body;
+		c->raw = p;
+		c->raw_len = SS_FRAME_HDR + body;
 		if (c->cb)
 			c->cb(c, CONN_EV_FRAME, f, c->arg);
+		c->raw = NULL;
+		c->raw_len = 0;
 		frame_free(f);
+		evbuffer_drain(in, SS_FRAME_HDR + body);
 	}
 }
 
@@ -349,6 +356,12 @@ int conn_send_raw(conn_t *c, const void *data, size_t len)
 		return SS_ENOMEM;
 	c->bytes_out += len;
 	return SS_EOK;
+}
+
+const uint8_t *conn_frame_raw(const conn_t *c, size_t *len)
+{
+	*len = c->raw_len;
+	return c->raw;
 }
 
 size_t conn_pending_out(const conn_t *c)

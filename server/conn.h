@@ -52,6 +52,12 @@ int conn_send(conn_t *c, const frame_t *f);
 /*! \brief Queue bytes that are already framed (a spooled pull stream). */
 int conn_send_raw(conn_t *c, const void *data, size_t len);
 
+/*!
+ * \brief The raw bytes (header + body) of the frame being delivered; valid
+ * only inside a CONN_EV_FRAME callback.
+ */
+const uint8_t *conn_frame_raw(const conn_t *c, size_t *len);
+
 /*! \brief Bytes queued for sending. */
 size_t conn_pending_out(const conn_t *c);
 
