@@ -356,8 +356,9 @@ void parent_link_kick(parent_link_t *p)
 	daemon_t *d = p->d;
 	if (p->state != PL_READY || p->conn == NULL)
 		return;
-	/* An import is moving the catalog: pull after it, from its version. */
-	if (d->import_running)
+	/* An import is moving the catalog: pull after it, from its version.
+	 * A standby never writes: the active writer pulls. */
+	if (d->import_running || !d->active)
 		return;
 	if (p->parent_version > d->version || p->want_full) {
 		if (d->self.next_retry && time(NULL) < d->self.next_retry)

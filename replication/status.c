@@ -86,7 +86,12 @@ int status_accept_report(daemon_t *d, const char *child,
 		status_row_t *old = ok ? status_table_find(d->subtree, in->site) : NULL;
 		if (ok && strcmp(in->site, d->conf->site_code) == 0)
 			ok = false;
-		if (ok && old && strcmp(old->via, child) != 0 && child_link_connected(d, old->via))
+		/* A site owned by another child stays its own while that child is
+		 * connected or was heard from recently: a brief outage of P01 must
+		 * not let P02 take over P01's subtree. */
+		if (ok && old && strcmp(old->via, child) != 0 &&
+		    (child_link_connected(d, old->via) ||
+		     time(NULL) - old->received_at < d->conf->stale_seconds))
 			ok = false;
 		if (!ok) {
 			if (*refused == 0)
@@ -250,6 +255,9 @@ static json_t *row_json(daemon_t *d, const Sitesync__SiteStatus *r, bool self,
 	 * past the threshold all read as stale; a failure stays a failure. */
 	bool silent = !self && now - r->reported_at > d->conf->heartbeat_timeout + 1;
 	bool down = !self && direct && !connected;
+	/* What a silent site last said about its link is no longer true. */
+	if (silent && !direct && link)
+		link = "down";
 	bool lagging = lag_v > 0 && lag_s > d->conf->stale_seconds;
 	if (r->state != SITESYNC__SYNC_STATE__SYNC_FAILED && (silent || down || lagging))
 		state = "stale";

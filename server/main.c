@@ -268,15 +268,19 @@ static void writer_lock_cb_main(writer_lock_event_t ev, void *arg)
 	daemon_t *d = arg;
 	char err[512] = "";
 	if (ev == WRITER_LOCK_LOST) {
-		/* Another daemon may hold the lock by now: writing on would race it. */
-		log_error("lost the writer lock for site %s (database session gone): stopping so that "
-		          "a standby can take over", d->conf->site_code);
-		d->exit_code = 2;
-		event_base_loopbreak(d->base);
+		/* Another daemon may hold the lock by now: stop starting writes and
+		 * stand by; the lock thread takes it again when it can. A write
+		 * already running is fenced by its own transaction's version check. */
+		log_error("lost the writer lock for site %s (database session gone): standing by until "
+		          "it can be taken again", d->conf->site_code);
+		d->active = false;
+		daemon_status_changed(d);
 		return;
 	}
 	d->active = true;
 	log_notice("this daemon is the active writer for site %s", d->conf->site_code);
+	if (d->parent)
+		parent_link_kick(d->parent);
 	if (d->conf->parent_address && strcmp(d->conf->parent_mode, "connected") == 0 &&
 	    d->parent == NULL && parent_link_start(d, &d->parent) != SS_EOK) {
 		log_error("cannot start the parent link");
