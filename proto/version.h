@@ -7,7 +7,13 @@
  */
 #pragma once
 
-#define SS_PROTO_VERSION 1
+/*
+ * 1: the first protocol.
+ * 2: PullDone carries the signed manifest; PullRequest/PullStart carry
+ *    resume offsets. A version-1 child ignores the new fields and never
+ *    asks to resume, so a version-2 parent serves it unchanged.
+ */
+#define SS_PROTO_VERSION 2
 #define SS_PROTO_MIN_VERSION 1     /* oldest child protocol a parent serves */
 #define SS_BUNDLE_FORMAT 1         /* export/import file format */
 #define SS_SOFTWARE_VERSION "0.1.0"

@@ -120,7 +120,8 @@ static int child_send_hello(child_link_t *cl)
 {
 	daemon_t *d = cl->d;
 	Sitesync__Hello h = SITESYNC__HELLO__INIT;
-	h.protocol_version = SS_PROTO_VERSION;
+	/* The version this session speaks: the child's, which is never newer. */
+	h.protocol_version = cl->proto;
 	h.site = d->conf->site_code;
 	h.software_version = SS_SOFTWARE_VERSION;
 	h.catalog_version = d->version;
