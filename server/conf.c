@@ -41,6 +41,8 @@ static const conf_key_t conf_keys[] = {
 	K("upstream", "url", CF_STR, upstream_url, NULL, true),
 	K("upstream", "ca", CF_STR, upstream_ca, NULL, true),
 	K("upstream", "proxy", CF_STR, upstream_proxy, NULL, true),
+	K("upstream", "cert", CF_STR, upstream_cert, NULL, true),
+	K("upstream", "key", CF_STR, upstream_key, NULL, true),
 	K("upstream", "connect_timeout", CF_INT, upstream_connect_timeout, "30", true),
 	K("upstream", "timeout", CF_INT, upstream_timeout, "600", true),
 	K("schedule", "cron", CF_STR, schedule_cron, NULL, true),

@@ -24,6 +24,8 @@ typedef struct {
 	char *upstream_url;       /* [upstream] url, top site only */
 	char *upstream_ca;        /* [upstream] ca */
 	char *upstream_proxy;     /* [upstream] proxy */
+	char *upstream_cert;      /* [upstream] cert: our certificate at a sitesync:// upstream */
+	char *upstream_key;       /* [upstream] key */
 	int upstream_connect_timeout; /* [upstream] connect_timeout seconds */
 	int upstream_timeout;     /* [upstream] timeout seconds */
 	char *schedule_cron;      /* [schedule] cron */

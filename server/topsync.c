@@ -12,6 +12,7 @@
 #include "server/log.h"
 #include "server/schedule.h"
 #include "storage/db.h"
+#include "upstream/remote.h"
 #include "upstream/sync.h"
 
 bool topsync_running(const daemon_t *d)
@@ -124,6 +125,15 @@ int topsync_start(daemon_t *d, bool full)
 	job->connect_timeout = c->upstream_connect_timeout;
 	job->timeout = c->upstream_timeout;
 	job->state_dir = strdup(c->state_dir);
+	/* sitesync:// upstreams: the certificate to present there, [tls]'s by default. */
+	const char *cert = c->upstream_cert ? c->upstream_cert : c->tls_cert;
+	const char *key = c->upstream_key ? c->upstream_key : c->tls_key;
+	job->cert_file = cert ? strdup(cert) : NULL;
+	job->key_file = key ? strdup(key) : NULL;
+	job->heartbeat = c->heartbeat_seconds;
+	job->max_frame = (size_t)c->max_frame;
+	if (job->ca_file == NULL && remote_is_url(c->upstream_url) && c->tls_ca)
+		job->ca_file = strdup(c->tls_ca);
 	if (job->url == NULL || job->state_dir == NULL) {
 		upstream_job_free(job);
 		return SS_ENOMEM;

@@ -13,12 +13,14 @@
 #include "proto/sitesync.pb-c.h"
 #include "replication/apply.h"
 #include "replication/entry.h"
+#include "replication/stream.h"
 #include "server/errcode.h"
 #include "storage/copy.h"
 #include "storage/db.h"
 #include "upstream/catalog.h"
 #include "upstream/expire.h"
 #include "upstream/fetch.h"
+#include "upstream/remote.h"
 
 #define COPY_FLUSH_BYTES (1u << 20)
 
@@ -41,6 +43,8 @@ void upstream_job_free(upstream_job_t *job)
 	free(job->ca_file);
 	free(job->proxy);
 	free(job->state_dir);
+	free(job->cert_file);
+	free(job->key_file);
 	free(job->import_id);
 	free(job);
 }
@@ -202,6 +206,53 @@ static const char *const SQL_DIFF_SYNC =
 	SQL_DIFF_INDEX;
 static const char *const SQL_DIFF_IMPORT = SQL_DIFF_UPSERTS SQL_DIFF_INDEX;
 
+/* The entries of a snapshot pulled from a sitesync:// upstream, staged
+ * like a catalog's packages (their content bytes are kept as received). */
+static int stage_stream(stage_ctx_t *s, const char *path, catalog_stats_t *stats)
+{
+	upstream_job_t *job = s->job;
+	stream_reader_t rd;
+	int ret = stream_reader_open(&rd, path, job->max_frame ? job->max_frame : SS_FRAME_DEFAULT_LIMIT);
+	if (ret != SS_EOK) {
+		snprintf(job->err, sizeof(job->err), "cannot read the upstream snapshot: %s", ss_strerror(ret));
+		return ret;
+	}
+	bool done = false;
+	while (ret == SS_EOK && !done) {
+		frame_t *f = NULL;
+		ret = stream_reader_next(&rd, &f);
+		if (ret != SS_EOK) {
+			snprintf(job->err, sizeof(job->err), "upstream snapshot: %s",
+			         ret == 1 ? "ends before PullDone" : ss_strerror(ret));
+			ret = ret == 1 ? SS_ETRUNC : ret;
+			break;
+		}
+		if (f->msg_case == SITESYNC__FRAME__MSG_BATCH) {
+			Sitesync__Batch *b = f->batch;
+			for (size_t i = 0; ret == SS_EOK && i < b->n_entries && i < b->n_ids; i++) {
+				uint8_t h[SS_DIGEST_LEN];
+				ret = entry_copy_row(&s->cb, b->ids[i], 0, b->entries[i]->content.data,
+				                     b->entries[i]->content.len, h, NULL);
+				if (ret != SS_EOK) {
+					snprintf(job->err, sizeof(job->err), "upstream entry %.40s does not decode", b->ids[i]);
+					break;
+				}
+				copy_end_row(&s->cb);
+				stats->entries++;
+				atomic_fetch_add(&job->parsed, 1);
+			}
+			if (ret == SS_EOK)
+				ret = copy_flush(s->conn, &s->cb, COPY_FLUSH_BYTES, job->err, sizeof(job->err));
+		} else if (f->msg_case == SITESYNC__FRAME__MSG_PULL_DONE) {
+			done = true;
+		}
+		frame_free(f);
+	}
+	stats->bytes = rd.offset;
+	stream_reader_close(&rd);
+	return ret;
+}
+
 int upstream_stage(PGconn *conn, upstream_job_t *job, const char *path)
 {
 	stage_ctx_t s = { .conn = conn, .job = job };
@@ -220,7 +271,10 @@ int upstream_stage(PGconn *conn, upstream_job_t *job, const char *path)
 	catalog_stats_t stats = { 0 };
 	char perr[256] = "";
 	atomic_store(&job->phase, 1);
-	ret = catalog_parse_file(path, stage_entry_cb, &s, &stats, perr, sizeof(perr));
+	if (remote_is_url(job->url) && job->import_id == NULL)
+		ret = stage_stream(&s, path, &stats);
+	else
+		ret = catalog_parse_file(path, stage_entry_cb, &s, &stats, perr, sizeof(perr));
 	/* The whole catalog is refused: say so, then where the parser stopped. */
 	if (ret != SS_EOK && job->err[0] == '\0')
 		snprintf(job->err, sizeof(job->err), "cannot parse the catalog, nothing was changed: %s",
@@ -352,7 +406,29 @@ int upstream_sync_work(PGconn *conn, void *arg)
 		goto out;
 
 	const char *path = upstream_file_path(job->url);
-	if (path == NULL) {
+	if (remote_is_url(job->url)) {
+		/* Another hierarchy's site: a full snapshot every time; the diff
+		 * below keeps versions to real changes. */
+		snprintf(download, sizeof(download), "%s/upstream.stream", job->state_dir);
+		remote_opts_t ro = {
+			.url = job->url, .ca_file = job->ca_file, .cert_file = job->cert_file,
+			.key_file = job->key_file, .timeout = job->timeout,
+			.heartbeat = job->heartbeat > 0 ? job->heartbeat : 10,
+			.max_frame = job->max_frame ? job->max_frame : SS_FRAME_DEFAULT_LIMIT,
+		};
+		uint64_t upstream_version = 0;
+		if (ro.ca_file == NULL || ro.cert_file == NULL || ro.key_file == NULL) {
+			snprintf(job->err, sizeof(job->err), "a sitesync:// upstream needs [upstream] ca and a "
+			         "certificate ([upstream] cert/key or [tls] cert/key)");
+			ret = SS_ECONFIG;
+			goto out;
+		}
+		ret = remote_fetch_snapshot(&ro, download, &upstream_version, &job->fetched_bytes,
+		                            job->err, sizeof(job->err));
+		if (ret != SS_EOK)
+			goto out;
+		path = download;
+	} else if (path == NULL) {
 		if ((ret = get_setting(conn, "upstream_etag", &etag, job->err, sizeof(job->err))) != SS_EOK ||
 		    (ret = get_setting(conn, "upstream_last_modified", &last_mod, job->err, sizeof(job->err))) != SS_EOK ||
 		    (ret = get_setting(conn, "upstream_url", &last_url, job->err, sizeof(job->err))) != SS_EOK)
@@ -400,7 +476,7 @@ int upstream_sync_work(PGconn *conn, void *arg)
 	    (ret = upstream_expire_settle(conn, job)) != SS_EOK ||
 	    (ret = upstream_diff_commit(conn, job, true, &held_digest, held_entries)) != SS_EOK)
 		goto rollback;
-	if (path != upstream_file_path(job->url)) {
+	if (path != upstream_file_path(job->url) && !remote_is_url(job->url)) {
 		if ((ret = set_setting(conn, "upstream_etag", fr.etag, job->err, sizeof(job->err))) != SS_EOK ||
 		    (ret = set_setting(conn, "upstream_last_modified", fr.last_modified, job->err, sizeof(job->err))) != SS_EOK ||
 		    (ret = set_setting(conn, "upstream_url", job->url, job->err, sizeof(job->err))) != SS_EOK)

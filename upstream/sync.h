@@ -23,6 +23,10 @@ typedef struct upstream_job {
 	long connect_timeout;
 	long timeout;
 	char *state_dir;
+	char *cert_file;           /* sitesync:// upstreams: our certificate there */
+	char *key_file;
+	int heartbeat;             /* sitesync:// upstreams: Ping interval */
+	size_t max_frame;
 	bool full;                 /* ignore "not modified" */
 	int keep_versions;
 	void *owner;               /* the caller's; the job never touches it */
