@@ -291,12 +291,13 @@ def crash_trials(h, cas, p01, up):
     i = 0
     while i < TRIALS:
         old = p01.catalog_state()[0]
+        # The log since the last (re)start tells where the kill landed.
+        mark = p01.log_mark()
         v, _ = new_round(cas, up)
         check(v == old + 1, "round: P01 at %d, CAS made %d" % (old, v))
         for _ in range(KILLS_PER_ROUND):
             if i >= TRIALS:
                 break
-            mark = p01.log_mark()
             # 0 .. 1.1 x the estimated pull time, jittered: kills land in
             # the stream, in the apply and just after the commit.
             delay = pull_s * 1.1 * (order[i] + rng.random()) / TRIALS
@@ -316,6 +317,7 @@ def crash_trials(h, cas, p01, up):
                 pull_s = max(0.5, min(pull_s, delay) * 0.9)
             phases[phase] = phases.get(phase, 0) + 1
             t0 = time.monotonic()
+            mark = p01.log_mark()
             p01.start()
             check_consistent(p01, cas, (old, v), "trial %d after restart" % i)
             RESULTS["trials"].append({"delay": round(delay, 2), "phase": phase,
