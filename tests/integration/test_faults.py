@@ -259,9 +259,10 @@ class Relay:
 
 
 def phase_of(text):
-    if "Writing the catalog into the site database" in text:
+    """Where a kill landed, from the child's log since its last start."""
+    if "Writing the catalog into the site database" in text or "-> applying" in text:
         return "apply"
-    if "Starting sync" in text or "Performing sync" in text:
+    if "Starting sync" in text or "-> pulling" in text:
         return "stream"
     return "before pull"
 
