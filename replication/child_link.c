@@ -461,16 +461,16 @@ static void child_on_status(child_link_t *cl, const Sitesync__StatusReport *rep)
 {
 	daemon_t *d = cl->d;
 	int refused = 0;
-	char first[4];
-	status_accept_report(d, cl->site, rep, &refused, first);
-	if (rep->n_rows > 0 && strcmp(rep->rows[0]->site, cl->site) == 0)
-		cl->version = rep->rows[0]->catalog_version;
+	char first[4], why[160];
+	status_accept_report(d, cl->site, rep, &refused, first, why, sizeof(why));
+	status_row_t *own = status_table_find(d->subtree, cl->site);
+	if (own && strcmp(own->via, cl->site) == 0)
+		cl->version = own->row->catalog_version;
 	if (refused > 0) {
-		CL_LOG(SS_LOG_WARNING, cl, "refused %d status row(s) for sites outside its subtree (first: %s)",
-		       refused, first);
+		CL_LOG(SS_LOG_WARNING, cl, "refused %d status row(s) (first: %s: %s)", refused, first, why);
 		daemon_message(d, SS_MSG_ROWS_REFUSED, "warning",
-		               "Child site %s reported %d row(s) for sites outside its subtree (first: %s)",
-		               cl->site, refused, first);
+		               "Child site %s reported %d status row(s) that were refused (first: %s: %s)",
+		               cl->site, refused, first, why);
 	}
 	daemon_status_changed(d);
 }

@@ -121,11 +121,16 @@ void parent_link_report(parent_link_t *p)
 	if (p->conn == NULL || p->state < PL_READY)
 		return;
 	Sitesync__StatusReport rep;
-	status_report_build(p->d, &rep);
+	status_report_build(p->d, &rep, true);
 	frame_t f = SITESYNC__FRAME__INIT;
 	f.msg_case = SITESYNC__FRAME__MSG_STATUS_REPORT;
 	f.status_report = &rep;
+	/* Signed rows say it all; plain rows only where nothing could be signed. */
+	size_t n_rows = rep.n_rows;
+	if (rep.n_signed_rows > 0)
+		rep.n_rows = 0;
 	pl_send(p, &f);
+	rep.n_rows = n_rows;
 	status_report_clear(&rep);
 }
 

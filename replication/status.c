@@ -8,7 +8,9 @@
 #include "replication/child_link.h"
 #include "replication/parent_link.h"
 #include "server/daemon.h"
+#include "server/errcode.h"
 #include "server/log.h"
+#include "replication/rowsig.h"
 
 status_table_t *status_table_new(void)
 {
@@ -18,7 +20,28 @@ status_table_t *status_table_new(void)
 static void row_free(status_row_t *r)
 {
 	sitesync__site_status__free_unpacked(r->row, NULL);
+	rowsig_signed_clear(&r->signed_row);
 	free(r);
+}
+
+/* An owned copy of the signed bytes, for relaying. */
+static int signed_copy(Sitesync__SignedRow *dst, const Sitesync__SignedRow *src)
+{
+	sitesync__signed_row__init(dst);
+	dst->row.data = malloc(src->row.len ? src->row.len : 1);
+	dst->signature.data = malloc(src->signature.len ? src->signature.len : 1);
+	dst->cert.data = malloc(src->cert.len ? src->cert.len : 1);
+	if (!dst->row.data || !dst->signature.data || !dst->cert.data) {
+		rowsig_signed_clear(dst);
+		return SS_ENOMEM;
+	}
+	memcpy(dst->row.data, src->row.data, src->row.len);
+	dst->row.len = src->row.len;
+	memcpy(dst->signature.data, src->signature.data, src->signature.len);
+	dst->signature.len = src->signature.len;
+	memcpy(dst->cert.data, src->cert.data, src->cert.len);
+	dst->cert.len = src->cert.len;
+	return SS_EOK;
 }
 
 void status_table_free(status_table_t *t)
@@ -64,48 +87,78 @@ static bool in_list(char (*list)[4], int n, const char *site)
 
 int status_accept_report(daemon_t *d, const char *child,
                          const Sitesync__StatusReport *rep, int *refused,
-                         char first_refused[4])
+                         char first_refused[4], char *why, size_t whylen)
 {
 	*refused = 0;
 	first_refused[0] = '\0';
+	why[0] = '\0';
 	int accepted = 0;
-	char (*allowed)[4] = calloc(rep->n_rows + 1, sizeof(*allowed));
+	bool is_signed = rep->n_signed_rows > 0;
+	size_t n = is_signed ? rep->n_signed_rows : rep->n_rows;
+	char (*allowed)[4] = calloc(n + 1, sizeof(*allowed));
 	if (allowed == NULL)
 		return 0;
 	int n_allowed = 0;
-	for (size_t i = 0; i < rep->n_rows; i++) {
-		const Sitesync__SiteStatus *in = rep->rows[i];
-		bool ok;
-		if (i == 0)
-			ok = strcmp(in->site, child) == 0;
-		else
-			ok = conf_site_code_valid(in->site) && in->parent &&
-			     in_list(allowed, n_allowed, in->parent) &&
-			     !in_list(allowed, n_allowed, in->site);
-		/* Our own row and rows another live child owns are not this child's to give. */
+	for (size_t i = 0; i < n; i++) {
+		Sitesync__SiteStatus *in = NULL;
+		char reason[160] = "";
+		bool ok = true;
+		if (is_signed) {
+			if (!d->rowsig_ok || rowsig_verify(&d->rowsig, rep->signed_rows[i], &in, reason,
+			                                   sizeof(reason)) != SS_EOK) {
+				if (!d->rowsig_ok)
+					snprintf(reason, sizeof(reason), "this site cannot verify signed rows");
+				ok = false;
+			}
+		} else {
+			/* Protocol 1: no signatures, so only the child's own row counts. */
+			in = row_copy(rep->rows[i]);
+			if (i > 0) {
+				snprintf(reason, sizeof(reason), "unsigned row for a site below the child");
+				ok = false;
+			}
+		}
+		if (ok && in == NULL) {
+			snprintf(reason, sizeof(reason), "undecodable row");
+			ok = false;
+		}
+		if (ok) {
+			if (i == 0)
+				ok = strcmp(in->site, child) == 0;
+			else
+				ok = conf_site_code_valid(in->site) && in->parent &&
+				     in_list(allowed, n_allowed, in->parent) &&
+				     !in_list(allowed, n_allowed, in->site);
+			if (!ok)
+				snprintf(reason, sizeof(reason), "site outside the child's subtree");
+		}
+		/* Our own row and rows another child owns are not this child's to give:
+		 * a site stays with its child while that child is connected or was
+		 * heard from recently, so a brief outage of P01 does not let P02 take
+		 * over P01's subtree. */
 		status_row_t *old = ok ? status_table_find(d->subtree, in->site) : NULL;
 		if (ok && strcmp(in->site, d->conf->site_code) == 0)
 			ok = false;
-		/* A site owned by another child stays its own while that child is
-		 * connected or was heard from recently: a brief outage of P01 must
-		 * not let P02 take over P01's subtree. */
 		if (ok && old && strcmp(old->via, child) != 0 &&
 		    (child_link_connected(d, old->via) ||
-		     time(NULL) - old->received_at < d->conf->stale_seconds))
+		     time(NULL) - old->received_at < d->conf->stale_seconds)) {
+			snprintf(reason, sizeof(reason), "site reported through another child");
 			ok = false;
+		}
 		if (!ok) {
-			if (*refused == 0)
-				snprintf(first_refused, 4, "%.3s", in->site ? in->site : "?");
+			if (*refused == 0) {
+				snprintf(first_refused, 4, "%.3s", in && in->site ? in->site : "?");
+				snprintf(why, whylen, "%s", reason[0] ? reason : "not allowed");
+			}
 			(*refused)++;
+			if (in)
+				sitesync__site_status__free_unpacked(in, NULL);
 			continue;
 		}
-		Sitesync__SiteStatus *copy = row_copy(in);
-		if (copy == NULL)
-			break;
 		if (old == NULL) {
 			old = calloc(1, sizeof(*old));
 			if (old == NULL) {
-				sitesync__site_status__free_unpacked(copy, NULL);
+				sitesync__site_status__free_unpacked(in, NULL);
 				break;
 			}
 			snprintf(old->site, sizeof(old->site), "%s", in->site);
@@ -113,8 +166,11 @@ int status_accept_report(daemon_t *d, const char *child,
 			d->subtree->head = old;
 		} else {
 			sitesync__site_status__free_unpacked(old->row, NULL);
+			rowsig_signed_clear(&old->signed_row);
 		}
-		old->row = copy;
+		old->row = in;
+		if (is_signed && signed_copy(&old->signed_row, rep->signed_rows[i]) != SS_EOK)
+			sitesync__signed_row__init(&old->signed_row);
 		snprintf(old->via, sizeof(old->via), "%s", child);
 		old->received_at = time(NULL);
 		snprintf(allowed[n_allowed++], 4, "%s", in->site);
@@ -167,7 +223,30 @@ void status_fill_self(daemon_t *d, Sitesync__SiteStatus *row)
 	row->top_version = d->top_version;
 }
 
-void status_report_build(daemon_t *d, Sitesync__StatusReport *rep)
+/* Test hook for the compromised-relay test: what a lying relay would do. */
+static void status_forge(Sitesync__SignedRow *row)
+{
+	Sitesync__SiteStatus *r = sitesync__site_status__unpack(NULL, row->row.len, row->row.data);
+	if (r == NULL)
+		return;
+	r->state = SITESYNC__SYNC_STATE__SYNC_SUCCEEDED;
+	/* protobuf-c never frees its shared empty string. */
+	if (r->last_error != protobuf_c_empty_string)
+		free(r->last_error);
+	r->last_error = (char *)protobuf_c_empty_string;
+	r->last_error_code = 0;
+	size_t n = sitesync__site_status__get_packed_size(r);
+	uint8_t *buf = malloc(n ? n : 1);
+	if (buf) {
+		sitesync__site_status__pack(r, buf);
+		free(row->row.data);
+		row->row.data = buf;
+		row->row.len = n;
+	}
+	sitesync__site_status__free_unpacked(r, NULL);
+}
+
+void status_report_build(daemon_t *d, Sitesync__StatusReport *rep, bool wire)
 {
 	sitesync__status_report__init(rep);
 	size_t cap = 1;
@@ -183,17 +262,65 @@ void status_report_build(daemon_t *d, Sitesync__StatusReport *rep)
 	}
 	status_fill_self(d, self);
 	rep->rows[rep->n_rows++] = self;
+	status_row_t **order = calloc(cap, sizeof(*order));
 	/* Breadth-first from this site, so a parent always precedes its children. */
-	for (size_t q = 0; q < rep->n_rows && rep->n_rows < cap; q++) {
+	for (size_t q = 0; order && q < rep->n_rows && rep->n_rows < cap; q++) {
 		const char *parent = rep->rows[q]->site;
 		for (status_row_t *r = d->subtree->head; r && rep->n_rows < cap; r = r->next)
-			if (r->row->parent && strcmp(r->row->parent, parent) == 0)
+			if (r->row->parent && strcmp(r->row->parent, parent) == 0) {
+				order[rep->n_rows] = r;
 				rep->rows[rep->n_rows++] = r->row;
+			}
 	}
+	if (!wire || order == NULL || !d->rowsig_ok) {
+		free(order);
+		return;
+	}
+	/* On the wire: our row signed now, every other row as its site signed it. */
+	const char *tamper = getenv("SITESYNC_TEST_TAMPER");
+	bool forge = tamper && strcmp(tamper, "status") == 0;
+	rep->signed_rows = calloc(rep->n_rows, sizeof(*rep->signed_rows));
+	Sitesync__SignedRow *store = calloc(rep->n_rows, sizeof(*store));
+	if (rep->signed_rows == NULL || store == NULL) {
+		free(rep->signed_rows);
+		free(store);
+		rep->signed_rows = NULL;
+		free(order);
+		return;
+	}
+	size_t len = sitesync__site_status__get_packed_size(self);
+	uint8_t *buf = malloc(len ? len : 1);
+	if (buf) {
+		sitesync__site_status__pack(self, buf);
+		if (rowsig_sign(&d->rowsig, buf, len, &store[0]) == SS_EOK)
+			rep->signed_rows[rep->n_signed_rows++] = &store[0];
+		free(buf);
+	}
+	for (size_t i = 1; i < rep->n_rows && rep->n_signed_rows == i; i++) {
+		const Sitesync__SignedRow *sr = &order[i]->signed_row;
+		if (sr->row.len == 0)
+			break;      /* unsigned (protocol 1) rows are not relayed */
+		if (signed_copy(&store[i], sr) != SS_EOK)
+			break;
+		if (forge)
+			status_forge(&store[i]);
+		rep->signed_rows[rep->n_signed_rows++] = &store[i];
+	}
+	free(order);
 }
 
 void status_report_clear(Sitesync__StatusReport *rep)
 {
+	if (rep->signed_rows && rep->n_signed_rows > 0) {
+		/* Every signed row in a built report is an owned copy. */
+		Sitesync__SignedRow *store = rep->signed_rows[0];
+		for (size_t i = 0; i < rep->n_signed_rows; i++)
+			rowsig_signed_clear(&store[i]);
+		free(store);
+	}
+	free(rep->signed_rows);
+	rep->signed_rows = NULL;
+	rep->n_signed_rows = 0;
 	if (rep->rows && rep->n_rows > 0)
 		free(rep->rows[0]);    /* only the self row was allocated here */
 	free(rep->rows);
@@ -296,7 +423,7 @@ static json_t *row_json(daemon_t *d, const Sitesync__SiteStatus *r, bool self,
 json_t *status_json(daemon_t *d)
 {
 	Sitesync__StatusReport rep;
-	status_report_build(d, &rep);
+	status_report_build(d, &rep, false);
 	time_t now = time(NULL);
 	uint64_t top = d->top_version > d->version ? d->top_version : d->version;
 	json_t *sites = json_array();

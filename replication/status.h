@@ -19,6 +19,7 @@ typedef struct status_row {
 	char site[4];
 	char via[4];                    /* child that reported it */
 	Sitesync__SiteStatus *row;      /* owned deep copy */
+	Sitesync__SignedRow signed_row; /* as its site signed it (owned), relayed as is */
 	time_t received_at;
 } status_row_t;
 
@@ -37,22 +38,27 @@ status_row_t *status_table_find(status_table_t *t, const char *site);
  * child's own; every other row's parent must be a site already accepted
  * from this report. Rows for sites owned by another connected child are
  * refused.
+ * Signed rows are verified first (certificate from the hierarchy's CA,
+ * its common name the row's site, signature); unsigned rows (protocol 1)
+ * are taken only for the child's own row.
  * \param refused  Output: how many rows were refused (first refused site
- *                 code copied into \a first_refused).
+ *                 code copied into \a first_refused, the reason into why).
  * \return rows accepted.
  */
 int status_accept_report(struct daemon *d, const char *child,
                          const Sitesync__StatusReport *rep, int *refused,
-                         char first_refused[4]);
+                         char first_refused[4], char *why, size_t whylen);
 
 /*! \brief Fill this site's own row (strings point into \a d; do not free). */
 void status_fill_self(struct daemon *d, Sitesync__SiteStatus *row);
 
 /*!
  * \brief Build a StatusReport: own row, then the subtree parents-first.
+ * \param wire  also fill `signed` (own row signed now, others as received)
+ *              for sending; `rows` is always filled for local use.
  * Free with status_report_clear().
  */
-void status_report_build(struct daemon *d, Sitesync__StatusReport *rep);
+void status_report_build(struct daemon *d, Sitesync__StatusReport *rep, bool wire);
 void status_report_clear(Sitesync__StatusReport *rep);
 
 /*! \brief The DESIGN §9 status object (new reference). */

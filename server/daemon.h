@@ -14,6 +14,7 @@
 #include "proto/sitesync.pb-c.h"
 #include "replication/digest.h"
 #include "replication/manifest.h"
+#include "replication/rowsig.h"
 #include "server/conf.h"
 
 struct evdns_base;
@@ -78,6 +79,8 @@ typedef struct daemon {
 	uint8_t hierarchy_id[32];
 	time_t cert_expires;
 	manifest_keys_t keys;         /* signing (top) and trusted manifest keys */
+	rowsig_t rowsig;              /* signs our status row, verifies others' */
+	bool rowsig_ok;
 	struct evconnlistener *listener;
 	struct ctl *ctl;
 	struct http *http;

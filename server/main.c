@@ -198,6 +198,14 @@ static int setup_tls(daemon_t *d, char *err, size_t errlen)
 	d->tls_server = srv;
 	d->tls_client = cli;
 	d->cert_expires = tls_cert_expiry(c->tls_cert);
+	/* Status rows are signed with the same certificate's key. */
+	rowsig_t rs;
+	if ((ret = rowsig_init(&rs, c->tls_ca, c->tls_cert, c->tls_key, err, errlen)) != SS_EOK)
+		return ret;
+	if (d->rowsig_ok)
+		rowsig_clear(&d->rowsig);
+	d->rowsig = rs;
+	d->rowsig_ok = true;
 	return SS_EOK;
 }
 
@@ -401,6 +409,8 @@ static void shutdown_daemon(daemon_t *d)
 	SSL_CTX_free(d->tls_server);
 	SSL_CTX_free(d->tls_client);
 	manifest_keys_clear(&d->keys);
+	if (d->rowsig_ok)
+		rowsig_clear(&d->rowsig);
 	if (d->dns)
 		evdns_base_free(d->dns, 0);
 	free(d->approved);
@@ -458,6 +468,8 @@ int main(int argc, char **argv)
 		int ret = setup_tls(d, err, sizeof(err));
 		SSL_CTX_free(d->tls_server);
 		SSL_CTX_free(d->tls_client);
+		if (d->rowsig_ok)
+			rowsig_clear(&d->rowsig);
 		conf_free(d->conf);
 		if (ret != SS_EOK) {
 			fprintf(stderr, "sitesyncd: %s\n", err);
