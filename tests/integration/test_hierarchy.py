@@ -107,7 +107,7 @@ def test(h):
         check(doc.get("site") == "CAS", "status site is %r" % doc.get("site"))
         listed = {row.get("site") for row in doc.get("sites", [])}
         return want <= listed and doc
-    doc = wait_for(all_listed, 60, "CAS status --json to list all five sites")
+    doc = wait_for(all_listed, 120, "CAS status --json to list all five sites")
     check(doc.get("top_version") == 3, "top_version %r" % doc.get("top_version"))
     rows = {r["site"]: r for r in doc["sites"]}
     parents = {"P01": "CAS", "P02": "CAS", "S01": "P01", "S02": "P02"}
@@ -120,7 +120,7 @@ def test(h):
         d = cas.status_json()
         return all(r.get("catalog_version") == 3 for r in d["sites"]
                    if r.get("site") in want)
-    wait_for(versions_reported, 60, "status rows at CAS to show version 3")
+    wait_for(versions_reported, 120, "status rows at CAS to show version 3")
 
 
 if __name__ == "__main__":
