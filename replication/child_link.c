@@ -519,7 +519,7 @@ static void child_cb(conn_t *c, conn_event_t ev, const frame_t *f, void *arg)
 			cl->held_version = h->catalog_version;
 			cl->held_hierarchy_len = h->hierarchy_id.len <= sizeof(cl->held_hierarchy) ?
 			                         h->hierarchy_id.len : sizeof(cl->held_hierarchy) + 1;
-			if (cl->held_hierarchy_len <= sizeof(cl->held_hierarchy))
+			if (cl->held_hierarchy_len > 0 && cl->held_hierarchy_len <= sizeof(cl->held_hierarchy))
 				memcpy(cl->held_hierarchy, h->hierarchy_id.data, cl->held_hierarchy_len);
 			else
 				cl->held_hierarchy_len = 1;    /* wrong length: refused as another hierarchy */
