@@ -1,6 +1,7 @@
 /* Frame header parsing and protobuf Frame encode/decode. */
 #include "proto/frame.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 
 #include "server/errcode.h"
@@ -28,6 +29,39 @@ void frame_header_write(uint8_t out[SS_FRAME_HDR], uint32_t n)
 	out[3] = (uint8_t)n;
 }
 
+/* Field number 0 does not exist. protobuf-c lets an overlong tag for it
+ * through as an "unknown field" that would not survive re-encoding: refuse
+ * it at any depth. */
+static bool frame_has_field0(const ProtobufCMessage *m)
+{
+	for (unsigned i = 0; i < m->n_unknown_fields; i++)
+		if (m->unknown_fields[i].tag == 0)
+			return true;
+	const ProtobufCMessageDescriptor *d = m->descriptor;
+	for (unsigned i = 0; i < d->n_fields; i++) {
+		const ProtobufCFieldDescriptor *fd = &d->fields[i];
+		if (fd->type != PROTOBUF_C_TYPE_MESSAGE)
+			continue;
+		const char *base = (const char *)m;
+		if (fd->label == PROTOBUF_C_LABEL_REPEATED) {
+			size_t n = *(const size_t *)(base + fd->quantifier_offset);
+			ProtobufCMessage *const *arr = *(ProtobufCMessage *const *const *)(base + fd->offset);
+			for (size_t k = 0; k < n; k++)
+				if (arr[k] && frame_has_field0(arr[k]))
+					return true;
+		} else {
+			/* A oneof member is only valid when it is the case that is set. */
+			if ((fd->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+			    *(const uint32_t *)(base + fd->quantifier_offset) != fd->id)
+				continue;
+			const ProtobufCMessage *sub = *(ProtobufCMessage *const *)(base + fd->offset);
+			if (sub && frame_has_field0(sub))
+				return true;
+		}
+	}
+	return false;
+}
+
 int frame_decode(const uint8_t *body, size_t len, frame_t **out)
 {
 	frame_t *f = sitesync__frame__unpack(NULL, len, body);
@@ -35,6 +69,10 @@ int frame_decode(const uint8_t *body, size_t len, frame_t **out)
 		return SS_EMALF;
 	/* An unknown field number leaves the oneof unset: not a message we know. */
 	if (f->msg_case == SITESYNC__FRAME__MSG__NOT_SET) {
+		sitesync__frame__free_unpacked(f, NULL);
+		return SS_EMALF;
+	}
+	if (frame_has_field0(&f->base)) {
 		sitesync__frame__free_unpacked(f, NULL);
 		return SS_EMALF;
 	}

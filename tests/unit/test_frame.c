@@ -63,6 +63,10 @@ START_TEST(garbage_is_malformed)
 	/* Field 99, varint: tag bytes 0x98 0x06. */
 	const uint8_t unknown[] = { 0x98, 0x06, 0x01 };
 	ck_assert_int_eq(frame_decode(unknown, sizeof(unknown), &out), SS_EMALF);
+	/* A field-0 tag written as an overlong varint inside PullRequest: the
+	 * fuzzer's find, which would not survive re-encoding. */
+	const uint8_t field0[] = { 0x1a, 0x03, 0x80, 0x00, 0x00 };
+	ck_assert_int_eq(frame_decode(field0, sizeof(field0), &out), SS_EMALF);
 	/* Truncated length-delimited field. */
 	const uint8_t trunc[] = { (1 << 3) | 2, 0x10, 0x08 };
 	ck_assert_int_eq(frame_decode(trunc, sizeof(trunc), &out), SS_EMALF);
