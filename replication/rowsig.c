@@ -10,22 +10,13 @@
 
 #include "server/conf.h"
 #include "server/errcode.h"
-
-static X509 *load_cert(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	if (f == NULL)
-		return NULL;
-	X509 *x = PEM_read_X509(f, NULL, NULL, NULL);
-	fclose(f);
-	return x;
-}
+#include "server/tls.h"
 
 int rowsig_init(rowsig_t *r, const char *ca, const char *cert, const char *key,
                 char *err, size_t errlen)
 {
 	memset(r, 0, sizeof(*r));
-	X509 *x = load_cert(cert);
+	X509 *x = tls_load_cert(cert);
 	FILE *f = fopen(key, "r");
 	if (f)
 		r->key = PEM_read_PrivateKey(f, NULL, NULL, NULL);

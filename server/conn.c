@@ -287,15 +287,14 @@ conn_t *conn_accept(struct event_base *base, SSL_CTX *ctx, evutil_socket_t fd,
 	return c;
 }
 
-int conn_connect(struct event_base *base, struct evdns_base *dns, SSL_CTX *ctx,
-                 const char *hostport, conn_t **out)
+int conn_split_hostport(const char *hostport, char *host, size_t hostlen, int *port)
 {
-	char host[256];
 	const char *colon = strrchr(hostport, ':');
-	if (colon == NULL || colon == hostport || (size_t)(colon - hostport) >= sizeof(host))
+	if (colon == NULL || colon == hostport || (size_t)(colon - hostport) >= hostlen)
 		return SS_EINVAL;
-	int port = atoi(colon + 1);
-	if (port <= 0 || port > 65535)
+	char *end = NULL;
+	long p = strtol(colon + 1, &end, 10);
+	if (end == colon + 1 || *end != '\0' || p <= 0 || p > 65535)
 		return SS_EINVAL;
 	const char *h = hostport;
 	size_t hl = (size_t)(colon - hostport);
@@ -305,6 +304,17 @@ int conn_connect(struct event_base *base, struct evdns_base *dns, SSL_CTX *ctx,
 	}
 	memcpy(host, h, hl);
 	host[hl] = '\0';
+	*port = (int)p;
+	return SS_EOK;
+}
+
+int conn_connect(struct event_base *base, struct evdns_base *dns, SSL_CTX *ctx,
+                 const char *hostport, conn_t **out)
+{
+	char host[256];
+	int port = 0;
+	if (conn_split_hostport(hostport, host, sizeof(host), &port) != SS_EOK)
+		return SS_EINVAL;
 
 	conn_t *c = conn_new(base, ctx, -1, BUFFEREVENT_SSL_CONNECTING);
 	if (c == NULL)

@@ -33,6 +33,12 @@ typedef void (*conn_event_cb)(conn_t *c, conn_event_t ev, const frame_t *f,
 conn_t *conn_accept(struct event_base *base, SSL_CTX *ctx, evutil_socket_t fd,
                     const struct sockaddr *sa, int salen);
 
+/*!
+ * \brief Split "host:port" or "[v6]:port".
+ * \return SS_EOK, or SS_EINVAL when it is not of that form.
+ */
+int conn_split_hostport(const char *hostport, char *host, size_t hostlen, int *port);
+
 /*! \brief Dial "host:port" (numeric or name) with TLS. */
 int conn_connect(struct event_base *base, struct evdns_base *dns, SSL_CTX *ctx,
                  const char *hostport, conn_t **out)

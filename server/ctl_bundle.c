@@ -195,29 +195,12 @@ static void import_done(int ret, void *arg)
 	}
 	const apply_t *a = &j->im.apply;
 	const bundle_info_t *in = &j->im.info;
-	sync_status_t *s = &d->self;
-	time_t now = time(NULL);
-	s->state = SITESYNC__SYNC_STATE__SYNC_SUCCEEDED;
-	s->last_end = now;
-	s->last_success = now;
-	s->last_error_code = 0;
-	s->last_error[0] = '\0';
-	s->consecutive_failures = 0;
-	s->next_retry = 0;
-	s->added = a->added;
-	s->changed = a->changed;
-	s->removed = a->removed;
-	s->expired = a->expired;
-	s->progress_done = s->progress_total = a->upserts + a->deletes;
-	long secs = (long)(now - s->last_start);
-	daemon_synclog(d, "Updated %" PRIu64 " items (%" PRIu64 " added, %" PRIu64 " changed, %"
-	               PRIu64 " removed), new catalog version is %" PRIu64 "%s",
-	               a->upserts + a->deletes, a->added, a->changed, a->removed, a->to,
-	               a->full ? " (full snapshot)" : "");
+	daemon_sync_succeeded(d, a->added, a->changed, a->removed, a->expired, a->upserts + a->deletes);
+	daemon_synclog_updated(d, a->upserts + a->deletes, a->added, a->changed, a->removed, a->to,
+	                       a->full ? " (full snapshot)" : "");
 	daemon_synclog(d, "Successfully imported bundle %s exported by %s, version %" PRIu64,
 	               j->path, in->source_site, a->to);
-	daemon_synclog(d, "Sync time: %ldd%02ldh%02ldm%02lds", secs / 86400, secs / 3600 % 24,
-	               secs / 60 % 60, secs % 60);
+	daemon_synclog_time(d, NULL);
 	daemon_message(d, SS_MSG_IMPORTED, "info", "Imported bundle %s from %s: version %" PRIu64
 	               " to %" PRIu64 ", %" PRIu64 " added, %" PRIu64 " changed, %" PRIu64 " removed",
 	               j->path, in->source_site, a->held, a->to, a->added, a->changed, a->removed);
@@ -237,8 +220,7 @@ static void import_done(int ret, void *arg)
 	json_object_set_new(o, "entries", json_integer((json_int_t)a->entries));
 	json_object_set_new(o, "digest", digest_json(&a->digest));
 	/* Children pull from here now; the status row goes up if a parent is linked. */
-	if (a->key_announced && manifest_keys_trust_raw(&d->keys, a->next_key, 32) == SS_EOK)
-		log_notice("the top site announced a new manifest key; it is trusted from now on");
+	daemon_trust_announced(d, a->key_announced, a->next_key);
 	daemon_version_committed(d, a->to, &a->digest, a->entries, a->full);
 	ctl_reply(j->req, o);
 	apply_clear(&j->im.apply);

@@ -40,6 +40,48 @@ void daemon_synclog(daemon_t *d, const char *fmt, ...)
 	}
 }
 
+void daemon_sync_succeeded(daemon_t *d, uint64_t added, uint64_t changed, uint64_t removed,
+                           uint64_t expired, uint64_t items)
+{
+	sync_status_t *s = &d->self;
+	time_t now = time(NULL);
+	s->state = SITESYNC__SYNC_STATE__SYNC_SUCCEEDED;
+	s->last_end = now;
+	s->last_success = now;
+	s->last_error_code = 0;
+	s->last_error[0] = '\0';
+	s->consecutive_failures = 0;
+	s->next_retry = 0;
+	s->added = added;
+	s->changed = changed;
+	s->removed = removed;
+	s->expired = expired;
+	s->progress_done = s->progress_total = items;
+}
+
+void daemon_synclog_updated(daemon_t *d, uint64_t items, uint64_t added, uint64_t changed,
+                            uint64_t removed, uint64_t version, const char *suffix)
+{
+	daemon_synclog(d, "Updated %" PRIu64 " items (%" PRIu64 " added, %" PRIu64 " changed, %"
+	               PRIu64 " removed), new catalog version is %" PRIu64 "%s",
+	               items, added, changed, removed, version, suffix ? suffix : "");
+}
+
+void daemon_synclog_time(daemon_t *d, const char *prefix)
+{
+	long secs = (long)(time(NULL) - d->self.last_start);
+	if (secs < 0)
+		secs = 0;
+	daemon_synclog(d, "%sSync time: %ldd%02ldh%02ldm%02lds", prefix ? prefix : "", secs / 86400,
+	               secs / 3600 % 24, secs / 60 % 60, secs % 60);
+}
+
+void daemon_trust_announced(daemon_t *d, bool announced, const uint8_t key[32])
+{
+	if (announced && manifest_keys_trust_raw(&d->keys, key, 32) == SS_EOK)
+		log_notice("the top site announced a new manifest key; it is trusted from now on");
+}
+
 typedef struct {
 	char site[4];
 	char msg_id[12];

@@ -140,6 +140,23 @@ typedef struct daemon {
 void daemon_synclog(daemon_t *d, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
+/*!
+ * \brief A sync or import succeeded: this site's status row says so, with
+ * the counts of what changed and the items processed.
+ */
+void daemon_sync_succeeded(daemon_t *d, uint64_t added, uint64_t changed, uint64_t removed,
+                           uint64_t expired, uint64_t items);
+
+/*! \brief Sync log: "Updated N items (...), new catalog version is V". */
+void daemon_synclog_updated(daemon_t *d, uint64_t items, uint64_t added, uint64_t changed,
+                            uint64_t removed, uint64_t version, const char *suffix);
+
+/*! \brief Sync log: "<prefix>Sync time: 0d00h02m57s" since last_sync_start. */
+void daemon_synclog_time(daemon_t *d, const char *prefix);
+
+/*! \brief Trust a key that a verified manifest announced (rotation). */
+void daemon_trust_announced(daemon_t *d, bool announced, const uint8_t key[32]);
+
 /*! \brief Record a status message (database, asynchronously) and log it. */
 void daemon_message(daemon_t *d, int msg_id, const char *severity,
                     const char *fmt, ...) __attribute__((format(printf, 4, 5)));

@@ -90,7 +90,7 @@ int tls_peer_site(SSL *ssl, char out[4])
 	return ret;
 }
 
-static X509 *load_cert(const char *path)
+X509 *tls_load_cert(const char *path)
 {
 	FILE *f = fopen(path, "r");
 	if (f == NULL)
@@ -102,7 +102,7 @@ static X509 *load_cert(const char *path)
 
 int tls_cert_site(const char *cert_path, char out[4], char *err, size_t errlen)
 {
-	X509 *x = load_cert(cert_path);
+	X509 *x = tls_load_cert(cert_path);
 	if (x == NULL) {
 		snprintf(err, errlen, "cannot read certificate %s", cert_path);
 		return SS_ETLS;
@@ -116,7 +116,7 @@ int tls_cert_site(const char *cert_path, char out[4], char *err, size_t errlen)
 
 time_t tls_cert_expiry(const char *cert_path)
 {
-	X509 *x = load_cert(cert_path);
+	X509 *x = tls_load_cert(cert_path);
 	if (x == NULL)
 		return 0;
 	struct tm tm;
@@ -129,7 +129,7 @@ time_t tls_cert_expiry(const char *cert_path)
 
 int tls_hierarchy_id(const char *ca_path, uint8_t out[32], char *err, size_t errlen)
 {
-	X509 *x = load_cert(ca_path);
+	X509 *x = tls_load_cert(ca_path);
 	if (x == NULL) {
 		snprintf(err, errlen, "cannot read CA certificate %s", ca_path);
 		return SS_ETLS;

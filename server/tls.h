@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 /*!
  * \brief Build a context from PEM files.
@@ -25,6 +26,9 @@ int tls_ctx_new(const char *ca, const char *cert, const char *key, int server,
  *         its CN is not a site code.
  */
 int tls_peer_site(SSL *ssl, char out[4]);
+
+/*! \brief Read a PEM certificate file; NULL if unreadable. Caller X509_free()s. */
+X509 *tls_load_cert(const char *path);
 
 /*! \brief Site code in a PEM certificate file. */
 int tls_cert_site(const char *cert_path, char out[4], char *err, size_t errlen);

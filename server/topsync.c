@@ -26,16 +26,9 @@ static void topsync_done(int ret, void *arg)
 	daemon_t *d = job->owner;
 	sync_status_t *s = &d->self;
 	time_t now = time(NULL);
-	long secs = (long)(now - s->last_start);
 	s->last_end = now;
 	if (ret == SS_EOK) {
-		s->state = SITESYNC__SYNC_STATE__SYNC_SUCCEEDED;
-		s->last_success = now;
-		s->last_error_code = 0;
-		s->last_error[0] = '\0';
-		s->consecutive_failures = 0;
-		s->next_retry = 0;
-		s->progress_done = s->progress_total = job->entries_seen;
+		daemon_sync_succeeded(d, s->added, s->changed, s->removed, s->expired, job->entries_seen);
 		/* One line per phase, so an operator sees where time and entries went. */
 		if (job->not_modified) {
 			daemon_synclog(d, "Download: catalog not modified (304), version stays %" PRIu64,
@@ -75,8 +68,7 @@ static void topsync_done(int ret, void *arg)
 		}
 		if (job->unchanged && !job->not_modified)
 			daemon_synclog(d, "Catalog unchanged, version stays %" PRIu64, d->version);
-		daemon_synclog(d, "Sync finished. Sync time: %ldd%02ldh%02ldm%02lds", secs / 86400,
-		               secs / 3600 % 24, secs / 60 % 60, secs % 60);
+		daemon_synclog_time(d, "Sync finished. ");
 	} else {
 		s->state = SITESYNC__SYNC_STATE__SYNC_FAILED;
 		s->last_error_code = ss_errnum(ret);

@@ -17,6 +17,7 @@
 
 #include "proto/frame.h"
 #include "proto/version.h"
+#include "server/conn.h"
 #include "server/errcode.h"
 #include "server/tls.h"
 
@@ -28,21 +29,12 @@ int remote_is_url(const char *url)
 static int remote_dial(const char *hostport, int *out, char *err, size_t errlen)
 {
 	char host[256], port[16];
-	const char *colon = strrchr(hostport, ':');
-	if (colon == NULL || colon == hostport || (size_t)(colon - hostport) >= sizeof(host) ||
-	    strlen(colon + 1) >= sizeof(port) || colon[1] == '\0') {
+	int portnum = 0;
+	if (conn_split_hostport(hostport, host, sizeof(host), &portnum) != SS_EOK) {
 		snprintf(err, errlen, "upstream '%s' is not sitesync://HOST:PORT", hostport);
 		return SS_ECONFIG;
 	}
-	const char *h = hostport;
-	size_t hl = (size_t)(colon - hostport);
-	if (h[0] == '[' && hl >= 2 && h[hl - 1] == ']') {
-		h++;
-		hl -= 2;
-	}
-	memcpy(host, h, hl);
-	host[hl] = '\0';
-	snprintf(port, sizeof(port), "%s", colon + 1);
+	snprintf(port, sizeof(port), "%d", portnum);
 	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res = NULL;
 	int gai = getaddrinfo(host, port, &hints, &res);
 	if (gai != 0) {
