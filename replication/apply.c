@@ -256,7 +256,7 @@ static int read_tail(stream_reader_t *rd, apply_t *a)
 	return SS_EOK;
 }
 
-static int sum_hashes(PGconn *conn, const char *sql, digest_t *d, char *err, size_t errlen)
+int apply_sum_hashes(PGconn *conn, const char *sql, digest_t *d, char *err, size_t errlen)
 {
 	PGresult *r = NULL;
 	int ret = db_query(conn, sql, 0, NULL, &r, err, errlen);
@@ -419,7 +419,7 @@ int apply_stream(PGconn *conn, apply_t *a)
 		} else {
 			digest_t minus;
 			digest_zero(&minus);
-			ret = sum_hashes(conn, "SELECT u.entry_hash FROM updates u JOIN ss_stage s USING (update_id)",
+			ret = apply_sum_hashes(conn, "SELECT u.entry_hash FROM updates u JOIN ss_stage s USING (update_id)",
 			                 &minus, a->err, sizeof(a->err));
 			if (ret != SS_EOK)
 				goto fail;

@@ -67,6 +67,13 @@ int apply_commit_version(PGconn *conn, uint64_t version, const digest_t *digest,
                          int keep_versions, char *err, size_t errlen)
 	__attribute__((warn_unused_result));
 
+/*!
+ * \brief Add to \a d the entry hash in the first column of every row of
+ * \a sql (the digest arithmetic both applies and upstream syncs need).
+ */
+int apply_sum_hashes(PGconn *conn, const char *sql, digest_t *d, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
+
 /*! \brief Read catalog_state (version, digest, entries), optionally FOR UPDATE. */
 int apply_read_state(PGconn *conn, bool lock, uint64_t *version, digest_t *digest,
                      uint64_t *entries, char *err, size_t errlen)

@@ -136,25 +136,6 @@ int upstream_setting_int(PGconn *conn, const char *key, long def, long *out,
 	return ret;
 }
 
-static int sum_hashes(PGconn *conn, const char *sql, digest_t *d, char *err, size_t errlen)
-{
-	PGresult *r = NULL;
-	int ret = db_query(conn, sql, 0, NULL, &r, err, errlen);
-	if (ret != SS_EOK)
-		return ret;
-	for (int i = 0; i < PQntuples(r) && ret == SS_EOK; i++) {
-		size_t n = 0;
-		unsigned char *h = PQunescapeBytea((const unsigned char *)PQgetvalue(r, i, 0), &n);
-		if (h && n == SS_DIGEST_LEN)
-			digest_add(d, h);
-		else
-			ret = SS_EDB;
-		PQfreemem(h);
-	}
-	PQclear(r);
-	return ret;
-}
-
 /* Known WSUS classification ids get their names; others keep the id. */
 static const char *const SQL_CATEGORIES =
 	"INSERT INTO categories (kind, id, title) "
@@ -327,7 +308,7 @@ static int commit_changes(PGconn *conn, upstream_job_t *job, const digest_t *hel
 	digest_zero(&plus);
 	char *err = job->err;
 	size_t errlen = sizeof(job->err);
-	int ret = sum_hashes(conn, "SELECT u.entry_hash FROM updates u JOIN ss_diff d USING (update_id) "
+	int ret = apply_sum_hashes(conn, "SELECT u.entry_hash FROM updates u JOIN ss_diff d USING (update_id) "
 	                     "WHERE d.kind IN ('c', 'r')", &minus, err, errlen);
 	if (ret == SS_EOK)
 		ret = db_exec(conn, "DELETE FROM updates u USING ss_diff d WHERE u.update_id = d.update_id "
@@ -341,7 +322,7 @@ static int commit_changes(PGconn *conn, upstream_job_t *job, const digest_t *hel
 		              "FROM ss_sel s JOIN ss_diff d USING (update_id) WHERE d.kind IN ('a', 'c')",
 		              err, errlen);
 	if (ret == SS_EOK)
-		ret = sum_hashes(conn, "SELECT u.entry_hash FROM updates u JOIN ss_diff d USING (update_id) "
+		ret = apply_sum_hashes(conn, "SELECT u.entry_hash FROM updates u JOIN ss_diff d USING (update_id) "
 		                 "WHERE d.kind IN ('a', 'c')", &plus, err, errlen);
 	if (ret != SS_EOK)
 		return ret;
