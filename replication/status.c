@@ -361,6 +361,20 @@ json_t *status_time_json(time_t t)
 	return json_string(buf);
 }
 
+bool status_cert_expiring(time_t expires, time_t now, int warn_days)
+{
+	if (expires <= 0 || warn_days <= 0)
+		return false;
+	return (int64_t)expires - (int64_t)now <= (int64_t)warn_days * 86400;
+}
+
+/* Whole days left, rounded down; negative once expired. */
+static int64_t cert_days_left(time_t expires, time_t now)
+{
+	int64_t left = (int64_t)expires - (int64_t)now;
+	return left >= 0 ? left / 86400 : -((-left + 86399) / 86400);
+}
+
 static json_t *str_or_null(const char *s)
 {
 	return (s && s[0]) ? json_string(s) : json_null();
@@ -411,6 +425,13 @@ static json_t *row_json(daemon_t *d, const Sitesync__SiteStatus *r, bool self,
 	json_object_set_new(o, "expired", json_integer((json_int_t)r->expired));
 	json_object_set_new(o, "version", str_or_null(r->software_version));
 	json_object_set_new(o, "cert_expires", status_time_json(r->cert_expires));
+	/* Judged by the viewing site's window, like stale: one rule per view. */
+	json_object_set_new(o, "cert_expiring",
+	                    json_boolean(status_cert_expiring(r->cert_expires, now,
+	                                                      d->conf->cert_warning_days)));
+	json_object_set_new(o, "cert_days_left",
+	                    r->cert_expires > 0 ? json_integer(cert_days_left(r->cert_expires, now))
+	                                        : json_null());
 	json_object_set_new(o, "reported_at", status_time_json(r->reported_at));
 	json_object_set_new(o, "bytes_received", json_integer((json_int_t)r->bytes_received));
 	json_object_set_new(o, "progress_done", json_integer((json_int_t)r->progress_done));
@@ -418,6 +439,41 @@ static json_t *row_json(daemon_t *d, const Sitesync__SiteStatus *r, bool self,
 	if (r->state == SITESYNC__SYNC_STATE__SYNC_SUCCEEDED)
 		json_object_set_new(o, "last_success", status_time_json(r->last_sync_end));
 	return o;
+}
+
+static int cert_cmp_cb(const void *a, const void *b)
+{
+	const json_t *x = *(const json_t *const *)a, *y = *(const json_t *const *)b;
+	json_int_t dx = json_integer_value(json_object_get(x, "cert_days_left"));
+	json_int_t dy = json_integer_value(json_object_get(y, "cert_days_left"));
+	if (dx != dy)
+		return dx < dy ? -1 : 1;
+	const char *sx = json_string_value(json_object_get(x, "site"));
+	const char *sy = json_string_value(json_object_get(y, "site"));
+	return strcmp(sx ? sx : "", sy ? sy : "");
+}
+
+/* Takes `arr`, returns it sorted by days left, then site code. */
+static json_t *certs_soonest_first(json_t *arr)
+{
+	size_t n = json_array_size(arr);
+	if (n < 2)
+		return arr;
+	json_t **v = calloc(n, sizeof(*v));
+	json_t *out = json_array();
+	if (v == NULL || out == NULL) {
+		free(v);
+		json_decref(out);
+		return arr;              /* unsorted beats missing */
+	}
+	for (size_t i = 0; i < n; i++)
+		v[i] = json_array_get(arr, i);
+	qsort(v, n, sizeof(*v), cert_cmp_cb);
+	for (size_t i = 0; i < n; i++)
+		json_array_append(out, v[i]);
+	free(v);
+	json_decref(arr);
+	return out;
 }
 
 json_t *status_json(daemon_t *d)
@@ -446,10 +502,27 @@ json_t *status_json(daemon_t *d)
 		json_array_append_new(sites, row_json(d, &ghost, false, true, connected, top, now));
 	}
 	status_report_clear(&rep);
+	/* The roll-up: every site of the subtree whose certificate needs
+	 * renewing, soonest first, so one look at the top finds them all. */
+	json_t *expiring = json_array();
+	size_t idx;
+	json_t *row;
+	json_array_foreach(sites, idx, row) {
+		if (!json_is_true(json_object_get(row, "cert_expiring")))
+			continue;
+		json_t *e = json_object();
+		json_object_set(e, "site", json_object_get(row, "site"));
+		json_object_set(e, "cert_expires", json_object_get(row, "cert_expires"));
+		json_object_set(e, "cert_days_left", json_object_get(row, "cert_days_left"));
+		json_array_append_new(expiring, e);
+	}
+	expiring = certs_soonest_first(expiring);
 	json_t *o = json_object();
 	json_object_set_new(o, "site", json_string(d->conf->site_code));
 	json_object_set_new(o, "top_version", json_integer((json_int_t)top));
 	json_object_set_new(o, "generated_at", status_time_json(now));
+	json_object_set_new(o, "cert_warning_days", json_integer(d->conf->cert_warning_days));
+	json_object_set_new(o, "certs_expiring", expiring);
 	json_object_set_new(o, "sites", sites);
 	return o;
 }

@@ -70,3 +70,10 @@ const char *status_link_name(Sitesync__LinkState l);
 
 /*! \brief ISO 8601 UTC ("2026-11-24T02:00:20Z") or JSON null for 0. */
 json_t *status_time_json(time_t t);
+
+/*!
+ * \brief Whether a certificate expiring at `expires` is inside the warning
+ * window of `warn_days` at `now` (an expired one is); false when the
+ * expiry is unknown (0) or the window is off (warn_days <= 0).
+ */
+bool status_cert_expiring(time_t expires, time_t now, int warn_days);

@@ -1,7 +1,8 @@
 /*
  * Alerts (DESIGN §4): watch the states status_json() reports for the whole
  * subtree and run the operator's command when a site turns "failed" or
- * "stale", or recovers from either.
+ * "stale", or recovers from either; and when a site's certificate enters
+ * the [status] cert_warning_days window, or leaves it (renewed).
  *
  *   tick (1 s) ──► reap finished commands (waitpid WNOHANG)
  *              └─► status_json() ──► per site: last state vs. now
@@ -38,6 +39,7 @@ extern char **environ;
 typedef struct {
 	char site[4];
 	char state[16];               /* last settled state, "" = none yet */
+	signed char cert;             /* last cert_expiring: -1 none yet, 0, 1 */
 	bool seen;                    /* present in the latest render */
 } alert_site_t;
 
@@ -46,6 +48,15 @@ typedef struct {
 	char site[4];
 	char state[16];
 } alert_proc_t;
+
+/* What changed: SITESYNC_EVENT. */
+typedef enum { ALERT_STATE, ALERT_CERT_EXPIRING, ALERT_CERT_RENEWED } alert_event_t;
+
+static const char *const alert_event_names[] = {
+	[ALERT_STATE] = "state",
+	[ALERT_CERT_EXPIRING] = "cert_expiring",
+	[ALERT_CERT_RENEWED] = "cert_renewed",
+};
 
 struct alert_state {
 	struct event *timer;
@@ -100,7 +111,8 @@ static int env_add(char **env, size_t *n, const char *name, const char *value)
 
 /* Start the command for one change; never waits for it. */
 static void spawn_alert(daemon_t *d, struct alert_state *a, const char *cmd,
-                        const json_t *doc, const json_t *row, const char *prev)
+                        const json_t *doc, const json_t *row, const char *prev,
+                        alert_event_t ev)
 {
 	const char *site = json_string_value(json_object_get(row, "site"));
 	const char *state = json_string_value(json_object_get(row, "state"));
@@ -120,11 +132,11 @@ static void spawn_alert(daemon_t *d, struct alert_state *a, const char *cmd,
 	         json_integer_value(json_object_get(doc, "top_version")));
 
 	/* The daemon's environment minus any inherited SITESYNC_* (a command
-	 * must never see a stale value), plus the eight variables of this alert. */
+	 * must never see a stale value), plus the ten variables of this alert. */
 	size_t n_env = 0, n = 0;
 	while (environ[n_env])
 		n_env++;
-	char **env = calloc(n_env + 9, sizeof(*env));
+	char **env = calloc(n_env + 11, sizeof(*env));
 	size_t first_owned = 0;       /* env[first_owned..n) are ours to free */
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
@@ -143,7 +155,10 @@ static void spawn_alert(daemon_t *d, struct alert_state *a, const char *cmd,
 	    env_add(env, &n, "SITESYNC_ERROR_CODE", num[0]) != SS_EOK ||
 	    env_add(env, &n, "SITESYNC_CATALOG_VERSION", num[1]) != SS_EOK ||
 	    env_add(env, &n, "SITESYNC_TOP_VERSION", num[2]) != SS_EOK ||
-	    env_add(env, &n, "SITESYNC_REPORTING_SITE", d->conf->site_code) != SS_EOK)
+	    env_add(env, &n, "SITESYNC_REPORTING_SITE", d->conf->site_code) != SS_EOK ||
+	    env_add(env, &n, "SITESYNC_EVENT", alert_event_names[ev]) != SS_EOK ||
+	    env_add(env, &n, "SITESYNC_CERT_EXPIRES",
+	            json_string_value(json_object_get(row, "cert_expires"))) != SS_EOK)
 		goto fail;
 
 	if (posix_spawn_file_actions_init(&fa) != 0)
@@ -191,8 +206,13 @@ static void spawn_alert(daemon_t *d, struct alert_state *a, const char *cmd,
 	char flat[160] = "";
 	for (size_t i = 0; err && err[i] && i + 1 < sizeof(flat); i++)
 		flat[i] = (unsigned char)err[i] < 0x20 ? ' ' : err[i];
-	log_notice("alert: %s %s -> %s%s%s, running command (pid %d)", site, prev, state,
-	           flat[0] ? ": " : "", flat, (int)pid);
+	if (ev == ALERT_STATE)
+		log_notice("alert: %s %s -> %s%s%s, running command (pid %d)", site, prev, state,
+		           flat[0] ? ": " : "", flat, (int)pid);
+	else
+		log_notice("alert: %s %s (certificate expires %s), running command (pid %d)",
+		           site, alert_event_names[ev],
+		           json_string_value(json_object_get(row, "cert_expires")) ?: "?", (int)pid);
 	goto out;
 fail:
 	log_error("alert: cannot prepare the command for %s (%s -> %s)", site, prev, state);
@@ -226,8 +246,38 @@ static alert_site_t *site_add(struct alert_state *a, const char *site)
 	}
 	alert_site_t *s = &a->sites[a->n_sites++];
 	memset(s, 0, sizeof(*s));
+	s->cert = -1;
 	snprintf(s->site, sizeof(s->site), "%s", site);
 	return s;
+}
+
+/* A certificate entering the warning window is news once, and so is its
+ * renewal; a site first seen with a fine certificate is not. */
+static void observe_cert(daemon_t *d, struct alert_state *a, alert_site_t *s,
+                         const char *cmd, const json_t *doc, const json_t *row)
+{
+	const json_t *flag = json_object_get(row, "cert_expiring");
+	if (!json_is_boolean(flag))
+		return;
+	int now = json_is_true(flag) ? 1 : 0;
+	int was = s->cert;
+	s->cert = (signed char)now;
+	if (now == was || (was < 0 && now == 0))
+		return;
+	const char *when = json_string_value(json_object_get(row, "cert_expires"));
+	json_int_t left = json_integer_value(json_object_get(row, "cert_days_left"));
+	if (now)
+		daemon_message(d, SS_MSG_CERT_EXPIRING, "warning",
+		               "Certificate of site %s expires %s (%" JSON_INTEGER_FORMAT
+		               " days left, warning window %d days)", s->site,
+		               when ? when : "?", left, d->conf->cert_warning_days);
+	else
+		daemon_message(d, SS_MSG_CERT_RENEWED, "info",
+		               "Certificate of site %s renewed: expires %s", s->site,
+		               when ? when : "?");
+	if (cmd != NULL)
+		spawn_alert(d, a, cmd, doc, row, s->state[0] ? s->state : "unknown",
+		            now ? ALERT_CERT_EXPIRING : ALERT_CERT_RENEWED);
 }
 
 static void observe(daemon_t *d, struct alert_state *a)
@@ -250,6 +300,7 @@ static void observe(daemon_t *d, struct alert_state *a)
 		if (s == NULL && (s = site_add(a, site)) == NULL)
 			continue;
 		s->seen = true;
+		observe_cert(d, a, s, run ? cmd : NULL, doc, row);
 		/* "syncing" is on the way to an outcome: failed -> syncing -> failed
 		 * is one failure, failed -> syncing -> succeeded one recovery. */
 		if (strcmp(state, "syncing") == 0 || strcmp(s->state, state) == 0)
@@ -268,7 +319,7 @@ static void observe(daemon_t *d, struct alert_state *a)
 			daemon_message(d, SS_MSG_SITE_RECOVERED, "info", "Site %s recovered: %s (was %s)",
 			               site, state, prev);
 		if (run && (is_bad || was_bad))
-			spawn_alert(d, a, cmd, doc, row, prev);
+			spawn_alert(d, a, cmd, doc, row, prev, ALERT_STATE);
 		snprintf(s->state, sizeof(s->state), "%s", state);
 	}
 	/* Sites gone from the view (child removed) are forgotten silently; if

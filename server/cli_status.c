@@ -178,6 +178,29 @@ static void cli_tree_root(cli_tree_t *tr, size_t i)
 		cli_tree_children(tr, code, "");
 }
 
+/* The certificate roll-up under the table: nothing when all are fine. */
+static void cli_status_certs(FILE *out, const json_t *status, bool colour)
+{
+	const json_t *list = json_object_get(status, "certs_expiring");
+	size_t n = json_array_size(list);
+	if (n == 0)
+		return;
+	json_int_t days = json_integer_value(json_object_get(status, "cert_warning_days"));
+	fprintf(out, "\n%sCertificates to renew (expiring within %" JSON_INTEGER_FORMAT
+	        " days):%s\n", colour ? "\033[33m" : "", days, colour ? "\033[0m" : "");
+	for (size_t i = 0; i < n; i++) {
+		const json_t *e = json_array_get(list, i);
+		const char *site = json_string_value(json_object_get(e, "site"));
+		const char *when = json_string_value(json_object_get(e, "cert_expires"));
+		json_int_t left = json_integer_value(json_object_get(e, "cert_days_left"));
+		if (when != NULL && left < 0)
+			fprintf(out, "  %s  expired %s\n", site ? site : "?", when);
+		else
+			fprintf(out, "  %s  expires %s (%" JSON_INTEGER_FORMAT " day%s left)\n",
+			        site ? site : "?", when ? when : "?", left, left == 1 ? "" : "s");
+	}
+}
+
 void cli_status_render(FILE *out, const json_t *status, bool colour)
 {
 	static const char *const headers[] = {
@@ -214,6 +237,7 @@ void cli_status_render(FILE *out, const json_t *status, bool colour)
 			cli_tree_root(&tr, i);
 	cli_table_print(tr.table, out, colour);
 	free(tr.done);
+	cli_status_certs(out, status, colour);
 }
 
 static int cli_status_once(cli_t *cli, bool json)

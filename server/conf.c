@@ -65,6 +65,7 @@ static const conf_key_t conf_keys[] = {
 	K("replication", "request_wave", CF_INT, wave_size, "25", true),
 	K("replication", "request_wave_ms", CF_INT, wave_ms, "100", true),
 	K("status", "stale_seconds", CF_INT, stale_seconds, "3600", true),
+	K("status", "cert_warning_days", CF_INT, cert_warning_days, "30", true),
 	K("alerts", "command", CF_STR, alert_command, NULL, true),
 	K("children", "approved", CF_STR, children, NULL, true),
 	K("trust", "signing_key", CF_STR, trust_signing_key, NULL, false),

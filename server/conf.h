@@ -48,6 +48,7 @@ typedef struct {
 	int wave_size;            /* [replication] request_wave: children per SyncRequest wave */
 	int wave_ms;              /* [replication] request_wave_ms between waves */
 	int stale_seconds;        /* [status] stale_seconds behind the top */
+	int cert_warning_days;    /* [status] cert_warning_days before expiry; 0 = off */
 	char *alert_command;      /* [alerts] command */
 	char *children;           /* [children] approved = P01,P02 */
 	char *trust_signing_key;  /* [trust] signing_key: Ed25519 private key (top) */

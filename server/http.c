@@ -516,6 +516,20 @@ char *http_metrics_render(const json_t *status)
 		fputc('\n', f);
 	}
 
+	put_family_header(f, "sitesync_cert_expiring", "gauge",
+	                  "1 when the site's certificate expires within [status] "
+	                  "cert_warning_days (or has expired).");
+	json_array_foreach(sites, i, row) {
+		const char *code = site_code(row);
+		const json_t *flag = json_object_get(row, "cert_expiring");
+
+		if (code == NULL || !json_is_boolean(flag))
+			continue;
+		fputs("sitesync_cert_expiring{site=\"", f);
+		put_escaped_label(f, code);
+		fprintf(f, "\"} %d\n", json_is_true(flag) ? 1 : 0);
+	}
+
 	if (fclose(f) != 0) {
 		free(text);
 		return NULL;

@@ -198,6 +198,17 @@ static int setup_tls(daemon_t *d, char *err, size_t errlen)
 	d->tls_server = srv;
 	d->tls_client = cli;
 	d->cert_expires = tls_cert_expiry(c->tls_cert);
+	time_t now = time(NULL);
+	if (status_cert_expiring(d->cert_expires, now, c->cert_warning_days)) {
+		int64_t left = ((int64_t)d->cert_expires - (int64_t)now) / 86400;
+		if (d->cert_expires <= now)
+			log_warning("certificate %s has EXPIRED; renew it (sitesync-certs renew) "
+			            "and reload with SIGHUP", c->tls_cert);
+		else
+			log_warning("certificate %s expires in %" PRId64 " day(s), within the "
+			            "%d-day warning window; renew it (sitesync-certs renew) and "
+			            "reload with SIGHUP", c->tls_cert, left, c->cert_warning_days);
+	}
 	/* Status rows are signed with the same certificate's key. */
 	rowsig_t rs;
 	if ((ret = rowsig_init(&rs, c->tls_ca, c->tls_cert, c->tls_key, err, errlen)) != SS_EOK)

@@ -27,7 +27,8 @@ static const char fixture[] =
 	"   \"last_sync_end\": \"2026-11-24T02:00:10Z\", \"last_error_code\": 0,"
 	"   \"last_error\": null, \"next_retry\": null, \"consecutive_failures\": 0,"
 	"   \"added\": 10, \"changed\": 3, \"removed\": 2, \"expired\": 5,"
-	"   \"version\": \"0.1.0\", \"cert_expires\": \"2027-11-24T00:00:00Z\"},"
+	"   \"version\": \"0.1.0\", \"cert_expires\": \"2027-11-24T00:00:00Z\","
+	"   \"cert_expiring\": false},"
 	"  {\"site\": \"P01\", \"parent\": \"CAS\", \"state\": \"syncing\","
 	"   \"catalog_version\": 41, \"lag_versions\": 1, \"lag_seconds\": 12.5,"
 	"   \"link\": \"active\", \"last_sync_start\": \"2026-11-24T02:00:12Z\","
@@ -43,7 +44,8 @@ static const char fixture[] =
 	"   \"last_error\": \"db said \\\"no\\\"\\nthen hung up\","
 	"   \"next_retry\": \"2026-11-24T02:00:05Z\", \"consecutive_failures\": 3,"
 	"   \"added\": 0, \"changed\": 0, \"removed\": 0, \"expired\": 0,"
-	"   \"version\": \"0.1.0\", \"cert_expires\": \"2027-01-01T00:00:00Z\"}"
+	"   \"version\": \"0.1.0\", \"cert_expires\": \"2027-01-01T00:00:00Z\","
+	"   \"cert_expiring\": true}"
 	" ]}";
 
 typedef struct {
@@ -224,7 +226,11 @@ START_TEST(metrics_route)
 		"--expect 'sitesync_last_sync_added{site=\"CAS\"}=10' "
 		"--expect 'sitesync_last_sync_changed{site=\"CAS\"}=3' "
 		"--expect 'sitesync_last_sync_removed{site=\"CAS\"}=2' "
-		"--expect 'sitesync_last_sync_expired{site=\"CAS\"}=5'"), 0);
+		"--expect 'sitesync_last_sync_expired{site=\"CAS\"}=5' "
+		"--expect 'sitesync_cert_expiry_timestamp_seconds{site=\"S01\"}=1798761600' "
+		"--expect 'sitesync_cert_expiring{site=\"CAS\"}=0' "
+		"--expect 'sitesync_cert_expiring{site=\"S01\"}=1' "
+		"--absent 'sitesync_cert_expiring{site=\"P01\"}'"), 0);
 	/* Free text never becomes a label. */
 	ck_assert_ptr_null(strstr(f.body, "hung up"));
 	ck_assert_ptr_nonnull(strstr(f.body, "# TYPE sitesync_bytes_received_total counter\n"));
@@ -340,11 +346,14 @@ static const char dom_stub[] =
 	"function setInterval(f, ms) { intervals.push(ms); }\n"
 	"setTimeout(function () {\n"
 	"  var out = ['fetch ' + fetched.join(','), 'every ' + intervals.join(','),\n"
-	"    'generated ' + ids.generated.textContent, 'top ' + ids.top.textContent];\n"
+	"    'generated ' + ids.generated.textContent, 'top ' + ids.top.textContent,\n"
+"    'certs ' + ids.certs.textContent];\n"
 	"  ids.sites.children.forEach(function (tr) {\n"
 	"    out.push(tr.attrs['data-site'] + ' ' + tr.attrs['data-state'] + ' ' +\n"
 	"      tr.className + ' ' + tr.children[0].style.paddingLeft + ' ' +\n"
-	"      tr.children.length + ' ' + tr.children[5].textContent);\n"
+	"      tr.children.length + ' ' + tr.children[5].textContent + ' | ' +\n"
+"      tr.attrs['data-cert-expiring'] + ' ' + tr.children[6].textContent + ' ' +\n"
+"      tr.children[6].className);\n"
 	"  });\n"
 	"  console.log(out.join('\\n'));\n"
 	"}, 50);\n";
@@ -374,15 +383,19 @@ START_TEST(dashboard_renders)
 	fp = fdopen(fd, "w");
 	/* The children first: the tree must not depend on row order. */
 	fputs("{\"site\":\"CAS\",\"top_version\":42,\"generated_at\":\"2026-11-24T02:00:20Z\","
+	      "\"certs_expiring\":[{\"site\":\"S01\"},{\"site\":\"P02\"}],"
 	      "\"sites\":[{\"site\":\"S01\",\"parent\":\"P01\",\"state\":\"failed\","
 	      "\"catalog_version\":40,\"lag_versions\":2,\"link\":\"down\","
-	      "\"last_error_code\":505,\"last_error\":\"db <b>down</b>\"},"
+	      "\"last_error_code\":505,\"last_error\":\"db <b>down</b>\","
+	      "\"cert_expires\":\"2026-12-01T00:00:00Z\",\"cert_expiring\":true,"
+	      "\"cert_days_left\":6},"
 	      "{\"site\":\"P02\",\"parent\":\"CAS\",\"state\":\"stale\",\"catalog_version\":39,"
 	      "\"link\":\"disconnected\"},"
 	      "{\"site\":\"P01\",\"parent\":\"CAS\",\"state\":\"syncing\",\"catalog_version\":41,"
 	      "\"link\":\"active\"},"
 	      "{\"site\":\"CAS\",\"parent\":null,\"state\":\"succeeded\",\"catalog_version\":42,"
-	      "\"link\":null}]}", fp);
+	      "\"link\":null,\"cert_expires\":\"2028-02-29T12:00:00Z\",\"cert_expiring\":false,"
+	      "\"cert_days_left\":826}]}", fp);
 	fclose(fp);
 	snprintf(cmd, sizeof(cmd), "node '%s' '%s'", js, data);
 	fp = popen(cmd, "r");
@@ -397,10 +410,11 @@ START_TEST(dashboard_renders)
 		"every 2000\n"
 		"generated 2026-11-24T02:00:20Z\n"
 		"top 42\n"
-		"CAS succeeded st-succeeded 0.8em 6 \n"
-		"P01 syncing st-syncing 2.4em 6 \n"
-		"S01 failed st-failed 4.0em 6 505: db <b>down</b>\n"
-		"P02 stale st-stale 2.4em 6 \n");
+		"certs \u00b7 certificates to renew: S01, P02\n"
+		"CAS succeeded st-succeeded 0.8em 7  | false 2028-02-29 \n"
+		"P01 syncing st-syncing 2.4em 7  | false - \n"
+		"S01 failed st-failed 4.0em 7 505: db <b>down</b> | true 2026-12-01 (renew: 6 days left) cert-warn\n"
+		"P02 stale st-stale 2.4em 7  | false - \n");
 }
 END_TEST
 
