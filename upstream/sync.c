@@ -49,6 +49,24 @@ void upstream_job_free(upstream_job_t *job)
 	free(job);
 }
 
+/*
+ * The stage: one row per package in catalog order (seq; of duplicates
+ * the first wins), its queryable columns, its packed content and where
+ * the expired and source fields sit in it (upstream_expire_split). Loaded
+ * with binary COPY: no escaping, and content is not hex-encoded.
+ */
+static const char *const SQL_STAGE_TABLE =
+	"CREATE TEMP TABLE ss_up (seq integer NOT NULL, update_id uuid NOT NULL, "
+	"title text NOT NULL, vendor text NOT NULL, products text[] NOT NULL, "
+	"classification text NOT NULL, languages text[] NOT NULL, severity text NOT NULL, "
+	"kb_article text NOT NULL, release_date text NOT NULL, expired boolean NOT NULL, "
+	"source text NOT NULL, supersedes text[] NOT NULL, content bytea NOT NULL, "
+	"cut integer NOT NULL, exp_len integer NOT NULL, src_len integer NOT NULL) ON COMMIT DROP";
+#define STAGE_COPY "COPY ss_up (seq, update_id, title, vendor, products, classification, " \
+	"languages, severity, kb_article, release_date, expired, source, supersedes, content, " \
+	"cut, exp_len, src_len) FROM STDIN (FORMAT binary)"
+#define STAGE_FIELDS 17
+
 typedef struct {
 	PGconn *conn;
 	upstream_job_t *job;
@@ -57,6 +75,76 @@ typedef struct {
 	size_t packed_cap;
 	uint64_t staged;
 } stage_ctx_t;
+
+static int stage_pack(stage_ctx_t *s, const Sitesync__UpdateContent *u, size_t *len)
+{
+	size_t n = sitesync__update_content__get_packed_size(u);
+	if (n > s->packed_cap) {
+		uint8_t *nb = realloc(s->packed, n ? n : 1);
+		if (nb == NULL)
+			return SS_ENOMEM;
+		s->packed = nb;
+		s->packed_cap = n;
+	}
+	sitesync__update_content__pack(u, s->packed);
+	*len = n;
+	return SS_EOK;
+}
+
+/* A canonical id (entry_id_valid) as the 16 bytes of a uuid. */
+static void stage_uuid(const char *id, uint8_t out[16])
+{
+	int k = 0;
+	for (const char *c = id; *c && k < 32; c++) {
+		if (*c == '-')
+			continue;
+		int v = *c <= '9' ? *c - '0' : *c - 'a' + 10;
+		if (k & 1)
+			out[k / 2] |= (uint8_t)v;
+		else
+			out[k / 2] = (uint8_t)(v << 4);
+		k++;
+	}
+}
+
+/* One stage row for \a u, whose packed form is \a content. */
+static int stage_row(stage_ctx_t *s, const Sitesync__UpdateContent *u,
+                     const uint8_t *content, size_t len)
+{
+	uint32_t split[3];
+	if (!upstream_expire_split(content, len, split)) {
+		/* Not in field order (another encoder): ours is. */
+		int ret = stage_pack(s, u, &len);
+		if (ret != SS_EOK)
+			return ret;
+		content = s->packed;
+		if (!upstream_expire_split(content, len, split))
+			return SS_EMALF;
+	}
+	uint8_t uuid[16];
+	stage_uuid(u->update_id, uuid);
+	copybuf_t *cb = &s->cb;
+	copy_bin_row(cb, STAGE_FIELDS);
+	copy_bin_int4(cb, (int32_t)s->staged);
+	copy_bin_uuid(cb, uuid);
+	copy_bin_text(cb, u->title);
+	copy_bin_text(cb, u->vendor);
+	copy_bin_text_array(cb, u->products, u->n_products);
+	copy_bin_text(cb, u->classification);
+	copy_bin_text_array(cb, u->languages, u->n_languages);
+	copy_bin_text(cb, u->severity);
+	copy_bin_text(cb, u->kb_article);
+	copy_bin_text(cb, u->release_date);
+	copy_bin_bool(cb, u->expired);
+	copy_bin_text(cb, u->source && u->source[0] ? u->source : "upstream");
+	copy_bin_text_array(cb, u->supersedes, u->n_supersedes);
+	copy_bin_bytes(cb, content, len);
+	copy_bin_int4(cb, (int32_t)split[0]);
+	copy_bin_int4(cb, (int32_t)split[1]);
+	copy_bin_int4(cb, (int32_t)split[2]);
+	s->staged++;
+	return copy_flush(s->conn, cb, COPY_FLUSH_BYTES, s->job->err, sizeof(s->job->err));
+}
 
 static int stage_entry_cb(const Sitesync__UpdateContent *u, void *arg)
 {
@@ -72,27 +160,17 @@ static int stage_entry_cb(const Sitesync__UpdateContent *u, void *arg)
 		imp.source = "imported";
 		u = &imp;
 	}
-	size_t n = sitesync__update_content__get_packed_size(u);
-	if (n > s->packed_cap) {
-		uint8_t *nb = realloc(s->packed, n);
-		if (nb == NULL)
-			return SS_ENOMEM;
-		s->packed = nb;
-		s->packed_cap = n;
-	}
-	sitesync__update_content__pack(u, s->packed);
-	uint8_t h[SS_DIGEST_LEN];
-	/* Revision 0 here: the real one is assigned by the diff below. */
-	int ret = entry_copy_row(&s->cb, u->update_id, 0, s->packed, n, h, NULL);
-	if (ret != SS_EOK) {
+	if (!entry_id_valid(u->update_id)) {
 		snprintf(s->job->err, sizeof(s->job->err), "package %.40s has an invalid id", u->update_id);
-		return ret;
+		return SS_EMALF;
 	}
-	copy_end_row(&s->cb);
-	s->staged++;
-	if (s->job->import_id == NULL)
+	size_t n = 0;
+	int ret = stage_pack(s, u, &n);
+	if (ret == SS_EOK)
+		ret = stage_row(s, u, s->packed, n);
+	if (ret == SS_EOK && s->job->import_id == NULL)
 		atomic_fetch_add(&s->job->parsed, 1);
-	return copy_flush(s->conn, &s->cb, COPY_FLUSH_BYTES, s->job->err, sizeof(s->job->err));
+	return ret;
 }
 
 static int get_setting(PGconn *conn, const char *key, char **out, char *err, size_t errlen)
@@ -155,10 +233,11 @@ static const char *const SQL_CATEGORIES =
 	"ON CONFLICT (kind, id) DO NOTHING";
 
 /* A kind with nothing selected is not filtered; language-neutral entries
- * pass any language selection. */
+ * pass any language selection. Of an id listed twice the first stays. */
 static const char *const SQL_SELECT =
-	"CREATE TEMP TABLE ss_sel ON COMMIT DROP AS "
-	"SELECT DISTINCT ON (update_id) s.* FROM ss_up s WHERE "
+	"CREATE TEMP TABLE ss_pick ON COMMIT DROP AS "
+	"SELECT DISTINCT ON (update_id) s.update_id, s.seq, s.release_date, s.supersedes, "
+	"  s.expired, s.source FROM ss_up s WHERE "
 	"(NOT EXISTS (SELECT 1 FROM categories WHERE kind = 'product' AND selected) "
 	"  OR s.products && ARRAY(SELECT id FROM categories WHERE kind = 'product' AND selected)) "
 	"AND (NOT EXISTS (SELECT 1 FROM categories WHERE kind = 'classification' AND selected) "
@@ -166,18 +245,19 @@ static const char *const SQL_SELECT =
 	"AND (NOT EXISTS (SELECT 1 FROM categories WHERE kind = 'language' AND selected) "
 	"  OR s.languages = '{}' "
 	"  OR s.languages && ARRAY(SELECT id FROM categories WHERE kind = 'language' AND selected)) "
-	"ORDER BY update_id; "
-	"CREATE UNIQUE INDEX ON ss_sel (update_id); ANALYZE ss_sel";
+	"ORDER BY update_id, seq";
 
 /* a = added, c = changed (content differs: revision + 1), r = removed.
  * Imported updates are never removed by an upstream sync: only rows whose
- * source is upstream can be. */
+ * source is upstream can be. Content is compared only where a row is held. */
 #define SQL_DIFF_UPSERTS \
 	"CREATE TEMP TABLE ss_diff ON COMMIT DROP AS " \
-	"SELECT s.update_id, CASE WHEN u.update_id IS NULL THEN 'a' ELSE 'c' END AS kind, " \
-	"  coalesce(u.revision, 0) + 1 AS revision " \
-	"FROM ss_sel s LEFT JOIN updates u USING (update_id) " \
-	"WHERE u.update_id IS NULL OR u.content <> s.content "
+	"SELECT s.update_id, 'a'::text AS kind, 1 AS revision FROM ss_sel s " \
+	"WHERE NOT EXISTS (SELECT 1 FROM updates u WHERE u.update_id = s.update_id) " \
+	"UNION ALL " \
+	"SELECT s.update_id, 'c', u.revision + 1 FROM ss_sel s " \
+	"JOIN updates u ON u.update_id = s.update_id JOIN ss_up p ON p.seq = s.seq " \
+	"WHERE u.content <> (" UPSTREAM_CONTENT_SQL ") "
 #define SQL_DIFF_INDEX "; CREATE UNIQUE INDEX ON ss_diff (update_id); ANALYZE ss_diff"
 static const char *const SQL_DIFF_SYNC =
 	SQL_DIFF_UPSERTS
@@ -211,19 +291,22 @@ static int stage_stream(stage_ctx_t *s, const char *path, catalog_stats_t *stats
 		if (f->msg_case == SITESYNC__FRAME__MSG_BATCH) {
 			Sitesync__Batch *b = f->batch;
 			for (size_t i = 0; ret == SS_EOK && i < b->n_entries && i < b->n_ids; i++) {
-				uint8_t h[SS_DIGEST_LEN];
-				ret = entry_copy_row(&s->cb, b->ids[i], 0, b->entries[i]->content.data,
-				                     b->entries[i]->content.len, h, NULL);
+				const ProtobufCBinaryData *c = &b->entries[i]->content;
+				Sitesync__UpdateContent *u = sitesync__update_content__unpack(NULL, c->len, c->data);
+				if (u == NULL || !entry_id_valid(b->ids[i]) || strcmp(u->update_id, b->ids[i]) != 0)
+					ret = SS_EMALF;
+				else
+					ret = stage_row(s, u, c->data, c->len);
+				sitesync__update_content__free_unpacked(u, NULL);
 				if (ret != SS_EOK) {
-					snprintf(job->err, sizeof(job->err), "upstream entry %.40s does not decode", b->ids[i]);
+					if (ret == SS_EMALF || job->err[0] == '\0')
+						snprintf(job->err, sizeof(job->err), "upstream entry %.40s does not decode",
+						         b->ids[i]);
 					break;
 				}
-				copy_end_row(&s->cb);
 				stats->entries++;
 				atomic_fetch_add(&job->parsed, 1);
 			}
-			if (ret == SS_EOK)
-				ret = copy_flush(s->conn, &s->cb, COPY_FLUSH_BYTES, job->err, sizeof(job->err));
 		} else if (f->msg_case == SITESYNC__FRAME__MSG_PULL_DONE) {
 			done = true;
 		}
@@ -238,17 +321,17 @@ int upstream_stage(PGconn *conn, upstream_job_t *job, const char *path)
 {
 	stage_ctx_t s = { .conn = conn, .job = job };
 	copy_init(&s.cb);
-	int ret = db_exec(conn, "CREATE TEMP TABLE ss_up (LIKE updates INCLUDING DEFAULTS) ON COMMIT DROP",
-	                  job->err, sizeof(job->err));
+	int ret = db_exec(conn, SQL_STAGE_TABLE, job->err, sizeof(job->err));
 	if (ret != SS_EOK)
 		return ret;
-	PGresult *r = PQexec(conn, "COPY ss_up (" ENTRY_COPY_COLUMNS ") FROM STDIN");
+	PGresult *r = PQexec(conn, STAGE_COPY);
 	if (PQresultStatus(r) != PGRES_COPY_IN) {
 		db_errcopy(PQresultErrorMessage(r), job->err, sizeof(job->err));
 		PQclear(r);
 		return SS_EDB;
 	}
 	PQclear(r);
+	copy_bin_header(&s.cb);
 	catalog_stats_t stats = { 0 };
 	char perr[256] = "";
 	atomic_store(&job->phase, 1);
@@ -260,6 +343,8 @@ int upstream_stage(PGconn *conn, upstream_job_t *job, const char *path)
 	if (ret != SS_EOK && job->err[0] == '\0')
 		snprintf(job->err, sizeof(job->err), "cannot parse the catalog, nothing was changed: %s",
 		         perr[0] ? perr : ss_strerror(ret));
+	if (ret == SS_EOK)
+		copy_bin_trailer(&s.cb);
 	int fin = copy_finish(conn, &s.cb, ret == SS_EOK ? job->err : NULL,
 	                      ret == SS_EOK ? sizeof(job->err) : 0);
 	copy_clear(&s.cb);
@@ -292,7 +377,7 @@ static int count_diff(PGconn *conn, upstream_job_t *job)
 static int count_selected(PGconn *conn, upstream_job_t *job)
 {
 	PGresult *r = NULL;
-	int ret = db_query(conn, "SELECT count(*) FROM ss_sel", 0, NULL, &r, job->err, sizeof(job->err));
+	int ret = db_query(conn, "SELECT count(*) FROM ss_pick", 0, NULL, &r, job->err, sizeof(job->err));
 	if (ret != SS_EOK)
 		return ret;
 	job->selected = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
@@ -316,11 +401,12 @@ static int commit_changes(PGconn *conn, upstream_job_t *job, const digest_t *hel
 	/* entry_hash = sha256(be32(revision) || content), as digest_entry_hash(). */
 	if (ret == SS_EOK)
 		ret = db_exec(conn, "INSERT INTO updates (" ENTRY_COPY_COLUMNS ") "
-		              "SELECT s.update_id, d.revision, s.title, s.vendor, s.products, s.classification, "
-		              "s.languages, s.severity, s.kb_article, s.release_date, s.expired, s.source, "
-		              "s.supersedes, sha256(int4send(d.revision) || s.content), s.content "
-		              "FROM ss_sel s JOIN ss_diff d USING (update_id) WHERE d.kind IN ('a', 'c')",
-		              err, errlen);
+		              "SELECT s.update_id, d.revision, p.title, p.vendor, p.products, p.classification, "
+		              "p.languages, p.severity, p.kb_article, p.release_date, s.expired, s.source, "
+		              "p.supersedes, sha256(int4send(d.revision) || c.content), c.content "
+		              "FROM ss_diff d JOIN ss_sel s USING (update_id) JOIN ss_up p ON p.seq = s.seq "
+		              "CROSS JOIN LATERAL (SELECT " UPSTREAM_CONTENT_SQL " AS content) c "
+		              "WHERE d.kind IN ('a', 'c')", err, errlen);
 	if (ret == SS_EOK)
 		ret = apply_sum_hashes(conn, "SELECT u.entry_hash FROM updates u JOIN ss_diff d USING (update_id) "
 		                 "WHERE d.kind IN ('a', 'c')", &plus, err, errlen);
