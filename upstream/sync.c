@@ -10,6 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #include "proto/sitesync.pb-c.h"
 #include "replication/apply.h"
 #include "replication/entry.h"
@@ -211,6 +213,116 @@ int upstream_setting_int(PGconn *conn, const char *key, long def, long *out,
 		*out = n;
 	}
 	free(v);
+	return ret;
+}
+
+/*
+ * The unchanged re-sync shortcut: what the last sync's result followed
+ * from. The catalog's bytes (SHA-256 and size: a modification time can
+ * lie), where they came from, the selection, the expiry setting and the
+ * version the result became. The same fingerprint means the same result,
+ * so nothing is parsed. A time-dependent expiry delay adds today's date;
+ * a purge delay (hours matter) turns the shortcut off.
+ */
+typedef struct {
+	char sha256[2 * 32 + 1];
+	long long size;
+	long months, days;
+	bool usable;
+} source_print_t;
+
+static int hash_source(const char *path, source_print_t *sp, char *err, size_t errlen)
+{
+	int ret = SS_EOK;
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	size_t bufsz = 1u << 20;
+	unsigned char *buf = malloc(bufsz);
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	FILE *f = fopen(path, "rb");
+	if (f == NULL) {
+		snprintf(err, errlen, "cannot read upstream catalog %s: %s", path, strerror(errno));
+		ret = SS_EFETCH;
+		goto fail;
+	}
+	if (buf == NULL || ctx == NULL || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL)) {
+		ret = SS_ENOMEM;
+		goto fail;
+	}
+	sp->size = 0;
+	size_t n;
+	while ((n = fread(buf, 1, bufsz, f)) > 0) {
+		if (!EVP_DigestUpdate(ctx, buf, n)) {
+			ret = SS_ENOMEM;
+			goto fail;
+		}
+		sp->size += (long long)n;
+	}
+	if (ferror(f)) {
+		snprintf(err, errlen, "cannot read upstream catalog %s: %s", path, strerror(errno));
+		ret = SS_EFETCH;
+		goto fail;
+	}
+	if (!EVP_DigestFinal_ex(ctx, md, &mdlen) || mdlen != 32) {
+		ret = SS_ENOMEM;
+		goto fail;
+	}
+	for (unsigned int i = 0; i < mdlen; i++)
+		snprintf(sp->sha256 + 2 * i, 3, "%02x", md[i]);
+fail:
+	if (f != NULL)
+		fclose(f);
+	EVP_MD_CTX_free(ctx);
+	free(buf);
+	return ret;
+}
+
+/* NULL (and no shortcut) when the result may change with time alone. */
+static char *source_print_text(const source_print_t *sp, const upstream_job_t *job,
+                               const char *selection, uint64_t version)
+{
+	if (!sp->usable)
+		return NULL;
+	char today[16] = "";
+	if (sp->months > 0) {
+		time_t now = time(NULL);
+		struct tm tm;
+		gmtime_r(&now, &tm);
+		strftime(today, sizeof(today), " %Y-%m-%d", &tm);
+	}
+	char *out = NULL;
+	if (asprintf(&out, "sha256=%s size=%lld version=%" PRIu64 " expire_months=%ld%s url=%s "
+	             "selection=%s", sp->sha256, sp->size, version, sp->months, today, job->url,
+	             selection) < 0)
+		return NULL;
+	return out;
+}
+
+static int source_print(PGconn *conn, upstream_job_t *job, const char *path, source_print_t *sp)
+{
+	memset(sp, 0, sizeof(*sp));
+	int ret;
+	if ((ret = upstream_setting_int(conn, "supersede_expire_months", 0, &sp->months, job->err,
+	                                sizeof(job->err))) != SS_EOK ||
+	    (ret = upstream_setting_int(conn, "purge_expired_days", 0, &sp->days, job->err,
+	                                sizeof(job->err))) != SS_EOK ||
+	    (ret = hash_source(path, sp, job->err, sizeof(job->err))) != SS_EOK)
+		return ret;
+	sp->usable = sp->days <= 0;
+	return SS_EOK;
+}
+
+/* True when the catalog held was made from exactly these bytes. */
+static int source_unchanged(PGconn *conn, upstream_job_t *job, const source_print_t *sp,
+                            const char *selection, bool *same)
+{
+	*same = false;
+	char *last = NULL, *now = source_print_text(sp, job, selection, job->held);
+	int ret = get_setting(conn, "upstream_fingerprint", &last, job->err, sizeof(job->err));
+	if (ret == SS_EOK && now != NULL && last != NULL)
+		*same = strcmp(now, last) == 0;
+	free(now);
+	free(last);
 	return ret;
 }
 
@@ -526,6 +638,9 @@ int upstream_sync_work(PGconn *conn, void *arg)
 		goto out;
 	}
 
+	source_print_t sp;
+	if ((ret = source_print(conn, job, path, &sp)) != SS_EOK)
+		goto out;
 	digest_t held_digest;
 	uint64_t held_entries = 0;
 	if ((ret = db_exec(conn, "BEGIN", job->err, sizeof(job->err))) != SS_EOK)
@@ -533,6 +648,17 @@ int upstream_sync_work(PGconn *conn, void *arg)
 	if ((ret = apply_read_state(conn, true, &job->held, &held_digest, &held_entries,
 	                            job->err, sizeof(job->err))) != SS_EOK)
 		goto rollback;
+	bool same = false;
+	if (!job->full && (ret = source_unchanged(conn, job, &sp, sel_now, &same)) != SS_EOK)
+		goto rollback;
+	if (same) {
+		job->not_modified = job->unchanged = job->same_bytes = true;
+		job->version = job->held;
+		job->digest = held_digest;
+		job->entries = held_entries;
+		ret = db_exec(conn, "ROLLBACK", job->err, sizeof(job->err));
+		goto out;
+	}
 	if ((ret = upstream_stage(conn, job, path)) != SS_EOK)
 		goto rollback;
 	atomic_store(&job->phase, 2);
@@ -549,6 +675,13 @@ int upstream_sync_work(PGconn *conn, void *arg)
 		    (ret = set_setting(conn, "upstream_url", job->url, job->err, sizeof(job->err))) != SS_EOK)
 			goto rollback;
 	}
+	char *print = source_print_text(&sp, job, sel_now, job->version);
+	ret = print != NULL ? set_setting(conn, "upstream_fingerprint", print, job->err, sizeof(job->err))
+	      : db_exec(conn, "DELETE FROM settings WHERE key = 'upstream_fingerprint'",
+	                job->err, sizeof(job->err));
+	free(print);
+	if (ret != SS_EOK)
+		goto rollback;
 	char now[24];
 	snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
 	if ((ret = set_setting(conn, "last_upstream_sync", now, job->err, sizeof(job->err))) != SS_EOK ||

@@ -37,7 +37,8 @@ typedef struct upstream_job {
 	atomic_int phase;          /* 0 fetch, 1 parse, 2 write */
 
 	/* Results. */
-	bool not_modified;         /* upstream said 304: nothing parsed */
+	bool not_modified;         /* upstream said 304 (or same_bytes): nothing parsed */
+	bool same_bytes;           /* the catalog's bytes are those of the last sync */
 	bool unchanged;            /* parsed, but nothing differs */
 	uint64_t fetched_bytes;
 	uint64_t entries_seen;     /* packages in the catalog */
