@@ -54,7 +54,9 @@ void upstream_job_free(upstream_job_t *job)
 /*
  * The stage: one row per package in catalog order (seq; of duplicates
  * the first wins), its queryable columns, its packed content and where
- * the expired and source fields sit in it (upstream_expire_split). Loaded
+ * the expired and source fields sit in it (upstream_expire_split), and its
+ * entry hash at revision 1 as staged (hash1) and with the expired flag
+ * turned over (hash1x): an added entry needs no hashing in SQL. Loaded
  * with binary COPY: no escaping, and content is not hex-encoded.
  */
 static const char *const SQL_STAGE_TABLE =
@@ -63,11 +65,12 @@ static const char *const SQL_STAGE_TABLE =
 	"classification text NOT NULL, languages text[] NOT NULL, severity text NOT NULL, "
 	"kb_article text NOT NULL, release_date text NOT NULL, expired boolean NOT NULL, "
 	"source text NOT NULL, supersedes text[] NOT NULL, content bytea NOT NULL, "
-	"cut integer NOT NULL, exp_len integer NOT NULL, src_len integer NOT NULL) ON COMMIT DROP";
+	"cut integer NOT NULL, exp_len integer NOT NULL, src_len integer NOT NULL, "
+	"hash1 bytea NOT NULL, hash1x bytea NOT NULL) ON COMMIT DROP";
 #define STAGE_COPY "COPY ss_up (seq, update_id, title, vendor, products, classification, " \
 	"languages, severity, kb_article, release_date, expired, source, supersedes, content, " \
-	"cut, exp_len, src_len) FROM STDIN (FORMAT binary)"
-#define STAGE_FIELDS 17
+	"cut, exp_len, src_len, hash1, hash1x) FROM STDIN (FORMAT binary)"
+#define STAGE_FIELDS 19
 
 typedef struct {
 	PGconn *conn;
@@ -109,6 +112,28 @@ static void stage_uuid(const char *id, uint8_t out[16])
 	}
 }
 
+/*
+ * digest_entry_hash() at revision 1 of content with its expired flag
+ * turned over, spliced as UPSTREAM_CONTENT_SQL would (source unchanged).
+ */
+static int stage_hash_flipped(const uint8_t *content, size_t len, const uint32_t split[3],
+                              bool expired, uint8_t out[SS_DIGEST_LEN])
+{
+	static const uint8_t rev1[4] = { 0, 0, 0, 1 };
+	static const uint8_t exp_true[3] = { 0x88, 0x01, 0x01 };
+	unsigned int n = 0;
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	size_t rest = (size_t)split[0] + split[1];
+	bool ok = ctx != NULL && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) &&
+	          EVP_DigestUpdate(ctx, rev1, sizeof(rev1)) &&
+	          EVP_DigestUpdate(ctx, content, split[0]) &&
+	          (expired || EVP_DigestUpdate(ctx, exp_true, sizeof(exp_true))) &&
+	          EVP_DigestUpdate(ctx, content + rest, len - rest) &&
+	          EVP_DigestFinal_ex(ctx, out, &n) && n == SS_DIGEST_LEN;
+	EVP_MD_CTX_free(ctx);
+	return ok ? SS_EOK : SS_ENOMEM;
+}
+
 /* One stage row for \a u, whose packed form is \a content. */
 static int stage_row(stage_ctx_t *s, const Sitesync__UpdateContent *u,
                      const uint8_t *content, size_t len)
@@ -123,8 +148,12 @@ static int stage_row(stage_ctx_t *s, const Sitesync__UpdateContent *u,
 		if (!upstream_expire_split(content, len, split))
 			return SS_EMALF;
 	}
-	uint8_t uuid[16];
+	uint8_t uuid[16], h1[SS_DIGEST_LEN], h1x[SS_DIGEST_LEN];
 	stage_uuid(u->update_id, uuid);
+	digest_entry_hash(1, content, len, h1);
+	int ret = stage_hash_flipped(content, len, split, u->expired, h1x);
+	if (ret != SS_EOK)
+		return ret;
 	copybuf_t *cb = &s->cb;
 	copy_bin_row(cb, STAGE_FIELDS);
 	copy_bin_int4(cb, (int32_t)s->staged);
@@ -144,6 +173,8 @@ static int stage_row(stage_ctx_t *s, const Sitesync__UpdateContent *u,
 	copy_bin_int4(cb, (int32_t)split[0]);
 	copy_bin_int4(cb, (int32_t)split[1]);
 	copy_bin_int4(cb, (int32_t)split[2]);
+	copy_bin_bytes(cb, h1, sizeof(h1));
+	copy_bin_bytes(cb, h1x, sizeof(h1x));
 	s->staged++;
 	return copy_flush(s->conn, cb, COPY_FLUSH_BYTES, s->job->err, sizeof(s->job->err));
 }
@@ -510,12 +541,15 @@ static int commit_changes(PGconn *conn, upstream_job_t *job, const digest_t *hel
 	if (ret == SS_EOK)
 		ret = db_exec(conn, "DELETE FROM updates u USING ss_diff d WHERE u.update_id = d.update_id "
 		              "AND d.kind IN ('c', 'r')", err, errlen);
-	/* entry_hash = sha256(be32(revision) || content), as digest_entry_hash(). */
+	/* entry_hash = sha256(be32(revision) || content), as digest_entry_hash();
+	 * an added entry's was taken at staging. */
 	if (ret == SS_EOK)
 		ret = db_exec(conn, "INSERT INTO updates (" ENTRY_COPY_COLUMNS ") "
 		              "SELECT s.update_id, d.revision, p.title, p.vendor, p.products, p.classification, "
 		              "p.languages, p.severity, p.kb_article, p.release_date, s.expired, s.source, "
-		              "p.supersedes, sha256(int4send(d.revision) || c.content), c.content "
+		              "p.supersedes, CASE WHEN d.revision = 1 AND s.source = p.source "
+		              "  THEN CASE WHEN s.fix THEN p.hash1x ELSE p.hash1 END "
+		              "  ELSE sha256(int4send(d.revision) || c.content) END, c.content "
 		              "FROM ss_diff d JOIN ss_sel s USING (update_id) JOIN ss_up p ON p.seq = s.seq "
 		              "CROSS JOIN LATERAL (SELECT " UPSTREAM_CONTENT_SQL " AS content) c "
 		              "WHERE d.kind IN ('a', 'c')", err, errlen);

@@ -248,6 +248,10 @@ def expect_sync(site, old, new, what, *flags):
     check(ids_of(site, "expired") == exp, "%s: expired ids differ (%d held, %d computed)"
           % (what, len(ids_of(site, "expired")), len(exp)))
     check(st[2] == len(new), "%s: catalog_state entries %d, want %d" % (what, st[2], len(new)))
+    bad = site.sql("SELECT count(*) FROM updates "
+                   "WHERE entry_hash <> sha256(int4send(revision) || content)")
+    check(bad == "0", "%s: %s rows whose entry_hash is not sha256(revision || content)"
+          % (what, bad))
     log("%s: version %d, %r (added, changed, removed, expired)" % (what, st[0], got))
     return st
 
