@@ -30,7 +30,10 @@ static void topsync_done(int ret, void *arg)
 	if (ret == SS_EOK) {
 		daemon_sync_succeeded(d, s->added, s->changed, s->removed, s->expired, job->entries_seen);
 		/* One line per phase, so an operator sees where time and entries went. */
-		if (job->not_modified) {
+		if (job->same_bytes) {
+			daemon_synclog(d, "Download: catalog not modified (same size and SHA-256 as at the "
+			               "last sync, not parsed), version stays %" PRIu64, d->version);
+		} else if (job->not_modified) {
 			daemon_synclog(d, "Download: catalog not modified (304), version stays %" PRIu64,
 			               d->version);
 		} else {

@@ -1,7 +1,10 @@
 /*
- * COPY text-format row builder. Bulk writes (pull apply, upstream staging)
- * go through COPY FROM STDIN; this escapes values into a growing buffer
- * and hands it to libpq in large pieces.
+ * COPY row builder. Bulk writes (pull apply, upstream staging) go through
+ * COPY FROM STDIN; this encodes values into a growing buffer and hands it
+ * to libpq in large pieces. Text format (copy_text ...) escapes values;
+ * binary format (copy_bin_* ..., for COPY ... (FORMAT binary)) writes them
+ * as PostgreSQL's send functions would, so bytea needs no hex and the
+ * server parses nothing. One COPY uses one format.
  */
 #pragma once
 
@@ -31,6 +34,23 @@ void copy_bytea(copybuf_t *c, const uint8_t *p, size_t n);
 /*! \brief A text[] value from \a n strings. */
 void copy_text_array(copybuf_t *c, char *const *items, size_t n);
 void copy_end_row(copybuf_t *c);
+
+/*! \brief Binary format: the file header, once before the first row. */
+void copy_bin_header(copybuf_t *c);
+/*! \brief Binary format: start a row of \a nfields fields. */
+void copy_bin_row(copybuf_t *c, uint16_t nfields);
+/*! \brief A text or bytea field (text must be valid in the server encoding). */
+void copy_bin_bytes(copybuf_t *c, const void *p, size_t n);
+/*! \brief A text field; NULL is written as ''. */
+void copy_bin_text(copybuf_t *c, const char *s);
+void copy_bin_int4(copybuf_t *c, int32_t v);
+void copy_bin_bool(copybuf_t *c, bool v);
+/*! \brief A uuid field from its 16 bytes. */
+void copy_bin_uuid(copybuf_t *c, const uint8_t u[16]);
+/*! \brief A text[] field from \a n strings (n = 0: the empty array). */
+void copy_bin_text_array(copybuf_t *c, char *const *items, size_t n);
+/*! \brief Binary format: the trailer, once after the last row. */
+void copy_bin_trailer(copybuf_t *c);
 
 /*!
  * \brief Send buffered rows when over \a threshold bytes (0 = always).

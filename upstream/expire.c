@@ -7,119 +7,74 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proto/sitesync.pb-c.h"
-#include "replication/entry.h"
 #include "server/errcode.h"
-#include "storage/copy.h"
 #include "storage/db.h"
 
-/* Rows re-packed per cursor fetch: bounds memory on huge catalogs. */
-#define FIX_BATCH 1000
-#define FIX_FETCH "FETCH 1000 FROM ss_fix_cur"
-
-/* Rows of ss_sel whose packed content disagrees with what it must say. */
-static const char *const SQL_FIX_CURSOR =
-	"DECLARE ss_fix_cur NO SCROLL CURSOR FOR "
-	"SELECT s.update_id, s.content, e.id IS NOT NULL, i.update_id IS NOT NULL "
-	"FROM ss_sel s LEFT JOIN ss_exp e ON e.id = s.update_id::text "
-	"LEFT JOIN updates i ON i.update_id = s.update_id AND i.source = 'imported' "
-	"WHERE (e.id IS NOT NULL) <> s.expired "
-	"   OR (i.update_id IS NOT NULL AND s.source <> 'imported')";
-
-static int fix_row(copybuf_t *cb, const char *id, const char *hex, bool expired, bool imported,
-                   char *err, size_t errlen)
+static bool read_varint(const uint8_t *p, size_t n, size_t *off, uint64_t *v)
 {
-	size_t n = 0;
-	unsigned char *raw = PQunescapeBytea((const unsigned char *)hex, &n);
-	if (raw == NULL)
-		return SS_ENOMEM;
-	int ret = SS_EOK;
-	uint8_t *packed = NULL;
-	Sitesync__UpdateContent *u = sitesync__update_content__unpack(NULL, n, raw);
-	if (u == NULL) {
-		snprintf(err, errlen, "staged update %s does not decode", id);
-		ret = SS_EMALF;
-		goto fail;
+	*v = 0;
+	for (int shift = 0; shift < 64 && *off < n; shift += 7) {
+		uint8_t b = p[(*off)++];
+		*v |= (uint64_t)(b & 0x7f) << shift;
+		if ((b & 0x80) == 0)
+			return true;
 	}
-	char *old_source = u->source;
-	u->expired = expired;
-	if (imported)
-		u->source = "imported";
-	size_t len = sitesync__update_content__get_packed_size(u);
-	packed = malloc(len ? len : 1);
-	if (packed == NULL) {
-		ret = SS_ENOMEM;
-	} else {
-		sitesync__update_content__pack(u, packed);
-		uint8_t h[SS_DIGEST_LEN];
-		ret = entry_copy_row(cb, id, 0, packed, len, h, NULL);
-		if (ret == SS_EOK)
-			copy_end_row(cb);
-		else
-			snprintf(err, errlen, "re-packed update %s is invalid", id);
-	}
-	/* The unpacker owns the original string, not our literal. */
-	u->source = old_source;
-	sitesync__update_content__free_unpacked(u, NULL);
-fail:
-	free(packed);
-	PQfreemem(raw);
-	return ret;
+	return false;
 }
 
-/* Re-pack the rows whose expired flag or source must change into ss_fix,
- * then swap them into ss_sel. */
-static int fix_stage(PGconn *conn, upstream_job_t *job)
+bool upstream_expire_split(const uint8_t *p, size_t n, uint32_t out[3])
 {
-	char *err = job->err;
-	size_t errlen = sizeof(job->err);
-	copybuf_t cb;
-	copy_init(&cb);
-	int ret = db_exec(conn, "CREATE TEMP TABLE ss_fix (LIKE ss_sel) ON COMMIT DROP", err, errlen);
-	if (ret == SS_EOK)
-		ret = db_exec(conn, SQL_FIX_CURSOR, err, errlen);
-	while (ret == SS_EOK) {
-		PGresult *r = NULL;
-		ret = db_query(conn, FIX_FETCH, 0, NULL, &r, err, errlen);
-		if (ret != SS_EOK)
+	size_t off = 0, cut = n, exp_len = 0, src_len = 0;
+	uint64_t last = 0;
+	bool cut_set = false;
+	if (n > UINT32_MAX)
+		return false;
+	while (off < n) {
+		size_t start = off;
+		uint64_t key, v;
+		if (!read_varint(p, n, &off, &key))
+			return false;
+		uint64_t field = key >> 3;
+		if (field == 0 || field < last || (field == last && field >= 17))
+			return false;
+		last = field;
+		switch (key & 7) {
+		case 0:
+			if (!read_varint(p, n, &off, &v))
+				return false;
 			break;
-		int rows = PQntuples(r);
-		if (rows == 0) {
-			PQclear(r);
+		case 1:
+			v = 8;
+			goto skip;
+		case 5:
+			v = 4;
+			goto skip;
+		case 2:
+			if (!read_varint(p, n, &off, &v))
+				return false;
+		skip:
+			if (v > n - off)
+				return false;
+			off += v;
 			break;
+		default:
+			return false;
 		}
-		PGresult *c = PQexec(conn, "COPY ss_fix (" ENTRY_COPY_COLUMNS ") FROM STDIN");
-		bool copying = PQresultStatus(c) == PGRES_COPY_IN;
-		if (!copying) {
-			db_errcopy(PQresultErrorMessage(c), err, errlen);
-			ret = SS_EDB;
+		if (field >= 17 && !cut_set) {
+			cut = start;
+			cut_set = true;
 		}
-		PQclear(c);
-		for (int i = 0; i < rows && ret == SS_EOK; i++) {
-			ret = fix_row(&cb, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1),
-			              PQgetvalue(r, i, 2)[0] == 't', PQgetvalue(r, i, 3)[0] == 't',
-			              err, errlen);
-		}
-		PQclear(r);
-		if (copying) {
-			/* Always end the COPY (aborted after an error) so the
-			 * connection can take the ROLLBACK; the first error stands. */
-			char ferr[256];
-			int fin = copy_finish(conn, &cb, ferr, sizeof(ferr));
-			if (ret == SS_EOK && fin != SS_EOK) {
-				snprintf(err, errlen, "%s", ferr);
-				ret = fin;
-			}
-		}
-		if (rows < FIX_BATCH)
-			break;
+		if (field == 17)
+			exp_len = off - start;
+		else if (field == 18 && start == cut + exp_len)
+			src_len = off - start;
+		else if (field == 18)
+			return false;
 	}
-	copy_clear(&cb);
-	if (ret == SS_EOK)
-		ret = db_exec(conn, "CLOSE ss_fix_cur; "
-		              "DELETE FROM ss_sel s USING ss_fix f WHERE s.update_id = f.update_id; "
-		              "INSERT INTO ss_sel SELECT * FROM ss_fix", err, errlen);
-	return ret;
+	out[0] = (uint32_t)cut;
+	out[1] = (uint32_t)exp_len;
+	out[2] = (uint32_t)src_len;
+	return true;
 }
 
 static int count_query(PGconn *conn, const char *sql, uint64_t *out, char *err, size_t errlen)
@@ -132,6 +87,17 @@ static int count_query(PGconn *conn, const char *sql, uint64_t *out, char *err, 
 	PQclear(r);
 	return SS_EOK;
 }
+
+/* What each selected entry must say, and whether its staged bytes do. */
+static const char *const SQL_SETTLE =
+	"CREATE TEMP TABLE ss_sel ON COMMIT DROP AS "
+	"SELECT p.update_id, p.seq, x.expired, x.source, "
+	"  (x.expired <> p.expired OR x.source <> p.source) AS fix "
+	"FROM ss_pick p LEFT JOIN ss_exp e ON e.id = p.update_id::text "
+	"LEFT JOIN updates i ON i.update_id = p.update_id AND i.source = 'imported' "
+	"CROSS JOIN LATERAL (SELECT e.id IS NOT NULL AS expired, "
+	"  CASE WHEN i.update_id IS NOT NULL THEN 'imported' ELSE p.source END AS source) x; "
+	"CREATE UNIQUE INDEX ON ss_sel (update_id); ANALYZE ss_sel";
 
 int upstream_expire_settle(PGconn *conn, upstream_job_t *job)
 {
@@ -164,11 +130,11 @@ int upstream_expire_settle(PGconn *conn, upstream_job_t *job)
 	else
 		snprintf(sql, sizeof(sql),
 		         "CREATE TEMP TABLE ss_exp ON COMMIT DROP AS "
-		         "SELECT DISTINCT lower(x) AS id FROM ss_sel o, unnest(o.supersedes) x "
+		         "SELECT DISTINCT lower(x) AS id FROM ss_pick o, unnest(o.supersedes) x "
 		         "WHERE lower(x) <> o.update_id::text %s; "
 		         "CREATE UNIQUE INDEX ON ss_exp (id); ANALYZE ss_exp", when);
 	if ((ret = db_exec(conn, sql, err, errlen)) != SS_EOK ||
-	    (ret = fix_stage(conn, job)) != SS_EOK)
+	    (ret = db_exec(conn, SQL_SETTLE, err, errlen)) != SS_EOK)
 		return ret;
 
 	/* Newly expired: expired now, and not an expired row of the catalog held. */

@@ -90,9 +90,11 @@ int upstream_import_work(PGconn *conn, void *arg)
 	    (ret = upstream_stage(conn, job, path)) != SS_EOK)
 		goto rollback;
 	atomic_store(&job->phase, 2);
-	/* A catalog listing the package twice: keep one, as the sync does. */
+	/* A catalog listing the package twice: keep one, as the sync does.
+	 * The staged content already says source = imported: nothing to fix. */
 	if ((ret = db_exec(conn, "CREATE TEMP TABLE ss_sel ON COMMIT DROP AS "
-	                   "SELECT DISTINCT ON (update_id) * FROM ss_up ORDER BY update_id",
+	                   "SELECT DISTINCT ON (update_id) update_id, seq, expired, source, false AS fix "
+	                   "FROM ss_up ORDER BY update_id, seq",
 	                   job->err, sizeof(job->err))) != SS_EOK ||
 	    (ret = upstream_diff_commit(conn, job, false, &held_digest, held_entries)) != SS_EOK ||
 	    (ret = read_revision(conn, job)) != SS_EOK)

@@ -10,6 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #include "proto/sitesync.pb-c.h"
 #include "replication/apply.h"
 #include "replication/entry.h"
@@ -49,6 +51,33 @@ void upstream_job_free(upstream_job_t *job)
 	free(job);
 }
 
+/*
+ * The stage: one row per package in catalog order (seq; of duplicates
+ * the first wins), its queryable columns, its packed content and where
+ * the expired and source fields sit in it (upstream_expire_split), and its
+ * entry hash at revision 1 as staged (hash1) and with the expired flag
+ * turned over (hash1x): an added entry needs no hashing in SQL. Loaded
+ * with binary COPY: no escaping, and content is not hex-encoded. Content
+ * is compressed once, here, and inserted into updates as it is: lz4
+ * costs a fraction of the default pglz for about the same size.
+ */
+#define SQL_STAGE_TABLE(compression) \
+	"CREATE TEMP TABLE ss_up (seq integer NOT NULL, update_id uuid NOT NULL, " \
+	"title text NOT NULL, vendor text NOT NULL, products text[] NOT NULL, " \
+	"classification text NOT NULL, languages text[] NOT NULL, severity text NOT NULL, " \
+	"kb_article text NOT NULL, release_date text NOT NULL, expired boolean NOT NULL, " \
+	"source text NOT NULL, supersedes text[] NOT NULL, content bytea " compression " NOT NULL, " \
+	"cut integer NOT NULL, exp_len integer NOT NULL, src_len integer NOT NULL, " \
+	"hash1 bytea NOT NULL, hash1x bytea NOT NULL) ON COMMIT DROP"
+/* A server built without lz4 keeps its default. */
+static const char *const SQL_LZ4 =
+	"SELECT count(*) FROM pg_settings WHERE name = 'default_toast_compression' "
+	"AND 'lz4' = ANY (enumvals)";
+#define STAGE_COPY "COPY ss_up (seq, update_id, title, vendor, products, classification, " \
+	"languages, severity, kb_article, release_date, expired, source, supersedes, content, " \
+	"cut, exp_len, src_len, hash1, hash1x) FROM STDIN (FORMAT binary)"
+#define STAGE_FIELDS 19
+
 typedef struct {
 	PGconn *conn;
 	upstream_job_t *job;
@@ -57,6 +86,104 @@ typedef struct {
 	size_t packed_cap;
 	uint64_t staged;
 } stage_ctx_t;
+
+static int stage_pack(stage_ctx_t *s, const Sitesync__UpdateContent *u, size_t *len)
+{
+	size_t n = sitesync__update_content__get_packed_size(u);
+	if (n > s->packed_cap) {
+		uint8_t *nb = realloc(s->packed, n ? n : 1);
+		if (nb == NULL)
+			return SS_ENOMEM;
+		s->packed = nb;
+		s->packed_cap = n;
+	}
+	sitesync__update_content__pack(u, s->packed);
+	*len = n;
+	return SS_EOK;
+}
+
+/* A canonical id (entry_id_valid) as the 16 bytes of a uuid. */
+static void stage_uuid(const char *id, uint8_t out[16])
+{
+	int k = 0;
+	for (const char *c = id; *c && k < 32; c++) {
+		if (*c == '-')
+			continue;
+		int v = *c <= '9' ? *c - '0' : *c - 'a' + 10;
+		if (k & 1)
+			out[k / 2] |= (uint8_t)v;
+		else
+			out[k / 2] = (uint8_t)(v << 4);
+		k++;
+	}
+}
+
+/*
+ * digest_entry_hash() at revision 1 of content with its expired flag
+ * turned over, spliced as UPSTREAM_CONTENT_SQL would (source unchanged).
+ */
+static int stage_hash_flipped(const uint8_t *content, size_t len, const uint32_t split[3],
+                              bool expired, uint8_t out[SS_DIGEST_LEN])
+{
+	static const uint8_t rev1[4] = { 0, 0, 0, 1 };
+	static const uint8_t exp_true[3] = { 0x88, 0x01, 0x01 };
+	unsigned int n = 0;
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	size_t rest = (size_t)split[0] + split[1];
+	bool ok = ctx != NULL && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) &&
+	          EVP_DigestUpdate(ctx, rev1, sizeof(rev1)) &&
+	          EVP_DigestUpdate(ctx, content, split[0]) &&
+	          (expired || EVP_DigestUpdate(ctx, exp_true, sizeof(exp_true))) &&
+	          EVP_DigestUpdate(ctx, content + rest, len - rest) &&
+	          EVP_DigestFinal_ex(ctx, out, &n) && n == SS_DIGEST_LEN;
+	EVP_MD_CTX_free(ctx);
+	return ok ? SS_EOK : SS_ENOMEM;
+}
+
+/* One stage row for \a u, whose packed form is \a content. */
+static int stage_row(stage_ctx_t *s, const Sitesync__UpdateContent *u,
+                     const uint8_t *content, size_t len)
+{
+	uint32_t split[3];
+	if (!upstream_expire_split(content, len, split)) {
+		/* Not in field order (another encoder): ours is. */
+		int ret = stage_pack(s, u, &len);
+		if (ret != SS_EOK)
+			return ret;
+		content = s->packed;
+		if (!upstream_expire_split(content, len, split))
+			return SS_EMALF;
+	}
+	uint8_t uuid[16], h1[SS_DIGEST_LEN], h1x[SS_DIGEST_LEN];
+	stage_uuid(u->update_id, uuid);
+	digest_entry_hash(1, content, len, h1);
+	int ret = stage_hash_flipped(content, len, split, u->expired, h1x);
+	if (ret != SS_EOK)
+		return ret;
+	copybuf_t *cb = &s->cb;
+	copy_bin_row(cb, STAGE_FIELDS);
+	copy_bin_int4(cb, (int32_t)s->staged);
+	copy_bin_uuid(cb, uuid);
+	copy_bin_text(cb, u->title);
+	copy_bin_text(cb, u->vendor);
+	copy_bin_text_array(cb, u->products, u->n_products);
+	copy_bin_text(cb, u->classification);
+	copy_bin_text_array(cb, u->languages, u->n_languages);
+	copy_bin_text(cb, u->severity);
+	copy_bin_text(cb, u->kb_article);
+	copy_bin_text(cb, u->release_date);
+	copy_bin_bool(cb, u->expired);
+	copy_bin_text(cb, u->source && u->source[0] ? u->source : "upstream");
+	copy_bin_text_array(cb, u->supersedes, u->n_supersedes);
+	copy_bin_bytes(cb, content, len);
+	copy_bin_int4(cb, (int32_t)split[0]);
+	copy_bin_int4(cb, (int32_t)split[1]);
+	copy_bin_int4(cb, (int32_t)split[2]);
+	copy_bin_bytes(cb, h1, sizeof(h1));
+	copy_bin_bytes(cb, h1x, sizeof(h1x));
+	s->staged++;
+	return copy_flush(s->conn, cb, COPY_FLUSH_BYTES, s->job->err, sizeof(s->job->err));
+}
 
 static int stage_entry_cb(const Sitesync__UpdateContent *u, void *arg)
 {
@@ -72,27 +199,17 @@ static int stage_entry_cb(const Sitesync__UpdateContent *u, void *arg)
 		imp.source = "imported";
 		u = &imp;
 	}
-	size_t n = sitesync__update_content__get_packed_size(u);
-	if (n > s->packed_cap) {
-		uint8_t *nb = realloc(s->packed, n);
-		if (nb == NULL)
-			return SS_ENOMEM;
-		s->packed = nb;
-		s->packed_cap = n;
-	}
-	sitesync__update_content__pack(u, s->packed);
-	uint8_t h[SS_DIGEST_LEN];
-	/* Revision 0 here: the real one is assigned by the diff below. */
-	int ret = entry_copy_row(&s->cb, u->update_id, 0, s->packed, n, h, NULL);
-	if (ret != SS_EOK) {
+	if (!entry_id_valid(u->update_id)) {
 		snprintf(s->job->err, sizeof(s->job->err), "package %.40s has an invalid id", u->update_id);
-		return ret;
+		return SS_EMALF;
 	}
-	copy_end_row(&s->cb);
-	s->staged++;
-	if (s->job->import_id == NULL)
+	size_t n = 0;
+	int ret = stage_pack(s, u, &n);
+	if (ret == SS_EOK)
+		ret = stage_row(s, u, s->packed, n);
+	if (ret == SS_EOK && s->job->import_id == NULL)
 		atomic_fetch_add(&s->job->parsed, 1);
-	return copy_flush(s->conn, &s->cb, COPY_FLUSH_BYTES, s->job->err, sizeof(s->job->err));
+	return ret;
 }
 
 static int get_setting(PGconn *conn, const char *key, char **out, char *err, size_t errlen)
@@ -136,6 +253,116 @@ int upstream_setting_int(PGconn *conn, const char *key, long def, long *out,
 	return ret;
 }
 
+/*
+ * The unchanged re-sync shortcut: what the last sync's result followed
+ * from. The catalog's bytes (SHA-256 and size: a modification time can
+ * lie), where they came from, the selection, the expiry setting and the
+ * version the result became. The same fingerprint means the same result,
+ * so nothing is parsed. A time-dependent expiry delay adds today's date;
+ * a purge delay (hours matter) turns the shortcut off.
+ */
+typedef struct {
+	char sha256[2 * 32 + 1];
+	long long size;
+	long months, days;
+	bool usable;
+} source_print_t;
+
+static int hash_source(const char *path, source_print_t *sp, char *err, size_t errlen)
+{
+	int ret = SS_EOK;
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	size_t bufsz = 1u << 20;
+	unsigned char *buf = malloc(bufsz);
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	FILE *f = fopen(path, "rb");
+	if (f == NULL) {
+		snprintf(err, errlen, "cannot read upstream catalog %s: %s", path, strerror(errno));
+		ret = SS_EFETCH;
+		goto fail;
+	}
+	if (buf == NULL || ctx == NULL || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL)) {
+		ret = SS_ENOMEM;
+		goto fail;
+	}
+	sp->size = 0;
+	size_t n;
+	while ((n = fread(buf, 1, bufsz, f)) > 0) {
+		if (!EVP_DigestUpdate(ctx, buf, n)) {
+			ret = SS_ENOMEM;
+			goto fail;
+		}
+		sp->size += (long long)n;
+	}
+	if (ferror(f)) {
+		snprintf(err, errlen, "cannot read upstream catalog %s: %s", path, strerror(errno));
+		ret = SS_EFETCH;
+		goto fail;
+	}
+	if (!EVP_DigestFinal_ex(ctx, md, &mdlen) || mdlen != 32) {
+		ret = SS_ENOMEM;
+		goto fail;
+	}
+	for (unsigned int i = 0; i < mdlen; i++)
+		snprintf(sp->sha256 + 2 * i, 3, "%02x", md[i]);
+fail:
+	if (f != NULL)
+		fclose(f);
+	EVP_MD_CTX_free(ctx);
+	free(buf);
+	return ret;
+}
+
+/* NULL (and no shortcut) when the result may change with time alone. */
+static char *source_print_text(const source_print_t *sp, const upstream_job_t *job,
+                               const char *selection, uint64_t version)
+{
+	if (!sp->usable)
+		return NULL;
+	char today[16] = "";
+	if (sp->months > 0) {
+		time_t now = time(NULL);
+		struct tm tm;
+		gmtime_r(&now, &tm);
+		strftime(today, sizeof(today), " %Y-%m-%d", &tm);
+	}
+	char *out = NULL;
+	if (asprintf(&out, "sha256=%s size=%lld version=%" PRIu64 " expire_months=%ld%s url=%s "
+	             "selection=%s", sp->sha256, sp->size, version, sp->months, today, job->url,
+	             selection) < 0)
+		return NULL;
+	return out;
+}
+
+static int source_print(PGconn *conn, upstream_job_t *job, const char *path, source_print_t *sp)
+{
+	memset(sp, 0, sizeof(*sp));
+	int ret;
+	if ((ret = upstream_setting_int(conn, "supersede_expire_months", 0, &sp->months, job->err,
+	                                sizeof(job->err))) != SS_EOK ||
+	    (ret = upstream_setting_int(conn, "purge_expired_days", 0, &sp->days, job->err,
+	                                sizeof(job->err))) != SS_EOK ||
+	    (ret = hash_source(path, sp, job->err, sizeof(job->err))) != SS_EOK)
+		return ret;
+	sp->usable = sp->days <= 0;
+	return SS_EOK;
+}
+
+/* True when the catalog held was made from exactly these bytes. */
+static int source_unchanged(PGconn *conn, upstream_job_t *job, const source_print_t *sp,
+                            const char *selection, bool *same)
+{
+	*same = false;
+	char *last = NULL, *now = source_print_text(sp, job, selection, job->held);
+	int ret = get_setting(conn, "upstream_fingerprint", &last, job->err, sizeof(job->err));
+	if (ret == SS_EOK && now != NULL && last != NULL)
+		*same = strcmp(now, last) == 0;
+	free(now);
+	free(last);
+	return ret;
+}
+
 /* Known WSUS classification ids get their names; others keep the id. */
 static const char *const SQL_CATEGORIES =
 	"INSERT INTO categories (kind, id, title) "
@@ -155,10 +382,11 @@ static const char *const SQL_CATEGORIES =
 	"ON CONFLICT (kind, id) DO NOTHING";
 
 /* A kind with nothing selected is not filtered; language-neutral entries
- * pass any language selection. */
+ * pass any language selection. Of an id listed twice the first stays. */
 static const char *const SQL_SELECT =
-	"CREATE TEMP TABLE ss_sel ON COMMIT DROP AS "
-	"SELECT DISTINCT ON (update_id) s.* FROM ss_up s WHERE "
+	"CREATE TEMP TABLE ss_pick ON COMMIT DROP AS "
+	"SELECT DISTINCT ON (update_id) s.update_id, s.seq, s.release_date, s.supersedes, "
+	"  s.expired, s.source FROM ss_up s WHERE "
 	"(NOT EXISTS (SELECT 1 FROM categories WHERE kind = 'product' AND selected) "
 	"  OR s.products && ARRAY(SELECT id FROM categories WHERE kind = 'product' AND selected)) "
 	"AND (NOT EXISTS (SELECT 1 FROM categories WHERE kind = 'classification' AND selected) "
@@ -166,18 +394,19 @@ static const char *const SQL_SELECT =
 	"AND (NOT EXISTS (SELECT 1 FROM categories WHERE kind = 'language' AND selected) "
 	"  OR s.languages = '{}' "
 	"  OR s.languages && ARRAY(SELECT id FROM categories WHERE kind = 'language' AND selected)) "
-	"ORDER BY update_id; "
-	"CREATE UNIQUE INDEX ON ss_sel (update_id); ANALYZE ss_sel";
+	"ORDER BY update_id, seq";
 
 /* a = added, c = changed (content differs: revision + 1), r = removed.
  * Imported updates are never removed by an upstream sync: only rows whose
- * source is upstream can be. */
+ * source is upstream can be. Content is compared only where a row is held. */
 #define SQL_DIFF_UPSERTS \
 	"CREATE TEMP TABLE ss_diff ON COMMIT DROP AS " \
-	"SELECT s.update_id, CASE WHEN u.update_id IS NULL THEN 'a' ELSE 'c' END AS kind, " \
-	"  coalesce(u.revision, 0) + 1 AS revision " \
-	"FROM ss_sel s LEFT JOIN updates u USING (update_id) " \
-	"WHERE u.update_id IS NULL OR u.content <> s.content "
+	"SELECT s.update_id, 'a'::text AS kind, 1 AS revision FROM ss_sel s " \
+	"WHERE NOT EXISTS (SELECT 1 FROM updates u WHERE u.update_id = s.update_id) " \
+	"UNION ALL " \
+	"SELECT s.update_id, 'c', u.revision + 1 FROM ss_sel s " \
+	"JOIN updates u ON u.update_id = s.update_id JOIN ss_up p ON p.seq = s.seq " \
+	"WHERE u.content <> (" UPSTREAM_CONTENT_SQL ") "
 #define SQL_DIFF_INDEX "; CREATE UNIQUE INDEX ON ss_diff (update_id); ANALYZE ss_diff"
 static const char *const SQL_DIFF_SYNC =
 	SQL_DIFF_UPSERTS
@@ -211,19 +440,22 @@ static int stage_stream(stage_ctx_t *s, const char *path, catalog_stats_t *stats
 		if (f->msg_case == SITESYNC__FRAME__MSG_BATCH) {
 			Sitesync__Batch *b = f->batch;
 			for (size_t i = 0; ret == SS_EOK && i < b->n_entries && i < b->n_ids; i++) {
-				uint8_t h[SS_DIGEST_LEN];
-				ret = entry_copy_row(&s->cb, b->ids[i], 0, b->entries[i]->content.data,
-				                     b->entries[i]->content.len, h, NULL);
+				const ProtobufCBinaryData *c = &b->entries[i]->content;
+				Sitesync__UpdateContent *u = sitesync__update_content__unpack(NULL, c->len, c->data);
+				if (u == NULL || !entry_id_valid(b->ids[i]) || strcmp(u->update_id, b->ids[i]) != 0)
+					ret = SS_EMALF;
+				else
+					ret = stage_row(s, u, c->data, c->len);
+				sitesync__update_content__free_unpacked(u, NULL);
 				if (ret != SS_EOK) {
-					snprintf(job->err, sizeof(job->err), "upstream entry %.40s does not decode", b->ids[i]);
+					if (ret == SS_EMALF || job->err[0] == '\0')
+						snprintf(job->err, sizeof(job->err), "upstream entry %.40s does not decode",
+						         b->ids[i]);
 					break;
 				}
-				copy_end_row(&s->cb);
 				stats->entries++;
 				atomic_fetch_add(&job->parsed, 1);
 			}
-			if (ret == SS_EOK)
-				ret = copy_flush(s->conn, &s->cb, COPY_FLUSH_BYTES, job->err, sizeof(job->err));
 		} else if (f->msg_case == SITESYNC__FRAME__MSG_PULL_DONE) {
 			done = true;
 		}
@@ -238,17 +470,24 @@ int upstream_stage(PGconn *conn, upstream_job_t *job, const char *path)
 {
 	stage_ctx_t s = { .conn = conn, .job = job };
 	copy_init(&s.cb);
-	int ret = db_exec(conn, "CREATE TEMP TABLE ss_up (LIKE updates INCLUDING DEFAULTS) ON COMMIT DROP",
-	                  job->err, sizeof(job->err));
+	PGresult *r = NULL;
+	int ret = db_query(conn, SQL_LZ4, 0, NULL, &r, job->err, sizeof(job->err));
 	if (ret != SS_EOK)
 		return ret;
-	PGresult *r = PQexec(conn, "COPY ss_up (" ENTRY_COPY_COLUMNS ") FROM STDIN");
+	bool lz4 = strcmp(PQgetvalue(r, 0, 0), "1") == 0;
+	PQclear(r);
+	ret = db_exec(conn, lz4 ? SQL_STAGE_TABLE("COMPRESSION lz4") : SQL_STAGE_TABLE(""),
+	              job->err, sizeof(job->err));
+	if (ret != SS_EOK)
+		return ret;
+	r = PQexec(conn, STAGE_COPY);
 	if (PQresultStatus(r) != PGRES_COPY_IN) {
 		db_errcopy(PQresultErrorMessage(r), job->err, sizeof(job->err));
 		PQclear(r);
 		return SS_EDB;
 	}
 	PQclear(r);
+	copy_bin_header(&s.cb);
 	catalog_stats_t stats = { 0 };
 	char perr[256] = "";
 	atomic_store(&job->phase, 1);
@@ -260,6 +499,8 @@ int upstream_stage(PGconn *conn, upstream_job_t *job, const char *path)
 	if (ret != SS_EOK && job->err[0] == '\0')
 		snprintf(job->err, sizeof(job->err), "cannot parse the catalog, nothing was changed: %s",
 		         perr[0] ? perr : ss_strerror(ret));
+	if (ret == SS_EOK)
+		copy_bin_trailer(&s.cb);
 	int fin = copy_finish(conn, &s.cb, ret == SS_EOK ? job->err : NULL,
 	                      ret == SS_EOK ? sizeof(job->err) : 0);
 	copy_clear(&s.cb);
@@ -292,7 +533,7 @@ static int count_diff(PGconn *conn, upstream_job_t *job)
 static int count_selected(PGconn *conn, upstream_job_t *job)
 {
 	PGresult *r = NULL;
-	int ret = db_query(conn, "SELECT count(*) FROM ss_sel", 0, NULL, &r, job->err, sizeof(job->err));
+	int ret = db_query(conn, "SELECT count(*) FROM ss_pick", 0, NULL, &r, job->err, sizeof(job->err));
 	if (ret != SS_EOK)
 		return ret;
 	job->selected = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
@@ -313,14 +554,18 @@ static int commit_changes(PGconn *conn, upstream_job_t *job, const digest_t *hel
 	if (ret == SS_EOK)
 		ret = db_exec(conn, "DELETE FROM updates u USING ss_diff d WHERE u.update_id = d.update_id "
 		              "AND d.kind IN ('c', 'r')", err, errlen);
-	/* entry_hash = sha256(be32(revision) || content), as digest_entry_hash(). */
+	/* entry_hash = sha256(be32(revision) || content), as digest_entry_hash();
+	 * an added entry's was taken at staging. */
 	if (ret == SS_EOK)
 		ret = db_exec(conn, "INSERT INTO updates (" ENTRY_COPY_COLUMNS ") "
-		              "SELECT s.update_id, d.revision, s.title, s.vendor, s.products, s.classification, "
-		              "s.languages, s.severity, s.kb_article, s.release_date, s.expired, s.source, "
-		              "s.supersedes, sha256(int4send(d.revision) || s.content), s.content "
-		              "FROM ss_sel s JOIN ss_diff d USING (update_id) WHERE d.kind IN ('a', 'c')",
-		              err, errlen);
+		              "SELECT s.update_id, d.revision, p.title, p.vendor, p.products, p.classification, "
+		              "p.languages, p.severity, p.kb_article, p.release_date, s.expired, s.source, "
+		              "p.supersedes, CASE WHEN d.revision = 1 AND s.source = p.source "
+		              "  THEN CASE WHEN s.fix THEN p.hash1x ELSE p.hash1 END "
+		              "  ELSE sha256(int4send(d.revision) || c.content) END, c.content "
+		              "FROM ss_diff d JOIN ss_sel s USING (update_id) JOIN ss_up p ON p.seq = s.seq "
+		              "CROSS JOIN LATERAL (SELECT " UPSTREAM_CONTENT_SQL " AS content) c "
+		              "WHERE d.kind IN ('a', 'c')", err, errlen);
 	if (ret == SS_EOK)
 		ret = apply_sum_hashes(conn, "SELECT u.entry_hash FROM updates u JOIN ss_diff d USING (update_id) "
 		                 "WHERE d.kind IN ('a', 'c')", &plus, err, errlen);
@@ -440,6 +685,9 @@ int upstream_sync_work(PGconn *conn, void *arg)
 		goto out;
 	}
 
+	source_print_t sp;
+	if ((ret = source_print(conn, job, path, &sp)) != SS_EOK)
+		goto out;
 	digest_t held_digest;
 	uint64_t held_entries = 0;
 	if ((ret = db_exec(conn, "BEGIN", job->err, sizeof(job->err))) != SS_EOK)
@@ -447,6 +695,17 @@ int upstream_sync_work(PGconn *conn, void *arg)
 	if ((ret = apply_read_state(conn, true, &job->held, &held_digest, &held_entries,
 	                            job->err, sizeof(job->err))) != SS_EOK)
 		goto rollback;
+	bool same = false;
+	if (!job->full && (ret = source_unchanged(conn, job, &sp, sel_now, &same)) != SS_EOK)
+		goto rollback;
+	if (same) {
+		job->not_modified = job->unchanged = job->same_bytes = true;
+		job->version = job->held;
+		job->digest = held_digest;
+		job->entries = held_entries;
+		ret = db_exec(conn, "ROLLBACK", job->err, sizeof(job->err));
+		goto out;
+	}
 	if ((ret = upstream_stage(conn, job, path)) != SS_EOK)
 		goto rollback;
 	atomic_store(&job->phase, 2);
@@ -463,6 +722,13 @@ int upstream_sync_work(PGconn *conn, void *arg)
 		    (ret = set_setting(conn, "upstream_url", job->url, job->err, sizeof(job->err))) != SS_EOK)
 			goto rollback;
 	}
+	char *print = source_print_text(&sp, job, sel_now, job->version);
+	ret = print != NULL ? set_setting(conn, "upstream_fingerprint", print, job->err, sizeof(job->err))
+	      : db_exec(conn, "DELETE FROM settings WHERE key = 'upstream_fingerprint'",
+	                job->err, sizeof(job->err));
+	free(print);
+	if (ret != SS_EOK)
+		goto rollback;
 	char now[24];
 	snprintf(now, sizeof(now), "%lld", (long long)time(NULL));
 	if ((ret = set_setting(conn, "last_upstream_sync", now, job->err, sizeof(job->err))) != SS_EOK ||

@@ -37,7 +37,8 @@ typedef struct upstream_job {
 	atomic_int phase;          /* 0 fetch, 1 parse, 2 write */
 
 	/* Results. */
-	bool not_modified;         /* upstream said 304: nothing parsed */
+	bool not_modified;         /* upstream said 304 (or same_bytes): nothing parsed */
+	bool same_bytes;           /* the catalog's bytes are those of the last sync */
 	bool unchanged;            /* parsed, but nothing differs */
 	uint64_t fetched_bytes;
 	uint64_t entries_seen;     /* packages in the catalog */
@@ -64,9 +65,11 @@ void upstream_job_free(upstream_job_t *job);
 int upstream_sync_work(PGconn *conn, void *arg);
 
 /*!
- * \brief Stage a parsed catalog into the temporary table ss_up (same
- * columns as `updates`, dropped at commit). With job->import_id only that
- * package is staged, marked source = imported. Call inside a transaction.
+ * \brief Stage a parsed catalog into the temporary table ss_up (one row
+ * per package in catalog order, numbered by seq: the queryable columns of
+ * `updates`, the packed content and where its expired and source fields
+ * sit, dropped at commit). With job->import_id only that package is
+ * staged, marked source = imported. Call inside a transaction.
  *
  * \param path  Catalog file (XML, .sdp or .cab).
  * \return SS_EOK, or an error with job->err set.
@@ -75,10 +78,12 @@ int upstream_stage(PGconn *conn, upstream_job_t *job, const char *path)
 	__attribute__((warn_unused_result));
 
 /*!
- * \brief Diff the temporary table ss_sel (the wanted entries) against
- * `updates` and, if anything differs, commit version held + 1: rows,
- * change rows, digest, catalog_state. Fills the counts, version, digest
- * and entries of job (job->unchanged when nothing differs).
+ * \brief Diff the temporary table ss_sel (the wanted entries: update_id,
+ * seq of their ss_up row, expired, source, fix as built by
+ * upstream_expire_settle()) against `updates` and, if anything differs,
+ * commit version held + 1: rows, change rows, digest, catalog_state.
+ * Fills the counts, version, digest and entries of job (job->unchanged
+ * when nothing differs).
  *
  * \param removals  Remove upstream-sourced rows absent from ss_sel (an
  *                  upstream sync); false for an import, which only adds.

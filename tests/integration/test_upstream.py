@@ -11,7 +11,10 @@ changed catalog (added / changed / removed / expired), a product
 selected and deselected again, a .cab catalog, three bad catalogs
 (truncated, malformed, billion laughs) that must leave everything as it
 was, import-update of an entry outside the selection (at every site, and
-kept by the next sync), and the purge of long-expired entries.
+kept by the next sync), and the purge of long-expired entries. A second
+top (CAF) reads a file:// catalog: an unchanged file is not parsed, a file
+changed under the same size and modification time still is (SHA-256), and
+`sync --full` or a changed expiry setting parse it again.
 """
 
 import calendar
@@ -245,6 +248,10 @@ def expect_sync(site, old, new, what, *flags):
     check(ids_of(site, "expired") == exp, "%s: expired ids differ (%d held, %d computed)"
           % (what, len(ids_of(site, "expired")), len(exp)))
     check(st[2] == len(new), "%s: catalog_state entries %d, want %d" % (what, st[2], len(new)))
+    bad = site.sql("SELECT count(*) FROM updates "
+                   "WHERE entry_hash <> sha256(int4send(revision) || content)")
+    check(bad == "0", "%s: %s rows whose entry_hash is not sha256(revision || content)"
+          % (what, bad))
     log("%s: version %d, %r (added, changed, removed, expired)" % (what, st[0], got))
     return st
 
@@ -270,6 +277,7 @@ def test(h):
         run(h, up)
     finally:
         up.close()
+    run_file(h)
 
 
 def run(h, up):
@@ -454,6 +462,73 @@ def run(h, up):
     check(ids_of(s01) == set(held), "S01 does not hold exactly the computed entries")
     check(outside in ids_of(s01), "S01 lost the imported update")
     log("S01 holds exactly the %d computed entries" % len(held))
+
+
+def same_size_edit(path):
+    """Change one title letter in place, then put the modification time
+    back: size and mtime say nothing changed."""
+    st = os.stat(path)
+    with open(path, "rb") as f:
+        data = f.read()
+    at = data.index(b"<sdp:Title>") + len(b"<sdp:Title>")
+    ch = data[at:at + 1]
+    check(ch.isalpha(), "title starts with %r" % ch)
+    data = data[:at] + ch.swapcase() + data[at + 1:]
+    with open(path, "wb") as f:
+        f.write(data)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    st2 = os.stat(path)
+    check((st2.st_size, st2.st_mtime_ns) == (st.st_size, st.st_mtime_ns),
+          "size or mtime moved: %r -> %r" % ((st.st_size, st.st_mtime_ns),
+                                            (st2.st_size, st2.st_mtime_ns)))
+    return data
+
+
+def expect_not_parsed(site, what):
+    """A re-sync answered from the fingerprint: no parse, same catalog."""
+    before = site.catalog_state()
+    text = run_sync(site)
+    check("Sync finished" in text, "%s: sync failed: %s" % (what, text))
+    check("not modified" in text and "SHA-256" in text and "Parse:" not in text,
+          "%s: the catalog was parsed again:\n%s" % (what, text))
+    check(site.catalog_state() == before, "%s: the catalog moved" % what)
+    log("%s: not parsed, version stays %d" % (what, before[0]))
+
+
+def run_file(h):
+    path, data = generate(h, 1, entries=300, seed=SEED + 7)
+    caf = h.add_site("CAF", upstream="file://" + path)
+    caf.start()
+    held = want_catalog(parse_catalog(data))
+    expect_sync(caf, {}, held, "file:// first sync")
+    expect_not_parsed(caf, "file:// unchanged")
+
+    # Same bytes, new modification time: still not parsed.
+    os.utime(path)
+    expect_not_parsed(caf, "file:// touched")
+
+    # Different bytes, same size and modification time: parsed.
+    data = same_size_edit(path)
+    new = want_catalog(parse_catalog(data))
+    check(expected_counts(held, new) == (0, 1, 0, 0), "the edit changes %r"
+          % (expected_counts(held, new),))
+    expect_sync(caf, held, new, "file:// same size and mtime, one title changed")
+    held = new
+    expect_not_parsed(caf, "file:// unchanged after the edit")
+
+    # --full parses the same bytes again (and finds nothing to change).
+    before = caf.catalog_state()
+    text = run_sync(caf, "--full")
+    check("Parse:" in text and "Catalog unchanged" in text, "sync --full:\n%s" % text)
+    check(caf.catalog_state() == before, "sync --full of the same file moved the catalog")
+    log("file:// sync --full: parsed again, version stays %d" % before[0])
+
+    # A setting the result depends on: parsed again without --full.
+    set_setting(caf, "supersede_expire_months", -1)
+    new = want_catalog(parse_catalog(data), months=-1)
+    expect_sync(caf, held, new, "file:// supersede_expire_months = -1")
+    expect_not_parsed(caf, "file:// unchanged with the new setting")
+    caf.stop()
 
 
 def expect_sync_full(cas, held, new):
