@@ -122,15 +122,17 @@ static int read_start(stream_reader_t *rd, apply_t *a)
 	return SS_EOK;
 }
 
-/* COPY every Batch into \a table; returns at PullDone with its digest. */
-static int copy_batches(PGconn *conn, stream_reader_t *rd, apply_t *a, bool staged,
+/* COPY every Batch into \a stage (NULL: straight into updates); returns at
+ * PullDone with its digest. */
+static int copy_batches(PGconn *conn, stream_reader_t *rd, apply_t *a, const char *stage,
                         digest_t *plus, digest_t *sent, uint64_t *sent_entries)
 {
+	bool staged = stage != NULL;
 	copybuf_t cb;
 	copy_init(&cb);
 	int ret;
 	char sql[256];
-	snprintf(sql, sizeof(sql), "COPY %s (%s%s) FROM STDIN", staged ? "ss_stage" : "updates",
+	snprintf(sql, sizeof(sql), "COPY %s (%s%s) FROM STDIN", staged ? stage : "updates",
 	         ENTRY_COPY_COLUMNS, staged ? ", deleted" : "");
 	PGresult *r = PQexec(conn, sql);
 	if (PQresultStatus(r) != PGRES_COPY_IN) {
@@ -295,6 +297,82 @@ static int query_counts(PGconn *conn, apply_t *a)
 	return SS_EOK;
 }
 
+/* Deltas up to this many rows go through the session's standing stage:
+ * no per-pull DDL, index build or ANALYZE, and one merge statement. */
+#define APPLY_SMALL_ROWS 10000
+
+/* Created once per database session; emptied by every commit. The primary
+ * key refuses an id sent twice as the large path's unique index does. */
+static const char *const SQL_SMALL_STAGE =
+	"CREATE TEMP TABLE IF NOT EXISTS ss_qstage (LIKE updates INCLUDING DEFAULTS, "
+	"deleted boolean NOT NULL DEFAULT false, PRIMARY KEY (update_id)) ON COMMIT DELETE ROWS";
+
+/* Every sub-statement sees the catalog as it was before this one, so `old`
+ * holds the replaced rows whatever order the upsert and delete run in; the
+ * stage's key keeps those two disjoint. The stage has no statistics, so
+ * `old` probes the key once per staged row (OFFSET 0 keeps the planner
+ * from turning that into a scan of the whole catalog). One row per
+ * replaced hash (or one row with a NULL hash), each carrying the counts. */
+static const char *const SQL_SMALL_MERGE =
+	"WITH old AS MATERIALIZED (SELECT s.update_id, o.entry_hash, o.expired "
+	"  FROM ss_qstage s CROSS JOIN LATERAL (SELECT u.entry_hash, u.expired FROM updates u "
+	"  WHERE u.update_id = s.update_id OFFSET 0) o), "
+	"up AS (INSERT INTO updates AS u (" ENTRY_COPY_COLUMNS ") SELECT " ENTRY_COPY_COLUMNS
+	"  FROM ss_qstage WHERE NOT deleted ON CONFLICT (update_id) DO UPDATE SET "
+	"  revision = EXCLUDED.revision, title = EXCLUDED.title, vendor = EXCLUDED.vendor, "
+	"  products = EXCLUDED.products, classification = EXCLUDED.classification, "
+	"  languages = EXCLUDED.languages, severity = EXCLUDED.severity, "
+	"  kb_article = EXCLUDED.kb_article, release_date = EXCLUDED.release_date, "
+	"  expired = EXCLUDED.expired, source = EXCLUDED.source, supersedes = EXCLUDED.supersedes, "
+	"  entry_hash = EXCLUDED.entry_hash, content = EXCLUDED.content), "
+	"del AS (DELETE FROM updates u USING ss_qstage s WHERE s.deleted AND u.update_id = s.update_id), "
+	"ch AS (INSERT INTO changes (version, update_id) SELECT $1::bigint, update_id FROM ss_qstage), "
+	"n AS (SELECT count(*) FILTER (WHERE NOT s.deleted AND o.update_id IS NULL) AS added, "
+	"  count(*) FILTER (WHERE NOT s.deleted AND o.update_id IS NOT NULL) AS changed, "
+	"  count(*) FILTER (WHERE s.deleted AND o.update_id IS NOT NULL) AS removed, "
+	"  count(*) FILTER (WHERE NOT s.deleted AND s.expired AND NOT coalesce(o.expired, false)) AS expired "
+	"  FROM ss_qstage s LEFT JOIN old o USING (update_id)) "
+	"SELECT n.added, n.changed, n.removed, n.expired, o.entry_hash FROM n LEFT JOIN old o ON true";
+
+/* Merge the small stage into the catalog and work out the new digest. */
+static int merge_small(PGconn *conn, apply_t *a, const digest_t *held, const digest_t *plus)
+{
+	char v[24];
+	snprintf(v, sizeof(v), "%" PRIu64, a->to);
+	const char *p[] = { v };
+	PGresult *r = NULL;
+	int ret = db_query(conn, SQL_SMALL_MERGE, 1, p, &r, a->err, sizeof(a->err));
+	if (ret != SS_EOK)
+		return ret;
+	if (PQntuples(r) < 1) {
+		snprintf(a->err, sizeof(a->err), "merging the stage returned no counts");
+		PQclear(r);
+		return SS_EDB;
+	}
+	a->added = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+	a->changed = strtoull(PQgetvalue(r, 0, 1), NULL, 10);
+	a->removed = strtoull(PQgetvalue(r, 0, 2), NULL, 10);
+	a->expired = strtoull(PQgetvalue(r, 0, 3), NULL, 10);
+	digest_t minus;
+	digest_zero(&minus);
+	for (int i = 0; i < PQntuples(r); i++) {
+		uint8_t h[SS_DIGEST_LEN];
+		if (PQgetisnull(r, i, 4))
+			continue;
+		if (bytea_digest(r, i, 4, h) != SS_EOK) {
+			snprintf(a->err, sizeof(a->err), "stored entry hash is not %d bytes", SS_DIGEST_LEN);
+			PQclear(r);
+			return SS_EDB;
+		}
+		digest_add(&minus, h);
+	}
+	PQclear(r);
+	a->digest = *held;
+	digest_sub(&a->digest, minus.b);
+	digest_add(&a->digest, plus->b);
+	return SS_EOK;
+}
+
 void apply_clear(apply_t *a)
 {
 	free(a->manifest);
@@ -380,16 +458,22 @@ int apply_stream(PGconn *conn, apply_t *a)
 		goto fail;
 	}
 
-	/* A first snapshot into an empty catalog goes straight into the table. */
+	/* A first snapshot into an empty catalog goes straight into the table;
+	 * a small delta uses the session's standing stage. The sender's counts
+	 * only choose the path: the digest check holds either way. */
 	bool direct = a->full && held_entries == 0;
-	if (!direct) {
+	bool small = !a->full && atomic_load(&a->items_total) <= APPLY_SMALL_ROWS;
+	const char *stage = direct ? NULL : small ? "ss_qstage" : "ss_stage";
+	if (small) {
+		ret = db_exec(conn, SQL_SMALL_STAGE, a->err, sizeof(a->err));
+	} else if (!direct) {
 		ret = db_exec(conn, "CREATE TEMP TABLE ss_stage (LIKE updates INCLUDING DEFAULTS) ON COMMIT DROP; "
 		              "ALTER TABLE ss_stage ADD COLUMN deleted boolean NOT NULL DEFAULT false",
 		              a->err, sizeof(a->err));
-		if (ret != SS_EOK)
-			goto fail;
 	}
-	if ((ret = copy_batches(conn, &rd, a, !direct, &plus, &sent, &sent_entries)) != SS_EOK)
+	if (ret != SS_EOK)
+		goto fail;
+	if ((ret = copy_batches(conn, &rd, a, stage, &plus, &sent, &sent_entries)) != SS_EOK)
 		goto fail;
 	if ((ret = read_tail(&rd, a)) != SS_EOK)
 		goto fail;
@@ -397,6 +481,9 @@ int apply_stream(PGconn *conn, apply_t *a)
 	if (direct) {
 		a->added = a->upserts;
 		a->digest = plus;
+	} else if (small) {
+		if ((ret = merge_small(conn, a, &held_digest, &plus)) != SS_EOK)
+			goto fail;
 	} else {
 		ret = db_exec(conn, "CREATE UNIQUE INDEX ON ss_stage (update_id); ANALYZE ss_stage",
 		              a->err, sizeof(a->err));

@@ -187,6 +187,13 @@ out:
 
 static const char *const SQL_FULL =
 	"SELECT update_id, revision, content FROM updates ORDER BY update_id";
+static const char *const SQL_DELTA_SIZE =
+	"SELECT count(DISTINCT update_id) FROM changes WHERE version > $1::bigint";
+/* The planner cannot tell how few ids the change log yields and tends to
+ * hash-join them against a scan of the whole catalog; up to this many, the
+ * *_PROBE forms look each id up by key instead (OFFSET 0 keeps the lateral
+ * lookup from being flattened back into a join). */
+#define DELTA_PROBE_MAX 10000
 static const char *const SQL_DELTA =
 	"SELECT c.update_id, u.revision, u.content "
 	"FROM (SELECT DISTINCT update_id FROM changes WHERE version > $1::bigint) c "
@@ -195,6 +202,16 @@ static const char *const SQL_DELTA_COUNT =
 	"SELECT count(u.update_id), count(*) - count(u.update_id) "
 	"FROM (SELECT DISTINCT update_id FROM changes WHERE version > $1::bigint) c "
 	"LEFT JOIN updates u USING (update_id)";
+static const char *const SQL_DELTA_PROBE =
+	"SELECT c.update_id, u.revision, u.content "
+	"FROM (SELECT DISTINCT update_id FROM changes WHERE version > $1::bigint) c "
+	"LEFT JOIN LATERAL (SELECT revision, content FROM updates u "
+	"WHERE u.update_id = c.update_id OFFSET 0) u ON true ORDER BY c.update_id";
+static const char *const SQL_DELTA_COUNT_PROBE =
+	"SELECT count(u.one), count(*) - count(u.one) "
+	"FROM (SELECT DISTINCT update_id FROM changes WHERE version > $1::bigint) c "
+	"LEFT JOIN LATERAL (SELECT 1 AS one FROM updates u "
+	"WHERE u.update_id = c.update_id OFFSET 0) u ON true";
 
 /* The manifest of version `to`: as stored (relayed from the top), or
  * signed now when this is the top site and holds the signing key. */
@@ -284,6 +301,7 @@ int stream_produce(PGconn *conn, stream_produce_t *p, FILE *out)
 	p->entries = strtoull(PQgetvalue(r, 0, 2), NULL, 10);
 	uint64_t floor = strtoull(PQgetvalue(r, 0, 3), NULL, 10);
 	bool known = PQgetvalue(r, 0, 4)[0] == 't';
+	bool probe = false;
 	PQclear(r);
 	r = NULL;
 
@@ -296,7 +314,14 @@ int stream_produce(PGconn *conn, stream_produce_t *p, FILE *out)
 		p->upserts = p->entries;
 		p->deletes = 0;
 	} else {
-		ret = db_query(conn, SQL_DELTA_COUNT, 1, params, &r, p->err, sizeof(p->err));
+		ret = db_query(conn, SQL_DELTA_SIZE, 1, params, &r, p->err, sizeof(p->err));
+		if (ret != SS_EOK)
+			goto fail;
+		probe = strtoull(PQgetvalue(r, 0, 0), NULL, 10) <= DELTA_PROBE_MAX;
+		PQclear(r);
+		r = NULL;
+		ret = db_query(conn, probe ? SQL_DELTA_COUNT_PROBE : SQL_DELTA_COUNT, 1, params, &r,
+		               p->err, sizeof(p->err));
 		if (ret != SS_EOK)
 			goto fail;
 		p->upserts = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
@@ -323,7 +348,7 @@ int stream_produce(PGconn *conn, stream_produce_t *p, FILE *out)
 	if (p->full)
 		ret = produce_rows(conn, p, SQL_FULL, 0, NULL, out);
 	else if (p->have < p->to)
-		ret = produce_rows(conn, p, SQL_DELTA, 1, params, out);
+		ret = produce_rows(conn, p, probe ? SQL_DELTA_PROBE : SQL_DELTA, 1, params, out);
 	if (ret != SS_EOK)
 		goto fail;
 
