@@ -150,6 +150,10 @@ def test(h):
                             f.read())
     check(served, "CAS never finished serving P01")
     log("P01 resumed at byte %d of %s and converged with CAS's digest" % (at, served[-1]))
+    # The stored stream is a snapshot, so the resumed pull asks for one;
+    # from version 0 that is the stream already spooled, not a second scan.
+    produced = re.findall(r"produced stream 0->1 \(snapshot\)", cas.log_text())
+    check(len(produced) == 1, "CAS produced the 0->1 snapshot %d times" % len(produced))
     rc, out, err = p01.cli("verify")
     check(rc == 0, "verify at P01 exited %d: %s%s" % (rc, out, err))
     misaligned_resume(h, cas)
