@@ -662,10 +662,12 @@ def main():
                     help="log statements slower than MS ms (postgres.log in --logs)")
     ap.add_argument("--markdown", help="also write the table as markdown here")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir")
+    ap.add_argument("--mem-entries", type=int,
+                    help="figure 6 catalog size (default 1,000,000; --quick 100,000)")
     args = ap.parse_args()
     args.entries = 20000 if args.quick else 200000
     args.tree_entries = 2000 if args.quick else 10000
-    args.mem_entries = 100000 if args.quick else 1000000
+    args.mem_entries = args.mem_entries or (100000 if args.quick else 1000000)
     args.prop_runs = 3 if args.quick else 5
     args.fan_children = args.fan_children or (50 if args.quick else 250)
     args.fan_entries = 10000

@@ -378,9 +378,20 @@ static void child_start_stream(child_link_t *cl)
 	cl->offset = 0;
 	cl->state = CL_STREAMING;
 	/* The same change set at the same version is the same bytes, so a
-	 * child holding its first resume_offset bytes continues from there. */
-	if (cl->resume_offset > 0 && cl->resume_to == s->prod.to && cl->resume_offset < s->prod.bytes &&
-	    fseeko(cl->stream, (off_t)cl->resume_offset, SEEK_SET) == 0) {
+	 * child holding its first resume_offset bytes continues from there.
+	 * An offset inside a frame means the child's bytes are not ours:
+	 * continuing would feed it a torn frame on every retry, so it gets
+	 * the whole stream instead (its PullStart starts the file over). */
+	bool resume = cl->resume_offset > 0 && cl->resume_to == s->prod.to &&
+	              cl->resume_offset < s->prod.bytes;
+	if (resume && stream_seek_frame(cl->stream, cl->resume_offset,
+	                                (size_t)cl->d->conf->max_frame) != SS_EOK) {
+		CL_LOG(SS_LOG_WARNING, cl, "cannot resume its pull at byte %" PRIu64 ": no frame of "
+		       "the stream starts there; sending the whole stream", cl->resume_offset);
+		resume = false;
+		rewind(cl->stream);
+	}
+	if (resume) {
 		Sitesync__PullStart ps = SITESYNC__PULL_START__INIT;
 		ps.from_version = s->prod.from;
 		ps.to_version = s->prod.to;

@@ -257,12 +257,12 @@ static void pl_partial_drop(parent_link_t *p)
 /* A partial stream stored by an earlier, interrupted pull of the same
  * change set: how many bytes of whole frames it holds (0 = unusable) and
  * whether it is in fact complete (the apply never ran). */
-static uint64_t pl_partial_usable(parent_link_t *p, uint64_t *to, bool *complete)
+static uint64_t pl_partial_usable(parent_link_t *p, uint64_t *to, bool *full, bool *complete)
 {
 	daemon_t *d = p->d;
 	unsigned long long have = 0, mto = 0;
 	int mfull = 0;
-	*complete = false;
+	*full = *complete = false;
 	FILE *m = fopen(p->meta_path, "r");
 	if (m == NULL)
 		return 0;
@@ -294,6 +294,7 @@ static uint64_t pl_partial_usable(parent_link_t *p, uint64_t *to, bool *complete
 	}
 	stream_reader_close(&rd);
 	*to = mto;
+	*full = mfull != 0;
 	return good;
 }
 
@@ -303,8 +304,8 @@ static void pl_start_pull(parent_link_t *p)
 {
 	daemon_t *d = p->d;
 	uint64_t to = 0;
-	bool complete = false;
-	uint64_t offset = pl_partial_usable(p, &to, &complete);
+	bool full = false, complete = false;
+	uint64_t offset = pl_partial_usable(p, &to, &full, &complete);
 	p->resuming = false;
 	p->resume_offset = 0;
 	if (offset > 0 && complete) {
@@ -335,6 +336,9 @@ static void pl_start_pull(parent_link_t *p)
 	req.have_version = d->version;
 	req.full = p->want_full;
 	if (p->resuming) {
+		/* Ask for the kind of stream stored: a delta to the same version
+		 * is other bytes. */
+		req.full = p->want_full || full;
 		req.resume_to = to;
 		req.resume_offset = p->resume_offset;
 	}

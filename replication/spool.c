@@ -90,6 +90,9 @@ static void spool_produce_done(int ret, void *arg)
 
 spool_t *spool_get(daemon_t *d, uint64_t have, bool want_full)
 {
+	/* From nothing it is a snapshot either way: one file for both asks. */
+	if (have == 0)
+		want_full = true;
 	for (spool_t *s = d->spools; s; s = s->next) {
 		if (s->state != SPOOL_FAILED && s->at_version == d->version &&
 		    s->have == have && s->want_full == want_full) {

@@ -420,6 +420,22 @@ int stream_reader_next(stream_reader_t *r, frame_t **out)
 	return frame_decode(r->buf + SS_FRAME_HDR, body, out);
 }
 
+int stream_seek_frame(FILE *f, uint64_t offset, size_t limit)
+{
+	uint64_t pos = 0;
+	while (pos < offset) {
+		uint8_t hdr[SS_FRAME_HDR];
+		uint32_t body = 0;
+		if (fseeko(f, (off_t)pos, SEEK_SET) != 0 || fread(hdr, 1, sizeof(hdr), f) != sizeof(hdr) ||
+		    frame_header_parse(hdr, sizeof(hdr), limit, &body) != SS_EOK)
+			return SS_EMALF;
+		pos += SS_FRAME_HDR + (uint64_t)body;
+	}
+	if (pos != offset || fseeko(f, (off_t)offset, SEEK_SET) != 0)
+		return SS_EMALF;
+	return SS_EOK;
+}
+
 const uint8_t *stream_reader_raw(const stream_reader_t *r, size_t *len)
 {
 	*len = r->len;

@@ -71,6 +71,15 @@ int stream_reader_open(stream_reader_t *r, const char *path, size_t limit)
  */
 int stream_reader_next(stream_reader_t *r, frame_t **out);
 
+/*!
+ * \brief Position a stream file at \a offset if a frame starts there (or
+ * the file ends there), found by walking the frame headers from the start.
+ * \return SS_EOK, or SS_EMALF when \a offset falls inside a frame or the
+ *         headers before it are bad.
+ */
+int stream_seek_frame(FILE *f, uint64_t offset, size_t limit)
+	__attribute__((warn_unused_result));
+
 /*! \brief Raw bytes (header + body) of the frame last returned. */
 const uint8_t *stream_reader_raw(const stream_reader_t *r, size_t *len);
 

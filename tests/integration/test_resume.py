@@ -9,6 +9,7 @@ and the catalog only becomes visible once the whole pull is verified.
 
 import os
 import re
+import struct
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -19,6 +20,102 @@ ENTRIES = 1500
 SEED = 9
 RATE_KIB = 768
 TIMEOUT = 180
+
+
+def varint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7f
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def read_varint(b, i):
+    n = shift = 0
+    while True:
+        n |= (b[i] & 0x7f) << shift
+        shift += 7
+        i += 1
+        if not b[i - 1] & 0x80:
+            return n, i
+
+
+def fields(b):
+    """(field number, raw bytes of the whole field) of a packed message;
+    only varint and length-delimited fields occur in these frames."""
+    out, i = [], 0
+    while i < len(b):
+        start = i
+        tag, i = read_varint(b, i)
+        if tag & 7 == 0:
+            _, i = read_varint(b, i)
+        elif tag & 7 == 2:
+            n, i = read_varint(b, i)
+            i += n
+        else:
+            raise ValueError("wire type %d" % (tag & 7))
+        out.append((tag >> 3, b[start:i]))
+    return out
+
+
+def frames(data):
+    out, i = [], 0
+    while i + 4 <= len(data):
+        (n,) = struct.unpack(">I", data[i:i + 4])
+        if i + 4 + n > len(data):
+            break
+        out.append(data[i:i + 4 + n])
+        i += 4 + n
+    return out
+
+
+def drop_last_entry(frame):
+    """A Batch frame without its last entry: still a valid frame, but
+    shorter than the one the parent holds at this place."""
+    (num, raw), = fields(frame[4:])
+    assert num == 5, "not a Batch frame"
+    _, i = read_varint(raw, 0)
+    _, i = read_varint(raw, i)
+    fs = fields(raw[i:])
+    last_id = max(k for k, (n, _) in enumerate(fs) if n == 1)
+    last_entry = max(k for k, (n, _) in enumerate(fs) if n == 2)
+    batch = b"".join(r for k, (_, r) in enumerate(fs) if k not in (last_id, last_entry))
+    body = bytes([5 << 3 | 2]) + varint(len(batch)) + batch
+    return struct.pack(">I", len(body)) + body
+
+
+def misaligned_resume(h, cas):
+    """A stored partial stream whose frames decode but are not the
+    parent's bytes (here one Batch lost an entry) asks to resume at an
+    offset inside one of the parent's frames. Continuing there would feed
+    the child a torn frame on every retry; the parent sends the whole
+    stream instead and the child converges."""
+    p02 = h.add_site("P02", parent=cas, listen=False)
+    cas.cli_ok("child", "add", "P02")
+    p02.start()
+    partial = os.path.join(p02.state_dir, "pull.stream")
+    wait_for(lambda: os.path.exists(partial) and os.path.getsize(partial) > 3 << 20, TIMEOUT,
+             "P02 to store over 3 MiB of its pull")
+    p02.kill()
+    with open(partial, "rb") as f:
+        fr = frames(f.read())
+    check(len(fr) >= 3, "P02 stored %d whole frames" % len(fr))
+    fr[1] = drop_last_entry(fr[1])
+    with open(partial, "wb") as f:
+        f.write(b"".join(fr))
+    kept = os.path.getsize(partial)
+    mark = cas.log_mark()
+    p02.start()
+    h.wait_converged(cas, [p02], TIMEOUT, "P02 to finish after a resume the parent refused")
+    text = cas.log_since(mark)
+    check(re.search(r"child P02: cannot resume its pull at byte %d" % kept, text),
+          "CAS did not refuse to continue P02's pull inside a frame")
+    check("child P02: resuming" not in text, "CAS continued P02's pull inside a frame")
+    rc, out, err = p02.cli("verify")
+    check(rc == 0, "verify at P02 exited %d: %s%s" % (rc, out, err))
+    log("P02's doctored partial stream (%d bytes) was replaced by the whole stream" % kept)
 
 
 def test(h):
@@ -53,8 +150,13 @@ def test(h):
                             f.read())
     check(served, "CAS never finished serving P01")
     log("P01 resumed at byte %d of %s and converged with CAS's digest" % (at, served[-1]))
+    # The stored stream is a snapshot, so the resumed pull asks for one;
+    # from version 0 that is the stream already spooled, not a second scan.
+    produced = re.findall(r"produced stream 0->1 \(snapshot\)", cas.log_text())
+    check(len(produced) == 1, "CAS produced the 0->1 snapshot %d times" % len(produced))
     rc, out, err = p01.cli("verify")
     check(rc == 0, "verify at P01 exited %d: %s%s" % (rc, out, err))
+    misaligned_resume(h, cas)
 
 
 if __name__ == "__main__":
