@@ -384,6 +384,8 @@ const uint8_t *conn_frame_raw(const conn_t *c, size_t *len)
 	return c->raw;
 }
 
+/* All of it: a socket-based TLS bufferevent encrypts straight into the
+ * socket (no underlying bufferevent holds ciphertext). */
 size_t conn_pending_out(const conn_t *c)
 {
 	return evbuffer_get_length(bufferevent_get_output(c->bev));
