@@ -13,8 +13,12 @@
 #include "server/log.h"
 #include "storage/db.h"
 
-#define STREAM_CHUNK (256u * 1024u)   /* drain mark */
-#define STREAM_HIGH (1u << 20)      /* queue at most this much per child */
+/* Spooled frames are up to 1 MiB (spool.c batch_bytes) and each is queued
+ * whole, so a streaming child holds about one frame plus STREAM_HIGH: with
+ * max_concurrent_pulls streams that is the parent's memory for serving.
+ * The kernel's socket buffer keeps the link busy while a frame is read. */
+#define STREAM_CHUNK (64u * 1024u)    /* drain mark */
+#define STREAM_HIGH (256u * 1024u)    /* queue frames while less is pending */
 
 static void child_cb(conn_t *c, conn_event_t ev, const frame_t *f, void *arg);
 
@@ -350,7 +354,12 @@ static void child_stream_more(child_link_t *cl)
 			child_dequeue(d);
 			return;
 		}
-		if (conn_send_raw(cl->conn, cl->fbuf, (size_t)n) != SS_EOK) {
+		/* The frame buffer goes to the connection, which frees it once
+		 * sent; the next frame gets a fresh one. */
+		uint8_t *frame = cl->fbuf;
+		cl->fbuf = NULL;
+		cl->fcap = 0;
+		if (conn_send_owned(cl->conn, frame, (size_t)n) != SS_EOK) {
 			child_disconnect(cl, false, SS_ENOMEM, "out of memory");
 			return;
 		}

@@ -47,7 +47,7 @@ typedef struct child_link {
 	uint64_t queued_seq;        /* order among queued pulls */
 	struct event *rate_ev;      /* refills the send budget of a limited link */
 	uint64_t rate_debt;         /* stream bytes sent beyond the rate budget */
-	uint8_t *fbuf;              /* one spooled frame on its way out */
+	uint8_t *fbuf;              /* one spooled frame being read; handed to conn */
 	size_t fcap;
 	uint64_t queued_have;       /* the queued PullRequest */
 	bool queued_full;

@@ -360,10 +360,20 @@ int conn_send(conn_t *c, const frame_t *f)
 	return SS_EOK;
 }
 
-int conn_send_raw(conn_t *c, const void *data, size_t len)
+static void conn_owned_free_cb(const void *data, size_t len, void *arg)
 {
-	if (bufferevent_write(c->bev, data, len) != 0)
+	free((void *)data);
+}
+
+int conn_send_owned(conn_t *c, void *data, size_t len)
+{
+	/* A reference chain: no second copy of a frame of up to a MiB, and no
+	 * power-of-two chain around it; freed once the TLS layer has sent it. */
+	if (evbuffer_add_reference(bufferevent_get_output(c->bev), data, len,
+	                           conn_owned_free_cb, NULL) != 0) {
+		free(data);
 		return SS_ENOMEM;
+	}
 	c->bytes_out += len;
 	return SS_EOK;
 }
@@ -374,6 +384,8 @@ const uint8_t *conn_frame_raw(const conn_t *c, size_t *len)
 	return c->raw;
 }
 
+/* All of it: a socket-based TLS bufferevent encrypts straight into the
+ * socket (no underlying bufferevent holds ciphertext). */
 size_t conn_pending_out(const conn_t *c)
 {
 	return evbuffer_get_length(bufferevent_get_output(c->bev));

@@ -55,8 +55,13 @@ void conn_set_idle_timeout(conn_t *c, int seconds);
 /*! \brief Queue one frame. */
 int conn_send(conn_t *c, const frame_t *f);
 
-/*! \brief Queue bytes that are already framed (a spooled pull stream). */
-int conn_send_raw(conn_t *c, const void *data, size_t len);
+/*!
+ * \brief Queue bytes that are already framed (a spooled pull stream)
+ * without copying them: the connection owns \a data from now on, even on
+ * failure, and frees it once it is sent (or the connection goes).
+ * \return SS_EOK, or SS_ENOMEM.
+ */
+int conn_send_owned(conn_t *c, void *data, size_t len);
 
 /*!
  * \brief The raw bytes (header + body) of the frame being delivered; valid

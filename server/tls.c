@@ -38,6 +38,11 @@ int tls_ctx_new(const char *ca, const char *cert, const char *key, int server,
 	SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
 	/* Peers that vanish without close_notify are ordinary here (see TOOLCHAIN). */
 	SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_RENEGOTIATION);
+	/* A parent's hundreds of mostly idle links (queued pulls, waiting
+	 * children) must not each keep ~34 KB of record buffers; a child has
+	 * one link and keeps its buffers. */
+	if (server)
+		SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 	if (SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1) {
 		snprintf(err, errlen, "cannot load CA %s: %s", ca, tls_last_error(ebuf, sizeof(ebuf)));
 		goto fail;
