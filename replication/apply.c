@@ -132,8 +132,9 @@ static int copy_batches(PGconn *conn, stream_reader_t *rd, apply_t *a, const cha
 	copy_init(&cb);
 	int ret;
 	char sql[256];
-	snprintf(sql, sizeof(sql), "COPY %s (%s%s) FROM STDIN", staged ? stage : "updates",
-	         ENTRY_COPY_COLUMNS, staged ? ", deleted" : "");
+	snprintf(sql, sizeof(sql), "COPY %s (%s%s) FROM STDIN (FORMAT binary)",
+	         staged ? stage : "updates", ENTRY_COPY_COLUMNS, staged ? ", deleted" : "");
+	const uint16_t nfields = ENTRY_COPY_FIELDS + (staged ? 1 : 0);
 	PGresult *r = PQexec(conn, sql);
 	if (PQresultStatus(r) != PGRES_COPY_IN) {
 		db_errcopy(PQresultErrorMessage(r), a->err, sizeof(a->err));
@@ -142,6 +143,7 @@ static int copy_batches(PGconn *conn, stream_reader_t *rd, apply_t *a, const cha
 		return SS_EDB;
 	}
 	PQclear(r);
+	copy_bin_header(&cb);
 
 	bool done = false;
 	int inner = SS_EOK;
@@ -164,6 +166,7 @@ static int copy_batches(PGconn *conn, stream_reader_t *rd, apply_t *a, const cha
 			for (size_t i = 0; inner == SS_EOK && i < b->n_entries; i++) {
 				uint8_t h[SS_DIGEST_LEN];
 				Sitesync__Entry *e = b->entries[i];
+				copy_bin_row(&cb, nfields);
 				inner = entry_copy_row(&cb, b->ids[i], e->revision, e->content.data,
 				                       e->content.len, h, NULL);
 				if (inner != SS_EOK) {
@@ -171,8 +174,7 @@ static int copy_batches(PGconn *conn, stream_reader_t *rd, apply_t *a, const cha
 					break;
 				}
 				if (staged)
-					copy_bool(&cb, false);
-				copy_end_row(&cb);
+					copy_bin_bool(&cb, false);
 				digest_add(plus, h);
 				a->upserts++;
 			}
@@ -183,17 +185,25 @@ static int copy_batches(PGconn *conn, stream_reader_t *rd, apply_t *a, const cha
 					inner = SS_EMALF;
 					break;
 				}
-				copy_text(&cb, b->deletes[i]);
-				copy_int(&cb, 0);
-				for (int k = 0; k < 8; k++)
-					copy_text(&cb, k == 2 || k == 4 ? "{}" : "");
-				copy_bool(&cb, false);
-				copy_text(&cb, "upstream");
-				copy_text(&cb, "{}");
-				copy_bytea(&cb, NULL, 0);
-				copy_bytea(&cb, NULL, 0);
-				copy_bool(&cb, true);
-				copy_end_row(&cb);
+				/* A deletion: the id and the flag; the rest only fills
+				 * the row's NOT NULL columns. */
+				uint8_t uuid[16];
+				entry_id_bytes(b->deletes[i], uuid);
+				copy_bin_row(&cb, nfields);
+				copy_bin_uuid(&cb, uuid);
+				copy_bin_int4(&cb, 0);
+				for (int k = 0; k < 8; k++) {
+					if (k == 2 || k == 4)
+						copy_bin_text_array(&cb, NULL, 0);
+					else
+						copy_bin_text(&cb, "");
+				}
+				copy_bin_bool(&cb, false);
+				copy_bin_text(&cb, "upstream");
+				copy_bin_text_array(&cb, NULL, 0);
+				copy_bin_bytes(&cb, NULL, 0);
+				copy_bin_bytes(&cb, NULL, 0);
+				copy_bin_bool(&cb, true);
 				a->deletes++;
 			}
 			atomic_store(&a->items_done, a->upserts + a->deletes);
@@ -232,6 +242,8 @@ static int copy_batches(PGconn *conn, stream_reader_t *rd, apply_t *a, const cha
 		}
 		frame_free(f);
 	}
+	if (inner == SS_EOK)
+		copy_bin_trailer(&cb);
 	ret = copy_finish(conn, &cb, inner == SS_EOK ? a->err : NULL, inner == SS_EOK ? sizeof(a->err) : 0);
 	copy_clear(&cb);
 	return inner != SS_EOK ? inner : ret;

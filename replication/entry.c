@@ -22,6 +22,21 @@ bool entry_id_valid(const char *id)
 	return true;
 }
 
+void entry_id_bytes(const char *id, uint8_t out[16])
+{
+	int k = 0;
+	for (const char *c = id; *c && k < 32; c++) {
+		if (*c == '-')
+			continue;
+		int v = *c <= '9' ? *c - '0' : *c - 'a' + 10;
+		if (k & 1)
+			out[k / 2] |= (uint8_t)v;
+		else
+			out[k / 2] = (uint8_t)(v << 4);
+		k++;
+	}
+}
+
 int entry_copy_row(copybuf_t *cb, const char *id, uint32_t revision,
                    const uint8_t *content, size_t len,
                    uint8_t hash[SS_DIGEST_LEN], bool *expired)
@@ -34,21 +49,25 @@ int entry_copy_row(copybuf_t *cb, const char *id, uint32_t revision,
 		return SS_EMALF;
 	}
 	digest_entry_hash(revision, content, len, hash);
-	copy_text(cb, id);
-	copy_int(cb, revision);
-	copy_text(cb, u->title);
-	copy_text(cb, u->vendor);
-	copy_text_array(cb, u->products, u->n_products);
-	copy_text(cb, u->classification);
-	copy_text_array(cb, u->languages, u->n_languages);
-	copy_text(cb, u->severity);
-	copy_text(cb, u->kb_article);
-	copy_text(cb, u->release_date);
-	copy_bool(cb, u->expired);
-	copy_text(cb, u->source[0] ? u->source : "upstream");
-	copy_text_array(cb, u->supersedes, u->n_supersedes);
-	copy_bytea(cb, hash, SS_DIGEST_LEN);
-	copy_bytea(cb, content, len);
+	/* Binary: the content goes as its own bytes, not twice their size in
+	 * hex, and PostgreSQL parses nothing. */
+	uint8_t uuid[16];
+	entry_id_bytes(id, uuid);
+	copy_bin_uuid(cb, uuid);
+	copy_bin_int4(cb, (int32_t)revision);
+	copy_bin_text(cb, u->title);
+	copy_bin_text(cb, u->vendor);
+	copy_bin_text_array(cb, u->products, u->n_products);
+	copy_bin_text(cb, u->classification);
+	copy_bin_text_array(cb, u->languages, u->n_languages);
+	copy_bin_text(cb, u->severity);
+	copy_bin_text(cb, u->kb_article);
+	copy_bin_text(cb, u->release_date);
+	copy_bin_bool(cb, u->expired);
+	copy_bin_text(cb, u->source[0] ? u->source : "upstream");
+	copy_bin_text_array(cb, u->supersedes, u->n_supersedes);
+	copy_bin_bytes(cb, hash, SS_DIGEST_LEN);
+	copy_bin_bytes(cb, content, len);
 	if (expired)
 		*expired = u->expired;
 	sitesync__update_content__free_unpacked(u, NULL);

@@ -14,6 +14,7 @@
 #include "storage/copy.h"
 
 /* Column list matching entry_copy_row(), for COPY statements. */
+#define ENTRY_COPY_FIELDS 15
 #define ENTRY_COPY_COLUMNS \
 	"update_id, revision, title, vendor, products, classification, languages, " \
 	"severity, kb_article, release_date, expired, source, supersedes, " \
@@ -21,7 +22,8 @@
 
 /*!
  * \brief Decode \a content, check it belongs to \a id, hash it and append
- * a COPY row (no row terminator, so callers may add columns).
+ * its ENTRY_COPY_FIELDS fields in COPY binary format. The caller writes
+ * the row's field count first (copy_bin_row), so it may add columns.
  *
  * \param hash     Output: the entry's digest contribution.
  * \param expired  Output: the entry's expired flag (may be NULL).
@@ -35,3 +37,6 @@ int entry_copy_row(copybuf_t *cb, const char *id, uint32_t revision,
 
 /*! \brief True for a canonical lower-case UUID string. */
 bool entry_id_valid(const char *id);
+
+/*! \brief The 16 bytes of a canonical id (entry_id_valid), for binary COPY. */
+void entry_id_bytes(const char *id, uint8_t out[16]);

@@ -102,22 +102,6 @@ static int stage_pack(stage_ctx_t *s, const Sitesync__UpdateContent *u, size_t *
 	return SS_EOK;
 }
 
-/* A canonical id (entry_id_valid) as the 16 bytes of a uuid. */
-static void stage_uuid(const char *id, uint8_t out[16])
-{
-	int k = 0;
-	for (const char *c = id; *c && k < 32; c++) {
-		if (*c == '-')
-			continue;
-		int v = *c <= '9' ? *c - '0' : *c - 'a' + 10;
-		if (k & 1)
-			out[k / 2] |= (uint8_t)v;
-		else
-			out[k / 2] = (uint8_t)(v << 4);
-		k++;
-	}
-}
-
 /*
  * digest_entry_hash() at revision 1 of content with its expired flag
  * turned over, spliced as UPSTREAM_CONTENT_SQL would (source unchanged).
@@ -155,7 +139,7 @@ static int stage_row(stage_ctx_t *s, const Sitesync__UpdateContent *u,
 			return SS_EMALF;
 	}
 	uint8_t uuid[16], h1[SS_DIGEST_LEN], h1x[SS_DIGEST_LEN];
-	stage_uuid(u->update_id, uuid);
+	entry_id_bytes(u->update_id, uuid);
 	digest_entry_hash(1, content, len, h1);
 	int ret = stage_hash_flipped(content, len, split, u->expired, h1x);
 	if (ret != SS_EOK)
