@@ -297,26 +297,12 @@ static void child_rate_cb(evutil_socket_t fd, short what, void *arg)
  * Returns its length, 0 at the end, or a negative error. */
 static ssize_t child_read_frame(child_link_t *cl)
 {
-	uint8_t hdr[SS_FRAME_HDR];
-	size_t n = fread(hdr, 1, sizeof(hdr), cl->stream);
-	if (n == 0 && feof(cl->stream))
+	size_t len = 0;
+	int ret = stream_read_raw(cl->stream, (size_t)cl->d->conf->max_frame, &cl->fbuf,
+	                          &cl->fcap, &len);
+	if (ret == 1)
 		return 0;
-	uint32_t body = 0;
-	if (n != sizeof(hdr) ||
-	    frame_header_parse(hdr, sizeof(hdr), (size_t)cl->d->conf->max_frame, &body) != SS_EOK)
-		return SS_EIO;
-	size_t need = SS_FRAME_HDR + (size_t)body;
-	if (need > cl->fcap) {
-		uint8_t *nb = realloc(cl->fbuf, need);
-		if (nb == NULL)
-			return SS_ENOMEM;
-		cl->fbuf = nb;
-		cl->fcap = need;
-	}
-	memcpy(cl->fbuf, hdr, sizeof(hdr));
-	if (fread(cl->fbuf + SS_FRAME_HDR, 1, body, cl->stream) != body)
-		return SS_EIO;
-	return (ssize_t)need;
+	return ret == SS_EOK ? (ssize_t)len : ret;
 }
 
 /* Queue spooled frames until the high mark, then wait for a drain. Whole

@@ -392,32 +392,40 @@ int stream_reader_open(stream_reader_t *r, const char *path, size_t limit)
 	return SS_EOK;
 }
 
-int stream_reader_next(stream_reader_t *r, frame_t **out)
+int stream_read_raw(FILE *f, size_t limit, uint8_t **buf, size_t *cap, size_t *len)
 {
 	uint8_t hdr[SS_FRAME_HDR];
-	size_t n = fread(hdr, 1, sizeof(hdr), r->f);
-	if (n == 0 && feof(r->f))
+	size_t n = fread(hdr, 1, sizeof(hdr), f);
+	if (n == 0 && feof(f))
 		return 1;
 	if (n < sizeof(hdr))
-		return ferror(r->f) ? SS_EIO : SS_ETRUNC;
+		return ferror(f) ? SS_EIO : SS_ETRUNC;
 	uint32_t body = 0;
-	int ret = frame_header_parse(hdr, sizeof(hdr), r->limit, &body);
+	int ret = frame_header_parse(hdr, sizeof(hdr), limit, &body);
 	if (ret != SS_EOK)
 		return ret;
 	size_t need = SS_FRAME_HDR + (size_t)body;
-	if (need > r->cap) {
-		uint8_t *nb = realloc(r->buf, need);
+	if (need > *cap) {
+		uint8_t *nb = realloc(*buf, need);
 		if (nb == NULL)
 			return SS_ENOMEM;
-		r->buf = nb;
-		r->cap = need;
+		*buf = nb;
+		*cap = need;
 	}
-	memcpy(r->buf, hdr, sizeof(hdr));
-	if (fread(r->buf + SS_FRAME_HDR, 1, body, r->f) != body)
-		return ferror(r->f) ? SS_EIO : SS_ETRUNC;
-	r->len = need;
-	r->offset += need;
-	return frame_decode(r->buf + SS_FRAME_HDR, body, out);
+	memcpy(*buf, hdr, sizeof(hdr));
+	if (fread(*buf + SS_FRAME_HDR, 1, body, f) != body)
+		return ferror(f) ? SS_EIO : SS_ETRUNC;
+	*len = need;
+	return SS_EOK;
+}
+
+int stream_reader_next(stream_reader_t *r, frame_t **out)
+{
+	int ret = stream_read_raw(r->f, r->limit, &r->buf, &r->cap, &r->len);
+	if (ret != SS_EOK)
+		return ret;
+	r->offset += r->len;
+	return frame_decode(r->buf + SS_FRAME_HDR, r->len - SS_FRAME_HDR, out);
 }
 
 int stream_seek_frame(FILE *f, uint64_t offset, size_t limit)

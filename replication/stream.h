@@ -64,6 +64,15 @@ int stream_reader_open(stream_reader_t *r, const char *path, size_t limit)
 	__attribute__((warn_unused_result));
 
 /*!
+ * \brief Read the next whole frame (header + body) of a stream file into
+ * \a *buf, grown (realloc) to \a *cap as needed; \a *len is its size.
+ * \return SS_EOK; 1 at a clean end of file; SS_ETRUNC if the file ends
+ *         inside a frame; SS_EIO, SS_ENOMEM, or the header's error.
+ */
+int stream_read_raw(FILE *f, size_t limit, uint8_t **buf, size_t *cap, size_t *len)
+	__attribute__((warn_unused_result));
+
+/*!
  * \brief Next frame of a stream file.
  * \param out  Output: decoded frame, free with frame_free().
  * \return SS_EOK; 1 at a clean end of file; SS_ETRUNC if the file ends
