@@ -37,6 +37,21 @@ void entry_id_bytes(const char *id, uint8_t out[16])
 	}
 }
 
+void entry_copy_fields(copybuf_t *cb, const Sitesync__UpdateContent *u)
+{
+	copy_bin_text(cb, u->title);
+	copy_bin_text(cb, u->vendor);
+	copy_bin_text_array(cb, u->products, u->n_products);
+	copy_bin_text(cb, u->classification);
+	copy_bin_text_array(cb, u->languages, u->n_languages);
+	copy_bin_text(cb, u->severity);
+	copy_bin_text(cb, u->kb_article);
+	copy_bin_text(cb, u->release_date);
+	copy_bin_bool(cb, u->expired);
+	copy_bin_text(cb, u->source && u->source[0] ? u->source : "upstream");
+	copy_bin_text_array(cb, u->supersedes, u->n_supersedes);
+}
+
 int entry_copy_row(copybuf_t *cb, const char *id, uint32_t revision,
                    const uint8_t *content, size_t len,
                    uint8_t hash[SS_DIGEST_LEN], bool *expired)
@@ -55,17 +70,7 @@ int entry_copy_row(copybuf_t *cb, const char *id, uint32_t revision,
 	entry_id_bytes(id, uuid);
 	copy_bin_uuid(cb, uuid);
 	copy_bin_int4(cb, (int32_t)revision);
-	copy_bin_text(cb, u->title);
-	copy_bin_text(cb, u->vendor);
-	copy_bin_text_array(cb, u->products, u->n_products);
-	copy_bin_text(cb, u->classification);
-	copy_bin_text_array(cb, u->languages, u->n_languages);
-	copy_bin_text(cb, u->severity);
-	copy_bin_text(cb, u->kb_article);
-	copy_bin_text(cb, u->release_date);
-	copy_bin_bool(cb, u->expired);
-	copy_bin_text(cb, u->source[0] ? u->source : "upstream");
-	copy_bin_text_array(cb, u->supersedes, u->n_supersedes);
+	entry_copy_fields(cb, u);
 	copy_bin_bytes(cb, hash, SS_DIGEST_LEN);
 	copy_bin_bytes(cb, content, len);
 	if (expired)

@@ -38,5 +38,14 @@ int entry_copy_row(copybuf_t *cb, const char *id, uint32_t revision,
 /*! \brief True for a canonical lower-case UUID string. */
 bool entry_id_valid(const char *id);
 
+struct Sitesync__UpdateContent;
+
+/*!
+ * \brief The queryable columns of an entry, title to supersedes (in
+ * ENTRY_COPY_COLUMNS order), in COPY binary format; shared by the pull
+ * apply and the upstream stage so both store an entry the same way.
+ */
+void entry_copy_fields(copybuf_t *cb, const struct Sitesync__UpdateContent *u);
+
 /*! \brief The 16 bytes of a canonical id (entry_id_valid), for binary COPY. */
 void entry_id_bytes(const char *id, uint8_t out[16]);

@@ -148,17 +148,7 @@ static int stage_row(stage_ctx_t *s, const Sitesync__UpdateContent *u,
 	copy_bin_row(cb, STAGE_FIELDS);
 	copy_bin_int4(cb, (int32_t)s->staged);
 	copy_bin_uuid(cb, uuid);
-	copy_bin_text(cb, u->title);
-	copy_bin_text(cb, u->vendor);
-	copy_bin_text_array(cb, u->products, u->n_products);
-	copy_bin_text(cb, u->classification);
-	copy_bin_text_array(cb, u->languages, u->n_languages);
-	copy_bin_text(cb, u->severity);
-	copy_bin_text(cb, u->kb_article);
-	copy_bin_text(cb, u->release_date);
-	copy_bin_bool(cb, u->expired);
-	copy_bin_text(cb, u->source && u->source[0] ? u->source : "upstream");
-	copy_bin_text_array(cb, u->supersedes, u->n_supersedes);
+	entry_copy_fields(cb, u);
 	copy_bin_bytes(cb, content, len);
 	copy_bin_int4(cb, (int32_t)split[0]);
 	copy_bin_int4(cb, (int32_t)split[1]);
