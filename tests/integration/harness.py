@@ -880,6 +880,7 @@ class Harness:
     def gen_catalog(self, out, entries, rnd, seed=1):
         gen = os.path.join(self.src, "tests", "gen_catalog.py")
         check(os.path.exists(gen), "catalog generator %s is missing" % gen)
+        os.makedirs(os.path.dirname(out), exist_ok=True)
         tmp = out + ".tmp"
         p = subprocess.run([sys.executable, gen, "--entries", str(entries),
                             "--round", str(rnd), "--seed", str(seed),
@@ -889,6 +890,14 @@ class Harness:
         check(p.returncode == 0, "gen_catalog.py failed: %s" % p.stdout[-2000:])
         os.replace(tmp, out)    # the daemon never sees a half-written file
         return out
+
+    def start_tree(self, *sites):
+        """Start sites parents first, each approved at its parent just
+        before it starts."""
+        for s in sites:
+            if s.parent is not None:
+                s.parent.cli_ok("child", "add", s.code)
+            s.start()
 
     # -- hierarchy-wide checks ---------------------------------------------
     def wait_converged(self, top, sites, timeout, what=None):

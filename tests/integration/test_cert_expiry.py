@@ -73,9 +73,7 @@ def history_ids(site):
 
 def test(h):
     if True:
-        catalog = h.path("upstream", "catalog.xml")
-        os.makedirs(os.path.dirname(catalog))
-        h.gen_catalog(catalog, 50, 1, 5)
+        catalog = h.gen_catalog(h.path("upstream", "catalog.xml"), 50, 1, 5)
         h.certs.site("S01", days=10)
         alerts = h.path("alerts.jsonl")
         script = h.path("alert.py")
@@ -88,11 +86,7 @@ def test(h):
         p01 = h.add_site("P01", parent=cas, extra={"status": {"cert_warning_days": "5"}})
         s01 = h.add_site("S01", parent=p01, listen=False)
         lock.release()
-        cas.start()
-        cas.cli_ok("child", "add", "P01")
-        p01.start()
-        p01.cli_ok("child", "add", "S01")
-        s01.start()
+        h.start_tree(cas, p01, s01)
         cas.cli_ok("sync", "--yes")
         h.wait_converged(cas, [p01, s01], TIMEOUT, "first version everywhere")
 

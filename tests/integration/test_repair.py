@@ -20,17 +20,11 @@ TIMEOUT = 120
 
 
 def test(h):
-    catalog = h.path("upstream", "catalog.xml")
-    os.makedirs(os.path.dirname(catalog))
-    h.gen_catalog(catalog, ENTRIES, 1, SEED)
+    catalog = h.gen_catalog(h.path("upstream", "catalog.xml"), ENTRIES, 1, SEED)
     cas = h.add_site("CAS", upstream="file://" + catalog)
     p01 = h.add_site("P01", parent=cas)
     s01 = h.add_site("S01", parent=p01, listen=False)
-    cas.start()
-    cas.cli_ok("child", "add", "P01")
-    p01.start()
-    p01.cli_ok("child", "add", "S01")
-    s01.start()
+    h.start_tree(cas, p01, s01)
     cas.cli_ok("sync", "--yes")
     wait_for(lambda: cas.catalog_state()[0] == 1, TIMEOUT, "CAS to make version 1")
     h.wait_converged(cas, [p01, s01], TIMEOUT, "version 1 everywhere")

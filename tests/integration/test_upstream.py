@@ -287,11 +287,7 @@ def run(h, up):
                      extra={"upstream": {"ca": h.certs.ca}})
     p01 = h.add_site("P01", parent=cas)
     s01 = h.add_site("S01", parent=p01, listen=False)
-    cas.start()
-    cas.cli_ok("child", "add", "P01")
-    p01.start()
-    p01.cli_ok("child", "add", "S01")
-    s01.start()
+    h.start_tree(cas, p01, s01)
 
     # 1. First sync: version 1 with every generated entry.
     cat1 = parse_catalog(r1)
