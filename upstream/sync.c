@@ -58,21 +58,17 @@ void upstream_job_free(upstream_job_t *job)
  * entry hash at revision 1 as staged (hash1) and with the expired flag
  * turned over (hash1x): an added entry needs no hashing in SQL. Loaded
  * with binary COPY: no escaping, and content is not hex-encoded. Content
- * is compressed once, here, and inserted into updates as it is: lz4
- * costs a fraction of the default pglz for about the same size.
+ * is compressed once, here, with the session's codec (lz4 where the server
+ * has it, storage/db.c), and inserted into updates as it is.
  */
-#define SQL_STAGE_TABLE(compression) \
+#define SQL_STAGE_TABLE \
 	"CREATE TEMP TABLE ss_up (seq integer NOT NULL, update_id uuid NOT NULL, " \
 	"title text NOT NULL, vendor text NOT NULL, products text[] NOT NULL, " \
 	"classification text NOT NULL, languages text[] NOT NULL, severity text NOT NULL, " \
 	"kb_article text NOT NULL, release_date text NOT NULL, expired boolean NOT NULL, " \
-	"source text NOT NULL, supersedes text[] NOT NULL, content bytea " compression " NOT NULL, " \
+	"source text NOT NULL, supersedes text[] NOT NULL, content bytea NOT NULL, " \
 	"cut integer NOT NULL, exp_len integer NOT NULL, src_len integer NOT NULL, " \
 	"hash1 bytea NOT NULL, hash1x bytea NOT NULL) ON COMMIT DROP"
-/* A server built without lz4 keeps its default. */
-static const char *const SQL_LZ4 =
-	"SELECT count(*) FROM pg_settings WHERE name = 'default_toast_compression' "
-	"AND 'lz4' = ANY (enumvals)";
 #define STAGE_COPY "COPY ss_up (seq, update_id, title, vendor, products, classification, " \
 	"languages, severity, kb_article, release_date, expired, source, supersedes, content, " \
 	"cut, exp_len, src_len, hash1, hash1x) FROM STDIN (FORMAT binary)"
@@ -444,17 +440,10 @@ int upstream_stage(PGconn *conn, upstream_job_t *job, const char *path)
 {
 	stage_ctx_t s = { .conn = conn, .job = job };
 	copy_init(&s.cb);
-	PGresult *r = NULL;
-	int ret = db_query(conn, SQL_LZ4, 0, NULL, &r, job->err, sizeof(job->err));
+	int ret = db_exec(conn, SQL_STAGE_TABLE, job->err, sizeof(job->err));
 	if (ret != SS_EOK)
 		return ret;
-	bool lz4 = strcmp(PQgetvalue(r, 0, 0), "1") == 0;
-	PQclear(r);
-	ret = db_exec(conn, lz4 ? SQL_STAGE_TABLE("COMPRESSION lz4") : SQL_STAGE_TABLE(""),
-	              job->err, sizeof(job->err));
-	if (ret != SS_EOK)
-		return ret;
-	r = PQexec(conn, STAGE_COPY);
+	PGresult *r = PQexec(conn, STAGE_COPY);
 	if (PQresultStatus(r) != PGRES_COPY_IN) {
 		db_errcopy(PQresultErrorMessage(r), job->err, sizeof(job->err));
 		PQclear(r);
