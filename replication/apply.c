@@ -270,21 +270,31 @@ static int read_tail(stream_reader_t *rd, apply_t *a)
 	return SS_EOK;
 }
 
+/* Add the entry hashes of column \a col of every row to \a d; rows with
+ * NULL there are skipped when \a skip_null (a merge that replaced nothing). */
+static int sum_hash_column(PGresult *r, int col, bool skip_null, digest_t *d,
+                           char *err, size_t errlen)
+{
+	for (int i = 0; i < PQntuples(r); i++) {
+		uint8_t h[SS_DIGEST_LEN];
+		if (skip_null && PQgetisnull(r, i, col))
+			continue;
+		if (bytea_digest(r, i, col, h) != SS_EOK) {
+			snprintf(err, errlen, "stored entry hash is not %d bytes", SS_DIGEST_LEN);
+			return SS_EDB;
+		}
+		digest_add(d, h);
+	}
+	return SS_EOK;
+}
+
 int apply_sum_hashes(PGconn *conn, const char *sql, digest_t *d, char *err, size_t errlen)
 {
 	PGresult *r = NULL;
 	int ret = db_query(conn, sql, 0, NULL, &r, err, errlen);
 	if (ret != SS_EOK)
 		return ret;
-	for (int i = 0; i < PQntuples(r); i++) {
-		uint8_t h[SS_DIGEST_LEN];
-		if (bytea_digest(r, i, 0, h) != SS_EOK) {
-			snprintf(err, errlen, "stored entry hash is not %d bytes", SS_DIGEST_LEN);
-			ret = SS_EDB;
-			break;
-		}
-		digest_add(d, h);
-	}
+	ret = sum_hash_column(r, 0, false, d, err, errlen);
 	PQclear(r);
 	return ret;
 }
@@ -367,18 +377,10 @@ static int merge_small(PGconn *conn, apply_t *a, const digest_t *held, const dig
 	a->expired = strtoull(PQgetvalue(r, 0, 3), NULL, 10);
 	digest_t minus;
 	digest_zero(&minus);
-	for (int i = 0; i < PQntuples(r); i++) {
-		uint8_t h[SS_DIGEST_LEN];
-		if (PQgetisnull(r, i, 4))
-			continue;
-		if (bytea_digest(r, i, 4, h) != SS_EOK) {
-			snprintf(a->err, sizeof(a->err), "stored entry hash is not %d bytes", SS_DIGEST_LEN);
-			PQclear(r);
-			return SS_EDB;
-		}
-		digest_add(&minus, h);
-	}
+	ret = sum_hash_column(r, 4, true, &minus, a->err, sizeof(a->err));
 	PQclear(r);
+	if (ret != SS_EOK)
+		return ret;
 	a->digest = *held;
 	digest_sub(&a->digest, minus.b);
 	digest_add(&a->digest, plus->b);
