@@ -48,6 +48,12 @@ static void topsync_done(int ret, void *arg)
 			daemon_synclog(d, "Diff: %" PRIu64 " added, %" PRIu64 " changed, %" PRIu64
 			               " removed, %" PRIu64 " expired, %" PRIu64 " purged",
 			               job->added, job->changed, job->removed, job->expired, job->purged);
+			if (job->first_direct)
+				daemon_synclog(d, "Write: first sync into an empty catalog, entries written "
+				               "as they were parsed");
+			if (job->first_refused[0])
+				log_warning("first sync: the entries written as parsed were rolled back and "
+				            "the catalog staged instead (%s)", job->first_refused);
 		}
 		if (job->unchanged) {
 			s->added = s->changed = s->removed = s->expired = 0;
@@ -134,6 +140,9 @@ int topsync_start(daemon_t *d, bool full)
 		return SS_ENOMEM;
 	}
 	job->full = full;
+	/* Diagnostic knob (tests compare both ways of writing a first sync). */
+	const char *staged = getenv("SITESYNC_INGEST_STAGED");
+	job->staged_only = staged != NULL && strcmp(staged, "1") == 0;
 	job->keep_versions = c->keep_versions;
 	d->upstream = job;
 	sync_status_t *s = &d->self;

@@ -242,6 +242,13 @@ void copy_bin_text_array(copybuf_t *c, char *const *items, size_t n)
 		copy_bin_text(c, items[i]);
 }
 
+void copy_bin_raw(copybuf_t *c, const void *p, size_t n)
+{
+	copy_reserve(c, n);
+	memcpy(c->buf + c->len, p, n);
+	c->len += n;
+}
+
 void copy_bin_trailer(copybuf_t *c)
 {
 	put_be16(c, 0xffff);

@@ -49,6 +49,8 @@ void copy_bin_bool(copybuf_t *c, bool v);
 void copy_bin_uuid(copybuf_t *c, const uint8_t u[16]);
 /*! \brief A text[] field from \a n strings (n = 0: the empty array). */
 void copy_bin_text_array(copybuf_t *c, char *const *items, size_t n);
+/*! \brief Fields already encoded in binary format (by another copybuf). */
+void copy_bin_raw(copybuf_t *c, const void *p, size_t n);
 /*! \brief Binary format: the trailer, once after the last row. */
 void copy_bin_trailer(copybuf_t *c);
 

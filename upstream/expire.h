@@ -22,13 +22,16 @@
  * (field 17, absent when false) and the source (field 18) sit together
  * at byte p.cut: p.exp_len and p.src_len bytes long as staged. Entries
  * not to be amended (s.fix false) keep their bytes untouched.
+ * UPSTREAM_SPLICE_SQL(c) amends the bytes c instead of p.content: a
+ * first sync writes entries straight into updates and amends them there.
  */
-#define UPSTREAM_CONTENT_SQL \
-	"CASE WHEN s.fix THEN substr(p.content, 1, p.cut) " \
+#define UPSTREAM_SPLICE_SQL(c) \
+	"CASE WHEN s.fix THEN substr(" c ", 1, p.cut) " \
 	"|| CASE WHEN s.expired THEN '\\x880101'::bytea ELSE ''::bytea END " \
 	"|| CASE WHEN s.source <> p.source THEN '\\x920108696d706f72746564'::bytea " \
-	"   ELSE substr(p.content, p.cut + p.exp_len + 1, p.src_len) END " \
-	"|| substr(p.content, p.cut + p.exp_len + p.src_len + 1) ELSE p.content END"
+	"   ELSE substr(" c ", p.cut + p.exp_len + 1, p.src_len) END " \
+	"|| substr(" c ", p.cut + p.exp_len + p.src_len + 1) ELSE " c " END"
+#define UPSTREAM_CONTENT_SQL UPSTREAM_SPLICE_SQL("p.content")
 
 /*!
  * \brief Locate the expired (17) and source (18) fields of a packed

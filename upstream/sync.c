@@ -22,9 +22,10 @@
 #include "upstream/catalog.h"
 #include "upstream/expire.h"
 #include "upstream/fetch.h"
+#include "upstream/first.h"
+#include "upstream/stage.h"
 #include "upstream/remote.h"
 
-#define COPY_FLUSH_BYTES (1u << 20)
 
 const char *upstream_file_path(const char *url)
 {
@@ -51,136 +52,6 @@ void upstream_job_free(upstream_job_t *job)
 	free(job);
 }
 
-/*
- * The stage: one row per package in catalog order (seq; of duplicates
- * the first wins), its queryable columns, its packed content and where
- * the expired and source fields sit in it (upstream_expire_split), and its
- * entry hash at revision 1 as staged (hash1) and with the expired flag
- * turned over (hash1x): an added entry needs no hashing in SQL. Loaded
- * with binary COPY: no escaping, and content is not hex-encoded. Content
- * is compressed once, here, with the session's codec (lz4 where the server
- * has it, storage/db.c), and inserted into updates as it is.
- */
-#define SQL_STAGE_TABLE \
-	"CREATE TEMP TABLE ss_up (seq integer NOT NULL, update_id uuid NOT NULL, " \
-	"title text NOT NULL, vendor text NOT NULL, products text[] NOT NULL, " \
-	"classification text NOT NULL, languages text[] NOT NULL, severity text NOT NULL, " \
-	"kb_article text NOT NULL, release_date text NOT NULL, expired boolean NOT NULL, " \
-	"source text NOT NULL, supersedes text[] NOT NULL, content bytea NOT NULL, " \
-	"cut integer NOT NULL, exp_len integer NOT NULL, src_len integer NOT NULL, " \
-	"hash1 bytea NOT NULL, hash1x bytea NOT NULL) ON COMMIT DROP"
-#define STAGE_COPY "COPY ss_up (seq, update_id, title, vendor, products, classification, " \
-	"languages, severity, kb_article, release_date, expired, source, supersedes, content, " \
-	"cut, exp_len, src_len, hash1, hash1x) FROM STDIN (FORMAT binary)"
-#define STAGE_FIELDS 19
-
-typedef struct {
-	PGconn *conn;
-	upstream_job_t *job;
-	copybuf_t cb;
-	uint8_t *packed;
-	size_t packed_cap;
-	uint64_t staged;
-} stage_ctx_t;
-
-static int stage_pack(stage_ctx_t *s, const Sitesync__UpdateContent *u, size_t *len)
-{
-	size_t n = sitesync__update_content__get_packed_size(u);
-	if (n > s->packed_cap) {
-		uint8_t *nb = realloc(s->packed, n ? n : 1);
-		if (nb == NULL)
-			return SS_ENOMEM;
-		s->packed = nb;
-		s->packed_cap = n;
-	}
-	sitesync__update_content__pack(u, s->packed);
-	*len = n;
-	return SS_EOK;
-}
-
-/*
- * digest_entry_hash() at revision 1 of content with its expired flag
- * turned over, spliced as UPSTREAM_CONTENT_SQL would (source unchanged).
- */
-static int stage_hash_flipped(const uint8_t *content, size_t len, const uint32_t split[3],
-                              bool expired, uint8_t out[SS_DIGEST_LEN])
-{
-	static const uint8_t rev1[4] = { 0, 0, 0, 1 };
-	static const uint8_t exp_true[3] = { 0x88, 0x01, 0x01 };
-	unsigned int n = 0;
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	size_t rest = (size_t)split[0] + split[1];
-	bool ok = ctx != NULL && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) &&
-	          EVP_DigestUpdate(ctx, rev1, sizeof(rev1)) &&
-	          EVP_DigestUpdate(ctx, content, split[0]) &&
-	          (expired || EVP_DigestUpdate(ctx, exp_true, sizeof(exp_true))) &&
-	          EVP_DigestUpdate(ctx, content + rest, len - rest) &&
-	          EVP_DigestFinal_ex(ctx, out, &n) && n == SS_DIGEST_LEN;
-	EVP_MD_CTX_free(ctx);
-	return ok ? SS_EOK : SS_ENOMEM;
-}
-
-/* One stage row for \a u, whose packed form is \a content. */
-static int stage_row(stage_ctx_t *s, const Sitesync__UpdateContent *u,
-                     const uint8_t *content, size_t len)
-{
-	uint32_t split[3];
-	if (!upstream_expire_split(content, len, split)) {
-		/* Not in field order (another encoder): ours is. */
-		int ret = stage_pack(s, u, &len);
-		if (ret != SS_EOK)
-			return ret;
-		content = s->packed;
-		if (!upstream_expire_split(content, len, split))
-			return SS_EMALF;
-	}
-	uint8_t uuid[16], h1[SS_DIGEST_LEN], h1x[SS_DIGEST_LEN];
-	entry_id_bytes(u->update_id, uuid);
-	digest_entry_hash(1, content, len, h1);
-	int ret = stage_hash_flipped(content, len, split, u->expired, h1x);
-	if (ret != SS_EOK)
-		return ret;
-	copybuf_t *cb = &s->cb;
-	copy_bin_row(cb, STAGE_FIELDS);
-	copy_bin_int4(cb, (int32_t)s->staged);
-	copy_bin_uuid(cb, uuid);
-	entry_copy_fields(cb, u);
-	copy_bin_bytes(cb, content, len);
-	copy_bin_int4(cb, (int32_t)split[0]);
-	copy_bin_int4(cb, (int32_t)split[1]);
-	copy_bin_int4(cb, (int32_t)split[2]);
-	copy_bin_bytes(cb, h1, sizeof(h1));
-	copy_bin_bytes(cb, h1x, sizeof(h1x));
-	s->staged++;
-	return copy_flush(s->conn, cb, COPY_FLUSH_BYTES, s->job->err, sizeof(s->job->err));
-}
-
-static int stage_entry_cb(const Sitesync__UpdateContent *u, void *arg)
-{
-	stage_ctx_t *s = arg;
-	Sitesync__UpdateContent imp;
-	if (s->job->import_id != NULL) {
-		/* An import takes one package; the rest only count as parsed. */
-		atomic_fetch_add(&s->job->parsed, 1);
-		if (strcasecmp(u->update_id, s->job->import_id) != 0)
-			return SS_EOK;
-		/* A shallow copy: only source differs, the strings stay the parser's. */
-		imp = *u;
-		imp.source = "imported";
-		u = &imp;
-	}
-	if (!entry_id_valid(u->update_id)) {
-		snprintf(s->job->err, sizeof(s->job->err), "package %.40s has an invalid id", u->update_id);
-		return SS_EMALF;
-	}
-	size_t n = 0;
-	int ret = stage_pack(s, u, &n);
-	if (ret == SS_EOK)
-		ret = stage_row(s, u, s->packed, n);
-	if (ret == SS_EOK && s->job->import_id == NULL)
-		atomic_fetch_add(&s->job->parsed, 1);
-	return ret;
-}
 
 static int get_setting(PGconn *conn, const char *key, char **out, char *err, size_t errlen)
 {
@@ -386,96 +257,6 @@ static const char *const SQL_DIFF_SYNC =
 	SQL_DIFF_INDEX;
 static const char *const SQL_DIFF_IMPORT = SQL_DIFF_UPSERTS SQL_DIFF_INDEX;
 
-/* The entries of a snapshot pulled from a sitesync:// upstream, staged
- * like a catalog's packages (their content bytes are kept as received). */
-static int stage_stream(stage_ctx_t *s, const char *path, catalog_stats_t *stats)
-{
-	upstream_job_t *job = s->job;
-	stream_reader_t rd;
-	int ret = stream_reader_open(&rd, path, job->max_frame ? job->max_frame : SS_FRAME_DEFAULT_LIMIT);
-	if (ret != SS_EOK) {
-		snprintf(job->err, sizeof(job->err), "cannot read the upstream snapshot: %s", ss_strerror(ret));
-		return ret;
-	}
-	bool done = false;
-	while (ret == SS_EOK && !done) {
-		frame_t *f = NULL;
-		ret = stream_reader_next(&rd, &f);
-		if (ret != SS_EOK) {
-			snprintf(job->err, sizeof(job->err), "upstream snapshot: %s",
-			         ret == 1 ? "ends before PullDone" : ss_strerror(ret));
-			ret = ret == 1 ? SS_ETRUNC : ret;
-			break;
-		}
-		if (f->msg_case == SITESYNC__FRAME__MSG_BATCH) {
-			Sitesync__Batch *b = f->batch;
-			for (size_t i = 0; ret == SS_EOK && i < b->n_entries && i < b->n_ids; i++) {
-				const ProtobufCBinaryData *c = &b->entries[i]->content;
-				Sitesync__UpdateContent *u = sitesync__update_content__unpack(NULL, c->len, c->data);
-				if (u == NULL || !entry_id_valid(b->ids[i]) || strcmp(u->update_id, b->ids[i]) != 0)
-					ret = SS_EMALF;
-				else
-					ret = stage_row(s, u, c->data, c->len);
-				sitesync__update_content__free_unpacked(u, NULL);
-				if (ret != SS_EOK) {
-					if (ret == SS_EMALF || job->err[0] == '\0')
-						snprintf(job->err, sizeof(job->err), "upstream entry %.40s does not decode",
-						         b->ids[i]);
-					break;
-				}
-				stats->entries++;
-				atomic_fetch_add(&job->parsed, 1);
-			}
-		} else if (f->msg_case == SITESYNC__FRAME__MSG_PULL_DONE) {
-			done = true;
-		}
-		frame_free(f);
-	}
-	stats->bytes = rd.offset;
-	stream_reader_close(&rd);
-	return ret;
-}
-
-int upstream_stage(PGconn *conn, upstream_job_t *job, const char *path)
-{
-	stage_ctx_t s = { .conn = conn, .job = job };
-	copy_init(&s.cb);
-	int ret = db_exec(conn, SQL_STAGE_TABLE, job->err, sizeof(job->err));
-	if (ret != SS_EOK)
-		return ret;
-	PGresult *r = PQexec(conn, STAGE_COPY);
-	if (PQresultStatus(r) != PGRES_COPY_IN) {
-		db_errcopy(PQresultErrorMessage(r), job->err, sizeof(job->err));
-		PQclear(r);
-		return SS_EDB;
-	}
-	PQclear(r);
-	copy_bin_header(&s.cb);
-	catalog_stats_t stats = { 0 };
-	char perr[256] = "";
-	atomic_store(&job->phase, 1);
-	if (remote_is_url(job->url) && job->import_id == NULL)
-		ret = stage_stream(&s, path, &stats);
-	else
-		ret = catalog_parse_file(path, stage_entry_cb, &s, &stats, perr, sizeof(perr));
-	/* The whole catalog is refused: say so, then where the parser stopped. */
-	if (ret != SS_EOK && job->err[0] == '\0')
-		snprintf(job->err, sizeof(job->err), "cannot parse the catalog, nothing was changed: %s",
-		         perr[0] ? perr : ss_strerror(ret));
-	if (ret == SS_EOK)
-		copy_bin_trailer(&s.cb);
-	int fin = copy_finish(conn, &s.cb, ret == SS_EOK ? job->err : NULL,
-	                      ret == SS_EOK ? sizeof(job->err) : 0);
-	copy_clear(&s.cb);
-	free(s.packed);
-	job->entries_seen = stats.entries;
-	if (ret == SS_EOK && fin == SS_EOK && job->import_id != NULL && s.staged == 0) {
-		snprintf(job->err, sizeof(job->err), "update %s is not in the catalog (%" PRIu64
-		         " packages read)", job->import_id, stats.entries);
-		return SS_ENOENT;
-	}
-	return ret != SS_EOK ? ret : fin;
-}
 
 static int count_diff(PGconn *conn, upstream_job_t *job)
 {
@@ -518,13 +299,12 @@ static int commit_changes(PGconn *conn, upstream_job_t *job, const digest_t *hel
 		ret = db_exec(conn, "DELETE FROM updates u USING ss_diff d WHERE u.update_id = d.update_id "
 		              "AND d.kind IN ('c', 'r')", err, errlen);
 	/* entry_hash = sha256(be32(revision) || content), as digest_entry_hash();
-	 * an added entry's was taken at staging. */
+	 * an added entry whose bytes stay as staged has it from staging. */
 	if (ret == SS_EOK)
 		ret = db_exec(conn, "INSERT INTO updates (" ENTRY_COPY_COLUMNS ") "
 		              "SELECT s.update_id, d.revision, p.title, p.vendor, p.products, p.classification, "
 		              "p.languages, p.severity, p.kb_article, p.release_date, s.expired, s.source, "
-		              "p.supersedes, CASE WHEN d.revision = 1 AND s.source = p.source "
-		              "  THEN CASE WHEN s.fix THEN p.hash1x ELSE p.hash1 END "
+		              "p.supersedes, CASE WHEN d.revision = 1 AND NOT s.fix THEN p.hash1 "
 		              "  ELSE sha256(int4send(d.revision) || c.content) END, c.content "
 		              "FROM ss_diff d JOIN ss_sel s USING (update_id) JOIN ss_up p ON p.seq = s.seq "
 		              "CROSS JOIN LATERAL (SELECT " UPSTREAM_CONTENT_SQL " AS content) c "
@@ -575,6 +355,8 @@ int upstream_sync_work(PGconn *conn, void *arg)
 	char *etag = NULL, *last_mod = NULL, *last_url = NULL;
 	char *sel_now = NULL, *sel_last = NULL;
 	char download[1024];
+	first_sync_t first;
+	memset(&first, 0, sizeof(first));
 	fetch_result_t fr;
 	memset(&fr, 0, sizeof(fr));
 	job->err[0] = '\0';
@@ -653,6 +435,7 @@ int upstream_sync_work(PGconn *conn, void *arg)
 		goto out;
 	digest_t held_digest;
 	uint64_t held_entries = 0;
+again:
 	if ((ret = db_exec(conn, "BEGIN", job->err, sizeof(job->err))) != SS_EOK)
 		goto out;
 	if ((ret = apply_read_state(conn, true, &job->held, &held_digest, &held_entries,
@@ -669,16 +452,32 @@ int upstream_sync_work(PGconn *conn, void *arg)
 		ret = db_exec(conn, "ROLLBACK", job->err, sizeof(job->err));
 		goto out;
 	}
-	if ((ret = upstream_stage(conn, job, path)) != SS_EOK)
+	bool direct = false;
+	if ((ret = first_sync_begin(&first, conn, job, &direct)) != SS_EOK ||
+	    (ret = upstream_stage_catalog(conn, job, path, direct ? &first : NULL)) != SS_EOK)
 		goto rollback;
 	atomic_store(&job->phase, 2);
 	/* Selected count before expiry maintenance may purge some. */
 	if ((ret = db_exec(conn, SQL_CATEGORIES, job->err, sizeof(job->err))) != SS_EOK ||
 	    (ret = db_exec(conn, SQL_SELECT, job->err, sizeof(job->err))) != SS_EOK ||
 	    (ret = count_selected(conn, job)) != SS_EOK ||
-	    (ret = upstream_expire_settle(conn, job)) != SS_EOK ||
-	    (ret = upstream_diff_commit(conn, job, true, &held_digest, held_entries)) != SS_EOK)
+	    (ret = upstream_expire_settle(conn, job)) != SS_EOK)
 		goto rollback;
+	ret = direct ? first_sync_commit(conn, job, &first)
+	      : upstream_diff_commit(conn, job, true, &held_digest, held_entries);
+	if (ret == SS_EAGAIN && direct) {
+		/* Not what the SQL selection says: never keep it, stage instead. */
+		snprintf(job->first_refused, sizeof(job->first_refused), "%s", job->err);
+		job->err[0] = '\0';
+		db_exec(conn, "ROLLBACK", NULL, 0);
+		first_sync_end(&first);
+		job->staged_only = true;
+		atomic_store(&job->parsed, 0);
+		goto again;
+	}
+	if (ret != SS_EOK)
+		goto rollback;
+	job->first_direct = direct;
 	if (path != upstream_file_path(job->url) && !remote_is_url(job->url)) {
 		if ((ret = set_setting(conn, "upstream_etag", fr.etag, job->err, sizeof(job->err))) != SS_EOK ||
 		    (ret = set_setting(conn, "upstream_last_modified", fr.last_modified, job->err, sizeof(job->err))) != SS_EOK ||
@@ -704,6 +503,7 @@ rollback:
 out:
 	if (ret != SS_EOK && job->err[0] == '\0')
 		snprintf(job->err, sizeof(job->err), "%s", ss_strerror(ret));
+	first_sync_end(&first);
 	fetch_result_clear(&fr);
 	free(etag);
 	free(last_mod);

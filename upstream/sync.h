@@ -28,6 +28,7 @@ typedef struct upstream_job {
 	int heartbeat;             /* sitesync:// upstreams: Ping interval */
 	size_t max_frame;
 	bool full;                 /* ignore "not modified" */
+	bool staged_only;          /* never write a first sync straight into updates */
 	int keep_versions;
 	void *owner;               /* the caller's; the job never touches it */
 	char *import_id;           /* set: import this one update (import.c) */
@@ -40,6 +41,8 @@ typedef struct upstream_job {
 	bool not_modified;         /* upstream said 304 (or same_bytes): nothing parsed */
 	bool same_bytes;           /* the catalog's bytes are those of the last sync */
 	bool unchanged;            /* parsed, but nothing differs */
+	bool first_direct;         /* a first sync written straight into updates (first.h) */
+	char first_refused[256];   /* why that was rolled back and staged instead */
 	uint64_t fetched_bytes;
 	uint64_t entries_seen;     /* packages in the catalog */
 	uint64_t selected;         /* packages passing the selection */
