@@ -46,6 +46,8 @@ struct Sitesync__UpdateContent;
  * apply and the upstream stage so both store an entry the same way.
  */
 void entry_copy_fields(copybuf_t *cb, const struct Sitesync__UpdateContent *u);
+/* Position of the expired flag among entry_copy_fields()' fields. */
+#define ENTRY_FIELD_EXPIRED 8
 
 /*! \brief The 16 bytes of a canonical id (entry_id_valid), for binary COPY. */
 void entry_id_bytes(const char *id, uint8_t out[16]);

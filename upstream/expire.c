@@ -77,6 +77,20 @@ bool upstream_expire_split(const uint8_t *p, size_t n, uint32_t out[3])
 	return true;
 }
 
+size_t upstream_expire_flip(const uint8_t *p, size_t n, const uint32_t sp[3], bool expired,
+                            uint8_t *out)
+{
+	static const uint8_t exp_true[3] = { 0x88, 0x01, 0x01 };
+	size_t k = sp[0], rest = (size_t)sp[0] + sp[1];
+	memcpy(out, p, sp[0]);
+	if (expired) {
+		memcpy(out + k, exp_true, sizeof(exp_true));
+		k += sizeof(exp_true);
+	}
+	memcpy(out + k, p + rest, n - rest);
+	return k + n - rest;
+}
+
 static int count_query(PGconn *conn, const char *sql, uint64_t *out, char *err, size_t errlen)
 {
 	PGresult *r = NULL;

@@ -46,6 +46,17 @@
 bool upstream_expire_split(const uint8_t *p, size_t n, uint32_t out[3]);
 
 /*!
+ * \brief Set the expired flag of packed content in C, as
+ *        UPSTREAM_CONTENT_SQL does in SQL (source kept).
+ *
+ * \param sp   upstream_expire_split() of \a p.
+ * \param out  At least n + 3 bytes.
+ * \return Bytes written to \a out.
+ */
+size_t upstream_expire_flip(const uint8_t *p, size_t n, const uint32_t sp[3], bool expired,
+                            uint8_t *out);
+
+/*!
  * \brief Build the temporary table ss_sel from ss_pick (the selected
  * entries: update_id, seq, release_date, supersedes, expired, source as
  * staged in ss_up) and settle expiry and purge on it.

@@ -83,6 +83,46 @@ fail:
 	return ret;
 }
 
+static int load_expiry_rule(first_sync_t *f, PGconn *conn, char *err, size_t errlen)
+{
+	int ret = upstream_setting_int(conn, "supersede_expire_months", 0, &f->expire_months,
+	                               err, errlen);
+	if (ret != SS_EOK || f->expire_months <= 0)
+		return ret;
+	if (f->expire_months > 1200)
+		f->expire_months = 1200;
+	/* The transaction's current_date: the one upstream_expire_settle() uses. */
+	char m[24];
+	snprintf(m, sizeof(m), "%ld", f->expire_months);
+	const char *p[] = { m };
+	PGresult *r = NULL;
+	ret = db_query(conn, "SELECT to_char(current_date - make_interval(months => $1::int), "
+	               "'YYYY-MM-DD')", 1, p, &r, err, errlen);
+	if (ret == SS_EOK)
+		snprintf(f->expire_cutoff, sizeof(f->expire_cutoff), "%s", PQgetvalue(r, 0, 0));
+	PQclear(r);
+	return ret;
+}
+
+bool first_sync_supersedes(const first_sync_t *f, const Sitesync__UpdateContent *o)
+{
+	if (f->expire_months < 0 || o->n_supersedes == 0)
+		return false;
+	if (f->expire_months == 0)
+		return true;
+	/* As expire.c: '^[0-9]{4}-[0-9]{2}-[0-9]{2}', then the first ten
+	 * characters compared as C-collated text. */
+	const char *d = o->release_date;
+	if (d == NULL || strlen(d) < 10)
+		return false;
+	for (int i = 0; i < 10; i++) {
+		bool dash = i == 4 || i == 7;
+		if (dash ? d[i] != '-' : (d[i] < '0' || d[i] > '9'))
+			return false;
+	}
+	return memcmp(d, f->expire_cutoff, 10) <= 0;
+}
+
 /* An unlinked scratch file: nothing is left behind by a crash. */
 static int open_scratch(first_sync_t *f, const char *dir, char *err, size_t errlen)
 {
@@ -120,6 +160,7 @@ int first_sync_begin(first_sync_t *f, PGconn *conn, upstream_job_t *job, bool *u
 	if (!empty)
 		return SS_EOK;
 	if ((ret = load_selection(f, conn, job->err, sizeof(job->err))) != SS_EOK ||
+	    (ret = load_expiry_rule(f, conn, job->err, sizeof(job->err))) != SS_EOK ||
 	    (ret = open_scratch(f, job->state_dir, job->err, sizeof(job->err))) != SS_EOK)
 		return ret;
 	*use = true;

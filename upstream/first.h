@@ -31,6 +31,10 @@ typedef struct {
 	FILE *meta;           /* stage rows, COPY binary, loaded after the parse */
 	copybuf_t meta_cb;
 	uint64_t written;     /* rows written to updates */
+	/* The expiry rule (expire.c), so that a supersedence seen while the
+	 * packages involved are still unwritten is applied before writing. */
+	long expire_months;   /* clamped as expire.c clamps it; < 0: never */
+	char expire_cutoff[16]; /* months > 0: released on or before this date */
 } first_sync_t;
 
 /*!
@@ -44,6 +48,10 @@ int first_sync_begin(first_sync_t *f, PGconn *conn, upstream_job_t *job, bool *u
 
 /*! \brief True when SQL_SELECT would pick \a u (ignoring duplicates). */
 bool first_sync_selected(const first_sync_t *f, const Sitesync__UpdateContent *u);
+
+/*! \brief True when the supersedes list of \a o (a selected package)
+ *         expires what it names, by the expiry rule in force. */
+bool first_sync_supersedes(const first_sync_t *f, const Sitesync__UpdateContent *o);
 
 /*! \brief Write buffered stage rows to the scratch file when over \a threshold. */
 int first_sync_meta_flush(first_sync_t *f, size_t threshold, char *err, size_t errlen)

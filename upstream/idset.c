@@ -73,3 +73,16 @@ int idset_add(idset_t *s, const uint8_t id[16])
 	s->count++;
 	return 1;
 }
+
+bool idset_has(const idset_t *s, const uint8_t id[16])
+{
+	if (s->count == 0)
+		return false;
+	size_t mask = s->cap - 1, i = idset_slot(id, mask);
+	while (s->used[i]) {
+		if (memcmp(s->keys + i * 16, id, 16) == 0)
+			return true;
+		i = (i + 1) & mask;
+	}
+	return false;
+}

@@ -4,6 +4,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -22,3 +23,6 @@ void idset_clear(idset_t *s);
  * \return 1 if it was not there, 0 if it was, SS_ENOMEM.
  */
 int idset_add(idset_t *s, const uint8_t id[16]);
+
+/*! \brief True when \a id was added. */
+bool idset_has(const idset_t *s, const uint8_t id[16]);

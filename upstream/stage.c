@@ -24,6 +24,8 @@
 #define META_FLUSH_BYTES (1u << 20)
 #define BATCH_BYTES (1u << 20)
 #define BATCHES 4
+/* First sync: packages held back before writing (see stage_window_t). */
+#define WINDOW 2048
 
 /*
  * The stage: one row per package in catalog order (seq; of duplicates
@@ -58,7 +60,7 @@ typedef struct {
 	uint32_t split[3];
 	uint32_t content_len;
 	uint32_t fields_len;
-	bool selected;
+	bool take;                 /* first sync: selected, the first of its id: to updates */
 } stage_rec_t;
 
 typedef struct {
@@ -81,6 +83,33 @@ typedef struct {
 	pthread_t thread;
 } stage_pipe_t;
 
+/*
+ * First sync: the last WINDOW packages parsed, not yet handed to the
+ * writer. A package that supersedes one still here (or one parsed before
+ * it, any distance back) expires it before it is written; expiry found
+ * further apart is amended in place after the parse (first_sync_commit).
+ * Catalogs list a supersedence close to the update it replaces, so few
+ * rows are written twice. Every package passes through, in order: the
+ * stage's seq stays the catalog's order.
+ */
+typedef struct {
+	stage_rec_t r;
+	uint8_t *buf;             /* content, then the encoded fields */
+	size_t cap;
+	bool parsed_expired;
+	bool expire;              /* the verdict so far (taken packages) */
+	int32_t next;             /* bucket chain */
+} win_slot_t;
+
+typedef struct {
+	win_slot_t slots[WINDOW];
+	int32_t buckets[2 * WINDOW];
+	size_t head, count;
+	idset_t superseded;       /* ids expired by a package taken so far */
+	uint8_t *flip;            /* scratch for amended content */
+	size_t flip_cap;
+} stage_window_t;
+
 typedef struct {
 	PGconn *conn;
 	upstream_job_t *job;
@@ -94,6 +123,7 @@ typedef struct {
 	size_t packed_cap;
 	stage_batch_t *cur;
 	stage_pipe_t *pipe;
+	stage_window_t *win;      /* first sync only */
 } stage_ctx_t;
 
 /* Writer: one package's rows (stage, and updates on a first sync). */
@@ -102,24 +132,19 @@ static int stage_put(stage_ctx_t *s, const stage_rec_t *r, const uint8_t *conten
 {
 	first_sync_t *f = s->first;
 	uint8_t h1[SS_DIGEST_LEN];
-	if (f == NULL || r->selected)
+	if (f == NULL || r->take)
 		digest_entry_hash(1, content, r->content_len, h1);
 	else
 		memset(h1, 0, sizeof(h1));   /* never written to updates */
 	copybuf_t *cb = &s->cb;
-	if (f != NULL && r->selected) {
-		int added = idset_add(&f->ids, r->uuid);
-		if (added < 0)
-			return added;
-		if (added) {
-			copy_bin_row(cb, ENTRY_FIELDS);
-			copy_bin_uuid(cb, r->uuid);
-			copy_bin_int4(cb, 1);
-			copy_bin_raw(cb, fields, r->fields_len);
-			copy_bin_bytes(cb, h1, sizeof(h1));
-			copy_bin_bytes(cb, content, r->content_len);
-			f->written++;
-		}
+	if (f != NULL && r->take) {
+		copy_bin_row(cb, ENTRY_FIELDS);
+		copy_bin_uuid(cb, r->uuid);
+		copy_bin_int4(cb, 1);
+		copy_bin_raw(cb, fields, r->fields_len);
+		copy_bin_bytes(cb, h1, sizeof(h1));
+		copy_bin_bytes(cb, content, r->content_len);
+		f->written++;
 	}
 	copybuf_t *sb = f != NULL ? &f->meta_cb : cb;
 	copy_bin_row(sb, STAGE_FIELDS);
@@ -253,6 +278,172 @@ static int stage_pipe_finish(stage_ctx_t *s, bool ok)
 	return ret;
 }
 
+static int stage_emit(stage_ctx_t *s, const stage_rec_t *rec, const uint8_t *content,
+                      const uint8_t *fields);
+
+static size_t window_bucket(const uint8_t id[16])
+{
+	uint64_t a, b;
+	memcpy(&a, id, 8);
+	memcpy(&b, id + 8, 8);
+	uint64_t h = (a ^ (b * 0x9e3779b97f4a7c15ULL)) * 0xff51afd7ed558ccdULL;
+	return (size_t)(h >> 40) & (2 * WINDOW - 1);
+}
+
+static win_slot_t *window_find(stage_window_t *w, const uint8_t id[16])
+{
+	for (int32_t i = w->buckets[window_bucket(id)]; i >= 0; i = w->slots[i].next)
+		if (memcmp(w->slots[i].r.uuid, id, 16) == 0)
+			return &w->slots[i];
+	return NULL;
+}
+
+static stage_window_t *window_new(void)
+{
+	stage_window_t *w = calloc(1, sizeof(*w));
+	if (w == NULL)
+		return NULL;
+	for (size_t i = 0; i < 2 * WINDOW; i++)
+		w->buckets[i] = -1;
+	idset_init(&w->superseded);
+	return w;
+}
+
+static void window_free(stage_window_t *w)
+{
+	if (w == NULL)
+		return;
+	for (size_t i = 0; i < WINDOW; i++)
+		free(w->slots[i].buf);
+	idset_clear(&w->superseded);
+	free(w->flip);
+	free(w);
+}
+
+/* Offset of the expired flag's byte in fields from entry_copy_fields(). */
+static bool fields_expired_at(const uint8_t *f, size_t n, size_t *at)
+{
+	size_t off = 0;
+	for (int i = 0; i < ENTRY_FIELD_EXPIRED; i++) {
+		if (n - off < 4)
+			return false;
+		uint32_t len = (uint32_t)f[off] << 24 | (uint32_t)f[off + 1] << 16 |
+		               (uint32_t)f[off + 2] << 8 | f[off + 3];
+		if (len > n - off - 4)
+			return false;
+		off += 4 + len;
+	}
+	if (n - off < 5 || f[off] || f[off + 1] || f[off + 2] || f[off + 3] != 1)
+		return false;
+	*at = off + 4;
+	return true;
+}
+
+/* The oldest package leaves the window for the writer, amended if its
+ * expiry is settled otherwise than the catalog said. */
+static int window_pop(stage_ctx_t *s)
+{
+	stage_window_t *w = s->win;
+	size_t idx = w->head;
+	win_slot_t *e = &w->slots[idx];
+	w->head = (w->head + 1) % WINDOW;
+	w->count--;
+	if (e->r.take) {
+		int32_t *link = &w->buckets[window_bucket(e->r.uuid)];
+		while (*link >= 0 && (size_t)*link != idx)
+			link = &w->slots[*link].next;
+		if (*link >= 0)
+			*link = e->next;
+	}
+	stage_rec_t r = e->r;
+	const uint8_t *content = e->buf;
+	uint8_t *fields = e->buf + r.content_len;
+	size_t at;
+	/* Only our own encoding (flag absent when false) is amended here. */
+	if (r.take && e->expire != e->parsed_expired && r.split[1] == (e->parsed_expired ? 3u : 0u) &&
+	    fields_expired_at(fields, r.fields_len, &at)) {
+		size_t need = (size_t)r.content_len + 3;
+		if (need > w->flip_cap) {
+			uint8_t *nb = realloc(w->flip, need);
+			if (nb == NULL)
+				return SS_ENOMEM;
+			w->flip = nb;
+			w->flip_cap = need;
+		}
+		r.content_len = (uint32_t)upstream_expire_flip(content, r.content_len, r.split,
+		                                               e->expire, w->flip);
+		r.split[1] = e->expire ? 3 : 0;
+		fields[at] = e->expire ? 1 : 0;
+		content = w->flip;
+	}
+	return stage_emit(s, &r, content, fields);
+}
+
+static int window_drain(stage_ctx_t *s)
+{
+	int ret = SS_EOK;
+	while (ret == SS_EOK && s->win->count > 0)
+		ret = window_pop(s);
+	return ret;
+}
+
+static int window_add(stage_ctx_t *s, const Sitesync__UpdateContent *u, const stage_rec_t *r,
+                      const uint8_t *content, const uint8_t *fields)
+{
+	stage_window_t *w = s->win;
+	if (r->take && first_sync_supersedes(s->first, u)) {
+		/* As expire.c: lower(id), never the package itself. */
+		for (size_t i = 0; i < u->n_supersedes; i++) {
+			const char *x = u->supersedes[i];
+			char id[37];
+			if (x == NULL || strlen(x) != 36)
+				continue;
+			for (int k = 0; k < 37; k++)
+				id[k] = (char)(x[k] >= 'A' && x[k] <= 'Z' ? x[k] + 32 : x[k]);
+			if (!entry_id_valid(id))
+				continue;
+			uint8_t xb[16];
+			entry_id_bytes(id, xb);
+			if (memcmp(xb, r->uuid, 16) == 0)
+				continue;
+			if (idset_add(&w->superseded, xb) < 0)
+				return SS_ENOMEM;
+			win_slot_t *t = window_find(w, xb);
+			if (t != NULL)
+				t->expire = true;
+		}
+	}
+	if (w->count == WINDOW) {
+		int ret = window_pop(s);
+		if (ret != SS_EOK)
+			return ret;
+	}
+	size_t idx = (w->head + w->count) % WINDOW;
+	win_slot_t *e = &w->slots[idx];
+	size_t need = (size_t)r->content_len + r->fields_len;
+	if (need > e->cap) {
+		uint8_t *nb = realloc(e->buf, need);
+		if (nb == NULL)
+			return SS_ENOMEM;
+		e->buf = nb;
+		e->cap = need;
+	}
+	memcpy(e->buf, content, r->content_len);
+	memcpy(e->buf + r->content_len, fields, r->fields_len);
+	e->r = *r;
+	e->parsed_expired = u->expired;
+	/* As expire.c: expired means superseded, whatever the catalog said. */
+	e->expire = r->take && idset_has(&w->superseded, r->uuid);
+	e->next = -1;
+	if (r->take) {
+		size_t b = window_bucket(r->uuid);
+		e->next = w->buckets[b];
+		w->buckets[b] = (int32_t)idx;
+	}
+	w->count++;
+	return SS_EOK;
+}
+
 static int stage_pack(stage_ctx_t *s, const Sitesync__UpdateContent *u, size_t *len)
 {
 	size_t n = sitesync__update_content__get_packed_size(u);
@@ -286,16 +477,32 @@ static int stage_package(stage_ctx_t *s, const Sitesync__UpdateContent *u,
 	if (len > UINT32_MAX)
 		return SS_ETOOBIG;
 	entry_id_bytes(u->update_id, r.uuid);
-	r.selected = s->first == NULL || first_sync_selected(s->first, u);
+	r.take = s->first == NULL;
+	if (s->first != NULL && first_sync_selected(s->first, u)) {
+		int added = idset_add(&s->first->ids, r.uuid);
+		if (added < 0)
+			return added;
+		r.take = added == 1;
+	}
 	s->fields.len = 0;
 	entry_copy_fields(&s->fields, u);
 	r.content_len = (uint32_t)len;
 	r.fields_len = (uint32_t)s->fields.len;
+	if (s->win != NULL)
+		return window_add(s, u, &r, content, (const uint8_t *)s->fields.buf);
+	return stage_emit(s, &r, content, (const uint8_t *)s->fields.buf);
+}
+
+/* Parser: a package to the writer (or written here, without a writer). */
+static int stage_emit(stage_ctx_t *s, const stage_rec_t *rec, const uint8_t *content,
+                      const uint8_t *fields)
+{
+	stage_rec_t r = *rec;
+	size_t len = r.content_len;
 	if (s->pipe == NULL)
-		return stage_put(s, &r, content, (const uint8_t *)s->fields.buf, s->job->err,
-		                 sizeof(s->job->err));
+		return stage_put(s, &r, content, fields, s->job->err, sizeof(s->job->err));
 	stage_batch_t *b = s->cur;
-	size_t need = sizeof(r) + len + s->fields.len;
+	size_t need = sizeof(r) + len + r.fields_len;
 	if (b->len > 0 && b->len + need > b->cap) {
 		int ret = stage_pipe_push(s);
 		if (ret != SS_EOK)
@@ -312,7 +519,7 @@ static int stage_package(stage_ctx_t *s, const Sitesync__UpdateContent *u,
 	}
 	memcpy(b->buf + b->len, &r, sizeof(r));
 	memcpy(b->buf + b->len + sizeof(r), content, len);
-	memcpy(b->buf + b->len + sizeof(r) + len, s->fields.buf, s->fields.len);
+	memcpy(b->buf + b->len + sizeof(r) + len, fields, r.fields_len);
 	b->len += need;
 	return SS_EOK;
 }
@@ -404,6 +611,10 @@ int upstream_stage_catalog(PGconn *conn, upstream_job_t *job, const char *path,
 	int ret = db_exec(conn, SQL_STAGE_TABLE, job->err, sizeof(job->err));
 	if (ret != SS_EOK)
 		goto out;
+	if (first != NULL && (s.win = window_new()) == NULL) {
+		ret = SS_ENOMEM;
+		goto out;
+	}
 	PGresult *r = PQexec(conn, first != NULL ? "COPY updates (" ENTRY_COPY_COLUMNS ") "
 	                     "FROM STDIN (FORMAT binary)" : STAGE_COPY);
 	if (PQresultStatus(r) != PGRES_COPY_IN) {
@@ -425,6 +636,8 @@ int upstream_stage_catalog(PGconn *conn, upstream_job_t *job, const char *path,
 		ret = stage_stream(&s, path, &stats);
 	else
 		ret = catalog_parse_file(path, stage_entry_cb, &s, &stats, perr, sizeof(perr));
+	if (ret == SS_EOK && s.win != NULL)
+		ret = window_drain(&s);
 	if (piped) {
 		int pr = stage_pipe_finish(&s, ret == SS_EOK);
 		if (ret == SS_EOK || pr != SS_EOK)
@@ -452,6 +665,7 @@ int upstream_stage_catalog(PGconn *conn, upstream_job_t *job, const char *path,
 	if (ret == SS_EOK)
 		ret = fin;
 out:
+	window_free(s.win);
 	copy_clear(&s.cb);
 	copy_clear(&s.fields);
 	free(s.packed);

@@ -605,7 +605,8 @@ class Site:
     def running(self):
         return self.proc is not None and self.proc.poll() is None
 
-    def start(self, wait=True, timeout=60):
+    def start(self, wait=True, timeout=60, env=None):
+        """env: variables added to the daemon's environment for this start."""
         check(not self.running(), "%s already running" % self.code)
         self.starts += 1
         with open(self.logfile, "a") as f:
@@ -616,7 +617,8 @@ class Site:
             self.proc = subprocess.Popen([self.h.sitesyncd, "-c", self.conf],
                                          stdin=subprocess.DEVNULL, stdout=out,
                                          stderr=subprocess.STDOUT,
-                                         cwd=self.dir)
+                                         cwd=self.dir,
+                                         env=dict(os.environ, **env) if env else None)
         finally:
             out.close()
         self.h.record_pid(self.code, self.proc.pid)

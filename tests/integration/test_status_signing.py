@@ -32,11 +32,7 @@ def test(h):
     cas.start()
     cas.cli_ok("child", "add", "P01")
     cas.cli_ok("child", "add", "P02")
-    os.environ["SITESYNC_TEST_TAMPER"] = "status"     # only P01 lies
-    try:
-        p01.start()
-    finally:
-        del os.environ["SITESYNC_TEST_TAMPER"]
+    p01.start(env={"SITESYNC_TEST_TAMPER": "status"})     # only P01 lies
     p02.start()
     p01.cli_ok("child", "add", "S01")
     p02.cli_ok("child", "add", "S02")

@@ -94,6 +94,35 @@ START_TEST(splice_equals_pack)
 }
 END_TEST
 
+/* The C splice a first sync uses before writing: same bytes as packing. */
+START_TEST(flip_equals_pack)
+{
+	for (int variant = 0; variant < 16; variant++) {
+		for (int from_exp = 0; from_exp < 2; from_exp++) {
+			for (int to_exp = 0; to_exp < 2; to_exp++) {
+				Sitesync__UpdateContent u;
+				fill(&u, variant);
+				u.expired = from_exp;
+				size_t n, want_n;
+				uint8_t *p = pack(&u, &n);
+				uint32_t sp[3];
+				ck_assert(upstream_expire_split(p, n, sp));
+				uint8_t *got = malloc(n + 3);
+				ck_assert_ptr_nonnull(got);
+				size_t m = upstream_expire_flip(p, n, sp, to_exp, got);
+				u.expired = to_exp;
+				uint8_t *want = pack(&u, &want_n);
+				ck_assert_msg(m == want_n && memcmp(got, want, m) == 0,
+				              "variant %d expired %d -> %d", variant, from_exp, to_exp);
+				free(p);
+				free(got);
+				free(want);
+			}
+		}
+	}
+}
+END_TEST
+
 START_TEST(split_refuses_what_it_cannot_splice)
 {
 	Sitesync__UpdateContent u;
@@ -129,6 +158,7 @@ static Suite *expire_suite(void)
 	Suite *s = suite_create("expire");
 	TCase *tc = tcase_create("core");
 	tcase_add_test(tc, splice_equals_pack);
+	tcase_add_test(tc, flip_equals_pack);
 	tcase_add_test(tc, split_refuses_what_it_cannot_splice);
 	suite_add_tcase(s, tc);
 	return s;
