@@ -95,6 +95,11 @@ static void session_setup(PGconn *c)
 	 * built without lz4 refuses the setting and keeps pglz. */
 	r = PQexec(c, "SET default_toast_compression = lz4");
 	PQclear(r);
+	/* A full snapshot reads the catalog in its stored order (stream.c):
+	 * the same rows must come in the same order every time, so a scan may
+	 * not join another one halfway through the table. */
+	r = PQexec(c, "SET synchronize_seqscans = off");
+	PQclear(r);
 }
 
 int db_connect(const char *conninfo, PGconn **out, char *err, size_t errlen)

@@ -281,6 +281,19 @@ static int stage_pipe_finish(stage_ctx_t *s, bool ok)
 static int stage_emit(stage_ctx_t *s, const stage_rec_t *rec, const uint8_t *content,
                       const uint8_t *fields);
 
+/* Make *buf hold at least need bytes (contents kept). */
+static int stage_grow(uint8_t **buf, size_t *cap, size_t need)
+{
+	if (need <= *cap)
+		return SS_EOK;
+	uint8_t *nb = realloc(*buf, need ? need : 1);
+	if (nb == NULL)
+		return SS_ENOMEM;
+	*buf = nb;
+	*cap = need;
+	return SS_EOK;
+}
+
 static size_t window_bucket(const uint8_t id[16])
 {
 	uint64_t a, b;
@@ -362,14 +375,8 @@ static int window_pop(stage_ctx_t *s)
 	/* Only our own encoding (flag absent when false) is amended here. */
 	if (r.take && e->expire != e->parsed_expired && r.split[1] == (e->parsed_expired ? 3u : 0u) &&
 	    fields_expired_at(fields, r.fields_len, &at)) {
-		size_t need = (size_t)r.content_len + 3;
-		if (need > w->flip_cap) {
-			uint8_t *nb = realloc(w->flip, need);
-			if (nb == NULL)
-				return SS_ENOMEM;
-			w->flip = nb;
-			w->flip_cap = need;
-		}
+		if (stage_grow(&w->flip, &w->flip_cap, (size_t)r.content_len + 3) != SS_EOK)
+			return SS_ENOMEM;
 		r.content_len = (uint32_t)upstream_expire_flip(content, r.content_len, r.split,
 		                                               e->expire, w->flip);
 		r.split[1] = e->expire ? 3 : 0;
@@ -420,14 +427,8 @@ static int window_add(stage_ctx_t *s, const Sitesync__UpdateContent *u, const st
 	}
 	size_t idx = (w->head + w->count) % WINDOW;
 	win_slot_t *e = &w->slots[idx];
-	size_t need = (size_t)r->content_len + r->fields_len;
-	if (need > e->cap) {
-		uint8_t *nb = realloc(e->buf, need);
-		if (nb == NULL)
-			return SS_ENOMEM;
-		e->buf = nb;
-		e->cap = need;
-	}
+	if (stage_grow(&e->buf, &e->cap, (size_t)r->content_len + r->fields_len) != SS_EOK)
+		return SS_ENOMEM;
 	memcpy(e->buf, content, r->content_len);
 	memcpy(e->buf + r->content_len, fields, r->fields_len);
 	e->r = *r;
@@ -447,13 +448,8 @@ static int window_add(stage_ctx_t *s, const Sitesync__UpdateContent *u, const st
 static int stage_pack(stage_ctx_t *s, const Sitesync__UpdateContent *u, size_t *len)
 {
 	size_t n = sitesync__update_content__get_packed_size(u);
-	if (n > s->packed_cap) {
-		uint8_t *nb = realloc(s->packed, n ? n : 1);
-		if (nb == NULL)
-			return SS_ENOMEM;
-		s->packed = nb;
-		s->packed_cap = n;
-	}
+	if (stage_grow(&s->packed, &s->packed_cap, n) != SS_EOK)
+		return SS_ENOMEM;
 	sitesync__update_content__pack(u, s->packed);
 	*len = n;
 	return SS_EOK;
@@ -509,14 +505,9 @@ static int stage_emit(stage_ctx_t *s, const stage_rec_t *rec, const uint8_t *con
 			return ret;
 		b = s->cur;
 	}
-	if (need > b->cap) {
-		/* One package larger than a batch: this batch grows for it. */
-		uint8_t *nb = realloc(b->buf, need);
-		if (nb == NULL)
-			return SS_ENOMEM;
-		b->buf = nb;
-		b->cap = need;
-	}
+	/* One package larger than a batch: this batch grows for it. */
+	if (stage_grow(&b->buf, &b->cap, need) != SS_EOK)
+		return SS_ENOMEM;
 	memcpy(b->buf + b->len, &r, sizeof(r));
 	memcpy(b->buf + b->len + sizeof(r), content, len);
 	memcpy(b->buf + b->len + sizeof(r) + len, fields, r.fields_len);

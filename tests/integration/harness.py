@@ -443,9 +443,9 @@ class PgCluster:
 
     PORT = 5432     # only names the socket file; the socket dir is private
 
-    def __init__(self, root, bindir):
+    def __init__(self, root, bindir, name="pg"):
         self.bindir = bindir
-        self.base = os.path.join(root, "pg")
+        self.base = os.path.join(root, name)
         self.data = os.path.join(self.base, "data")
         self.sockdir = os.path.join(self.base, "sock")
         self.logfile = os.path.join(self.base, "postgres.log")
@@ -478,7 +478,8 @@ class PgCluster:
     def pg_ctl_argv(self):
         return self._cmd([os.path.join(self.bindir, "pg_ctl"), "-D", self.data])
 
-    def init_and_start(self):
+    def init_and_start(self, extra=""):
+        """extra: more server options ("-c name=value ...")."""
         os.makedirs(self.sockdir)
         if self.run_as:
             pw = pwd.getpwnam(self.run_as)
@@ -491,8 +492,8 @@ class PgCluster:
                    "-D", self.data])
         opts = ("-k %s -p %d -c listen_addresses='' -c fsync=off "
                 "-c synchronous_commit=off -c full_page_writes=off "
-                "-c max_connections=400 -c shared_buffers=128MB"
-                % (self.sockdir, self.PORT))
+                "-c max_connections=400 -c shared_buffers=128MB %s"
+                % (self.sockdir, self.PORT, extra))
         self.running = True     # from here on, teardown tries to stop it
         self._run([os.path.join(self.bindir, "pg_ctl"), "-w", "-t", "60",
                    "-D", self.data, "-l", self.logfile, "-o", opts, "start"])
