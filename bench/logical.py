@@ -13,7 +13,8 @@ The change: 100 rows of the top get a new title, revision and content
 travels, as with a sitesync delta), in one transaction. Start: the time
 right after that transaction committed. End: the last of the 12 other
 databases applying its last row, recorded by a row trigger
-(ENABLE ALWAYS, so it fires for the apply worker) into a local table.
+(ENABLE ALWAYS, so it fires for the apply worker, whose search_path is
+empty) into a local table.
 """
 
 import os
@@ -24,14 +25,17 @@ import time
 import harness
 from harness import check, log, wait_for, NotYet
 
-LR_OPTS = ("-c wal_level=logical -c max_replication_slots=32 -c max_wal_senders=32 "
+# Its best case: commits flush WAL at once (fsync stays off), or a
+# walsender waits for the WAL writer (wal_writer_delay, 200 ms) per level.
+LR_OPTS = ("-c synchronous_commit=on -c wal_level=logical -c max_replication_slots=32 -c max_wal_senders=32 "
            "-c max_logical_replication_workers=24 -c max_worker_processes=40 "
            "-c max_sync_workers_per_subscription=2")
 
 ARRIVALS = """
+SET search_path = public;
 CREATE TABLE arrivals (at timestamptz NOT NULL);
 CREATE FUNCTION note_arrival() RETURNS trigger LANGUAGE plpgsql AS
-  $$ BEGIN INSERT INTO arrivals VALUES (clock_timestamp()); RETURN NULL; END $$;
+  $$ BEGIN INSERT INTO public.arrivals VALUES (clock_timestamp()); RETURN NULL; END $$;
 CREATE TRIGGER note_arrival AFTER UPDATE ON updates FOR EACH ROW EXECUTE FUNCTION note_arrival();
 ALTER TABLE updates ENABLE ALWAYS TRIGGER note_arrival;
 """
@@ -39,7 +43,8 @@ ALTER TABLE updates ENABLE ALWAYS TRIGGER note_arrival;
 
 def _ddl(h, src_db):
     pg_dump = os.path.join(h.pgbin, "pg_dump")
-    return subprocess.run(h.pg._cmd([pg_dump, "-s", "-t", "updates", "-h", h.pg.sockdir,
+    # No owner or grants: the site's roles do not exist in the second cluster.
+    return subprocess.run(h.pg._cmd([pg_dump, "-s", "-O", "-x", "-t", "updates", "-h", h.pg.sockdir,
                                      "-p", str(h.pg.PORT), "-U", h.pg.user, src_db]),
                           stdout=subprocess.PIPE, check=True, text=True).stdout
 
@@ -71,8 +76,9 @@ def _measure(h, lr, top_db, n_changed, runs):
     leaves = ["lr_l%02d" % i for i in range(9)]
     for db in [top] + mids + leaves:
         lr.create_db(db)
-        subprocess.run(lr.psql_argv(db), input=ddl + ARRIVALS, text=True, check=True,
-                       stdout=subprocess.DEVNULL)
+        p = subprocess.run(lr.psql_argv(db), input=ddl + ARRIVALS, text=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        check(p.returncode == 0, "schema for %s: %s" % (db, p.stderr[-500:]))
     _copy_rows(h, lr, top_db, top)
     total = int(lr.query(top, "SELECT count(*) FROM updates"))
     for db in [top] + mids:
@@ -81,7 +87,8 @@ def _measure(h, lr, top_db, n_changed, runs):
     def subscribe(sub_db, pub_db, slot):
         lr.query(pub_db, "SELECT pg_create_logical_replication_slot('%s', 'pgoutput')" % slot)
         lr.query(sub_db, "CREATE SUBSCRIPTION s CONNECTION '%s' PUBLICATION p "
-                 "WITH (create_slot = false, slot_name = '%s', copy_data = true)"
+                 "WITH (create_slot = false, slot_name = '%s', copy_data = true, "
+                 "synchronous_commit = 'on')"
                  % (lr.conninfo(pub_db), slot))
 
     def synced(dbs):
