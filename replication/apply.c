@@ -13,7 +13,8 @@
 #include "storage/copy.h"
 #include "storage/db.h"
 
-#define COPY_FLUSH_BYTES (1u << 20)
+/* Below the socket buffer, so PostgreSQL reads while the next rows are built. */
+#define COPY_FLUSH_BYTES (64u << 10)
 
 static int bytea_digest(PGresult *r, int row, int col, uint8_t out[SS_DIGEST_LEN])
 {
