@@ -11,9 +11,12 @@
 #include "replication/stream.h"
 #include "server/errcode.h"
 #include "storage/copy.h"
+#include "storage/copy_pipe.h"
 #include "storage/db.h"
 
-/* Below the socket buffer, so PostgreSQL reads while the next rows are built. */
+/* Rows are built into buffers of about this size for the sending thread
+ * (copy_pipe.h); without one, sent in pieces below the socket buffer. */
+#define COPY_HANDOFF_BYTES (1u << 20)
 #define COPY_FLUSH_BYTES (64u << 10)
 
 static int bytea_digest(PGresult *r, int row, int col, uint8_t out[SS_DIGEST_LEN])
@@ -145,6 +148,11 @@ static int copy_batches(PGconn *conn, stream_reader_t *rd, apply_t *a, const cha
 	}
 	PQclear(r);
 	copy_bin_header(&cb);
+	/* Rows are built here while another thread sends them; without that
+	 * thread they are sent from here. */
+	copy_pipe_t *pipe = NULL;
+	if (copy_pipe_start(&pipe, conn) != SS_EOK)
+		pipe = NULL;
 
 	bool done = false;
 	int inner = SS_EOK;
@@ -209,7 +217,8 @@ static int copy_batches(PGconn *conn, stream_reader_t *rd, apply_t *a, const cha
 			}
 			atomic_store(&a->items_done, a->upserts + a->deletes);
 			if (inner == SS_EOK)
-				inner = copy_flush(conn, &cb, COPY_FLUSH_BYTES, a->err, sizeof(a->err));
+				inner = pipe ? copy_pipe_put(pipe, &cb, COPY_HANDOFF_BYTES, a->err, sizeof(a->err))
+				      : copy_flush(conn, &cb, COPY_FLUSH_BYTES, a->err, sizeof(a->err));
 		} else if (f->msg_case == SITESYNC__FRAME__MSG_PULL_DONE) {
 			Sitesync__PullDone *d = f->pull_done;
 			if (d->version != a->to || d->digest.len != SS_DIGEST_LEN) {
@@ -243,6 +252,9 @@ static int copy_batches(PGconn *conn, stream_reader_t *rd, apply_t *a, const cha
 		}
 		frame_free(f);
 	}
+	int sent_ret = copy_pipe_finish(pipe, inner == SS_EOK ? a->err : NULL, sizeof(a->err));
+	if (inner == SS_EOK)
+		inner = sent_ret;
 	if (inner == SS_EOK)
 		copy_bin_trailer(&cb);
 	ret = copy_finish(conn, &cb, inner == SS_EOK ? a->err : NULL, inner == SS_EOK ? sizeof(a->err) : 0);

@@ -50,8 +50,6 @@
 	"languages, severity, kb_article, release_date, expired, source, supersedes, content, " \
 	"cut, exp_len, src_len, hash1) FROM STDIN (FORMAT binary)"
 #define STAGE_FIELDS 18
-/* ENTRY_COPY_COLUMNS */
-#define ENTRY_FIELDS 15
 
 /* One package as the parser hands it to the writer; content and the
  * encoded column fields (entry_copy_fields) follow it in the batch. */
@@ -138,7 +136,7 @@ static int stage_put(stage_ctx_t *s, const stage_rec_t *r, const uint8_t *conten
 		memset(h1, 0, sizeof(h1));   /* never written to updates */
 	copybuf_t *cb = &s->cb;
 	if (f != NULL && r->take) {
-		copy_bin_row(cb, ENTRY_FIELDS);
+		copy_bin_row(cb, ENTRY_COPY_FIELDS);
 		copy_bin_uuid(cb, r->uuid);
 		copy_bin_int4(cb, 1);
 		copy_bin_raw(cb, fields, r->fields_len);

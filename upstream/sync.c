@@ -10,6 +10,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <openssl/evp.h>
 
 #include "proto/sitesync.pb-c.h"
@@ -504,6 +507,12 @@ out:
 	if (ret != SS_EOK && job->err[0] == '\0')
 		snprintf(job->err, sizeof(job->err), "%s", ss_strerror(ret));
 	first_sync_end(&first);
+#ifdef __GLIBC__
+	/* The parse's batches, window and id sets were freed, partly in the
+	 * writer thread's arena: give them back, or the top keeps the peak of
+	 * its largest catalog while it serves children. */
+	malloc_trim(0);
+#endif
 	fetch_result_clear(&fr);
 	free(etag);
 	free(last_mod);
