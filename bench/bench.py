@@ -337,6 +337,14 @@ def psql_pipe(h, src_db, dst_db, select, table):
     return dt
 
 
+def settle(h):
+    """Start a timed run from the same state: PostgreSQL's dirty buffers and
+    the kernel's dirty pages written out. One figure writes 1-2 GB; left in
+    the page cache, their writeback lands inside whatever is timed next."""
+    h.pg.query("postgres", "CHECKPOINT", timeout=600)
+    os.sync()
+
+
 def make_baseline_db(h, src_db, name):
     """An empty database holding the `updates` table exactly as the site
     schema defines it (same columns, primary key)."""
@@ -357,6 +365,7 @@ def copy_baseline(h, src_db, n_runs):
     times = []
     for i in range(n_runs):
         make_baseline_db(h, src_db, "baseline_copy")
+        settle(h)
         times.append(psql_pipe(h, src_db, "baseline_copy",
                                "SELECT * FROM updates", "updates"))
         log("baseline COPY pipe run %d: %.2fs" % (i + 1, times[-1]))
@@ -385,6 +394,7 @@ def fig_1_2_5(b, ingest_only=False):
         code = "CA%d" % i if i else "CAS"
         t = b.site(code, upstream=True, listen=(i == 0))
         t.start()
+        settle(h)
         prof = Perf(a, t.proc.pid, "ingest_%s" % code) if i == 0 else None
         dt, ver, _ = b.top_sync(t)
         if prof:
@@ -416,10 +426,12 @@ def fig_1_2_5(b, ingest_only=False):
         "-c", "COPY (SELECT * FROM updates) TO STDOUT (FORMAT binary)"],
         stdout=open(rows, "wb"), check=True)
     for i in range(runs):
+        settle(h)
         t0 = time.monotonic()
         subprocess.run(["xmllint", "--stream", "--noout", cat1], check=True)
         xml_t.append(time.monotonic() - t0)
         make_baseline_db(h, top.dbname, "baseline_ingest")
+        settle(h)
         t0 = time.monotonic()
         with open(rows, "rb") as f:
             subprocess.run(h.pg.psql_argv("baseline_ingest") + SAME_TOAST + [
@@ -453,6 +465,7 @@ def fig_1_2_5(b, ingest_only=False):
         code = "F%02d" % i
         top.cli_ok("child", "add", code)
         c = b.site(code, parent=top, listen=False)
+        settle(h)
         mark = c.log_mark()
         c.start()
         profs = [Perf(a, c.proc.pid, "fullpull_child"),
@@ -486,6 +499,7 @@ def fig_1_2_5(b, ingest_only=False):
             log("delta catalog %d: %d of %d titles changed (%.2f%%)"
                 % (i, k, n, 100.0 * k / n))
         b.set_upstream(nxt)
+        settle(h)
         mark = p01.log_mark()
         _, ver, _ = b.top_sync(top)
         dt = b.pull_time(p01, mark, ver)
