@@ -1,71 +1,33 @@
-/* COPY data sent from a thread of its own. */
+/* COPY data sent from a thread of its own (a handoff whose consumer sends). */
 #include "storage/copy_pipe.h"
 
-#include <pthread.h>
-#include <stdbool.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "server/errcode.h"
 #include "storage/db.h"
+#include "storage/handoff.h"
 
 /* Below the socket buffer, so PostgreSQL reads while the rest goes out. */
 #define PIPE_PIECE (64u << 10)
 #define PIPE_BUFS 3
-
-typedef struct {
-	char *buf;
-	size_t len, cap;
-} pipe_buf_t;
+#define PIPE_BUF_BYTES ((1u << 20) + (64u << 10))
 
 struct copy_pipe {
-	PGconn *conn;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	pipe_buf_t bufs[PIPE_BUFS];
-	pipe_buf_t *queue[PIPE_BUFS];   /* filled, in order */
-	size_t head, nqueue;
-	pipe_buf_t *spare[PIPE_BUFS];
-	size_t nspare;
-	bool eof;
-	int err;                        /* first send error, sticky */
-	char errmsg[256];
-	pthread_t thread;
+	handoff_t *h;
+	handoff_buf_t *cur;        /* the empty buffer cb gets next */
 };
 
-static void *copy_pipe_main(void *arg)
+static int copy_pipe_send(void *arg, const handoff_buf_t *b, char *err, size_t errlen)
 {
-	copy_pipe_t *p = arg;
-	pthread_mutex_lock(&p->mu);
-	for (;;) {
-		while (p->nqueue == 0 && !p->eof)
-			pthread_cond_wait(&p->cv, &p->mu);
-		if (p->nqueue == 0)
-			break;
-		pipe_buf_t *b = p->queue[p->head];
-		p->head = (p->head + 1) % PIPE_BUFS;
-		p->nqueue--;
-		bool skip = p->err != SS_EOK;
-		pthread_mutex_unlock(&p->mu);
-		int ret = SS_EOK;
-		for (size_t off = 0; !skip && off < b->len; off += PIPE_PIECE) {
-			size_t n = b->len - off < PIPE_PIECE ? b->len - off : PIPE_PIECE;
-			if (PQputCopyData(p->conn, b->buf + off, (int)n) != 1) {
-				db_errcopy(PQerrorMessage(p->conn), p->errmsg, sizeof(p->errmsg));
-				ret = SS_EDB;
-				break;
-			}
+	PGconn *conn = arg;
+	for (size_t off = 0; off < b->len; off += PIPE_PIECE) {
+		size_t n = b->len - off < PIPE_PIECE ? b->len - off : PIPE_PIECE;
+		if (PQputCopyData(conn, (const char *)b->buf + off, (int)n) != 1) {
+			db_errcopy(PQerrorMessage(conn), err, errlen);
+			return SS_EDB;
 		}
-		pthread_mutex_lock(&p->mu);
-		if (ret != SS_EOK && p->err == SS_EOK)
-			p->err = ret;
-		b->len = 0;
-		p->spare[p->nspare++] = b;
-		pthread_cond_broadcast(&p->cv);
 	}
-	pthread_mutex_unlock(&p->mu);
-	return NULL;
+	return SS_EOK;
 }
 
 int copy_pipe_start(copy_pipe_t **out, PGconn *conn)
@@ -74,67 +36,37 @@ int copy_pipe_start(copy_pipe_t **out, PGconn *conn)
 	copy_pipe_t *p = calloc(1, sizeof(*p));
 	if (p == NULL)
 		return SS_ENOMEM;
-	p->conn = conn;
-	for (int i = 0; i < PIPE_BUFS; i++)
-		p->spare[p->nspare++] = &p->bufs[i];
-	if (pthread_mutex_init(&p->mu, NULL) != 0)
-		goto fail;
-	if (pthread_cond_init(&p->cv, NULL) != 0) {
-		pthread_mutex_destroy(&p->mu);
-		goto fail;
-	}
-	if (pthread_create(&p->thread, NULL, copy_pipe_main, p) != 0) {
-		pthread_cond_destroy(&p->cv);
-		pthread_mutex_destroy(&p->mu);
-		goto fail;
+	int ret = handoff_start(&p->h, PIPE_BUFS, PIPE_BUF_BYTES, copy_pipe_send, conn, &p->cur);
+	if (ret != SS_EOK) {
+		free(p);
+		return ret;
 	}
 	*out = p;
 	return SS_EOK;
-fail:
-	free(p);
-	return SS_ENOMEM;
 }
 
 int copy_pipe_put(copy_pipe_t *p, copybuf_t *cb, size_t threshold, char *err, size_t errlen)
 {
 	if (cb->len == 0 || cb->len < threshold)
 		return SS_EOK;
-	pthread_mutex_lock(&p->mu);
-	while (p->nspare == 0)
-		pthread_cond_wait(&p->cv, &p->mu);
-	pipe_buf_t *b = p->spare[--p->nspare];
 	/* Swap: the filled buffer goes out, an empty one comes back. */
-	pipe_buf_t full = { cb->buf, cb->len, cb->cap };
-	cb->buf = b->buf;
+	handoff_buf_t *b = p->cur;
+	uint8_t *empty = b->buf;
+	size_t empty_cap = b->cap;
+	b->buf = (uint8_t *)cb->buf;
+	b->len = cb->len;
+	b->cap = cb->cap;
+	cb->buf = (char *)empty;
+	cb->cap = empty_cap;
 	cb->len = 0;
-	cb->cap = b->cap;
-	*b = full;
-	p->queue[(p->head + p->nqueue) % PIPE_BUFS] = b;
-	p->nqueue++;
-	pthread_cond_broadcast(&p->cv);
-	int ret = p->err;
-	if (ret != SS_EOK && err != NULL)
-		snprintf(err, errlen, "%s", p->errmsg);
-	pthread_mutex_unlock(&p->mu);
-	return ret;
+	return handoff_push(p->h, &p->cur, err, errlen);
 }
 
 int copy_pipe_finish(copy_pipe_t *p, char *err, size_t errlen)
 {
 	if (p == NULL)
 		return SS_EOK;
-	pthread_mutex_lock(&p->mu);
-	p->eof = true;
-	pthread_cond_broadcast(&p->cv);
-	pthread_mutex_unlock(&p->mu);
-	pthread_join(p->thread, NULL);
-	int ret = p->err;
-	if (ret != SS_EOK && err != NULL)
-		snprintf(err, errlen, "%s", p->errmsg);
-	pthread_cond_destroy(&p->cv);
-	pthread_mutex_destroy(&p->mu);
-	for (int i = 0; i < PIPE_BUFS; i++)
-		free(p->bufs[i].buf);
+	int ret = handoff_finish(p->h, false, err, errlen);
 	free(p);
 	return ret;
 }

@@ -2,7 +2,6 @@
 #include "upstream/stage.h"
 
 #include <inttypes.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +14,7 @@
 #include "server/errcode.h"
 #include "storage/copy.h"
 #include "storage/db.h"
+#include "storage/handoff.h"
 #include "upstream/catalog.h"
 #include "upstream/expire.h"
 #include "upstream/remote.h"
@@ -61,26 +61,6 @@ typedef struct {
 	bool take;                 /* first sync: selected, the first of its id: to updates */
 } stage_rec_t;
 
-typedef struct {
-	uint8_t *buf;
-	size_t len, cap;
-} stage_batch_t;
-
-/* Filled batches go to the writer in order; it hands them back empty. */
-typedef struct {
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	stage_batch_t batches[BATCHES];
-	stage_batch_t *full[BATCHES];
-	size_t head, nfull;
-	stage_batch_t *spare[BATCHES];
-	size_t nspare;
-	bool eof, abort;
-	int err;                   /* the writer's first error, sticky */
-	char errmsg[256];
-	pthread_t thread;
-} stage_pipe_t;
-
 /*
  * First sync: the last WINDOW packages parsed, not yet handed to the
  * writer. A package that supersedes one still here (or one parsed before
@@ -119,8 +99,8 @@ typedef struct {
 	copybuf_t fields;
 	uint8_t *packed;
 	size_t packed_cap;
-	stage_batch_t *cur;
-	stage_pipe_t *pipe;
+	handoff_buf_t *cur;        /* the batch being filled */
+	handoff_t *pipe;           /* to the writer thread */
 	stage_window_t *win;      /* first sync only */
 } stage_ctx_t;
 
@@ -160,8 +140,10 @@ static int stage_put(stage_ctx_t *s, const stage_rec_t *r, const uint8_t *conten
 	return ret;
 }
 
-static int stage_put_batch(stage_ctx_t *s, const stage_batch_t *b, char *err, size_t errlen)
+/* Writer thread: a batch of packages from the parser. */
+static int stage_put_batch(void *arg, const handoff_buf_t *b, char *err, size_t errlen)
 {
+	stage_ctx_t *s = arg;
 	size_t off = 0;
 	while (off < b->len) {
 		stage_rec_t r;
@@ -175,105 +157,19 @@ static int stage_put_batch(stage_ctx_t *s, const stage_batch_t *b, char *err, si
 	return SS_EOK;
 }
 
-static void *stage_writer_main(void *arg)
-{
-	stage_ctx_t *s = arg;
-	stage_pipe_t *p = s->pipe;
-	pthread_mutex_lock(&p->mu);
-	for (;;) {
-		while (p->nfull == 0 && !p->eof)
-			pthread_cond_wait(&p->cv, &p->mu);
-		if (p->nfull == 0)
-			break;
-		stage_batch_t *b = p->full[p->head];
-		p->head = (p->head + 1) % BATCHES;
-		p->nfull--;
-		bool skip = p->err != SS_EOK || p->abort;
-		pthread_mutex_unlock(&p->mu);
-		int ret = skip ? SS_EOK : stage_put_batch(s, b, p->errmsg, sizeof(p->errmsg));
-		pthread_mutex_lock(&p->mu);
-		if (ret != SS_EOK && p->err == SS_EOK)
-			p->err = ret;
-		b->len = 0;
-		p->spare[p->nspare++] = b;
-		pthread_cond_broadcast(&p->cv);
-	}
-	pthread_mutex_unlock(&p->mu);
-	return NULL;
-}
-
-static int stage_pipe_start(stage_ctx_t *s, stage_pipe_t *p)
-{
-	memset(p, 0, sizeof(*p));
-	for (int i = 0; i < BATCHES; i++) {
-		p->batches[i].buf = malloc(BATCH_BYTES);
-		if (p->batches[i].buf == NULL)
-			goto fail;
-		p->batches[i].cap = BATCH_BYTES;
-		p->spare[p->nspare++] = &p->batches[i];
-	}
-	if (pthread_mutex_init(&p->mu, NULL) != 0)
-		goto fail;
-	if (pthread_cond_init(&p->cv, NULL) != 0) {
-		pthread_mutex_destroy(&p->mu);
-		goto fail;
-	}
-	s->pipe = p;
-	s->cur = p->spare[--p->nspare];
-	if (pthread_create(&p->thread, NULL, stage_writer_main, s) != 0) {
-		pthread_cond_destroy(&p->cv);
-		pthread_mutex_destroy(&p->mu);
-		s->pipe = NULL;
-		s->cur = NULL;
-		goto fail;
-	}
-	return SS_EOK;
-fail:
-	for (int i = 0; i < BATCHES; i++)
-		free(p->batches[i].buf);
-	return SS_ENOMEM;
-}
-
-/* Hand the parser's batch over and take a spare one (waiting for it). */
-static int stage_pipe_push(stage_ctx_t *s)
-{
-	stage_pipe_t *p = s->pipe;
-	pthread_mutex_lock(&p->mu);
-	p->full[(p->head + p->nfull) % BATCHES] = s->cur;
-	p->nfull++;
-	pthread_cond_broadcast(&p->cv);
-	while (p->nspare == 0)
-		pthread_cond_wait(&p->cv, &p->mu);
-	s->cur = p->spare[--p->nspare];
-	int err = p->err;
-	pthread_mutex_unlock(&p->mu);
-	return err;
-}
-
-/* Send what is left (unless \a ok is false), stop the writer, free all. */
+/* Send what is left (unless \a ok is false), stop the writer. */
 static int stage_pipe_finish(stage_ctx_t *s, bool ok)
 {
-	stage_pipe_t *p = s->pipe;
 	int ret = SS_EOK;
 	if (ok && s->cur->len > 0)
-		ret = stage_pipe_push(s);
-	pthread_mutex_lock(&p->mu);
-	p->eof = true;
-	p->abort = !ok || ret != SS_EOK;
-	pthread_cond_broadcast(&p->cv);
-	pthread_mutex_unlock(&p->mu);
-	pthread_join(p->thread, NULL);
-	if (ret == SS_EOK)
-		ret = p->err;
-	if (p->err != SS_EOK && s->job->err[0] == '\0')
-		snprintf(s->job->err, sizeof(s->job->err), "%s", p->errmsg);
-	pthread_cond_destroy(&p->cv);
-	pthread_mutex_destroy(&p->mu);
-	for (int i = 0; i < BATCHES; i++)
-		free(p->batches[i].buf);
+		ret = handoff_push(s->pipe, &s->cur, NULL, 0);
+	char msg[256] = "";
+	int fin = handoff_finish(s->pipe, !ok || ret != SS_EOK, msg, sizeof(msg));
+	if (fin != SS_EOK && s->job->err[0] == '\0')
+		snprintf(s->job->err, sizeof(s->job->err), "%s", msg);
 	s->pipe = NULL;
 	s->cur = NULL;
-	return ret;
+	return ret != SS_EOK ? ret : fin;
 }
 
 static int stage_emit(stage_ctx_t *s, const stage_rec_t *rec, const uint8_t *content,
@@ -495,10 +391,10 @@ static int stage_emit(stage_ctx_t *s, const stage_rec_t *rec, const uint8_t *con
 	size_t len = r.content_len;
 	if (s->pipe == NULL)
 		return stage_put(s, &r, content, fields, s->job->err, sizeof(s->job->err));
-	stage_batch_t *b = s->cur;
+	handoff_buf_t *b = s->cur;
 	size_t need = sizeof(r) + len + r.fields_len;
 	if (b->len > 0 && b->len + need > b->cap) {
-		int ret = stage_pipe_push(s);
+		int ret = handoff_push(s->pipe, &s->cur, NULL, 0);
 		if (ret != SS_EOK)
 			return ret;
 		b = s->cur;
@@ -594,7 +490,6 @@ int upstream_stage_catalog(PGconn *conn, upstream_job_t *job, const char *path,
                            first_sync_t *first)
 {
 	stage_ctx_t s = { .conn = conn, .job = job, .first = first };
-	stage_pipe_t pipe;
 	copy_init(&s.cb);
 	copy_init(&s.fields);
 	int ret = db_exec(conn, SQL_STAGE_TABLE, job->err, sizeof(job->err));
@@ -620,7 +515,8 @@ int upstream_stage_catalog(PGconn *conn, upstream_job_t *job, const char *path,
 	char perr[256] = "";
 	atomic_store(&job->phase, 1);
 	/* Without a writer thread the rows are still written, on this one. */
-	bool piped = stage_pipe_start(&s, &pipe) == SS_EOK;
+	bool piped = handoff_start(&s.pipe, BATCHES, BATCH_BYTES, stage_put_batch, &s,
+	                           &s.cur) == SS_EOK;
 	if (remote_is_url(job->url) && job->import_id == NULL)
 		ret = stage_stream(&s, path, &stats);
 	else
