@@ -16,6 +16,7 @@
 #include "replication/bundle.h"
 #include "replication/stream.h"
 #include "server/errcode.h"
+#include "check_run.h"
 
 #define LIMIT (1u << 20)
 
@@ -285,9 +286,5 @@ static Suite *bundle_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(bundle_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return check_run(bundle_suite());
 }

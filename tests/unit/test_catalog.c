@@ -13,6 +13,7 @@
 #include "server/errcode.h"
 #include "upstream/cab.h"
 #include "upstream/catalog.h"
+#include "check_run.h"
 
 #define MAX_ENTRIES 64
 
@@ -708,9 +709,5 @@ static Suite *catalog_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(catalog_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return check_run(catalog_suite());
 }

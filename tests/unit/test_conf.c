@@ -7,6 +7,7 @@
 
 #include "server/conf.h"
 #include "server/errcode.h"
+#include "check_run.h"
 
 static char *write_conf(const char *text)
 {
@@ -94,9 +95,5 @@ static Suite *conf_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(conf_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return check_run(conf_suite());
 }

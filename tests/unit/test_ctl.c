@@ -27,6 +27,7 @@
 
 #include "server/ctl.h"
 #include "server/errcode.h"
+#include "check_run.h"
 
 static char tmpdir[64];
 static char sockpath[128];
@@ -699,9 +700,5 @@ int main(void)
 {
 	/* Clients leave before their replies on purpose. */
 	signal(SIGPIPE, SIG_IGN);
-	SRunner *sr = srunner_create(ctl_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return check_run(ctl_suite());
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "replication/digest.h"
+#include "check_run.h"
 
 #define N 200
 
@@ -120,9 +121,5 @@ static Suite *digest_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(digest_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return check_run(digest_suite());
 }

@@ -7,6 +7,7 @@
 
 #include "proto/sitesync.pb-c.h"
 #include "upstream/expire.h"
+#include "check_run.h"
 
 static uint8_t *pack(const Sitesync__UpdateContent *u, size_t *n)
 {
@@ -166,9 +167,5 @@ static Suite *expire_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(expire_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return check_run(expire_suite());
 }

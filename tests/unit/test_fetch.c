@@ -18,6 +18,7 @@
 
 #include "server/errcode.h"
 #include "upstream/fetch.h"
+#include "check_run.h"
 
 static char g_dir[64];          /* scratch: www/, pki/, downloads */
 static pid_t g_server = -1;
@@ -419,9 +420,5 @@ static Suite *fetch_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(fetch_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return check_run(fetch_suite());
 }

@@ -5,6 +5,7 @@
 
 #include "proto/frame.h"
 #include "server/errcode.h"
+#include "check_run.h"
 
 START_TEST(header_incomplete_vs_malformed)
 {
@@ -86,9 +87,5 @@ static Suite *frame_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(frame_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return check_run(frame_suite());
 }

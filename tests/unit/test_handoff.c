@@ -7,6 +7,7 @@
 
 #include "server/errcode.h"
 #include "storage/handoff.h"
+#include "check_run.h"
 
 typedef struct {
 	int seen[64];          /* first byte of each buffer consumed, in order */
@@ -98,9 +99,5 @@ int main(void)
 	tcase_add_test(tc, error_is_sticky);
 	tcase_add_test(tc, abort_drops_the_queue);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return check_run(s);
 }

@@ -17,6 +17,7 @@
 
 #include "server/errcode.h"
 #include "server/http.h"
+#include "check_run.h"
 
 static const char fixture[] =
 	"{\"site\": \"CAS\", \"top_version\": 42, \"generated_at\": \"2026-11-24T02:00:20Z\","
@@ -591,11 +592,5 @@ static Suite *http_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(http_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return check_run(http_suite());
 }

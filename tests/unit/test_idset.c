@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "upstream/idset.h"
+#include "check_run.h"
 
 static void id_of(uint32_t n, uint8_t id[16])
 {
@@ -46,9 +47,5 @@ int main(void)
 	TCase *tc = tcase_create("core");
 	tcase_add_test(tc, add_then_has);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return check_run(s);
 }

@@ -8,6 +8,7 @@
 
 #include "server/errcode.h"
 #include "server/schedule.h"
+#include "check_run.h"
 
 #define ZONEINFO_PROBE "/usr/share/zoneinfo/Europe/Amsterdam"
 
@@ -397,11 +398,5 @@ static Suite *schedule_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(schedule_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return check_run(schedule_suite());
 }

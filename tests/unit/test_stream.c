@@ -7,6 +7,7 @@
 
 #include "replication/stream.h"
 #include "server/errcode.h"
+#include "check_run.h"
 
 static char path[64];
 
@@ -134,9 +135,5 @@ static Suite *stream_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(stream_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return check_run(stream_suite());
 }
