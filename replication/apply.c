@@ -15,9 +15,8 @@
 #include "storage/db.h"
 
 /* Rows are built into buffers of about this size for the sending thread
- * (copy_pipe.h); without one, sent in pieces below the socket buffer. */
+ * (copy_pipe.h); without one, sent in COPY_PIECE_BYTES pieces. */
 #define COPY_HANDOFF_BYTES (1u << 20)
-#define COPY_FLUSH_BYTES (64u << 10)
 
 static int bytea_digest(PGresult *r, int row, int col, uint8_t out[SS_DIGEST_LEN])
 {
@@ -218,7 +217,7 @@ static int copy_batches(PGconn *conn, stream_reader_t *rd, apply_t *a, const cha
 			atomic_store(&a->items_done, a->upserts + a->deletes);
 			if (inner == SS_EOK)
 				inner = pipe ? copy_pipe_put(pipe, &cb, COPY_HANDOFF_BYTES, a->err, sizeof(a->err))
-				      : copy_flush(conn, &cb, COPY_FLUSH_BYTES, a->err, sizeof(a->err));
+				      : copy_flush(conn, &cb, COPY_PIECE_BYTES, a->err, sizeof(a->err));
 		} else if (f->msg_case == SITESYNC__FRAME__MSG_PULL_DONE) {
 			Sitesync__PullDone *d = f->pull_done;
 			if (d->version != a->to || d->digest.len != SS_DIGEST_LEN) {

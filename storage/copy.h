@@ -54,6 +54,11 @@ void copy_bin_raw(copybuf_t *c, const void *p, size_t n);
 /*! \brief Binary format: the trailer, once after the last row. */
 void copy_bin_trailer(copybuf_t *c);
 
+/* Rows go to libpq in pieces below the kernel's socket buffer (~200 KiB),
+ * so PostgreSQL reads while the next rows are built instead of the two
+ * taking turns. */
+#define COPY_PIECE_BYTES (64u << 10)
+
 /*!
  * \brief Send buffered rows when over \a threshold bytes (0 = always).
  * \return SS_EOK or SS_EDB with the message in err.

@@ -7,10 +7,8 @@
 #include "storage/db.h"
 #include "storage/handoff.h"
 
-/* Below the socket buffer, so PostgreSQL reads while the rest goes out. */
-#define PIPE_PIECE (64u << 10)
 #define PIPE_BUFS 3
-#define PIPE_BUF_BYTES ((1u << 20) + (64u << 10))
+#define PIPE_BUF_BYTES ((1u << 20) + COPY_PIECE_BYTES)
 
 struct copy_pipe {
 	handoff_t *h;
@@ -20,8 +18,8 @@ struct copy_pipe {
 static int copy_pipe_send(void *arg, const handoff_buf_t *b, char *err, size_t errlen)
 {
 	PGconn *conn = arg;
-	for (size_t off = 0; off < b->len; off += PIPE_PIECE) {
-		size_t n = b->len - off < PIPE_PIECE ? b->len - off : PIPE_PIECE;
+	for (size_t off = 0; off < b->len; off += COPY_PIECE_BYTES) {
+		size_t n = b->len - off < COPY_PIECE_BYTES ? b->len - off : COPY_PIECE_BYTES;
 		if (PQputCopyData(conn, (const char *)b->buf + off, (int)n) != 1) {
 			db_errcopy(PQerrorMessage(conn), err, errlen);
 			return SS_EDB;

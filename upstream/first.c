@@ -198,7 +198,7 @@ int first_sync_load_stage(first_sync_t *f, PGconn *conn, const char *copy_sql,
 	}
 	PQclear(r);
 	copybuf_t *cb = &f->meta_cb;
-	size_t want = 64u << 10;
+	size_t want = COPY_PIECE_BYTES;
 	if (cb->cap < want) {
 		char *nb = realloc(cb->buf, want);
 		if (nb == NULL)

@@ -19,8 +19,6 @@
 #include "upstream/expire.h"
 #include "upstream/remote.h"
 
-/* Below the socket buffer, so PostgreSQL reads while the next rows are built. */
-#define COPY_FLUSH_BYTES (64u << 10)
 #define META_FLUSH_BYTES (1u << 20)
 #define BATCH_BYTES (1u << 20)
 #define BATCHES 4
@@ -136,7 +134,7 @@ static int stage_put(stage_ctx_t *s, const stage_rec_t *r, const uint8_t *conten
 	s->staged++;
 	int ret = f != NULL ? first_sync_meta_flush(f, META_FLUSH_BYTES, err, errlen) : SS_EOK;
 	if (ret == SS_EOK)
-		ret = copy_flush(s->conn, cb, COPY_FLUSH_BYTES, err, errlen);
+		ret = copy_flush(s->conn, cb, COPY_PIECE_BYTES, err, errlen);
 	return ret;
 }
 
