@@ -519,14 +519,13 @@ int apply_stream(PGconn *conn, apply_t *a)
 			goto fail;
 		if (a->full) {
 			/* Everything held is replaced: the digest is the new entries' sum. */
-			PGresult *r = NULL;
-			ret = db_query(conn, "SELECT count(*) FROM updates u WHERE NOT EXISTS "
-			               "(SELECT 1 FROM ss_stage s WHERE s.update_id = u.update_id)",
-			               0, NULL, &r, a->err, sizeof(a->err));
+			uint64_t gone = 0;
+			ret = db_query_u64(conn, "SELECT count(*) FROM updates u WHERE NOT EXISTS "
+			                   "(SELECT 1 FROM ss_stage s WHERE s.update_id = u.update_id)",
+			                   0, NULL, &gone, 1, a->err, sizeof(a->err));
 			if (ret != SS_EOK)
 				goto fail;
-			a->removed += strtoull(PQgetvalue(r, 0, 0), NULL, 10);
-			PQclear(r);
+			a->removed += gone;
 			a->digest = plus;
 			ret = db_exec(conn, "DELETE FROM updates; DELETE FROM changes", a->err, sizeof(a->err));
 		} else {

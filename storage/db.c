@@ -343,6 +343,23 @@ int db_query(PGconn *conn, const char *sql, int n, const char *const *params,
 	return SS_EOK;
 }
 
+int db_query_u64(PGconn *conn, const char *sql, int n, const char *const *params,
+                 uint64_t *out, int nout, char *err, size_t errlen)
+{
+	PGresult *r = NULL;
+	int ret = db_query(conn, sql, n, params, &r, err, errlen);
+	if (ret != SS_EOK)
+		return ret;
+	if (PQntuples(r) != 1 || PQnfields(r) < nout) {
+		snprintf(err, errlen, "expected one row of %d counts, got %d rows", nout, PQntuples(r));
+		ret = SS_EDB;
+	}
+	for (int i = 0; ret == SS_EOK && i < nout; i++)
+		out[i] = strtoull(PQgetvalue(r, 0, i), NULL, 10);
+	PQclear(r);
+	return ret;
+}
+
 /* Arbitrary but fixed: the advisory lock key that serialises migrations. */
 #define DB_MIGRATE_LOCK "7411960001"
 

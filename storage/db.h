@@ -9,6 +9,8 @@
 
 #include <libpq-fe.h>
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 struct event_base;
 
@@ -66,6 +68,14 @@ int db_execp(PGconn *conn, const char *sql, int n, const char *const *params,
  */
 int db_query(PGconn *conn, const char *sql, int n, const char *const *params,
              PGresult **out, char *err, size_t errlen);
+
+/*!
+ * \brief Run a parameterised query returning one row of counts; store its
+ *        first \a nout columns in \a out.
+ */
+int db_query_u64(PGconn *conn, const char *sql, int n, const char *const *params,
+                 uint64_t *out, int nout, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
 
 /*! \brief Copy a libpq error into \a err without the trailing newline. */
 void db_errcopy(const char *msg, char *err, size_t errlen);

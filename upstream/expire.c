@@ -91,17 +91,6 @@ size_t upstream_expire_flip(const uint8_t *p, size_t n, const uint32_t sp[3], bo
 	return k + n - rest;
 }
 
-static int count_query(PGconn *conn, const char *sql, uint64_t *out, char *err, size_t errlen)
-{
-	PGresult *r = NULL;
-	int ret = db_query(conn, sql, 0, NULL, &r, err, errlen);
-	if (ret != SS_EOK)
-		return ret;
-	*out = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
-	PQclear(r);
-	return SS_EOK;
-}
-
 /* What each selected entry must say, and whether its staged bytes do. */
 static const char *const SQL_SETTLE =
 	"CREATE TEMP TABLE ss_sel ON COMMIT DROP AS "
@@ -152,9 +141,9 @@ int upstream_expire_settle(PGconn *conn, upstream_job_t *job)
 		return ret;
 
 	/* Newly expired: expired now, and not an expired row of the catalog held. */
-	if ((ret = count_query(conn, "SELECT count(*) FROM ss_sel s WHERE s.expired AND NOT EXISTS "
-	                       "(SELECT 1 FROM updates u WHERE u.update_id = s.update_id AND u.expired)",
-	                       &job->expired, err, errlen)) != SS_EOK)
+	if ((ret = db_query_u64(conn, "SELECT count(*) FROM ss_sel s WHERE s.expired AND NOT EXISTS "
+	                        "(SELECT 1 FROM updates u WHERE u.update_id = s.update_id AND u.expired)",
+	                        0, NULL, &job->expired, 1, err, errlen)) != SS_EOK)
 		return ret;
 
 	/* When each id was first seen expired here: the purge clock. */
@@ -176,6 +165,6 @@ int upstream_expire_settle(PGconn *conn, upstream_job_t *job)
 	if ((ret = db_exec(conn, sql, err, errlen)) != SS_EOK)
 		return ret;
 	/* Only those still in the catalog are purged by this version. */
-	return count_query(conn, "SELECT count(*) FROM ss_purge p JOIN updates u USING (update_id)",
-	                   &job->purged, err, errlen);
+	return db_query_u64(conn, "SELECT count(*) FROM ss_purge p JOIN updates u USING (update_id)",
+	                    0, NULL, &job->purged, 1, err, errlen);
 }

@@ -222,19 +222,6 @@ int first_sync_load_stage(first_sync_t *f, PGconn *conn, const char *copy_sql,
 	return ret != SS_EOK ? ret : fin;
 }
 
-static int query_u64s(PGconn *conn, const char *sql, int n, const char *const *params,
-                      uint64_t *out, int nout, char *err, size_t errlen)
-{
-	PGresult *r = NULL;
-	int ret = db_query(conn, sql, n, params, &r, err, errlen);
-	if (ret != SS_EOK)
-		return ret;
-	for (int i = 0; i < nout; i++)
-		out[i] = strtoull(PQgetvalue(r, 0, i), NULL, 10);
-	PQclear(r);
-	return SS_EOK;
-}
-
 /* Rows whose expired flag (or source) the settled verdict changes. */
 static const char *const SQL_FIRST_AMEND =
 	"UPDATE updates u SET expired = f.expired, source = f.source, content = f.content, "
@@ -252,7 +239,7 @@ int first_sync_commit(PGconn *conn, upstream_job_t *job, first_sync_t *f)
 	 * more: updates holds exactly f->written distinct ids), each from the
 	 * same package of a duplicated id (its staged hash). */
 	uint64_t v[3];
-	int ret = query_u64s(conn, "SELECT count(*), count(*) FILTER (WHERE u.entry_hash = p.hash1), "
+	int ret = db_query_u64(conn, "SELECT count(*), count(*) FILTER (WHERE u.entry_hash = p.hash1), "
 	                     "(SELECT count(*) FROM ss_sel) FROM ss_pick s JOIN ss_up p ON p.seq = s.seq "
 	                     "LEFT JOIN updates u ON u.update_id = s.update_id",
 	                     0, NULL, v, 3, err, errlen);
@@ -267,7 +254,7 @@ int first_sync_commit(PGconn *conn, upstream_job_t *job, first_sync_t *f)
 	/* Purged by expiry maintenance: never part of this version. */
 	if (v[2] < f->written) {
 		uint64_t gone = 0;
-		ret = query_u64s(conn, "WITH d AS (DELETE FROM updates u WHERE NOT EXISTS "
+		ret = db_query_u64(conn, "WITH d AS (DELETE FROM updates u WHERE NOT EXISTS "
 		                 "(SELECT 1 FROM ss_sel s WHERE s.update_id = u.update_id) RETURNING 1) "
 		                 "SELECT count(*) FROM d", 0, NULL, &gone, 1, err, errlen);
 		if (ret != SS_EOK)
@@ -277,7 +264,7 @@ int first_sync_commit(PGconn *conn, upstream_job_t *job, first_sync_t *f)
 	if ((ret = db_exec(conn, SQL_FIRST_AMEND, err, errlen)) != SS_EOK)
 		return ret;
 	/* Counted as a staged sync into an empty catalog would count them. */
-	if ((ret = query_u64s(conn, "SELECT count(*) FROM ss_sel WHERE expired", 0, NULL,
+	if ((ret = db_query_u64(conn, "SELECT count(*) FROM ss_sel WHERE expired", 0, NULL,
 	                      &job->expired, 1, err, errlen)) != SS_EOK)
 		return ret;
 	job->purged = 0;

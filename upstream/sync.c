@@ -263,29 +263,17 @@ static const char *const SQL_DIFF_IMPORT = SQL_DIFF_UPSERTS SQL_DIFF_INDEX;
 
 static int count_diff(PGconn *conn, upstream_job_t *job)
 {
-	PGresult *r = NULL;
-	int ret = db_query(conn, "SELECT "
-	                   "count(*) FILTER (WHERE kind = 'a'), count(*) FILTER (WHERE kind = 'c'), "
-	                   "count(*) FILTER (WHERE kind = 'r') FROM ss_diff",
-	                   0, NULL, &r, job->err, sizeof(job->err));
-	if (ret != SS_EOK)
-		return ret;
-	job->added = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
-	job->changed = strtoull(PQgetvalue(r, 0, 1), NULL, 10);
-	job->removed = strtoull(PQgetvalue(r, 0, 2), NULL, 10);
-	PQclear(r);
-	return SS_EOK;
-}
-
-static int count_selected(PGconn *conn, upstream_job_t *job)
-{
-	PGresult *r = NULL;
-	int ret = db_query(conn, "SELECT count(*) FROM ss_pick", 0, NULL, &r, job->err, sizeof(job->err));
-	if (ret != SS_EOK)
-		return ret;
-	job->selected = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
-	PQclear(r);
-	return SS_EOK;
+	uint64_t v[3];
+	int ret = db_query_u64(conn, "SELECT "
+	                       "count(*) FILTER (WHERE kind = 'a'), count(*) FILTER (WHERE kind = 'c'), "
+	                       "count(*) FILTER (WHERE kind = 'r') FROM ss_diff",
+	                       0, NULL, v, 3, job->err, sizeof(job->err));
+	if (ret == SS_EOK) {
+		job->added = v[0];
+		job->changed = v[1];
+		job->removed = v[2];
+	}
+	return ret;
 }
 
 static int commit_changes(PGconn *conn, upstream_job_t *job, const digest_t *held_digest,
@@ -463,7 +451,8 @@ again:
 	/* Selected count before expiry maintenance may purge some. */
 	if ((ret = db_exec(conn, SQL_CATEGORIES, job->err, sizeof(job->err))) != SS_EOK ||
 	    (ret = db_exec(conn, SQL_SELECT, job->err, sizeof(job->err))) != SS_EOK ||
-	    (ret = count_selected(conn, job)) != SS_EOK ||
+	    (ret = db_query_u64(conn, "SELECT count(*) FROM ss_pick", 0, NULL, &job->selected, 1,
+	                        job->err, sizeof(job->err))) != SS_EOK ||
 	    (ret = upstream_expire_settle(conn, job)) != SS_EOK)
 		goto rollback;
 	ret = direct ? first_sync_commit(conn, job, &first)
