@@ -18,14 +18,18 @@ void idset_clear(idset_t *s)
 	idset_init(s);
 }
 
-/* All 16 bytes feed the slot: ids from a catalog need not be random. */
-static size_t idset_slot(const uint8_t id[16], size_t mask)
+uint64_t idset_hash(const uint8_t id[16])
 {
 	uint64_t a, b;
 	memcpy(&a, id, 8);
 	memcpy(&b, id + 8, 8);
 	uint64_t h = (a ^ (b * 0x9e3779b97f4a7c15ULL)) * 0xff51afd7ed558ccdULL;
-	return (size_t)(h ^ (h >> 32)) & mask;
+	return h ^ (h >> 32);
+}
+
+static size_t idset_slot(const uint8_t id[16], size_t mask)
+{
+	return (size_t)idset_hash(id) & mask;
 }
 
 static void idset_put(uint8_t *keys, uint8_t *used, size_t mask, const uint8_t id[16])

@@ -24,5 +24,8 @@ void idset_clear(idset_t *s);
  */
 int idset_add(idset_t *s, const uint8_t id[16]);
 
+/*! \brief A hash of all 16 bytes (ids from a catalog need not be random). */
+uint64_t idset_hash(const uint8_t id[16]);
+
 /*! \brief True when \a id was added. */
 bool idset_has(const idset_t *s, const uint8_t id[16]);

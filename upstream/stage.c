@@ -188,11 +188,7 @@ static int stage_grow(uint8_t **buf, size_t *cap, size_t need)
 
 static size_t window_bucket(const uint8_t id[16])
 {
-	uint64_t a, b;
-	memcpy(&a, id, 8);
-	memcpy(&b, id + 8, 8);
-	uint64_t h = (a ^ (b * 0x9e3779b97f4a7c15ULL)) * 0xff51afd7ed558ccdULL;
-	return (size_t)(h >> 40) & (2 * WINDOW - 1);
+	return (size_t)idset_hash(id) & (2 * WINDOW - 1);
 }
 
 static win_slot_t *window_find(stage_window_t *w, const uint8_t id[16])
