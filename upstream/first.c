@@ -83,12 +83,12 @@ fail:
 	return ret;
 }
 
-static int load_expiry_rule(first_sync_t *f, PGconn *conn, char *err, size_t errlen)
+static int load_expiry_rule(first_sync_t *f, PGconn *conn, long months, char *err,
+                            size_t errlen)
 {
-	int ret = upstream_setting_int(conn, "supersede_expire_months", 0, &f->expire_months,
-	                               err, errlen);
-	if (ret != SS_EOK || f->expire_months <= 0)
-		return ret;
+	f->expire_months = months;
+	if (months <= 0)
+		return SS_EOK;
 	if (f->expire_months > 1200)
 		f->expire_months = 1200;
 	/* The transaction's current_date: the one upstream_expire_settle() uses. */
@@ -96,8 +96,8 @@ static int load_expiry_rule(first_sync_t *f, PGconn *conn, char *err, size_t err
 	snprintf(m, sizeof(m), "%ld", f->expire_months);
 	const char *p[] = { m };
 	PGresult *r = NULL;
-	ret = db_query(conn, "SELECT to_char(current_date - make_interval(months => $1::int), "
-	               "'YYYY-MM-DD')", 1, p, &r, err, errlen);
+	int ret = db_query(conn, "SELECT to_char(current_date - make_interval(months => $1::int), "
+	                   "'YYYY-MM-DD')", 1, p, &r, err, errlen);
 	if (ret == SS_EOK)
 		snprintf(f->expire_cutoff, sizeof(f->expire_cutoff), "%s", PQgetvalue(r, 0, 0));
 	PQclear(r);
@@ -142,7 +142,7 @@ static int open_scratch(first_sync_t *f, const char *dir, char *err, size_t errl
 	return SS_EOK;
 }
 
-int first_sync_begin(first_sync_t *f, PGconn *conn, upstream_job_t *job, bool *use)
+int first_sync_begin(first_sync_t *f, PGconn *conn, upstream_job_t *job, long months, bool *use)
 {
 	memset(f, 0, sizeof(*f));
 	idset_init(&f->ids);
@@ -160,7 +160,7 @@ int first_sync_begin(first_sync_t *f, PGconn *conn, upstream_job_t *job, bool *u
 	if (!empty)
 		return SS_EOK;
 	if ((ret = load_selection(f, conn, job->err, sizeof(job->err))) != SS_EOK ||
-	    (ret = load_expiry_rule(f, conn, job->err, sizeof(job->err))) != SS_EOK ||
+	    (ret = load_expiry_rule(f, conn, months, job->err, sizeof(job->err))) != SS_EOK ||
 	    (ret = open_scratch(f, job->state_dir, job->err, sizeof(job->err))) != SS_EOK)
 		return ret;
 	*use = true;

@@ -41,9 +41,10 @@ typedef struct {
  * \brief Decide whether this sync may write straight into updates (an
  *        empty catalog, not an import) and if so prepare: the selection
  *        and a scratch file in job->state_dir.
+ * \param months  The supersede_expire_months setting, as the sync read it.
  * \param use  Output: true when \a f is ready; first_sync_end() either way.
  */
-int first_sync_begin(first_sync_t *f, PGconn *conn, upstream_job_t *job, bool *use)
+int first_sync_begin(first_sync_t *f, PGconn *conn, upstream_job_t *job, long months, bool *use)
 	__attribute__((warn_unused_result));
 
 /*! \brief True when SQL_SELECT would pick \a u (ignoring duplicates). */

@@ -444,7 +444,7 @@ again:
 		goto out;
 	}
 	bool direct = false;
-	if ((ret = first_sync_begin(&first, conn, job, &direct)) != SS_EOK ||
+	if ((ret = first_sync_begin(&first, conn, job, sp.months, &direct)) != SS_EOK ||
 	    (ret = upstream_stage_catalog(conn, job, path, direct ? &first : NULL)) != SS_EOK)
 		goto rollback;
 	atomic_store(&job->phase, 2);
