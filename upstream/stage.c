@@ -519,8 +519,8 @@ int upstream_stage_catalog(PGconn *conn, upstream_job_t *job, const char *path,
 		ret = window_drain(&s);
 	if (piped) {
 		int pr = stage_pipe_finish(&s, ret == SS_EOK);
-		if (ret == SS_EOK || pr != SS_EOK)
-			ret = pr != SS_EOK ? pr : ret;
+		if (pr != SS_EOK)
+			ret = pr;
 	}
 	/* The whole catalog is refused: say so, then where the parser stopped. */
 	if (ret != SS_EOK && job->err[0] == '\0')
