@@ -38,6 +38,7 @@ SRC = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(SRC, "tests", "integration"))
 import harness  # noqa: E402
 from harness import check, log, wait_for  # noqa: E402
+from pgcopy import SAME_TOAST, psql_pipe, updates_ddl  # noqa: E402
 
 TS_RE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})Z (\S+) (\w+): (.*)$")
 
@@ -315,28 +316,6 @@ class Bench:
         return t_end - evs[-1]
 
 
-# The daemons store entry contents compressed with lz4 (storage/db.c sets
-# it per session when the server has it); the baselines write theirs the
-# same way, so the ratio compares the work and not the codec.
-SAME_TOAST = ["-c", "SET default_toast_compression = lz4"]
-
-
-def psql_pipe(h, src_db, dst_db, select, table):
-    """COPY (SELECT) TO STDOUT binary | COPY table FROM STDIN binary."""
-    a = h.pg.psql_argv(src_db) + ["-c", "COPY (%s) TO STDOUT (FORMAT binary)" % select]
-    b = h.pg.psql_argv(dst_db) + SAME_TOAST + [
-        "-c", "COPY %s FROM STDIN (FORMAT binary)" % table]
-    t0 = time.monotonic()
-    p1 = subprocess.Popen(a, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
-    p2 = subprocess.Popen(b, stdin=p1.stdout, stdout=subprocess.DEVNULL)
-    p1.stdout.close()
-    r2 = p2.wait()
-    r1 = p1.wait()
-    dt = time.monotonic() - t0
-    check(r1 == 0 and r2 == 0, "COPY pipe failed (%d, %d)" % (r1, r2))
-    return dt
-
-
 def settle(h):
     """Start a timed run from the same state: PostgreSQL's dirty buffers and
     the kernel's dirty pages written out. One figure writes 1-2 GB; left in
@@ -350,13 +329,8 @@ def make_baseline_db(h, src_db, name):
     schema defines it (same columns, primary key)."""
     h.pg.query("postgres", 'DROP DATABASE IF EXISTS "%s"' % name)
     h.pg.create_db(name)
-    pg_dump = os.path.join(h.pgbin, "pg_dump")
-    dump = subprocess.run(h.pg._cmd([pg_dump, "-s", "-t", "updates", "-h",
-                                     h.pg.sockdir, "-p", str(h.pg.PORT), "-U",
-                                     h.pg.user, src_db]),
-                          stdout=subprocess.PIPE, check=True, text=True).stdout
-    subprocess.run(h.pg.psql_argv(name), input=dump, text=True, check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(h.pg.psql_argv(name), input=updates_ddl(h, src_db), text=True,
+                   check=True, stdout=subprocess.DEVNULL)
 
 
 def copy_baseline(h, src_db, n_runs):
@@ -366,7 +340,7 @@ def copy_baseline(h, src_db, n_runs):
     for i in range(n_runs):
         make_baseline_db(h, src_db, "baseline_copy")
         settle(h)
-        times.append(psql_pipe(h, src_db, "baseline_copy",
+        times.append(psql_pipe(h.pg, src_db, h.pg, "baseline_copy",
                                "SELECT * FROM updates", "updates"))
         log("baseline COPY pipe run %d: %.2fs" % (i + 1, times[-1]))
     return statistics.median(times), times

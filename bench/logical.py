@@ -17,13 +17,12 @@ databases applying its last row, recorded by a row trigger
 empty) into a local table.
 """
 
-import os
 import statistics
 import subprocess
-import time
 
 import harness
 from harness import check, log, wait_for, NotYet
+from pgcopy import psql_pipe, updates_ddl
 
 # Its best case: commits flush WAL at once (fsync stays off), or a
 # walsender waits for the WAL writer (wal_writer_delay, 200 ms) per level.
@@ -41,23 +40,6 @@ ALTER TABLE updates ENABLE ALWAYS TRIGGER note_arrival;
 """
 
 
-def _ddl(h, src_db):
-    pg_dump = os.path.join(h.pgbin, "pg_dump")
-    # No owner or grants: the site's roles do not exist in the second cluster.
-    return subprocess.run(h.pg._cmd([pg_dump, "-s", "-O", "-x", "-t", "updates", "-h", h.pg.sockdir,
-                                     "-p", str(h.pg.PORT), "-U", h.pg.user, src_db]),
-                          stdout=subprocess.PIPE, check=True, text=True).stdout
-
-
-def _copy_rows(h, lr, src_db, dst_db):
-    a = h.pg.psql_argv(src_db) + ["-c", "COPY updates TO STDOUT (FORMAT binary)"]
-    b = lr.psql_argv(dst_db) + ["-c", "COPY updates FROM STDIN (FORMAT binary)"]
-    p1 = subprocess.Popen(a, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
-    p2 = subprocess.Popen(b, stdin=p1.stdout, stdout=subprocess.DEVNULL)
-    p1.stdout.close()
-    check(p2.wait() == 0 and p1.wait() == 0, "copying the top's rows failed")
-
-
 def cascade(b, top_db, n_changed, runs):
     """Median ms from the top's commit to all 12 others, per run."""
     h = b.h
@@ -70,7 +52,7 @@ def cascade(b, top_db, n_changed, runs):
 
 
 def _measure(h, lr, top_db, n_changed, runs):
-    ddl = _ddl(h, top_db)
+    ddl = updates_ddl(h, top_db)
     top = "lr_top"
     mids = ["lr_m%02d" % i for i in range(3)]
     leaves = ["lr_l%02d" % i for i in range(9)]
@@ -79,7 +61,7 @@ def _measure(h, lr, top_db, n_changed, runs):
         p = subprocess.run(lr.psql_argv(db), input=ddl + ARRIVALS, text=True,
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         check(p.returncode == 0, "schema for %s: %s" % (db, p.stderr[-500:]))
-    _copy_rows(h, lr, top_db, top)
+    psql_pipe(h.pg, top_db, lr, top, "SELECT * FROM updates", "updates")
     total = int(lr.query(top, "SELECT count(*) FROM updates"))
     for db in [top] + mids:
         lr.query(db, "CREATE PUBLICATION p FOR TABLE updates")
