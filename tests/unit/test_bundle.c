@@ -130,10 +130,7 @@ static int verify(bundle_info_t *info, char *err, size_t errlen)
 
 static void setup(void)
 {
-	snprintf(path, sizeof(path), "/tmp/ss-test-bundle-XXXXXX");
-	int fd = mkstemp(path);
-	ck_assert_int_ge(fd, 0);
-	close(fd);
+	check_tmpfile(path, sizeof(path), "bundle");
 }
 
 static void teardown(void)

@@ -13,10 +13,7 @@ static char path[64];
 
 static void tmp_setup(void)
 {
-	snprintf(path, sizeof(path), "/tmp/ss-test-stream-XXXXXX");
-	int fd = mkstemp(path);
-	ck_assert_int_ge(fd, 0);
-	close(fd);
+	check_tmpfile(path, sizeof(path), "stream");
 }
 
 static void tmp_teardown(void)
