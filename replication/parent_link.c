@@ -16,6 +16,7 @@
 #include "server/daemon.h"
 #include "server/errcode.h"
 #include "server/log.h"
+#include "server/synchist.h"
 #include "storage/db.h"
 
 typedef enum {
@@ -154,6 +155,7 @@ static void pl_lost(parent_link_t *p, bool conn_gone, const char *why)
 		s->last_error_code = ss_errnum(SS_ETRUNC);
 		snprintf(s->last_error, sizeof(s->last_error), "connection to parent lost during pull");
 		s->consecutive_failures++;
+		synchist_record(d, "pull", false, d->version, d->version);
 	}
 	/* An apply in flight finishes on its own; the link just goes down. */
 	if (p->state != PL_APPLYING)
@@ -482,6 +484,7 @@ static void pl_fail_sync(parent_link_t *p, int code, const char *msg)
 	daemon_synclog(d, "Sync failed: %s. Will retry in %ld seconds", msg, delay);
 	daemon_message(d, SS_MSG_SYNC_FAILED, "error", "Sync failed: %s (error %d)", msg,
 	               s->last_error_code);
+	synchist_record(d, "pull", false, d->version, d->version);
 	daemon_status_changed(d);
 }
 
@@ -546,6 +549,7 @@ static void pl_apply_done(int ret, void *arg)
 		               ", %" PRIu64 " added, %" PRIu64 " changed, %" PRIu64 " removed",
 		               p->site, a->to, a->added, a->changed, a->removed);
 		daemon_trust_announced(d, a->key_announced, a->next_key);
+		synchist_record(d, "pull", false, d->version, a->to);
 		daemon_version_committed(d, a->to, &a->digest, a->entries, a->full);
 	} else {
 		if (ret == SS_EDIGEST)

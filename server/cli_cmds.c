@@ -622,6 +622,12 @@ int cli_export_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv)
 		       cli_cell(data, "upserts", b[3], 48),
 		       cli_cell(data, "deletes", b[4], 48),
 		       cli_cell(data, "bytes", b[5], 48));
+		/* The operator asked for changes and got everything: say so. */
+		if (json_is_true(json_object_get(data, "snapshot_fallback"))) {
+			const char *note = json_string_value(json_object_get(data, "note"));
+			printf("Full snapshot instead of the changes asked for%s%s\n",
+			       note ? ": " : ".", note ? note : "");
+		}
 	}
 	json_decref(data);
 	return CLI_EXIT_OK;
@@ -645,6 +651,9 @@ int cli_import_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv)
 		return ret;
 	if (json) {
 		cli_print_json(data);
+	} else if (json_is_true(json_object_get(data, "nothing_to_do"))) {
+		const char *note = json_string_value(json_object_get(data, "note"));
+		printf("Nothing to do: %s.\n", note ? note : "the bundle was already applied");
 	} else {
 		char b[4][48];
 		printf("Imported versions %s to %s: %s upserts, %s deletes.\n",

@@ -23,6 +23,7 @@
 #include "server/daemon.h"
 #include "server/errcode.h"
 #include "server/log.h"
+#include "server/synchist.h"
 #include "storage/db.h"
 
 /* One export or import: work on a worker, then answer on the loop. */
@@ -35,6 +36,7 @@ typedef struct {
 	char site[8];
 	bundle_export_t ex;
 	bundle_import_t im;
+	sync_status_t before;   /* import: the row as it was, for "nothing to do" */
 } bundle_job_t;
 
 static int export_work(PGconn *conn, void *arg);
@@ -149,6 +151,7 @@ static void cmd_export(ctl_req_t *req, const json_t *args, void *arg)
 	e->source_site = j->site;
 	memcpy(e->hierarchy_id, d->hierarchy_id, SS_BUNDLE_ID_LEN);
 	e->batch_entries = d->conf->batch_entries;
+	e->keys = &d->keys;
 	/* Keep batches well inside the frame limit, as the spool does. */
 	e->batch_bytes = (size_t)d->conf->max_frame / 4;
 	if (db_submit(d->db, DB_BULK, export_work, export_done, j) != SS_EOK) {
@@ -173,9 +176,11 @@ static void import_failed(bundle_job_t *j, int ret)
 	s->last_end = time(NULL);
 	s->last_error_code = ss_errnum(ret);
 	snprintf(s->last_error, sizeof(s->last_error), "import: %s", j->im.err);
+	s->consecutive_failures++;
 	daemon_synclog(d, "Import of %s failed: %s", j->path, j->im.err);
 	daemon_message(d, SS_MSG_SYNC_FAILED, "error", "Import of %s failed: %s (error %d)",
 	               j->path, j->im.err, s->last_error_code);
+	synchist_record(d, "import", false, d->version, d->version);
 	daemon_status_changed(d);
 	ctl_reply_error(j->req, ret, "import failed: %s", j->im.err);
 }
@@ -185,6 +190,23 @@ static void import_done(int ret, void *arg)
 	bundle_job_t *j = arg;
 	daemon_t *d = j->d;
 	j->d->import_running = false;
+	if (ret == SS_ESEQ && j->im.apply.to == j->im.apply.held && j->im.apply.held > 0) {
+		/* The site already holds what the bundle brings: not a failure,
+		 * so the status row goes back to what it said before. */
+		d->self = j->before;
+		daemon_synclog(d, "Import of %s: nothing to do, %s", j->path, j->im.err);
+		daemon_status_changed(d);
+		json_t *o = json_object();
+		json_object_set_new(o, "file", json_string(j->path));
+		json_object_set_new(o, "nothing_to_do", json_true());
+		json_object_set_new(o, "held_version", json_integer((json_int_t)j->im.apply.held));
+		json_object_set_new(o, "to_version", json_integer((json_int_t)j->im.apply.to));
+		json_object_set_new(o, "note", json_string(j->im.err));
+		ctl_reply(j->req, o);
+		apply_clear(&j->im.apply);
+		free(j);
+		return;
+	}
 	if (ret != SS_EOK) {
 		if (j->im.err[0] == '\0')
 			snprintf(j->im.err, sizeof(j->im.err), "%s", ss_strerror(ret));
@@ -221,6 +243,7 @@ static void import_done(int ret, void *arg)
 	json_object_set_new(o, "digest", digest_json(&a->digest));
 	/* Children pull from here now; the status row goes up if a parent is linked. */
 	daemon_trust_announced(d, a->key_announced, a->next_key);
+	synchist_record(d, "import", false, d->version, a->to);
 	daemon_version_committed(d, a->to, &a->digest, a->entries, a->full);
 	ctl_reply(j->req, o);
 	apply_clear(&j->im.apply);
@@ -271,6 +294,7 @@ static void cmd_import(ctl_req_t *req, const json_t *args, void *arg)
 		return;
 	}
 	d->import_running = true;
+	j->before = d->self;
 
 	sync_status_t *s = &d->self;
 	s->state = SITESYNC__SYNC_STATE__SYNC_SYNCING;

@@ -622,7 +622,7 @@ static int history_work(PGconn *conn, ctl_job_t *j)
 	const char *p[] = { limit };
 	PGresult *r = NULL;
 	int ret = db_query(conn, "SELECT to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS at, "
-	                   "site, msg_id, severity, text FROM status_messages ORDER BY id DESC LIMIT $1::bigint",
+	                   "site, msg_id, severity, text FROM status_messages ORDER BY at DESC, id DESC LIMIT $1::bigint",
 	                   1, p, &r, j->err, sizeof(j->err));
 	if (ret != SS_EOK)
 		return ret;
@@ -636,6 +636,17 @@ static int history_work(PGconn *conn, ctl_job_t *j)
 	if (ret != SS_EOK)
 		return ret;
 	json_object_set_new(j->result, "versions", rows_json(r));
+	PQclear(r);
+	/* What `history` prints as Syncs: one row per sync, pull or import. */
+	ret = db_query(conn, "SELECT kind, "
+	               "to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS started_at, "
+	               "to_char(ended_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS ended_at, "
+	               "result, from_version, to_version, added, changed, removed, expired, "
+	               "error_code, error FROM sync_history ORDER BY id DESC LIMIT $1::bigint",
+	               1, p, &r, j->err, sizeof(j->err));
+	if (ret != SS_EOK)
+		return ret;
+	json_object_set_new(j->result, "syncs", rows_json(r));
 	PQclear(r);
 	return SS_EOK;
 }

@@ -14,6 +14,7 @@
 #include "replication/spool.h"
 #include "server/errcode.h"
 #include "server/log.h"
+#include "server/synchist.h"
 #include "storage/db.h"
 
 void daemon_synclog(daemon_t *d, const char *fmt, ...)
@@ -87,14 +88,15 @@ typedef struct {
 	char msg_id[12];
 	char severity[12];
 	char text[512];
+	char at[40];            /* stamped on the loop: emission order */
 } message_job_t;
 
 static int message_work(PGconn *conn, void *arg)
 {
 	message_job_t *m = arg;
-	const char *p[] = { m->site, m->msg_id, m->severity, m->text };
-	return db_execp(conn, "INSERT INTO status_messages (site, msg_id, severity, text) "
-	                "VALUES ($1, $2, $3, $4)", 4, p, NULL, 0);
+	const char *p[] = { m->site, m->msg_id, m->severity, m->text, m->at };
+	return db_execp(conn, "INSERT INTO status_messages (site, msg_id, severity, text, at) "
+	                "VALUES ($1, $2, $3, $4, $5::timestamptz)", 5, p, NULL, 0);
 }
 
 static void message_done(int ret, void *arg)
@@ -114,6 +116,9 @@ void daemon_message(daemon_t *d, int msg_id, const char *severity, const char *f
 	snprintf(m->site, sizeof(m->site), "%s", d->conf->site_code);
 	snprintf(m->msg_id, sizeof(m->msg_id), "%d", msg_id);
 	snprintf(m->severity, sizeof(m->severity), "%s", severity);
+	/* Every worker serves the quick lane, so ids follow insertion, not
+	 * emission: the time stamped here is what orders the history. */
+	synchist_stamp(m->at, sizeof(m->at));
 	ss_log_level_t lvl = strcmp(severity, "error") == 0 ? SS_LOG_ERROR :
 	                     strcmp(severity, "warning") == 0 ? SS_LOG_WARNING : SS_LOG_INFO;
 	log_msg(lvl, "[%d] %s", msg_id, m->text);

@@ -37,6 +37,7 @@
 #include "server/errcode.h"
 #include "server/http.h"
 #include "server/log.h"
+#include "server/synchist.h"
 #include "server/tls.h"
 #include "server/topsync.h"
 #include "storage/db.h"
@@ -161,6 +162,8 @@ static int load_state(daemon_t *d, char *err, size_t errlen)
 	if (PQntuples(r) == 1)
 		d->last_upstream_sync = (time_t)strtoll(PQgetvalue(r, 0, 0), NULL, 10);
 	PQclear(r);
+	/* The last sync survives a restart (status, dashboard, metrics). */
+	ret = synchist_load(d, conn, err, errlen);
 out:
 	PQfinish(conn);
 	return ret;

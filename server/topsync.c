@@ -11,6 +11,7 @@
 #include "server/errcode.h"
 #include "server/log.h"
 #include "server/schedule.h"
+#include "server/synchist.h"
 #include "storage/db.h"
 #include "upstream/remote.h"
 #include "upstream/sync.h"
@@ -26,6 +27,7 @@ static void topsync_done(int ret, void *arg)
 	daemon_t *d = job->owner;
 	sync_status_t *s = &d->self;
 	time_t now = time(NULL);
+	uint64_t from = d->version;
 	s->last_end = now;
 	if (ret == SS_EOK) {
 		daemon_sync_succeeded(d, s->added, s->changed, s->removed, s->expired, job->entries_seen);
@@ -78,6 +80,7 @@ static void topsync_done(int ret, void *arg)
 		if (job->unchanged && !job->not_modified)
 			daemon_synclog(d, "Catalog unchanged, version stays %" PRIu64, d->version);
 		daemon_synclog_time(d, "Sync finished. ");
+		synchist_record(d, "upstream", job->unchanged, from, d->version);
 	} else {
 		s->state = SITESYNC__SYNC_STATE__SYNC_FAILED;
 		s->last_error_code = ss_errnum(ret);
@@ -90,6 +93,7 @@ static void topsync_done(int ret, void *arg)
 		daemon_synclog(d, "Sync failed: %s. Will retry in %ld minutes", job->err, delay / 60);
 		daemon_message(d, SS_MSG_SYNC_FAILED, "error", "Sync from upstream failed: %s (error %d)",
 		               job->err, s->last_error_code);
+		synchist_record(d, "upstream", false, from, from);
 	}
 	upstream_job_free(job);
 	d->upstream = NULL;
