@@ -390,8 +390,13 @@ static json_t *row_json(daemon_t *d, const Sitesync__SiteStatus *r, bool self,
 		link = connected ? "active" : "down";
 	}
 	int64_t lag_v = top > r->catalog_version ? (int64_t)(top - r->catalog_version) : 0;
-	int64_t lag_s = (lag_v > 0 && r->behind_since > 0 && now > r->behind_since) ?
-	                now - r->behind_since : 0;
+	/* A site that went silent (or never heard of the newer version) never
+	 * said since when it is behind: it is at least since this site got a
+	 * version it lacks, so its lag grows instead of staying 0. */
+	time_t since = r->behind_since;
+	if (lag_v > 0 && since <= 0 && !self)
+		since = d->version > r->catalog_version ? d->version_at : d->self.behind_since;
+	int64_t lag_s = (lag_v > 0 && since > 0 && now > since) ? now - since : 0;
 	/* Silence longer than the heartbeat timeout, a dead link, or lagging
 	 * past the threshold all read as stale; a failure stays a failure. */
 	bool silent = !self && now - r->reported_at > d->conf->heartbeat_timeout + 1;

@@ -33,12 +33,14 @@ static const cli_cmd_t cli_cmds[] = {
 	  "  --json          print the status object as received\n"
 	  "  --watch [SECS]  redraw every SECS seconds (default 2) until interrupted\n",
 	  NULL },
-	{ "sync", cli_sync_cb, "[--yes] [--wait] [--full] [--timeout SECS]",
+	{ "sync", cli_sync_cb, "[--yes] [--wait] [--full] [--allow-removal] [--timeout SECS]",
 	  "start a synchronization of the whole hierarchy now (top site)",
-	  "  -y, --yes        do not ask for confirmation\n"
-	  "  -w, --wait       follow progress until every site holds the new version\n"
-	  "      --full       ignore \"not modified\"; every site re-pulls a full snapshot\n"
-	  "      --timeout SECS  give up waiting after SECS seconds (default 3600)\n",
+	  "  -y, --yes            do not ask for confirmation\n"
+	  "  -w, --wait           follow progress until every site holds the new version\n"
+	  "      --full           ignore \"not modified\"; every site re-pulls a full snapshot\n"
+	  "      --allow-removal  let this sync remove more than [upstream]\n"
+	  "                       max_removal_percent of the catalog\n"
+	  "      --timeout SECS   give up waiting after SECS seconds (default 3600)\n",
 	  NULL },
 	{ "child", cli_child_cb, "add CODE | remove CODE | list [--json]",
 	  "approve, remove or list the child sites of this site",

@@ -213,11 +213,17 @@ int cli_category_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv)
 	               CLI_TIMEOUT_MS, &data);
 	if (ret != CLI_EXIT_OK)
 		return ret;
-	if (json)
+	if (json) {
 		cli_print_json(data);
-	else
-		printf("%s %d %s(s). The next sync applies the change.\n",
-		       select ? "Selected" : "Deselected", argc - pos, cmd->kind);
+	} else {
+		/* The ids as stored: a title or another case names its known id. */
+		size_t i;
+		json_t *id;
+		printf("%s %s(s):", select ? "Selected" : "Deselected", cmd->kind);
+		json_array_foreach(json_object_get(data, select ? "selected" : "deselected"), i, id)
+			printf(" %s", json_string_value(id));
+		printf(". The next sync applies the change.\n");
+	}
 	json_decref(data);
 	return CLI_EXIT_OK;
 }
@@ -773,11 +779,18 @@ int cli_verify_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv)
 			       cli_cell(data, "parent", b[2], 80),
 			       cli_cell(data, "parent_version", b[3], 80),
 			       cli_cell(data, "parent_digest", b[4], 80));
-		if (equal)
-			printf(top ? "Top site: no parent to compare with.\n" :
-			       "Catalog equal to the parent's.\n");
+		const char *mode = json_string_value(json_object_get(data, "mode"));
+		if (equal && mode && strcmp(mode, "disconnected") == 0)
+			printf("Disconnected site: no link to a parent to compare with; the catalog "
+			       "matches its own digest. Compare the digest with the exporting site's.\n");
+		else if (equal)
+			printf(top ? "Top site: no parent to compare with; the catalog matches its own "
+			       "digest.\n" : "Catalog equal to the parent's.\n");
 	}
-	if (!equal)
+	const char *why = json_string_value(json_object_get(data, "reason"));
+	if (!equal && why && json_is_null(json_object_get(data, "parent")))
+		ret = cli_fail("verify: %s", why);
+	else if (!equal)
 		ret = cli_fail("catalog differs from parent %s",
 		               cli_cell(data, "parent", b[5], 80));
 	json_decref(data);

@@ -562,16 +562,17 @@ out:
 
 int cli_sync_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv)
 {
-	enum { OPT_FULL = 256, OPT_TIMEOUT };
+	enum { OPT_FULL = 256, OPT_TIMEOUT, OPT_ALLOW };
 	static const struct option opts[] = {
 		{ "yes", no_argument, NULL, 'y' },
 		{ "wait", no_argument, NULL, 'w' },
 		{ "full", no_argument, NULL, OPT_FULL },
+		{ "allow-removal", no_argument, NULL, OPT_ALLOW },
 		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	bool yes = false, wait = false, full = false;
+	bool yes = false, wait = false, full = false, allow = false;
 	long timeout = 3600;
 	int ch;
 
@@ -587,6 +588,9 @@ int cli_sync_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv)
 		case OPT_FULL:
 			full = true;
 			break;
+		case OPT_ALLOW:
+			allow = true;
+			break;
 		case OPT_TIMEOUT:
 			if (!cli_parse_uint(optarg, &timeout) || timeout < 1)
 				return cli_usage_error("sync: --timeout needs a number of seconds, not '%s'",
@@ -600,18 +604,30 @@ int cli_sync_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv)
 	}
 	if (optind < argc)
 		return cli_usage_error("sync: unexpected argument '%s'", argv[optind]);
-	if (cli->tty_in && !yes &&
-	    !cli_ask("Start synchronization of software updates for the whole hierarchy now? [y/N] ",
-	             cli->tty_out)) {
-		printf("Cancelled.\n");
-		return CLI_EXIT_OK;
+	if (cli->tty_in && !yes) {
+		/* Say what a pending selection change will remove before asking. */
+		json_t *pv = NULL;
+		if (cli_call(cli, "sync.preview", json_object(), CLI_STATUS_TIMEOUT_MS, &pv) ==
+		    CLI_EXIT_OK) {
+			json_int_t gone = json_integer_value(json_object_get(pv, "would_remove"));
+			json_int_t all = json_integer_value(json_object_get(pv, "entries"));
+			if (gone > 0)
+				printf("The current selection removes %lld of the %lld updates in the catalog "
+				       "from every site.\n", (long long)gone, (long long)all);
+		}
+		json_decref(pv);
+		if (!cli_ask("Start synchronization of software updates for the whole hierarchy now? [y/N] ",
+		             cli->tty_out)) {
+			printf("Cancelled.\n");
+			return CLI_EXIT_OK;
+		}
 	}
 
 	/* Whole seconds, as the daemon reports them: a sync that starts in
 	 * this second counts as ours. */
 	time_t start = time(NULL);
 	json_t *data = NULL;
-	int ret = cli_call(cli, "sync", json_pack("{s:b}", "full", full),
+	int ret = cli_call(cli, "sync", json_pack("{s:b, s:b}", "full", full, "allow_removal", allow),
 	                   CLI_STATUS_TIMEOUT_MS, &data);
 	json_decref(data);
 	if (ret != CLI_EXIT_OK)

@@ -45,6 +45,7 @@ static const conf_key_t conf_keys[] = {
 	K("upstream", "key", CF_STR, upstream_key, NULL, true),
 	K("upstream", "connect_timeout", CF_INT, upstream_connect_timeout, "30", true),
 	K("upstream", "timeout", CF_INT, upstream_timeout, "600", true),
+	K("upstream", "max_removal_percent", CF_INT, max_removal_percent, "50", true),
 	K("schedule", "cron", CF_STR, schedule_cron, NULL, true),
 	K("schedule", "utc", CF_BOOL, schedule_utc, "false", true),
 	K("schedule", "retry_minutes", CF_INT, retry_minutes, "60", true),
@@ -216,6 +217,10 @@ int conf_validate(const conf_t *c, char *err, size_t errlen)
 	if (c->max_frame < 65536 || c->batch_entries < 1 || c->workers < 2 ||
 	    c->poll_seconds < 1 || c->reconnect_max < 1) {
 		snprintf(err, errlen, "[replication] max_frame >= 65536, batch_entries >= 1, workers >= 2, poll_seconds and reconnect_max >= 1");
+		return SS_ECONFIG;
+	}
+	if (c->max_removal_percent < 0 || c->max_removal_percent > 100) {
+		snprintf(err, errlen, "[upstream] max_removal_percent must be 0 to 100");
 		return SS_ECONFIG;
 	}
 	if (c->trust_signing_key && !conf_is_top(c)) {

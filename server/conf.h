@@ -28,6 +28,7 @@ typedef struct {
 	char *upstream_key;       /* [upstream] key */
 	int upstream_connect_timeout; /* [upstream] connect_timeout seconds */
 	int upstream_timeout;     /* [upstream] timeout seconds */
+	int max_removal_percent;  /* [upstream] a sync removing more stops unless confirmed */
 	char *schedule_cron;      /* [schedule] cron */
 	bool schedule_utc;        /* [schedule] utc */
 	int retry_minutes;        /* [schedule] retry_minutes */

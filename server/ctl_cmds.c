@@ -129,7 +129,8 @@ static void cmd_sync(ctl_req_t *req, const json_t *args, void *arg)
 {
 	daemon_t *d = arg;
 	bool full = json_is_true(json_object_get(args, "full"));
-	int ret = topsync_start(d, full);
+	bool allow = json_is_true(json_object_get(args, "allow_removal"));
+	int ret = topsync_start_confirmed(d, full, allow);
 	if (ret == SS_ENOTTOP) {
 		ctl_reply_error(req, ret, "%s is not the top site: syncs start at the top and flow down", d->conf->site_code);
 		return;
@@ -384,6 +385,10 @@ static void verify_after(ctl_job_t *j)
 	} else {
 		json_object_set_new(o, "parent", json_null());
 	}
+	/* Which comparison there was: none at the top, none by design at a
+	 * disconnected site (its bundles were checked on import). */
+	json_object_set_new(o, "mode", json_string(conf_is_top(d->conf) ? "top" : d->parent ?
+	                                           "connected" : "disconnected"));
 	if (!self_ok)
 		json_object_set_new(o, "reason", json_string("stored rows do not match the stored digest"));
 	json_object_set_new(o, "equal", json_boolean(equal));
@@ -545,6 +550,18 @@ static int category_list_work(PGconn *conn, ctl_job_t *j)
 	return SS_EOK;
 }
 
+/* The CLI command that lists a kind, for error messages. */
+static const char *category_cmd(const char *kind)
+{
+	if (strcmp(kind, "product") == 0)
+		return "products";
+	if (strcmp(kind, "classification") == 0)
+		return "classifications";
+	if (strcmp(kind, "language") == 0)
+		return "languages";
+	return "vendors";
+}
+
 static int category_select_work(PGconn *conn, ctl_job_t *j, bool selected)
 {
 	const char *kind = kind_arg(j->args);
@@ -552,34 +569,53 @@ static int category_select_work(PGconn *conn, ctl_job_t *j, bool selected)
 	json_t *done = json_array();
 	size_t i;
 	json_t *id;
+	uint64_t known = 0;
+	const char *kp[] = { kind };
+	/* All or nothing: one unknown id leaves the selection as it was. */
+	int ret = db_exec(conn, "BEGIN", j->err, sizeof(j->err));
+	if (ret == SS_EOK)
+		ret = db_query_u64(conn, "SELECT count(*) FROM categories WHERE kind = $1", 1, kp, &known, 1,
+		                   j->err, sizeof(j->err));
 	json_array_foreach(ids, i, id) {
+		if (ret != SS_EOK)
+			break;
 		if (!json_is_string(id))
 			continue;
 		const char *p[] = { kind, json_string_value(id), selected ? "true" : "false" };
 		PGresult *r = NULL;
-		int ret = db_query(conn, "UPDATE categories SET selected = $3::boolean WHERE kind = $1 "
-		                   "AND (id = $2 OR title = $2) RETURNING id", 3, p, &r, j->err, sizeof(j->err));
-		if (ret != SS_EOK) {
-			json_decref(done);
-			return ret;
-		}
+		/* Any case matches the known id or title; the row keeps its own spelling. */
+		ret = db_query(conn, "UPDATE categories SET selected = $3::boolean WHERE kind = $1 "
+		               "AND (lower(id) = lower($2) OR lower(title) = lower($2)) RETURNING id",
+		               3, p, &r, j->err, sizeof(j->err));
+		if (ret != SS_EOK)
+			break;
 		int n = PQntuples(r);
+		for (int k = 0; k < n; k++)
+			json_array_append_new(done, json_string(PQgetvalue(r, k, 0)));
 		PQclear(r);
-		if (n == 0) {
-			/* Selecting ahead of the first sync is allowed: it takes effect then. */
-			if (!selected) {
-				json_decref(done);
-				snprintf(j->err, sizeof(j->err), "no %s '%s' is known", kind, json_string_value(id));
-				return SS_ENOENT;
-			}
-			ret = db_execp(conn, "INSERT INTO categories (kind, id, title, selected) VALUES ($1, $2, $2, true)",
-			               2, p, j->err, sizeof(j->err));
-			if (ret != SS_EOK) {
-				json_decref(done);
-				return ret;
-			}
+		if (n > 0)
+			continue;
+		/* Before the first sync no category is known yet: a selection made
+		 * ahead of it is kept and takes effect then. */
+		if (!selected || known > 0) {
+			snprintf(j->err, sizeof(j->err), "no %s '%s' is known (see `sitesync %s list`); "
+			         "nothing was changed", kind, json_string_value(id), category_cmd(kind));
+			ret = SS_ENOENT;
+			break;
 		}
-		json_array_append(done, id);
+		ret = db_execp(conn, "INSERT INTO categories (kind, id, title, selected) VALUES ($1, $2, $2, true)",
+		               2, p, j->err, sizeof(j->err));
+		if (ret == SS_EOK)
+			json_array_append(done, id);
+	}
+	if (ret != SS_EOK) {
+		db_exec(conn, "ROLLBACK", NULL, 0);
+		json_decref(done);
+		return ret;
+	}
+	if ((ret = db_exec(conn, "COMMIT", j->err, sizeof(j->err))) != SS_EOK) {
+		json_decref(done);
+		return ret;
 	}
 	j->result = json_object();
 	json_object_set_new(j->result, selected ? "selected" : "deselected", done);
@@ -649,6 +685,33 @@ static int history_work(PGconn *conn, ctl_job_t *j)
 	json_object_set_new(j->result, "syncs", rows_json(r));
 	PQclear(r);
 	return SS_EOK;
+}
+
+/* What the next sync's selection would remove from the catalog as held:
+ * the entries from upstream that no longer match (the same rule as the
+ * sync's, upstream/sync.c), for `sitesync sync`'s confirmation. */
+static int preview_work(PGconn *conn, ctl_job_t *j)
+{
+	uint64_t v[2];
+	int ret = db_query_u64(conn, "SELECT count(*) FILTER (WHERE u.source = 'upstream' AND NOT ("
+		"(NOT EXISTS (SELECT 1 FROM categories WHERE kind = 'product' AND selected) "
+		"  OR u.products && ARRAY(SELECT id FROM categories WHERE kind = 'product' AND selected)) "
+		"AND (NOT EXISTS (SELECT 1 FROM categories WHERE kind = 'classification' AND selected) "
+		"  OR u.classification IN (SELECT id FROM categories WHERE kind = 'classification' AND selected)) "
+		"AND (NOT EXISTS (SELECT 1 FROM categories WHERE kind = 'language' AND selected) "
+		"  OR u.languages = '{}' "
+		"  OR u.languages && ARRAY(SELECT id FROM categories WHERE kind = 'language' AND selected)))), "
+		"count(*) FROM updates u", 0, NULL, v, 2, j->err, sizeof(j->err));
+	if (ret != SS_EOK)
+		return ret;
+	j->result = json_pack("{s:I, s:I}", "would_remove", (json_int_t)v[0],
+	                      "entries", (json_int_t)v[1]);
+	return SS_EOK;
+}
+
+static void cmd_sync_preview(ctl_req_t *req, const json_t *args, void *arg)
+{
+	ctl_job_submit(arg, req, args, preview_work, NULL);
 }
 
 static void cmd_history(ctl_req_t *req, const json_t *args, void *arg)
@@ -730,6 +793,7 @@ int ctl_cmds_register(daemon_t *d)
 		{ "category.select", cmd_category },
 		{ "category.deselect", cmd_category },
 		{ "history", cmd_history },
+		{ "sync.preview", cmd_sync_preview },
 		{ "where", cmd_where },
 	};
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {

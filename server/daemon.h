@@ -51,6 +51,7 @@ enum {
 	SS_MSG_ROWS_REFUSED = 7112,
 	SS_MSG_CERT_EXPIRING = 7113,
 	SS_MSG_CERT_RENEWED = 7114,
+	SS_MSG_REMOVAL_REFUSED = 7130,  /* a sync would remove too much (removal.h) */
 };
 
 typedef struct {
@@ -117,6 +118,7 @@ typedef struct daemon {
 	bool import_running;          /* a bundle import is being applied */
 	bool sync_again;              /* a sync was asked for while one ran */
 	bool sync_again_full;
+	bool sync_again_allow;        /* ... confirmed with --allow-removal */
 	struct event *schedule_ev;
 	struct event *retry_ev;
 	void *schedule;               /* schedule_t *, NULL without [schedule] cron */

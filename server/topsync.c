@@ -91,6 +91,9 @@ static void topsync_done(int ret, void *arg)
 		struct timeval tv = { delay, 0 };
 		evtimer_add(d->retry_ev, &tv);
 		daemon_synclog(d, "Sync failed: %s. Will retry in %ld minutes", job->err, delay / 60);
+		if (job->removal_refused)
+			daemon_message(d, SS_MSG_REMOVAL_REFUSED, "error", "Sync stopped before removing "
+			               "entries: %s", job->err);
 		daemon_message(d, SS_MSG_SYNC_FAILED, "error", "Sync from upstream failed: %s (error %d)",
 		               job->err, s->last_error_code);
 		synchist_record(d, "upstream", false, from, from);
@@ -99,13 +102,18 @@ static void topsync_done(int ret, void *arg)
 	d->upstream = NULL;
 	daemon_status_changed(d);
 	if (d->sync_again) {
-		bool full = d->sync_again_full;
-		d->sync_again = d->sync_again_full = false;
-		topsync_start(d, full);
+		bool full = d->sync_again_full, allow = d->sync_again_allow;
+		d->sync_again = d->sync_again_full = d->sync_again_allow = false;
+		topsync_start_confirmed(d, full, allow);
 	}
 }
 
 int topsync_start(daemon_t *d, bool full)
+{
+	return topsync_start_confirmed(d, full, false);
+}
+
+int topsync_start_confirmed(daemon_t *d, bool full, bool allow_removal)
 {
 	if (!conf_is_top(d->conf))
 		return SS_ENOTTOP;
@@ -116,6 +124,7 @@ int topsync_start(daemon_t *d, bool full)
 	if (d->upstream) {
 		d->sync_again = true;
 		d->sync_again_full |= full;
+		d->sync_again_allow |= allow_removal;
 		return SS_EOK;
 	}
 	upstream_job_t *job = calloc(1, sizeof(*job));
@@ -148,6 +157,8 @@ int topsync_start(daemon_t *d, bool full)
 	const char *staged = getenv("SITESYNC_INGEST_STAGED");
 	job->staged_only = staged != NULL && strcmp(staged, "1") == 0;
 	job->keep_versions = c->keep_versions;
+	job->max_removal_percent = c->max_removal_percent;
+	job->allow_removal = allow_removal;
 	d->upstream = job;
 	sync_status_t *s = &d->self;
 	s->state = SITESYNC__SYNC_STATE__SYNC_SYNCING;

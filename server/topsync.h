@@ -15,6 +15,12 @@ struct daemon;
  */
 int topsync_start(struct daemon *d, bool full);
 
+/*!
+ * \brief As topsync_start(); \a allow_removal lets this one sync remove more
+ * than [upstream] max_removal_percent of the catalog (`sync --allow-removal`).
+ */
+int topsync_start_confirmed(struct daemon *d, bool full, bool allow_removal);
+
 /*! \brief Create the retry timer and check the cron expression. */
 int topsync_schedule_init(struct daemon *d, char *err, size_t errlen);
 

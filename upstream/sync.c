@@ -26,6 +26,7 @@
 #include "upstream/expire.h"
 #include "upstream/fetch.h"
 #include "upstream/first.h"
+#include "upstream/removal.h"
 #include "upstream/stage.h"
 #include "upstream/remote.h"
 
@@ -336,6 +337,8 @@ int upstream_diff_commit(PGconn *conn, upstream_job_t *job, bool removals,
 		job->unchanged = true;
 		return SS_EOK;
 	}
+	if (removals && (ret = upstream_removal_check(job, held_entries)) != SS_EOK)
+		return ret;
 	job->version = job->held + 1;
 	return commit_changes(conn, job, held_digest, held_entries);
 }

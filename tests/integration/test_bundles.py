@@ -228,6 +228,15 @@ def test(h):
     h.wait_converged(cas, [d01, g01], TIMEOUT, "G01 to pull version 1 from D01")
     log("round 1: D01 and G01 hold version %d (%d entries)" % (st1[0], st1[2]))
 
+    # verify at the disconnected site says what it is, not "Top site".
+    text = d01.cli_ok("verify")
+    check("Disconnected site: no link to a parent" in text and "Top site" not in text
+          and st1[1] in text, "verify at D01 said %r" % text)
+    v = json.loads(d01.cli_ok("verify", "--json"))
+    check(v.get("mode") == "disconnected" and v.get("equal") is True and v.get("parent") is None,
+          "verify --json at D01: %r" % v)
+    check("Top site" in cas.cli_ok("verify"), "verify at CAS")
+
     # The top site makes its catalog from upstream, never from a bundle.
     rc, out, err = cas.cli("import", b1)
     check(rc == 2 and "top site" in out + err, "import at CAS: %d %s%s" % (rc, out, err))
