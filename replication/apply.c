@@ -316,7 +316,8 @@ static int query_counts(PGconn *conn, apply_t *a)
 	PGresult *r = NULL;
 	int ret = db_query(conn,
 		"SELECT count(*) FILTER (WHERE NOT s.deleted AND u.update_id IS NULL), "
-		"count(*) FILTER (WHERE NOT s.deleted AND u.update_id IS NOT NULL), "
+		"count(*) FILTER (WHERE NOT s.deleted AND u.update_id IS NOT NULL "
+		"  AND u.entry_hash IS DISTINCT FROM s.entry_hash), "
 		"count(*) FILTER (WHERE s.deleted AND u.update_id IS NOT NULL), "
 		"count(*) FILTER (WHERE NOT s.deleted AND s.expired AND NOT coalesce(u.expired, false)) "
 		"FROM ss_stage s LEFT JOIN updates u USING (update_id)",
@@ -507,6 +508,10 @@ int apply_stream(PGconn *conn, apply_t *a)
 	if (direct) {
 		a->added = a->upserts;
 		a->digest = plus;
+		/* As the top counted them when it made the version. */
+		if ((ret = db_query_u64(conn, "SELECT count(*) FROM updates WHERE expired", 0, NULL,
+		                        &a->expired, 1, a->err, sizeof(a->err))) != SS_EOK)
+			goto fail;
 	} else if (small) {
 		if ((ret = merge_small(conn, a, &held_digest, &plus)) != SS_EOK)
 			goto fail;
@@ -527,7 +532,20 @@ int apply_stream(PGconn *conn, apply_t *a)
 				goto fail;
 			a->removed += gone;
 			a->digest = plus;
-			ret = db_exec(conn, "DELETE FROM updates; DELETE FROM changes", a->err, sizeof(a->err));
+			/* The change log stays (keep_versions): the ids this snapshot
+			 * replaced with other content, or dropped, are what changed
+			 * at its version, so children behind still get a delta. */
+			char v[24];
+			snprintf(v, sizeof(v), "%" PRIu64, a->to);
+			const char *p[] = { v };
+			ret = db_execp(conn, "INSERT INTO changes (version, update_id) SELECT $1::bigint, id FROM ("
+			               "SELECT s.update_id AS id FROM ss_stage s LEFT JOIN updates u USING (update_id) "
+			               "WHERE NOT s.deleted AND u.entry_hash IS DISTINCT FROM s.entry_hash UNION "
+			               "SELECT u.update_id FROM updates u WHERE NOT EXISTS (SELECT 1 FROM ss_stage s "
+			               "WHERE s.update_id = u.update_id AND NOT s.deleted)) x "
+			               "ON CONFLICT DO NOTHING", 1, p, a->err, sizeof(a->err));
+			if (ret == SS_EOK)
+				ret = db_exec(conn, "DELETE FROM updates", a->err, sizeof(a->err));
 		} else {
 			digest_t minus;
 			digest_zero(&minus);
@@ -567,9 +585,18 @@ int apply_stream(PGconn *conn, apply_t *a)
 		ret = SS_EDIGEST;
 		goto fail;
 	}
+	/* Only a first snapshot starts the change log afresh; one over a held
+	 * catalog recorded its changes above and keeps the older ones. */
 	ret = apply_commit_version(conn, a->to, &a->digest, a->entries, a->added, a->changed,
-	                           a->removed, a->expired, a->full, a->keep_versions,
+	                           a->removed, a->expired, a->full && direct, a->keep_versions,
 	                           a->err, sizeof(a->err));
+	if (ret == SS_EOK && a->full && !direct) {
+		char v[24];
+		snprintf(v, sizeof(v), "%" PRIu64, a->to);
+		const char *p[] = { v };
+		ret = db_execp(conn, "UPDATE catalog_versions SET full_pull = true WHERE version = $1::bigint",
+		               1, p, a->err, sizeof(a->err));
+	}
 	if (ret == SS_EOK)
 		ret = apply_manifest(conn, a);
 	if (ret != SS_EOK)

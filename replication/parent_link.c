@@ -359,6 +359,7 @@ static void pl_start_pull(parent_link_t *p)
 	               "Performing sync on parent request: parent %s holds version %" PRIu64
 	               ", this site %" PRIu64 "%s", p->site, p->parent_version, d->version,
 	               p->want_full ? " (full snapshot)" : "");
+	daemon_message(d, SS_MSG_SYNC_FETCHING, "info", "Pulling from parent %s", p->site);
 	daemon_status_changed(d);
 }
 
@@ -541,15 +542,26 @@ static void pl_apply_done(int ret, void *arg)
 		daemon_sync_succeeded(d, a->added, a->changed, a->removed, a->expired,
 		                      a->upserts + a->deletes);
 		p->want_full = false;
-		daemon_synclog_updated(d, a->upserts + a->deletes, a->added, a->changed, a->removed,
-		                       a->to, a->full ? " (full snapshot)" : "");
+		/* A full re-pull of the version held (sync --full) re-verifies it:
+		 * the version does not move, and the counts are what differed. */
+		bool same = a->to == a->held;
+		if (same)
+			daemon_synclog(d, "Re-verified version %" PRIu64 " against a full snapshot: %" PRIu64
+			               " added, %" PRIu64 " changed, %" PRIu64 " removed, version stays %"
+			               PRIu64, a->to, a->added, a->changed, a->removed, a->to);
+		else
+			daemon_synclog_updated(d, a->upserts + a->deletes, a->added, a->changed, a->removed,
+			                       a->to, a->full ? " (full snapshot)" : "");
 		daemon_synclog(d, "Successfully synced site with parent %s, version %" PRIu64, p->site, a->to);
 		daemon_synclog_time(d, NULL);
-		daemon_message(d, SS_MSG_SYNC_DONE, "info", "Synced with parent %s: version %" PRIu64
-		               ", %" PRIu64 " added, %" PRIu64 " changed, %" PRIu64 " removed",
-		               p->site, a->to, a->added, a->changed, a->removed);
+		daemon_message(d, SS_MSG_SYNC_DONE, "info", "Synced with parent %s: version %s%" PRIu64
+		               "%s, %" PRIu64 " added, %" PRIu64 " changed, %" PRIu64 " removed, %" PRIu64
+		               " expired", p->site, same ? "stays " : "", a->to,
+		               same ? " (full snapshot re-verified)" : "", a->added, a->changed,
+		               a->removed, a->expired);
 		daemon_trust_announced(d, a->key_announced, a->next_key);
-		synchist_record(d, "pull", false, d->version, a->to);
+		synchist_record(d, "pull", same && a->added + a->changed + a->removed == 0, d->version,
+		                a->to);
 		daemon_version_committed(d, a->to, &a->digest, a->entries, a->full);
 	} else {
 		if (ret == SS_EDIGEST)

@@ -658,7 +658,7 @@ static int history_work(PGconn *conn, ctl_job_t *j)
 	const char *p[] = { limit };
 	PGresult *r = NULL;
 	int ret = db_query(conn, "SELECT to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS at, "
-	                   "site, msg_id, severity, text FROM status_messages ORDER BY at DESC, id DESC LIMIT $1::bigint",
+	                   "site, msg_id, severity, text FROM status_messages ORDER BY status_messages.at DESC, id DESC LIMIT $1::bigint",
 	                   1, p, &r, j->err, sizeof(j->err));
 	if (ret != SS_EOK)
 		return ret;

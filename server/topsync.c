@@ -61,6 +61,10 @@ static void topsync_done(int ret, void *arg)
 			s->added = s->changed = s->removed = s->expired = 0;
 			daemon_message(d, SS_MSG_UNCHANGED, "info", "Catalog unchanged, version stays %" PRIu64,
 			               d->version);
+			/* An unchanged sync is still a sync that finished. */
+			daemon_message(d, SS_MSG_SYNC_DONE, "info", "Synced from upstream: catalog unchanged, "
+			               "version stays %" PRIu64 ", 0 added, 0 changed, 0 removed, 0 expired",
+			               d->version);
 			if (job->full)
 				child_link_notify_all(d, true);
 		} else {
@@ -73,8 +77,9 @@ static void topsync_done(int ret, void *arg)
 			               job->added + job->changed + job->removed, job->added, job->changed,
 			               job->removed, job->expired, job->version);
 			daemon_message(d, SS_MSG_SYNC_DONE, "info", "Synced from upstream: version %" PRIu64
-			               ", %" PRIu64 " added, %" PRIu64 " changed, %" PRIu64 " removed",
-			               job->version, job->added, job->changed, job->removed);
+			               ", %" PRIu64 " added, %" PRIu64 " changed, %" PRIu64 " removed, %"
+			               PRIu64 " expired", job->version, job->added, job->changed, job->removed,
+			               job->expired);
 			daemon_version_committed(d, job->version, &job->digest, job->entries, job->full);
 		}
 		if (job->unchanged && !job->not_modified)
