@@ -30,8 +30,8 @@
 static const cli_cmd_t cli_cmds[] = {
 	{ "status", cli_status_cb, "[--json] [--watch [SECS]]",
 	  "sync status of this site and its subtree, as a tree",
-	  "  --json          print the status object as received\n"
-	  "  --watch [SECS]  redraw every SECS seconds (default 2) until interrupted\n",
+	  "  --json               print the status object as received\n"
+	  "  --watch [SECS]       redraw every SECS seconds (default 2) until interrupted\n",
 	  NULL },
 	{ "sync", cli_sync_cb, "[--yes] [--wait] [--full] [--allow-removal] [--timeout SECS]",
 	  "start a synchronization of the whole hierarchy now (top site)",
@@ -42,67 +42,76 @@ static const cli_cmd_t cli_cmds[] = {
 	  "                       max_removal_percent of the catalog\n"
 	  "      --timeout SECS   give up waiting after SECS seconds (default 3600)\n",
 	  NULL },
-	{ "child", cli_child_cb, "add CODE | remove CODE | list [--json]",
+	{ "child", cli_child_cb, "add CODE [--json] | remove CODE [--json] | list [--json]",
 	  "approve, remove or list the child sites of this site",
-	  "  add CODE       approve child site CODE (3 upper-case letters or digits)\n"
-	  "  remove CODE    withdraw the approval of child site CODE\n"
-	  "  list [--json]  approved children and their links\n",
+	  "  add CODE             approve child site CODE (3 upper-case letters or digits)\n"
+	  "  remove CODE          withdraw the approval of child site CODE\n"
+	  "  list                 approved children and their links\n"
+	  "  --json               print the reply as received\n",
 	  NULL },
-	{ "products", cli_category_cb, "list [--json] | select ID... | deselect ID...",
+	{ "products", cli_category_cb, "list [--json] | select ID... [--json] | deselect ID... [--json]",
 	  "products synchronized from upstream (top site)",
-	  "  list [--json]   known products, selected or not\n"
-	  "  select ID...    synchronize updates of these products\n"
-	  "  deselect ID...  stop synchronizing them\n",
+	  "  list                 known products, selected or not\n"
+	  "  select ID...         synchronize updates of these products; an id or\n"
+	  "                       title a sync recorded, in any case\n"
+	  "  deselect ID...       stop synchronizing them\n"
+	  "  --json               print the reply as received\n",
 	  "product" },
-	{ "classifications", cli_category_cb, "list [--json] | select ID... | deselect ID...",
+	{ "classifications", cli_category_cb, "list [--json] | select ID... [--json] | deselect ID... [--json]",
 	  "update classifications synchronized from upstream (top site)",
-	  "  list [--json]   known classifications, selected or not\n"
-	  "  select ID...    synchronize updates of these classifications\n"
-	  "  deselect ID...  stop synchronizing them\n",
+	  "  list                 known classifications, selected or not\n"
+	  "  select ID...         synchronize updates of these classifications; an id or\n"
+	  "                       title a sync recorded, in any case\n"
+	  "  deselect ID...       stop synchronizing them\n"
+	  "  --json               print the reply as received\n",
 	  "classification" },
-	{ "languages", cli_category_cb, "list [--json] | select ID... | deselect ID...",
+	{ "languages", cli_category_cb, "list [--json] | select ID... [--json] | deselect ID... [--json]",
 	  "languages synchronized from upstream (top site)",
-	  "  list [--json]   known languages, selected or not\n"
-	  "  select ID...    synchronize updates in these languages\n"
-	  "  deselect ID...  stop synchronizing them\n",
+	  "  list                 known languages, selected or not\n"
+	  "  select ID...         synchronize updates in these languages; an id or\n"
+	  "                       title a sync recorded, in any case\n"
+	  "  deselect ID...       stop synchronizing them\n"
+	  "  --json               print the reply as received\n",
 	  "language" },
 	{ "updates", cli_updates_cb, "list [OPTIONS] [--json] | show ID [--json]",
 	  "list or show the updates in this site's catalog",
 	  "  list                 updates in the catalog, filtered by:\n"
-	  "    --product P          product id or title\n"
-	  "    --classification C   classification id or title\n"
-	  "    --severity S         MSRC severity\n"
-	  "    --text T             text in the title or KB article\n"
-	  "    --limit N            at most N updates\n"
+	  "    --product P        product id or title\n"
+	  "    --classification C classification id or title\n"
+	  "    --severity S       MSRC severity\n"
+	  "    --text T           text in the title or KB article\n"
+	  "    --limit N          at most N updates\n"
 	  "  show ID              every field of one update\n"
 	  "  --json               print the reply as received\n",
 	  NULL },
 	{ "where", cli_where_cb, "UPDATE_ID [--json]",
 	  "which sites hold an update and which lack it",
-	  "  --json  print the reply as received\n",
+	  "  --json               print the reply as received\n",
 	  NULL },
 	{ "history", cli_history_cb, "[--limit N] [--json]",
 	  "recent status messages and syncs of this site",
-	  "  --limit N  at most N entries of each kind\n"
-	  "  --json     print the reply as received\n",
+	  "  --limit N            at most N entries of each kind\n"
+	  "  --json               print the reply as received\n",
 	  NULL },
-	{ "export", cli_export_cb, "--out FILE [--since V]",
+	{ "export", cli_export_cb, "--out FILE [--since V] [--json]",
 	  "write the catalog changes after version V to a bundle file",
-	  "  -o, --out FILE   bundle to write (created by sitesyncd)\n"
-	  "      --since V    changes after catalog version V (default: full catalog)\n",
+	  "  -o, --out FILE       bundle to write (created by sitesyncd)\n"
+	  "      --since V        changes after catalog version V (default: full catalog)\n"
+	  "      --json           print the reply as received\n",
 	  NULL },
-	{ "import", cli_import_cb, "FILE",
+	{ "import", cli_import_cb, "FILE [--json]",
 	  "apply an exported bundle at a disconnected site",
-	  "",
+	  "  --json               print the reply as received\n",
 	  NULL },
-	{ "import-update", cli_import_update_cb, "--from URL|FILE --id UUID",
+	{ "import-update", cli_import_update_cb, "--from URL|FILE --id UUID [--json]",
 	  "import a single update from a catalog by hand (top site)",
-	  "  --from URL|FILE  catalog to take the update from\n"
-	  "  --id UUID        update id\n",
+	  "  --from URL|FILE      catalog to take the update from\n"
+	  "  --id UUID            update id\n"
+	  "  --json               print the reply as received\n",
 	  NULL },
 	{ "verify", cli_verify_cb, "[--json]",
 	  "compare this site's catalog digest with its parent's (exit 0 when equal)",
-	  "  --json  print the reply as received\n",
+	  "  --json               print the reply as received\n",
 	  NULL },
 };
 
@@ -139,7 +148,8 @@ int cli_cmd_help(const cli_cmd_t *cmd)
 	       cmd->name, cmd->usage, cmd->summary);
 	if (cmd->help[0] != '\0')
 		printf("\n%s", cmd->help);
-	printf("  -h, --help      show this help and exit\n");
+	/* The same column as every command's options above. */
+	printf("  %-21s%s\n", "-h, --help", "show this help and exit");
 	return CLI_EXIT_OK;
 }
 
@@ -155,13 +165,24 @@ static void cli_version(bool libs)
 
 int cli_usage_error(const char *fmt, ...)
 {
+	char msg[1024];
 	va_list ap;
 	fflush(stdout);
-	fputs("sitesync: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	fputs("\nTry 'sitesync --help'.\n", stderr);
+	/* Messages start with the command's name ("history: ..."): point at
+	 * that command's help, which lists what it takes. */
+	const char *cmd = NULL;
+	size_t n = strcspn(msg, ": ");
+	for (size_t i = 0; i < CLI_NCMDS && cmd == NULL; i++)
+		if (strlen(cli_cmds[i].name) == n && strncmp(msg, cli_cmds[i].name, n) == 0)
+			cmd = cli_cmds[i].name;
+	fprintf(stderr, "sitesync: %s\n", msg);
+	if (cmd)
+		fprintf(stderr, "Try 'sitesync %s --help'.\n", cmd);
+	else
+		fputs("Try 'sitesync --help'.\n", stderr);
 	return CLI_EXIT_USAGE;
 }
 
