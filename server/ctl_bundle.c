@@ -172,6 +172,10 @@ static void import_failed(bundle_job_t *j, int ret)
 {
 	daemon_t *d = j->d;
 	sync_status_t *s = &d->self;
+	/* The errno-range failures of an import are the bundle file's (missing,
+	 * unreadable, not a file): operators get a sitesync code, not errno. */
+	if (ret < 0 && ret > SS_ERROR_BASE && ret != SS_ENOMEM)
+		ret = SS_EFILE;
 	s->state = SITESYNC__SYNC_STATE__SYNC_FAILED;
 	s->last_end = time(NULL);
 	s->last_error_code = ss_errnum(ret);

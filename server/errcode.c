@@ -27,6 +27,7 @@ const char *ss_strerror(int code)
 	case SS_ESTALE: return "no sign of life";
 	case SS_ETRUNC: return "stream ended early";
 	case SS_ELOCKED: return "another daemon is the active writer";
+	case SS_EFILE: return "file cannot be used";
 	default:
 		if (code < 0 && code > SS_ERROR_BASE)
 			return strerror(-code);

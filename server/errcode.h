@@ -39,7 +39,8 @@ enum {
 	SS_ESTALE = -518,       /* link or site went silent */
 	SS_ETRUNC = -519,       /* stream ended early */
 	SS_ELOCKED = -520,      /* another daemon holds the writer lock */
-	SS_ERROR_MIN = -520,
+	SS_EFILE = -521,        /* a file named by the operator cannot be used */
+	SS_ERROR_MIN = -521,
 };
 
 /*!

@@ -270,6 +270,9 @@ def test(h):
         f.write(flipped)
     refused(d01, bad, "checksum mismatch: the file is corrupted", "a corrupted bundle",
             code=514)
+    # A missing file: a sitesync code, not errno 2.
+    refused(d01, os.path.join(media, "missing.bundle"), "cannot open", "a missing file",
+            code=521)
 
     cut = os.path.join(media, "truncated.bundle")
     with open(cut, "wb") as f:
@@ -293,8 +296,8 @@ def test(h):
         hist = json.loads(d01.cli_ok("history", "--json"))
         got = [s for s in hist.get("syncs", []) if s.get("kind") == "import"
                and s.get("result") == "failed"]
-        return got if len(got) == 5 and got[0].get("error_code") == 515 else None
-    wait_for(failed_imports, 20, "D01 history to list the 5 refused imports")
+        return got if len(got) == 6 and got[0].get("error_code") == 515 else None
+    wait_for(failed_imports, 20, "D01 history to list the 6 refused imports")
 
     # The good delta still applies after all that.
     i12 = import_ok(d01, b12)
