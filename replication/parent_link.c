@@ -92,6 +92,22 @@ bool parent_link_busy(const parent_link_t *p)
 	return p->state == PL_PULLING || p->state == PL_APPLYING;
 }
 
+int parent_link_pull_now(parent_link_t *p, bool full)
+{
+	daemon_t *d = p->d;
+	if (parent_link_busy(p) || d->import_running)
+		return SS_EBUSY;
+	if (p->state != PL_READY || p->conn == NULL)
+		return SS_EAGAIN;
+	if (full)
+		p->want_full = true;
+	if (p->parent_version <= d->version && !p->want_full)
+		return SS_EEXIST;
+	d->self.next_retry = 0;     /* asked for now: no back-off */
+	parent_link_kick(p);
+	return parent_link_busy(p) ? SS_EOK : SS_EAGAIN;
+}
+
 Sitesync__LinkState parent_link_state(const parent_link_t *p)
 {
 	if (p->conn == NULL || p->state < PL_READY)

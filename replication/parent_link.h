@@ -51,6 +51,14 @@ time_t parent_link_last_seen(const parent_link_t *p);
 bool parent_link_busy(const parent_link_t *p);
 
 /*!
+ * \brief An operator's `sitesync sync` at this child: pull from the parent
+ * now (a full snapshot with \a full), past any retry back-off.
+ * \return SS_EOK pull started, SS_EEXIST already at the parent's version,
+ *         SS_EBUSY a pull or import is running, SS_EAGAIN not connected.
+ */
+int parent_link_pull_now(parent_link_t *p, bool full);
+
+/*!
  * \brief Parent's digest at its version, when known from the last Pong.
  * \return true when known.
  */

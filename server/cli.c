@@ -34,7 +34,7 @@ static const cli_cmd_t cli_cmds[] = {
 	  "  --watch [SECS]       redraw every SECS seconds (default 2) until interrupted\n",
 	  NULL },
 	{ "sync", cli_sync_cb, "[--yes] [--wait] [--full] [--allow-removal] [--timeout SECS]",
-	  "start a synchronization of the whole hierarchy now (top site)",
+	  "start a sync now: the hierarchy's at the top, a pull from the parent elsewhere",
 	  "  -y, --yes            do not ask for confirmation\n"
 	  "  -w, --wait           follow progress until every site holds the new version\n"
 	  "      --full           ignore \"not modified\"; every site re-pulls a full snapshot\n"

@@ -16,6 +16,7 @@ enum {
 	CLI_EXIT_OK = 0,
 	CLI_EXIT_USAGE = 1,
 	CLI_EXIT_FAIL = 2,
+	CLI_EXIT_UNREACHABLE = 3,   /* sync --wait: stale or disconnected sites left out */
 };
 
 typedef struct {

@@ -478,7 +478,43 @@ static size_t cli_report_failed(const json_t *status)
 	return n;
 }
 
-/* Sites neither at the top version nor failed; names them in list. */
+/* A site that cannot take the version now: silent, link down or behind
+ * for long (stale), or disconnected by design (it imports bundles). */
+static bool cli_site_unreachable(const json_t *r)
+{
+	const char *st = json_string_value(json_object_get(r, "state"));
+	const char *link = json_string_value(json_object_get(r, "link"));
+	return (st != NULL && strcmp(st, "stale") == 0) ||
+	       (link != NULL && strcmp(link, "disconnected") == 0);
+}
+
+/* Sites not at the top version that sync --wait does not wait for; names
+ * them in list with their state and version. */
+static size_t cli_sites_unreachable(const json_t *status, json_int_t top, char *list,
+                                    size_t len)
+{
+	size_t i, n = 0;
+	const json_t *r;
+	list[0] = '\0';
+	json_array_foreach(json_object_get(status, "sites"), i, r) {
+		const json_t *v = json_object_get(r, "catalog_version");
+		const char *st = json_string_value(json_object_get(r, "state"));
+		if (!cli_site_unreachable(r) || (st && strcmp(st, "failed") == 0) ||
+		    (json_is_integer(v) && json_integer_value(v) == top))
+			continue;
+		size_t used = strlen(list);
+		char nbuf[32];
+		snprintf(list + used, len - used, "%s%s (%s, version %s)", used ? ", " : "",
+		         json_string_value(json_object_get(r, "site")) ?: "?",
+		         st && strcmp(st, "stale") == 0 ? "stale" : "disconnected",
+		         cli_cell(r, "catalog_version", nbuf, sizeof(nbuf)));
+		n++;
+	}
+	return n;
+}
+
+/* Sites neither at the top version nor failed nor unreachable; names them
+ * in list. */
 static size_t cli_sites_behind(const json_t *status, json_int_t top,
                                char *list, size_t len)
 {
@@ -489,7 +525,7 @@ static size_t cli_sites_behind(const json_t *status, json_int_t top,
 	json_array_foreach(json_object_get(status, "sites"), i, r) {
 		const char *st = json_string_value(json_object_get(r, "state"));
 		const json_t *v = json_object_get(r, "catalog_version");
-		if ((st != NULL && strcmp(st, "failed") == 0) ||
+		if ((st != NULL && strcmp(st, "failed") == 0) || cli_site_unreachable(r) ||
 		    (json_is_integer(v) && json_integer_value(v) == top))
 			continue;
 		if (list != NULL) {
@@ -534,10 +570,21 @@ static int cli_sync_follow(cli_t *cli, time_t start, long timeout)
 		}
 		cli_follow_draw(&f, data, cli->tty_out);
 		if (top_done && cli_sites_behind(data, top, NULL, 0) == 0) {
-			if (cli_report_failed(data) == 0) {
+			/* Stale and disconnected sites would hold the wait until the
+			 * timeout: name them and stop, with an exit status of its own. */
+			char list[1024];
+			size_t failed = cli_report_failed(data);
+			size_t gone = cli_sites_unreachable(data, top, list, sizeof(list));
+			if (gone > 0)
+				fprintf(stderr, "sitesync: not waiting for %zu site(s) that cannot take "
+				        "version %" JSON_INTEGER_FORMAT " now: %s\n", gone, top, list);
+			if (failed == 0 && gone == 0) {
 				printf("Every site holds version %" JSON_INTEGER_FORMAT ".\n",
 				       top);
 				ret = CLI_EXIT_OK;
+			} else if (failed == 0) {
+				printf("Every reachable site holds version %" JSON_INTEGER_FORMAT ".\n", top);
+				ret = CLI_EXIT_UNREACHABLE;
 			}
 			goto out;
 		}
@@ -629,10 +676,26 @@ int cli_sync_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv)
 	json_t *data = NULL;
 	int ret = cli_call(cli, "sync", json_pack("{s:b, s:b}", "full", full, "allow_removal", allow),
 	                   CLI_STATUS_TIMEOUT_MS, &data);
-	json_decref(data);
-	if (ret != CLI_EXIT_OK)
+	if (ret != CLI_EXIT_OK) {
+		json_decref(data);
 		return ret;
-	printf("Synchronization started%s.\n", full ? " (full)" : "");
+	}
+	if (json_is_true(json_object_get(data, "pull"))) {
+		/* At a child: a pull from its parent. */
+		const char *parent = json_string_value(json_object_get(data, "parent"));
+		json_int_t pv = json_integer_value(json_object_get(data, "parent_version"));
+		if (json_is_true(json_object_get(data, "up_to_date"))) {
+			printf("This site already holds version %" JSON_INTEGER_FORMAT ", the version of "
+			       "its parent %s: nothing to pull.\n", pv, parent ? parent : "?");
+			json_decref(data);
+			return CLI_EXIT_OK;
+		}
+		printf("Pull from parent %s started%s (the parent holds version %" JSON_INTEGER_FORMAT
+		       ").\n", parent ? parent : "?", full ? " (full snapshot)" : "", pv);
+	} else {
+		printf("Synchronization started%s.\n", full ? " (full)" : "");
+	}
+	json_decref(data);
 	if (!wait)
 		return CLI_EXIT_OK;
 	fflush(stdout);

@@ -125,11 +125,53 @@ static void cmd_status(ctl_req_t *req, const json_t *args, void *arg)
 	ctl_reply(req, status_json(arg));
 }
 
+/* `sitesync sync` at a child: a pull from the parent now. */
+static void cmd_sync_child(ctl_req_t *req, daemon_t *d, bool full)
+{
+	if (d->parent == NULL) {
+		ctl_reply_error(req, SS_ENOTTOP, "%s is a disconnected site: it takes its catalog from "
+		                "bundles (sitesync import)", d->conf->site_code);
+		return;
+	}
+	if (!d->active) {
+		ctl_reply_error(req, SS_ELOCKED, "this daemon is a standby for site %s: the active "
+		                "writer pulls", d->conf->site_code);
+		return;
+	}
+	const char *parent = parent_link_site(d->parent);
+	int ret = parent_link_pull_now(d->parent, full);
+	if (ret == SS_EBUSY) {
+		ctl_reply_error(req, ret, "a pull or an import is already running at %s",
+		                d->conf->site_code);
+		return;
+	}
+	if (ret == SS_EAGAIN) {
+		ctl_reply_error(req, ret, "not connected to the parent %s: %s pulls as soon as the "
+		                "link is up", parent[0] ? parent : d->conf->parent_address,
+		                d->conf->site_code);
+		return;
+	}
+	json_t *o = json_object();
+	json_object_set_new(o, "started", json_boolean(ret == SS_EOK));
+	json_object_set_new(o, "pull", json_true());
+	json_object_set_new(o, "parent", json_string(parent));
+	json_object_set_new(o, "up_to_date", json_boolean(ret == SS_EEXIST));
+	json_object_set_new(o, "full", json_boolean(full));
+	json_object_set_new(o, "catalog_version", json_integer((json_int_t)d->version));
+	json_object_set_new(o, "parent_version",
+	                    json_integer((json_int_t)parent_link_version(d->parent)));
+	ctl_reply(req, o);
+}
+
 static void cmd_sync(ctl_req_t *req, const json_t *args, void *arg)
 {
 	daemon_t *d = arg;
 	bool full = json_is_true(json_object_get(args, "full"));
 	bool allow = json_is_true(json_object_get(args, "allow_removal"));
+	if (!conf_is_top(d->conf)) {
+		cmd_sync_child(req, d, full);
+		return;
+	}
 	int ret = topsync_start_confirmed(d, full, allow);
 	if (ret == SS_ENOTTOP) {
 		ctl_reply_error(req, ret, "%s is not the top site: syncs start at the top and flow down", d->conf->site_code);

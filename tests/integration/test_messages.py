@@ -14,6 +14,8 @@
     snapshot re-verified), 0 added, 0 changed, 0 removed", not a new
     version with every entry changed; and P01 keeps its change log, so S01,
     stopped at version 1 meanwhile, then pulls a delta, not a snapshot.
+  - `sync` at the child P01 pulls from CAS now (or says it holds the
+    parent's version already); `sync --full --wait` there re-pulls.
 """
 
 import json
@@ -119,6 +121,19 @@ def test(h):
     check(m and "full snapshot" not in m.group(1),
           "S01 caught up with a snapshot: P01 lost its change log:\n%s" % slog)
     log("--full kept P01's change log; S01 pulled a delta")
+
+    # sync at a child: a pull from its parent, not a refusal.
+    out = p01.cli_ok("sync", "--yes")
+    check("This site already holds version 2, the version of its parent CAS: nothing to pull."
+          in out, "sync at up-to-date P01: %r" % out)
+    mark = os.path.getsize(p01.sync_log)
+    out = p01.cli_ok("sync", "--yes", "--full", "--wait", "--timeout", str(TIMEOUT),
+                     timeout=TIMEOUT + 10)
+    check("Pull from parent CAS started (full snapshot) (the parent holds version 2)." in out
+          and "Every site holds version 2." in out, "sync --full at P01: %r" % out)
+    check("Re-verified version 2 against a full snapshot" in open(p01.sync_log).read()[mark:],
+          "P01 did not re-pull on its own sync --full")
+    log("sync at P01 pulls from CAS")
 
 
 if __name__ == "__main__":

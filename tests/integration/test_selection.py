@@ -15,7 +15,8 @@
   - A restart keeps the last sync: last_sync_end / last_success in
     status --json and the LAST SYNC column, at both sites.
   - A site gone silent while the top moves on has a growing lag_seconds
-    (status --json, the BEHIND column, sitesync_lag_seconds in /metrics).
+    (status --json, the BEHIND column, sitesync_lag_seconds in /metrics),
+    and `sync --wait` names it and exits 3 instead of waiting the timeout.
 """
 
 import json
@@ -173,6 +174,17 @@ def test(h):
     check(m and int(m.group(1)) >= 3, "sitesync_lag_seconds of P01: %r"
           % (m.group(0) if m else None))
     log("silent P01: %d s behind" % r["lag_seconds"])
+
+    # sync --wait does not wait the timeout for the dead P01: it names it and
+    # exits 3 once every reachable site is done.
+    t0 = time.monotonic()
+    rc, out, err = cas.cli("sync", "--yes", "--wait", "--timeout", "90", timeout=120)
+    took = time.monotonic() - t0
+    check(rc == 3 and "not waiting for 1 site(s) that cannot take version 3 now: "
+          "P01 (stale, version 2)" in err and "Every reachable site holds version 3." in out,
+          "sync --wait with P01 dead: exit %d after %.0fs: %r %r" % (rc, took, out, err))
+    check(took < 45, "sync --wait took %.0fs with P01 dead" % took)
+    log("sync --wait left the dead P01 out after %.1fs (exit 3)" % took)
 
 
 if __name__ == "__main__":
