@@ -236,6 +236,14 @@ def test(h):
     check(v.get("mode") == "disconnected" and v.get("equal") is True and v.get("parent") is None,
           "verify --json at D01: %r" % v)
     check("Top site" in cas.cli_ok("verify"), "verify at CAS")
+    # sync at a disconnected site: refused (no parent link), nothing starts.
+    before = own_row(d01)
+    rc, out, err = d01.cli("sync", "--yes")
+    check(rc == 2 and "D01 is a disconnected site: it takes its catalog from bundles" in err,
+          "sync at D01: exit %d %r %r" % (rc, out, err))
+    after = own_row(d01)
+    check(after["state"] == before["state"] and after["last_sync_start"] == before["last_sync_start"],
+          "sync at D01 changed its row: %r -> %r" % (before, after))
 
     # The top site makes its catalog from upstream, never from a bundle.
     rc, out, err = cas.cli("import", b1)
