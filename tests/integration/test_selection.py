@@ -22,6 +22,8 @@
 import json
 import os
 import re
+import select
+import subprocess
 import sys
 import time
 import urllib.request
@@ -44,6 +46,37 @@ def own_row(site):
 
 def syncs(site):
     return json.loads(site.cli_ok("history", "--json")).get("syncs", [])
+
+
+def ask_sync(site):
+    """`sitesync sync` on a terminal, answered "n": (exit, what it printed)."""
+    master, slave = os.openpty()
+    p = subprocess.Popen([site.h.sitesync, "-c", site.conf, "sync"], stdin=slave,
+                         stdout=slave, stderr=slave, close_fds=True)
+    os.close(slave)
+    buf, answered, deadline = b"", False, time.monotonic() + 30
+    while time.monotonic() < deadline:
+        r, _, _ = select.select([master], [], [], 0.5)
+        if r:
+            try:
+                data = os.read(master, 4096)
+            except OSError:         # EIO: the CLI exited
+                break
+            if not data:
+                break
+            buf += data
+        if not answered and b"[y/N]" in buf:
+            os.write(master, b"n\n")
+            answered = True
+        if p.poll() is not None and not r:
+            break
+    os.close(master)
+    try:
+        p.wait(10)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+    return p.returncode, buf.decode(errors="replace")
 
 
 def categories(site):
@@ -112,6 +145,13 @@ def test(h):
                       "ORDER BY count(*), p LIMIT 1").split("|")
     check(int(n) * 2 < st[2], "product %s holds %s of %d" % (prod, n, st[2]))
     cas.cli_ok("products", "select", prod)
+    # On a terminal, the confirmation says what the selection will remove.
+    rc, text = ask_sync(cas)
+    want = "The current selection removes %d of the %d updates in the catalog from every site." \
+        % (st[2] - int(n), st[2])
+    check(rc == 0 and want in text and "Cancelled." in text
+          and text.index(want) < text.index("[y/N]"), "sync on a terminal: %d %r" % (rc, text))
+    check(cas.catalog_state() == st, "a cancelled sync moved the catalog")
     rc, out, err = cas.cli("sync", "--yes", "--wait", "--timeout", str(TIMEOUT),
                            timeout=TIMEOUT + 10)
     check(rc == 2, "sync that removes too much exited %d: %s%s" % (rc, out, err))
