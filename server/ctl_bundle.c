@@ -228,8 +228,9 @@ static void import_done(int ret, void *arg)
 	               j->path, in->source_site, a->to);
 	daemon_synclog_time(d, NULL);
 	daemon_message(d, SS_MSG_IMPORTED, "info", "Imported bundle %s from %s: version %" PRIu64
-	               " to %" PRIu64 ", %" PRIu64 " added, %" PRIu64 " changed, %" PRIu64 " removed",
-	               j->path, in->source_site, a->held, a->to, a->added, a->changed, a->removed);
+	               " to %" PRIu64 ", %" PRIu64 " added, %" PRIu64 " changed, %" PRIu64 " removed, %"
+	               PRIu64 " expired", j->path, in->source_site, a->held, a->to, a->added,
+	               a->changed, a->removed, a->expired);
 
 	json_t *o = json_object();
 	json_object_set_new(o, "file", json_string(j->path));
