@@ -180,6 +180,11 @@ load_pgdir() {
 	PGDIR=$DEMO/pg
 	[[ -f $DEMO/pgdir ]] || return 0
 	PGDIR=$(<"$DEMO/pgdir")
+	# Gone already (/tmp cleaned by a reboot): nothing left to stop there.
+	if [[ ! -e $PGDIR ]]; then
+		PGDIR=$DEMO/pg
+		return 0
+	fi
 	# Only ever a directory this script made: never act on another path.
 	[[ $PGDIR =~ ^/tmp/sitesync-demo-pg\.[A-Za-z0-9]+$ && -f $PGDIR/$MARKER ]] ||
 		die "$DEMO/pgdir names $PGDIR, not a demo cluster directory: not touching it"
