@@ -67,6 +67,7 @@ static const conf_key_t conf_keys[] = {
 	K("replication", "request_wave_ms", CF_INT, wave_ms, "100", true),
 	K("status", "stale_seconds", CF_INT, stale_seconds, "3600", true),
 	K("status", "cert_warning_days", CF_INT, cert_warning_days, "30", true),
+	K("status", "sync_history_rows", CF_INT, sync_history_rows, "10000", true),
 	K("alerts", "command", CF_STR, alert_command, NULL, true),
 	K("children", "approved", CF_STR, children, NULL, true),
 	K("trust", "signing_key", CF_STR, trust_signing_key, NULL, false),
@@ -217,6 +218,10 @@ int conf_validate(const conf_t *c, char *err, size_t errlen)
 	if (c->max_frame < 65536 || c->batch_entries < 1 || c->workers < 2 ||
 	    c->poll_seconds < 1 || c->reconnect_max < 1) {
 		snprintf(err, errlen, "[replication] max_frame >= 65536, batch_entries >= 1, workers >= 2, poll_seconds and reconnect_max >= 1");
+		return SS_ECONFIG;
+	}
+	if (c->sync_history_rows < 10) {
+		snprintf(err, errlen, "[status] sync_history_rows must be >= 10");
 		return SS_ECONFIG;
 	}
 	if (c->max_removal_percent < 0 || c->max_removal_percent > 100) {

@@ -50,6 +50,7 @@ typedef struct {
 	int wave_ms;              /* [replication] request_wave_ms between waves */
 	int stale_seconds;        /* [status] stale_seconds behind the top */
 	int cert_warning_days;    /* [status] cert_warning_days before expiry; 0 = off */
+	int sync_history_rows;    /* [status] sync_history_rows kept (newest) */
 	char *alert_command;      /* [alerts] command */
 	char *children;           /* [children] approved = P01,P02 */
 	char *trust_signing_key;  /* [trust] signing_key: Ed25519 private key (top) */

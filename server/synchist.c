@@ -23,6 +23,7 @@ typedef struct {
 	char added[24], changed[24], removed[24], expired[24];
 	char code[16];
 	char error[256];
+	char keep[24];          /* [status] sync_history_rows */
 } synchist_job_t;
 
 static pthread_mutex_t stamp_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -57,10 +58,16 @@ static int record_work(PGconn *conn, void *arg)
 	const char *p[] = { j->kind, j->result, j->started, j->ended, j->from, j->to, j->added,
 	                    j->changed, j->removed, j->expired, j->code,
 	                    j->error[0] ? j->error : NULL };
-	return db_execp(conn, "INSERT INTO sync_history (kind, result, started_at, ended_at, "
-	                "from_version, to_version, added, changed, removed, expired, error_code, error) "
-	                "VALUES ($1, $2, to_timestamp($3::bigint), to_timestamp($4::bigint), $5, $6, "
-	                "$7, $8, $9, $10, $11, $12)", 12, p, NULL, 0);
+	int ret = db_execp(conn, "INSERT INTO sync_history (kind, result, started_at, ended_at, "
+	                   "from_version, to_version, added, changed, removed, expired, error_code, error) "
+	                   "VALUES ($1, $2, to_timestamp($3::bigint), to_timestamp($4::bigint), $5, $6, "
+	                   "$7, $8, $9, $10, $11, $12)", 12, p, NULL, 0);
+	/* Bounded: a parent that makes many versions must not grow it forever. */
+	const char *k[] = { j->keep };
+	if (ret == SS_EOK)
+		ret = db_execp(conn, "DELETE FROM sync_history WHERE id <= (SELECT id FROM sync_history "
+		               "ORDER BY id DESC OFFSET $1::bigint LIMIT 1)", 1, k, NULL, 0);
+	return ret;
 }
 
 static void record_done(int ret, void *arg)
@@ -94,6 +101,7 @@ void synchist_record(daemon_t *d, const char *kind, bool unchanged, uint64_t fro
 	snprintf(j->code, sizeof(j->code), "%d", failed ? s->last_error_code : 0);
 	if (failed)
 		snprintf(j->error, sizeof(j->error), "%s", s->last_error);
+	snprintf(j->keep, sizeof(j->keep), "%d", d->conf->sync_history_rows);
 	if (d->db == NULL || db_submit(d->db, DB_QUICK, record_work, record_done, j) != SS_EOK)
 		free(j);
 }

@@ -17,6 +17,7 @@
   - A site gone silent while the top moves on has a growing lag_seconds
     (status --json, the BEHIND column, sitesync_lag_seconds in /metrics),
     and `sync --wait` names it and exits 3 instead of waiting the timeout.
+  - The sync history keeps [status] sync_history_rows rows.
 """
 
 import json
@@ -88,7 +89,8 @@ def test(h):
     h.gen_catalog(catalog, ENTRIES, 1, SEED)
     http = PortLock()
     cas = h.add_site("CAS", upstream="file://" + catalog,
-                     extra={"http": {"listen": "127.0.0.1:%d" % http.port}})
+                     extra={"http": {"listen": "127.0.0.1:%d" % http.port},
+                            "status": {"sync_history_rows": "10"}})
     p01 = h.add_site("P01", parent=cas, listen=False)
     h.start_tree(cas, p01)
     cas.cli_ok("sync", "--yes", "--wait", "--timeout", str(TIMEOUT), timeout=TIMEOUT + 10)
@@ -225,6 +227,18 @@ def test(h):
           "sync --wait with P01 dead: exit %d after %.0fs: %r %r" % (rc, took, out, err))
     check(took < 45, "sync --wait took %.0fs with P01 dead" % took)
     log("sync --wait left the dead P01 out after %.1fs (exit 3)" % took)
+
+    # The sync history is bounded by [status] sync_history_rows (10 here).
+    for _ in range(8):
+        cas.cli("sync", "--yes", "--wait", "--timeout", "60", timeout=90)
+
+    def capped():
+        rows = json.loads(cas.cli_ok("history", "--json", "--limit", "100"))["syncs"]
+        return rows if len(rows) == 10 and rows[0]["result"] == "unchanged" else None
+    rows = wait_for(capped, 20, "CAS history to keep its newest 10 syncs")
+    total = cas.sql("SELECT count(*) FROM sync_history")
+    check(total == "10", "sync_history holds %s rows" % total)
+    log("sync history capped at 10 rows")
 
 
 if __name__ == "__main__":
