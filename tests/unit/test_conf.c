@@ -40,6 +40,8 @@ START_TEST(defaults_and_values)
 	ck_assert_str_eq(c->parent_address, "127.0.0.1:7443");
 	ck_assert_int_eq(c->retry_minutes, 5);
 	ck_assert_int_eq(c->heartbeat_seconds, 10);
+	ck_assert_int_eq(c->max_removal_percent, 50);
+	ck_assert_int_eq(c->sync_history_rows, 10000);
 	ck_assert_str_eq(c->parent_mode, "connected");
 	ck_assert(!conf_is_top(c));
 	conf_free(c);
@@ -67,6 +69,22 @@ START_TEST(rejects_bad_input)
 	ck_assert_int_eq(load("[site]\ncode = CAS\n[database]\nconninfo=x\n[parent]\nmode=sometimes\n",
 	                      &c, err, sizeof(err)), SS_ECONFIG);
 	ck_assert_int_eq(conf_load("/nonexistent/x.conf", &c, err, sizeof(err)), -ENOENT);
+	/* The removal guard's share is a percentage; the sync history keeps
+	 * at least a few rows. The edges themselves are accepted. */
+	ck_assert_int_eq(load("[site]\ncode = CAS\n[database]\nconninfo=x\n[upstream]\n"
+	                      "max_removal_percent = 101\n", &c, err, sizeof(err)), SS_ECONFIG);
+	ck_assert_ptr_nonnull(strstr(err, "max_removal_percent must be 0 to 100"));
+	ck_assert_int_eq(load("[site]\ncode = CAS\n[database]\nconninfo=x\n[upstream]\n"
+	                      "max_removal_percent = -1\n", &c, err, sizeof(err)), SS_ECONFIG);
+	ck_assert_int_eq(load("[site]\ncode = CAS\n[database]\nconninfo=x\n[status]\n"
+	                      "sync_history_rows = 9\n", &c, err, sizeof(err)), SS_ECONFIG);
+	ck_assert_ptr_nonnull(strstr(err, "sync_history_rows must be >= 10"));
+	ck_assert_int_eq(load("[site]\ncode = CAS\n[database]\nconninfo=x\n[upstream]\n"
+	                      "max_removal_percent = 100\n[status]\nsync_history_rows = 10\n",
+	                      &c, err, sizeof(err)), SS_EOK);
+	ck_assert_int_eq(c->max_removal_percent, 100);
+	conf_free(c);
+	c = NULL;
 }
 END_TEST
 
