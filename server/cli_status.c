@@ -654,8 +654,10 @@ int cli_sync_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv)
 	if (cli->tty_in && !yes) {
 		/* Say what a pending selection change will remove before asking. */
 		json_t *pv = NULL;
+		bool top = true;
 		if (cli_call(cli, "sync.preview", json_object(), CLI_STATUS_TIMEOUT_MS, &pv) ==
 		    CLI_EXIT_OK) {
+			top = !json_is_false(json_object_get(pv, "top"));
 			json_int_t gone = json_integer_value(json_object_get(pv, "would_remove"));
 			json_int_t all = json_integer_value(json_object_get(pv, "entries"));
 			if (gone > 0)
@@ -663,7 +665,8 @@ int cli_sync_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv)
 				       "from every site.\n", (long long)gone, (long long)all);
 		}
 		json_decref(pv);
-		if (!cli_ask("Start synchronization of software updates for the whole hierarchy now? [y/N] ",
+		if (!cli_ask(top ? "Start synchronization of software updates for the whole hierarchy "
+		             "now? [y/N] " : "Pull the catalog from the parent site now? [y/N] ",
 		             cli->tty_out)) {
 			printf("Cancelled.\n");
 			return CLI_EXIT_OK;

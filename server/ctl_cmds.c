@@ -751,9 +751,15 @@ static int preview_work(PGconn *conn, ctl_job_t *j)
 	return SS_EOK;
 }
 
+/* On the loop: which kind of sync `sitesync sync` starts here. */
+static void preview_after(ctl_job_t *j)
+{
+	json_object_set_new(j->result, "top", json_boolean(conf_is_top(j->d->conf)));
+}
+
 static void cmd_sync_preview(ctl_req_t *req, const json_t *args, void *arg)
 {
-	ctl_job_submit(arg, req, args, preview_work, NULL);
+	ctl_job_submit(arg, req, args, preview_work, preview_after);
 }
 
 static void cmd_history(ctl_req_t *req, const json_t *args, void *arg)

@@ -154,6 +154,10 @@ def test(h):
     check(rc == 0 and want in text and "Cancelled." in text
           and text.index(want) < text.index("[y/N]"), "sync on a terminal: %d %r" % (rc, text))
     check(cas.catalog_state() == st, "a cancelled sync moved the catalog")
+    rc, text = ask_sync(p01)
+    check(rc == 0 and "Pull the catalog from the parent site now? [y/N]" in text
+          and "whole hierarchy" not in text and "Cancelled." in text,
+          "sync on a terminal at P01: %d %r" % (rc, text))
     rc, out, err = cas.cli("sync", "--yes", "--wait", "--timeout", str(TIMEOUT),
                            timeout=TIMEOUT + 10)
     check(rc == 2, "sync that removes too much exited %d: %s%s" % (rc, out, err))
