@@ -61,7 +61,14 @@ def test(h):
     cas = h.add_site("CAS", upstream="file://" + catalog)
     p01 = h.add_site("P01", parent=cas)
     s01 = h.add_site("S01", parent=p01, listen=False)
-    h.start_tree(cas, p01, s01)
+    # Database workers insert messages in a shuffled order here: the
+    # history must still list them in the order they happened.
+    shuffle = {"SITESYNC_TEST_SHUFFLE_MESSAGES": "1"}
+    cas.start(env=shuffle)
+    cas.cli_ok("child", "add", "P01")
+    p01.start(env=shuffle)
+    p01.cli_ok("child", "add", "S01")
+    s01.start()
     cas.cli_ok("sync", "--yes", "--wait", "--timeout", str(TIMEOUT), timeout=TIMEOUT + 10)
     st1 = h.wait_converged(cas, [p01, s01], TIMEOUT, "version 1 everywhere")
 
