@@ -79,6 +79,17 @@ def test(src, env, demo):
     script = os.path.join(src, "deploy", "demo.sh")
     harness.check(stat.S_IMODE(os.stat(os.path.dirname(src)).st_mode) == 0o700,
                   "the clone's parent is not 0700")
+    # tests/run from such a clone, with TMPDIR inside it: the harness puts
+    # its cluster where the postgres user can reach it.
+    if os.geteuid() == 0:
+        saved = tempfile.tempdir
+        tempfile.tempdir = os.path.dirname(src)
+        try:
+            where = harness.temp_parent()
+        finally:
+            tempfile.tempdir = saved
+        harness.check(where == "/tmp", "harness ROOT parent %s with TMPDIR in a 0700 home"
+                      % where)
     t0 = time.monotonic()
     rc, out = run([script], env, 100)
     harness.log("demo.sh took %.1fs, exit %d" % (time.monotonic() - t0, rc))
