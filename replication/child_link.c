@@ -9,8 +9,8 @@
 #include "replication/spool.h"
 #include "replication/status.h"
 #include "server/daemon.h"
-#include "server/errcode.h"
-#include "server/log.h"
+#include "common/errcode.h"
+#include "common/log.h"
 #include "storage/db.h"
 
 /* Spooled frames are up to 1 MiB (spool.c batch_bytes) and each is queued
@@ -23,7 +23,7 @@
 static void child_cb(conn_t *c, conn_event_t ev, const frame_t *f, void *arg);
 
 #define CL_LOG(lvl, cl, fmt, ...) \
-	log_msg(lvl, "child %s: " fmt, (cl)->site[0] ? (cl)->site : conn_peer_addr((cl)->conn), ##__VA_ARGS__)
+	log_peer(lvl, "child", (cl)->site[0] ? (cl)->site : conn_peer_addr((cl)->conn), fmt, ##__VA_ARGS__)
 
 static void child_unlink(child_link_t *cl)
 {

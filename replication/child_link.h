@@ -17,7 +17,7 @@
 #include <stdio.h>
 #include <time.h>
 
-#include "server/conn.h"
+#include "net/conn.h"
 
 struct daemon;
 struct spool;

@@ -10,12 +10,12 @@
 #include "proto/version.h"
 #include "replication/apply.h"
 #include "replication/child_link.h"
-#include "replication/stream.h"
+#include "catalog/stream.h"
 #include "replication/status.h"
-#include "server/conn.h"
+#include "net/conn.h"
 #include "server/daemon.h"
-#include "server/errcode.h"
-#include "server/log.h"
+#include "common/errcode.h"
+#include "common/log.h"
 #include "storage/db.h"
 
 typedef enum {
@@ -62,6 +62,8 @@ struct parent_link {
 };
 
 static void pl_conn_cb(conn_t *c, conn_event_t ev, const frame_t *f, void *arg);
+
+#define PL_LOG(lvl, p, fmt, ...) log_peer(lvl, "parent", (p)->site, fmt, ##__VA_ARGS__)
 static void pl_schedule_connect(parent_link_t *p);
 
 static void pl_set_state(parent_link_t *p, pl_state_t s)
@@ -409,8 +411,8 @@ static void pl_on_hello(parent_link_t *p, const Sitesync__Hello *h)
 	               "Connected to parent %s (%s), which holds version %" PRIu64,
 	               p->site, conn_peer_addr(p->conn), p->parent_version);
 	if (p->parent_version < d->version)
-		log_warning("parent %s holds version %" PRIu64 ", older than this site's %" PRIu64,
-		            p->site, p->parent_version, d->version);
+		PL_LOG(SS_LOG_WARNING, p, "holds version %" PRIu64 ", older than this site's %" PRIu64,
+		       p->parent_version, d->version);
 	parent_link_report(p);
 	daemon_status_changed(d);
 	parent_link_kick(p);
@@ -622,7 +624,7 @@ static void pl_on_frame(parent_link_t *p, const frame_t *f)
 		}
 		return;
 	case SITESYNC__FRAME__MSG_ERROR:
-		log_error("parent %s reports error %d: %s", p->site, f->error->code, f->error->message);
+		PL_LOG(SS_LOG_ERROR, p, "reports error %d: %s", f->error->code, f->error->message);
 		if (p->state == PL_PULLING) {
 			if (p->stream)
 				fclose(p->stream);

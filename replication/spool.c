@@ -12,8 +12,8 @@
 
 #include "replication/child_link.h"
 #include "server/daemon.h"
-#include "server/errcode.h"
-#include "server/log.h"
+#include "common/errcode.h"
+#include "common/log.h"
 #include "storage/db.h"
 
 int spool_dir_prepare(daemon_t *d, char *err, size_t errlen)

@@ -8,7 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "replication/stream.h"
+#include "catalog/stream.h"
 
 struct daemon;
 

@@ -8,8 +8,8 @@
 #include "replication/child_link.h"
 #include "replication/parent_link.h"
 #include "server/daemon.h"
-#include "server/errcode.h"
-#include "server/log.h"
+#include "common/errcode.h"
+#include "common/log.h"
 #include "replication/rowsig.h"
 
 status_table_t *status_table_new(void)

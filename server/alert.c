@@ -31,8 +31,8 @@
 
 #include "replication/status.h"
 #include "server/daemon.h"
-#include "server/errcode.h"
-#include "server/log.h"
+#include "common/errcode.h"
+#include "common/log.h"
 
 extern char **environ;
 

@@ -18,11 +18,11 @@
 
 #include "replication/bundle.h"
 #include "replication/parent_link.h"
-#include "server/conf.h"
+#include "common/conf.h"
 #include "server/ctl.h"
 #include "server/daemon.h"
-#include "server/errcode.h"
-#include "server/log.h"
+#include "common/errcode.h"
+#include "common/log.h"
 #include "storage/db.h"
 
 /* One export or import: work on a worker, then answer on the loop. */

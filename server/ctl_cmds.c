@@ -10,15 +10,15 @@
 #include <libpq-fe.h>
 
 #include "replication/child_link.h"
-#include "replication/digest.h"
+#include "catalog/digest.h"
 #include "replication/parent_link.h"
 #include "replication/status.h"
 #include "server/ctl.h"
 #include "server/ctl_bundle.h"
 #include "server/ctl_upstream.h"
 #include "server/daemon.h"
-#include "server/errcode.h"
-#include "server/log.h"
+#include "common/errcode.h"
+#include "common/log.h"
 #include "server/topsync.h"
 #include "storage/db.h"
 

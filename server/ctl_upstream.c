@@ -13,11 +13,11 @@
 
 #include <jansson.h>
 
-#include "replication/entry.h"
+#include "catalog/entry.h"
 #include "server/ctl.h"
 #include "server/daemon.h"
-#include "server/errcode.h"
-#include "server/log.h"
+#include "common/errcode.h"
+#include "common/log.h"
 #include "server/topsync.h"
 #include "storage/db.h"
 #include "upstream/import.h"

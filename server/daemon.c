@@ -12,8 +12,8 @@
 #include "replication/child_link.h"
 #include "replication/parent_link.h"
 #include "replication/spool.h"
-#include "server/errcode.h"
-#include "server/log.h"
+#include "common/errcode.h"
+#include "common/log.h"
 #include "storage/db.h"
 
 void daemon_synclog(daemon_t *d, const char *fmt, ...)

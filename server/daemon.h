@@ -12,10 +12,10 @@
 #include <openssl/ssl.h>
 
 #include "proto/sitesync.pb-c.h"
-#include "replication/digest.h"
-#include "replication/manifest.h"
+#include "catalog/digest.h"
+#include "catalog/manifest.h"
 #include "replication/rowsig.h"
-#include "server/conf.h"
+#include "common/conf.h"
 
 struct evdns_base;
 struct evconnlistener;

@@ -8,8 +8,8 @@
 
 #include "replication/child_link.h"
 #include "server/daemon.h"
-#include "server/errcode.h"
-#include "server/log.h"
+#include "common/errcode.h"
+#include "common/log.h"
 #include "server/schedule.h"
 #include "storage/db.h"
 #include "upstream/remote.h"

@@ -8,8 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "replication/apply.h"
-#include "server/errcode.h"
+#include "catalog/state.h"
+#include "common/errcode.h"
 #include "storage/db.h"
 #include "upstream/expire.h"
 

@@ -16,10 +16,11 @@
 #include <openssl/evp.h>
 
 #include "proto/sitesync.pb-c.h"
-#include "replication/apply.h"
-#include "replication/entry.h"
-#include "replication/stream.h"
-#include "server/errcode.h"
+#include "catalog/state.h"
+#include "catalog/txn.h"
+#include "catalog/entry.h"
+#include "catalog/stream.h"
+#include "common/errcode.h"
 #include "storage/copy.h"
 #include "storage/db.h"
 #include "upstream/catalog.h"
@@ -488,13 +489,10 @@ again:
 	if ((ret = set_setting(conn, "last_upstream_sync", now, job->err, sizeof(job->err))) != SS_EOK ||
 	    (ret = set_setting(conn, "upstream_selection", sel_now, job->err, sizeof(job->err))) != SS_EOK)
 		goto rollback;
-	ret = db_exec(conn, "COMMIT", job->err, sizeof(job->err));
-	goto out;
-rollback:
-	db_exec(conn, "ROLLBACK", NULL, 0);
+rollback: /* also reached with ret == SS_EOK, to commit */
+	ret = txn_end(conn, ret, job->err, sizeof(job->err));
 out:
-	if (ret != SS_EOK && job->err[0] == '\0')
-		snprintf(job->err, sizeof(job->err), "%s", ss_strerror(ret));
+	ss_err_default(ret, job->err, sizeof(job->err));
 	first_sync_end(&first);
 #ifdef __GLIBC__
 	/* The parse's batches, window and id sets were freed, partly in the

@@ -5,8 +5,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "server/conf.h"
-#include "server/errcode.h"
+#include "common/conf.h"
+#include "common/errcode.h"
 #include "check_run.h"
 
 static char *write_conf(const char *text)

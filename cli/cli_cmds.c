@@ -4,7 +4,7 @@
  * import-update and verify. Each sends one request and prints the reply,
  * either as JSON (--json) or as an aligned table.
  */
-#include "server/cli.h"
+#include "cli/cli.h"
 
 #include <ctype.h>
 #include <getopt.h>
@@ -13,7 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "server/conf.h"
+#include "common/conf.h"
 
 /* Default wait for a reply; bulk work (export, import) waits without limit. */
 #define CLI_TIMEOUT_MS 60000

@@ -4,7 +4,7 @@
  * socket (server/ctl.h): one JSON request line, one JSON reply line.
  * Commands live in cli_status.c (status, sync) and cli_cmds.c (the rest).
  */
-#include "server/cli.h"
+#include "cli/cli.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -20,8 +20,8 @@
 #include <openssl/crypto.h>
 
 #include "proto/version.h"
-#include "server/conf.h"
-#include "server/errcode.h"
+#include "common/conf.h"
+#include "common/errcode.h"
 
 #define CLI_DEFAULT_SOCKET "/run/sitesync/control.sock"
 /* Replies such as `updates list` can be large, but not unbounded. */

@@ -1,5 +1,5 @@
 /* Configuration key table, INI parsing and validation. */
-#include "server/conf.h"
+#include "common/conf.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -11,8 +11,8 @@
 
 #include <ini.h>
 
-#include "server/errcode.h"
-#include "server/log.h"
+#include "common/errcode.h"
+#include "common/log.h"
 
 typedef enum { CF_STR, CF_INT, CF_BOOL } conf_type_t;
 
