@@ -120,9 +120,18 @@ static json_t *rows_json(PGresult *r)
 
 /* ---- status, sync ---------------------------------------------------- */
 
+json_t *ctl_cmds_status_json(daemon_t *d)
+{
+	json_t *o = status_json(d);
+	/* The daemon shell's own fact: when [schedule] cron runs the next sync. */
+	json_object_set_new(o, "next_upstream_sync",
+	                    d->next_run ? status_time_json(d->next_run) : json_null());
+	return o;
+}
+
 static void cmd_status(ctl_req_t *req, const json_t *args, void *arg)
 {
-	ctl_reply(req, status_json(arg));
+	ctl_reply(req, ctl_cmds_status_json(arg));
 }
 
 static void cmd_sync(ctl_req_t *req, const json_t *args, void *arg)

@@ -36,6 +36,7 @@
 #include "server/daemon.h"
 #include "common/errcode.h"
 #include "server/http.h"
+#include "server/schedule.h"
 #include "common/log.h"
 #include "net/tls.h"
 #include "server/topsync.h"
@@ -100,7 +101,28 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
 
 static json_t *daemon_http_status_cb(void *arg)
 {
-	return status_json(arg);
+	return ctl_cmds_status_json(arg);
+}
+
+/* [children] approved (at start and on reload): add the listed codes to the
+ * children table. Additive: a code taken off the list stays approved until
+ * `sitesync child remove`. */
+static int approve_listed(PGconn *conn, const char *list, char *err, size_t errlen)
+{
+	if (list == NULL)
+		return SS_EOK;
+	int ret = SS_EOK;
+	char *copy = strdup(list), *save = NULL;
+	if (copy == NULL)
+		return SS_ENOMEM;
+	for (char *t = strtok_r(copy, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
+		const char *p[] = { t };
+		if ((ret = db_execp(conn, "INSERT INTO children (site) VALUES ($1) ON CONFLICT DO NOTHING",
+		                    1, p, err, errlen)) != SS_EOK)
+			break;
+	}
+	free(copy);
+	return ret;
 }
 
 /* Configuration facts that need the database, read once at startup. */
@@ -124,18 +146,8 @@ static int load_state(daemon_t *d, char *err, size_t errlen)
 		goto out;
 	d->top_version = d->version;
 	d->version_at = time(NULL);
-	if (d->conf->children) {
-		char *copy = strdup(d->conf->children), *save = NULL;
-		for (char *t = copy ? strtok_r(copy, ", ", &save) : NULL; t; t = strtok_r(NULL, ", ", &save)) {
-			const char *p[] = { t };
-			if ((ret = db_execp(conn, "INSERT INTO children (site) VALUES ($1) ON CONFLICT DO NOTHING",
-			                    1, p, err, errlen)) != SS_EOK)
-				break;
-		}
-		free(copy);
-		if (ret != SS_EOK)
-			goto out;
-	}
+	if ((ret = approve_listed(conn, d->conf->children, err, errlen)) != SS_EOK)
+		goto out;
 	if ((ret = ctl_cmds_load_children(d, conn, err, errlen)) != SS_EOK)
 		goto out;
 	/* Keys announced by earlier manifests (rotation) stay trusted. */
@@ -317,7 +329,73 @@ static void writer_lock_cb_main(writer_lock_event_t ev, void *arg)
 	daemon_status_changed(d);
 }
 
-/* SIGHUP: re-read the file; keep the old configuration if the new one is bad. */
+/* A reload's [children] approved: stored on a worker, listed on the loop. */
+typedef struct {
+	daemon_t *d;
+	char *list;
+	char (*sites)[4];
+	size_t n;
+	char err[256];
+} approve_job_t;
+
+static int approve_work(PGconn *conn, void *arg)
+{
+	approve_job_t *j = arg;
+	PGresult *r = NULL;
+	int ret = approve_listed(conn, j->list, j->err, sizeof(j->err));
+	if (ret == SS_EOK)
+		ret = db_query(conn, "SELECT site FROM children ORDER BY site", 0, NULL, &r,
+		               j->err, sizeof(j->err));
+	if (ret != SS_EOK)
+		return ret;
+	j->n = (size_t)PQntuples(r);
+	j->sites = calloc(j->n + 1, sizeof(*j->sites));
+	for (size_t i = 0; j->sites && i < j->n; i++)
+		snprintf(j->sites[i], 4, "%s", PQgetvalue(r, (int)i, 0));
+	PQclear(r);
+	return j->sites ? SS_EOK : SS_ENOMEM;
+}
+
+static void approve_done(int ret, void *arg)
+{
+	approve_job_t *j = arg;
+	if (ret == SS_EOK)
+		ret = daemon_set_approved(j->d, j->sites, j->n);
+	if (ret == SS_EOK) {
+		log_notice("reload: [children] approved stored; %zu approved children", j->n);
+		daemon_status_changed(j->d);
+	} else {
+		log_error("reload: [children] approved: %s", j->err[0] ? j->err : ss_strerror(ret));
+	}
+	free(j->list);
+	free(j->sites);
+	free(j);
+}
+
+static void approve_reloaded(daemon_t *d)
+{
+	approve_job_t *j = calloc(1, sizeof(*j));
+	if (j == NULL || (j->list = strdup(d->conf->children)) == NULL) {
+		free(j);
+		log_error("reload: [children] approved: out of memory");
+		return;
+	}
+	j->d = d;
+	if (db_submit(d->db, DB_QUICK, approve_work, approve_done, j) != SS_EOK) {
+		log_error("reload: [children] approved: cannot queue the database job");
+		free(j->list);
+		free(j);
+	}
+}
+
+static bool same_str(const char *a, const char *b)
+{
+	return (a == NULL && b == NULL) || (a && b && strcmp(a, b) == 0);
+}
+
+/* SIGHUP: re-read the file; keep the old configuration if the new one is
+ * bad. Keys the table (common/conf.c) marks not reloadable keep their
+ * running values; the others take effect here. */
 static void reload(daemon_t *d)
 {
 	char err[512] = "";
@@ -328,38 +406,41 @@ static void reload(daemon_t *d)
 		notify_systemd("READY=1");
 		return;
 	}
-	const conf_t *oc = d->conf;
-	#define SAME(f) ((oc->f == NULL && nc->f == NULL) || (oc->f && nc->f && !strcmp(oc->f, nc->f)))
-	if (!SAME(site_code) || !SAME(db_conninfo) || !SAME(listen_address) ||
-	    !SAME(parent_address) || !SAME(control_socket) || !SAME(http_listen) || !SAME(state_dir)) {
-		log_warning("reload: site code, database, listen, parent, control, http and state_dir "
-		            "changes need a restart; they are ignored");
-		free(nc->site_code); nc->site_code = strdup(oc->site_code);
-	}
-	#undef SAME
 	conf_t *old = d->conf;
+	char fixed[512];
+	int n_fixed = 0;
+	schedule_t check;
+	if (conf_keep_fixed(nc, old, &n_fixed, fixed, sizeof(fixed)) != SS_EOK) {
+		snprintf(err, sizeof(err), "out of memory");
+		goto keep_old;
+	}
+	/* Refused as at startup: a schedule that does not parse. */
+	if (nc->schedule_cron && conf_is_top(nc) &&
+	    schedule_parse(nc->schedule_cron, &check, err, sizeof(err)) != SS_EOK)
+		goto keep_old;
 	d->conf = nc;
 	if (setup_tls(d, err, sizeof(err)) != SS_EOK) {
-		log_error("reload: %s; keeping the running configuration", err);
 		d->conf = old;
-		conf_free(nc);
-		notify_systemd("READY=1");
-		return;
+		goto keep_old;
 	}
-	/* Keys that cannot change at run time keep their old values. */
-	char **keep[] = { &nc->db_conninfo, &nc->listen_address, &nc->parent_address,
-	                  &nc->control_socket, &nc->http_listen, &nc->state_dir, &nc->parent_mode };
-	char **from[] = { &old->db_conninfo, &old->listen_address, &old->parent_address,
-	                  &old->control_socket, &old->http_listen, &old->state_dir, &old->parent_mode };
-	for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++) {
-		free(*keep[i]);
-		*keep[i] = *from[i];
-		*from[i] = NULL;
-	}
-	nc->workers = old->workers;
-	conf_free(old);
+	if (n_fixed > 0)
+		log_warning("reload: %s: changes need a restart; they are ignored", fixed);
 	log_init((ss_log_level_t)log_level_parse(nc->log_level), nc->site_code);
+	if (!same_str(nc->schedule_cron, old->schedule_cron) || nc->schedule_utc != old->schedule_utc) {
+		if (topsync_schedule_rearm(d, err, sizeof(err)) != SS_EOK)
+			log_error("reload: [schedule] cron: %s", err);
+		else
+			log_notice("reload: [schedule] cron is now %s", nc->schedule_cron ? nc->schedule_cron : "unset");
+	}
+	if (nc->children && !same_str(nc->children, old->children))
+		approve_reloaded(d);
+	conf_free(old);
 	log_notice("configuration reloaded from %s", d->conf_path);
+	notify_systemd("READY=1");
+	return;
+keep_old:
+	log_error("reload: %s; keeping the running configuration", err);
+	conf_free(nc);
 	notify_systemd("READY=1");
 }
 

@@ -206,7 +206,8 @@ int topsync_schedule_init(daemon_t *d, char *err, size_t errlen)
 	return SS_EOK;
 }
 
-int topsync_schedule_arm(daemon_t *d, char *err, size_t errlen)
+/* Parse [schedule] cron into d->schedule and set the timer for its next run. */
+static int schedule_start(daemon_t *d, char *err, size_t errlen)
 {
 	schedule_t *sc = calloc(1, sizeof(*sc));
 	if (sc == NULL)
@@ -221,6 +222,36 @@ int topsync_schedule_arm(daemon_t *d, char *err, size_t errlen)
 	if (d->schedule_ev == NULL)
 		return SS_ENOMEM;
 	topsync_arm(d);
+	return SS_EOK;
+}
+
+static void schedule_stop(daemon_t *d)
+{
+	if (d->schedule_ev)
+		event_free(d->schedule_ev);
+	d->schedule_ev = NULL;
+	free(d->schedule);
+	d->schedule = NULL;
+	d->next_run = 0;
+}
+
+int topsync_schedule_rearm(daemon_t *d, char *err, size_t errlen)
+{
+	schedule_stop(d);
+	if (d->conf->schedule_cron == NULL || !conf_is_top(d->conf) || !d->active)
+		return SS_EOK;
+	int ret = schedule_start(d, err, errlen);
+	if (ret != SS_EOK)
+		schedule_stop(d);
+	return ret;
+}
+
+int topsync_schedule_arm(daemon_t *d, char *err, size_t errlen)
+{
+	int ret = schedule_start(d, err, errlen);
+	if (ret != SS_EOK)
+		return ret;
+	const schedule_t *sc = d->schedule;
 	/* A run that fell due while the daemon was down runs now. */
 	time_t missed = d->last_upstream_sync > 0 ?
 		schedule_missed(sc, d->last_upstream_sync, time(NULL), d->conf->schedule_utc) : 0;
@@ -236,9 +267,7 @@ void topsync_free(daemon_t *d)
 {
 	if (d->retry_ev)
 		event_free(d->retry_ev);
-	if (d->schedule_ev)
-		event_free(d->schedule_ev);
-	free(d->schedule);
+	schedule_stop(d);
 	upstream_job_free(d->upstream);
 	d->upstream = NULL;
 }
