@@ -409,8 +409,10 @@ static void child_start_stream(child_link_t *cl)
 	child_stream_more(cl);
 }
 
-void child_link_spool_ready(daemon_t *d, spool_t *s)
+/* spool_ready_cb: start every session waiting on \a s. */
+static void child_spool_ready(spool_t *s, void *arg)
 {
+	daemon_t *d = arg;
 	child_link_t *cl = d->children;
 	while (cl) {
 		child_link_t *next = cl->next;    /* cl may go away below */
@@ -450,7 +452,7 @@ static void child_start_pull(child_link_t *cl, uint64_t have, bool full)
 	req.have_version = have;
 	req.full = full;
 	const Sitesync__PullRequest *p = &req;
-	spool_t *s = spool_get(d, p->have_version, p->full);
+	spool_t *s = spool_get(d, p->have_version, p->full, child_spool_ready, d);
 	if (s == NULL) {
 		child_disconnect(cl, false, SS_ENOMEM, "out of memory");
 		return;

@@ -71,9 +71,6 @@ bool child_link_connected(struct daemon *d, const char *site);
 /*! \brief Send SyncRequest for the current version to every ready child. */
 void child_link_notify_all(struct daemon *d, bool full);
 
-/*! \brief A spool finished: start streaming to the children waiting on it. */
-void child_link_spool_ready(struct daemon *d, struct spool *s);
-
 /*! \brief Close the session of \a site (no longer approved). */
 void child_link_drop(struct daemon *d, const char *site, const char *why);
 

@@ -10,7 +10,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "replication/child_link.h"
 #include "server/daemon.h"
 #include "common/errcode.h"
 #include "common/log.h"
@@ -84,11 +83,13 @@ static void spool_produce_done(int ret, void *arg)
 	else
 		log_error("producing a pull stream from version %" PRIu64 " failed: %s", s->have, s->prod.err);
 	s->refs++;      /* hold it while waiters are told */
-	child_link_spool_ready(d, s);
+	if (s->ready)
+		s->ready(s, s->ready_arg);
 	spool_put(d, s);
 }
 
-spool_t *spool_get(daemon_t *d, uint64_t have, bool want_full)
+spool_t *spool_get(daemon_t *d, uint64_t have, bool want_full,
+                   spool_ready_cb ready, void *arg)
 {
 	/* From nothing it is a snapshot either way: one file for both asks. */
 	if (have == 0)
@@ -109,6 +110,8 @@ spool_t *spool_get(daemon_t *d, uint64_t have, bool want_full)
 	s->want_full = want_full;
 	s->at_version = d->version;
 	s->state = SPOOL_PRODUCING;
+	s->ready = ready;
+	s->ready_arg = arg;
 	s->refs = 1;
 	s->busy = true;
 	s->prod.have = have;

@@ -18,6 +18,15 @@ typedef enum {
 	SPOOL_FAILED,
 } spool_state_t;
 
+struct spool;
+
+/*!
+ * \brief Called on the event loop when a stream is produced (or failed);
+ * the spool is held for the call. The consumer tells every session
+ * waiting on it.
+ */
+typedef void (*spool_ready_cb)(struct spool *s, void *arg);
+
 typedef struct spool {
 	struct spool *next;
 	struct daemon *d;
@@ -30,15 +39,21 @@ typedef struct spool {
 	int refs;                   /* child sessions using or waiting */
 	bool busy;                  /* a worker is writing the file */
 	int ret;
+	spool_ready_cb ready;       /* the consumer, told when produced */
+	void *ready_arg;
 	char path[512];
 	stream_produce_t prod;
 } spool_t;
 
 /*!
  * \brief The stream from \a have to the current version, produced on first
- * request. Takes a reference; release with spool_put().
+ * request. Takes a reference; release with spool_put(). While it is
+ * SPOOL_PRODUCING, \a ready(s, \a arg) is called once it is produced; a
+ * stream shared by several requests keeps the \a ready of the first, so
+ * every caller passes the same consumer hook.
  */
-spool_t *spool_get(struct daemon *d, uint64_t have, bool want_full);
+spool_t *spool_get(struct daemon *d, uint64_t have, bool want_full,
+                   spool_ready_cb ready, void *arg);
 
 /*! \brief Drop a reference; unused streams of older versions are deleted. */
 void spool_put(struct daemon *d, spool_t *s);
