@@ -10,7 +10,7 @@
 
 #include "catalog/stream.h"
 
-struct daemon;
+struct site;
 
 typedef enum {
 	SPOOL_PRODUCING,
@@ -29,7 +29,7 @@ typedef void (*spool_ready_cb)(struct spool *s, void *arg);
 
 typedef struct spool {
 	struct spool *next;
-	struct daemon *d;
+	struct site *d;
 	/* Key. */
 	uint64_t have;
 	bool want_full;
@@ -52,17 +52,17 @@ typedef struct spool {
  * stream shared by several requests keeps the \a ready of the first, so
  * every caller passes the same consumer hook.
  */
-spool_t *spool_get(struct daemon *d, uint64_t have, bool want_full,
+spool_t *spool_get(struct site *d, uint64_t have, bool want_full,
                    spool_ready_cb ready, void *arg);
 
 /*! \brief Drop a reference; unused streams of older versions are deleted. */
-void spool_put(struct daemon *d, spool_t *s);
+void spool_put(struct site *d, spool_t *s);
 
 /*! \brief Delete unused streams that no longer match the current version. */
-void spool_gc(struct daemon *d);
+void spool_gc(struct site *d);
 
 /*! \brief Remove every stream (shutdown). */
-void spool_free_all(struct daemon *d);
+void spool_free_all(struct site *d);
 
 /*! \brief Make the spool directory and empty it of leftovers. */
-int spool_dir_prepare(struct daemon *d, char *err, size_t errlen);
+int spool_dir_prepare(struct site *d, char *err, size_t errlen);

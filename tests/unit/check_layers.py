@@ -32,12 +32,7 @@ LAYERS = {
 # Known upward includes still being removed: (file, header) -> why. Each
 # one must still exist (a stale entry fails), and they are left out of the
 # cycle check.
-WHY = "the daemon shell; goes when replication/site.h raises events (issue 13)"
 EXCEPTIONS = {
-    ("replication/child_link.c", "server/daemon.h"): WHY,
-    ("replication/parent_link.c", "server/daemon.h"): WHY,
-    ("replication/spool.c", "server/daemon.h"): WHY,
-    ("replication/status.c", "server/daemon.h"): WHY,
 }
 
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"')
