@@ -276,6 +276,25 @@ static char *cli_xstrdup(const char *s)
 	return d;
 }
 
+void cli_print_rows(const json_t *rows, const cli_column_t *cols, size_t ncols)
+{
+	const char *headers[CLI_MAX_COLUMNS], *cells[CLI_MAX_COLUMNS];
+	char b[CLI_MAX_COLUMNS][48];
+	if (ncols > CLI_MAX_COLUMNS)
+		ncols = CLI_MAX_COLUMNS;
+	for (size_t k = 0; k < ncols; k++)
+		headers[k] = cols[k].header;
+	cli_table_t *t = cli_table_new(ncols, headers);
+	size_t i;
+	const json_t *row;
+	json_array_foreach(rows, i, row) {
+		for (size_t k = 0; k < ncols; k++)
+			cells[k] = cli_cell(row, cols[k].key, b[k], sizeof(b[k]));
+		cli_table_add(t, cells, NULL);
+	}
+	cli_table_print(t, stdout, false);
+}
+
 cli_table_t *cli_table_new(size_t ncols, const char *const *headers)
 {
 	cli_table_t *t = calloc(1, sizeof(*t));
