@@ -73,7 +73,7 @@ static void child_disconnect(child_link_t *cl, bool conn_gone, int code, const c
 		conn_close(cl->conn, code, "%s", why);
 	if (cl->state != CL_WAIT_HELLO) {
 		site_message(d, SS_MSG_CHILD_LOST, "warning", "Child site %s disconnected: %s",
-		               cl->site, why);
+		             cl->site, why);
 		site_status_changed(d);
 	}
 	free(cl);
@@ -147,8 +147,8 @@ static void child_refuse_unapproved(child_link_t *cl)
 	            "(approve it with: sitesync child add %s)", cl->site,
 	            conn_peer_addr(cl->conn), d->conf->site_code, cl->site);
 	site_message(d, SS_MSG_CHILD_REFUSED, "warning",
-	               "Refused connection from site %s (%s): not an approved child",
-	               cl->site, conn_peer_addr(cl->conn));
+	             "Refused connection from site %s (%s): not an approved child",
+	             cl->site, conn_peer_addr(cl->conn));
 	char why[96];
 	snprintf(why, sizeof(why), "site %s is not an approved child of %s", cl->site,
 	         d->conf->site_code);
@@ -276,8 +276,8 @@ static void child_on_hello(child_link_t *cl, const Sitesync__Hello *h)
 		return;
 	}
 	site_message(d, SS_MSG_CHILD_CONNECTED, "info",
-	               "Child site %s connected from %s, holds version %" PRIu64,
-	               cl->site, conn_peer_addr(cl->conn), cl->version);
+	             "Child site %s connected from %s, holds version %" PRIu64,
+	             cl->site, conn_peer_addr(cl->conn), cl->version);
 	site_status_changed(d);
 }
 
@@ -477,8 +477,8 @@ static void child_on_status(child_link_t *cl, const Sitesync__StatusReport *rep)
 	if (refused > 0) {
 		CL_LOG(SS_LOG_WARNING, cl, "refused %d status row(s) (first: %s: %s)", refused, first, why);
 		site_message(d, SS_MSG_ROWS_REFUSED, "warning",
-		               "Child site %s reported %d status row(s) that were refused (first: %s: %s)",
-		               cl->site, refused, first, why);
+		             "Child site %s reported %d status row(s) that were refused (first: %s: %s)",
+		             cl->site, refused, first, why);
 	}
 	site_status_changed(d);
 }
@@ -631,8 +631,8 @@ void child_link_notify_all(site_t *d, bool full)
 	}
 	if (used)
 		site_message(d, SS_MSG_REQUEST_SENT, "info",
-		               "Sending sync request to child site(s): %s (version %" PRIu64 "%s)",
-		               list, d->version, full ? ", full" : "");
+		             "Sending sync request to child site(s): %s (version %" PRIu64 "%s)",
+		             list, d->version, full ? ", full" : "");
 }
 
 void child_link_drop(site_t *d, const char *site, const char *why)

@@ -156,7 +156,7 @@ static void pl_lost(parent_link_t *p, bool conn_gone, const char *why)
 		pl_set_state(p, PL_IDLE);
 	if (was_up) {
 		site_message(d, SS_MSG_PARENT_LOST, "warning", "Lost connection to parent %s: %s",
-		               p->site[0] ? p->site : d->conf->parent_address, why);
+		             p->site[0] ? p->site : d->conf->parent_address, why);
 		site_status_changed(d);
 	}
 	pl_schedule_connect(p);
@@ -350,9 +350,9 @@ static void pl_start_pull(parent_link_t *p)
 	s->progress_done = s->progress_total = 0;
 	site_synclog(d, "Starting sync");
 	site_message(d, SS_MSG_SYNC_STARTED, "info",
-	               "Performing sync on parent request: parent %s holds version %" PRIu64
-	               ", this site %" PRIu64 "%s", p->site, p->parent_version, d->version,
-	               p->want_full ? " (full snapshot)" : "");
+	             "Performing sync on parent request: parent %s holds version %" PRIu64
+	             ", this site %" PRIu64 "%s", p->site, p->parent_version, d->version,
+	             p->want_full ? " (full snapshot)" : "");
 	site_status_changed(d);
 }
 
@@ -402,8 +402,8 @@ static void pl_on_hello(parent_link_t *p, const Sitesync__Hello *h)
 		pl_set_state(p, PL_READY);
 	pl_learn_top(p, h->top_version);
 	site_message(d, SS_MSG_PARENT_CONNECTED, "info",
-	               "Connected to parent %s (%s), which holds version %" PRIu64,
-	               p->site, conn_peer_addr(p->conn), p->parent_version);
+	             "Connected to parent %s (%s), which holds version %" PRIu64,
+	             p->site, conn_peer_addr(p->conn), p->parent_version);
 	if (p->parent_version < d->version)
 		PL_LOG(SS_LOG_WARNING, p, "holds version %" PRIu64 ", older than this site's %" PRIu64,
 		       p->parent_version, d->version);
@@ -473,7 +473,7 @@ static void pl_fail_sync(parent_link_t *p, int code, const char *msg)
 	s->next_retry = time(NULL) + delay;
 	site_synclog(d, "Sync failed: %s. Will retry in %ld seconds", msg, delay);
 	site_message(d, SS_MSG_SYNC_FAILED, "error", "Sync failed: %s (error %d)", msg,
-	               s->last_error_code);
+	             s->last_error_code);
 	site_status_changed(d);
 }
 
@@ -531,8 +531,8 @@ static void pl_apply_done(int ret, void *arg)
 		                    p->site, a->to);
 		p->want_full = false;
 		site_message(d, SS_MSG_SYNC_DONE, "info", "Synced with parent %s: version %" PRIu64
-		               ", %" PRIu64 " added, %" PRIu64 " changed, %" PRIu64 " removed",
-		               p->site, a->to, a->added, a->changed, a->removed);
+		             ", %" PRIu64 " added, %" PRIu64 " changed, %" PRIu64 " removed",
+		             p->site, a->to, a->added, a->changed, a->removed);
 		site_trust_announced(d, a->key_announced, a->next_key);
 		site_version_committed(d, a->to, &a->digest, a->entries, a->full);
 	} else {

@@ -268,13 +268,13 @@ static void observe_cert(daemon_t *d, struct alert_state *a, alert_site_t *s,
 	json_int_t left = json_integer_value(json_object_get(row, "cert_days_left"));
 	if (now)
 		site_message(&d->site, SS_MSG_CERT_EXPIRING, "warning",
-		               "Certificate of site %s expires %s (%" JSON_INTEGER_FORMAT
-		               " days left, warning window %d days)", s->site,
-		               when ? when : "?", left, d->site.conf->cert_warning_days);
+		             "Certificate of site %s expires %s (%" JSON_INTEGER_FORMAT
+		             " days left, warning window %d days)", s->site,
+		             when ? when : "?", left, d->site.conf->cert_warning_days);
 	else
 		site_message(&d->site, SS_MSG_CERT_RENEWED, "info",
-		               "Certificate of site %s renewed: expires %s", s->site,
-		               when ? when : "?");
+		             "Certificate of site %s renewed: expires %s", s->site,
+		             when ? when : "?");
 	if (cmd != NULL)
 		spawn_alert(d, a, cmd, doc, row, s->state[0] ? s->state : "unknown",
 		            now ? ALERT_CERT_EXPIRING : ALERT_CERT_RENEWED);
@@ -312,12 +312,12 @@ static void observe(daemon_t *d, struct alert_state *a)
 		 * its history; a failure is recorded by the failing site itself. */
 		if (strcmp(state, "stale") == 0)
 			site_message(&d->site, SS_MSG_SITE_STALE, "warning", "Site %s is stale (was %s)",
-			               site, prev);
+			             site, prev);
 		else if (is_bad)
 			log_info("alert: %s is now %s (was %s)", site, state, prev);
 		else if (was_bad)
 			site_message(&d->site, SS_MSG_SITE_RECOVERED, "info", "Site %s recovered: %s (was %s)",
-			               site, state, prev);
+			             site, state, prev);
 		if (run && (is_bad || was_bad))
 			spawn_alert(d, a, cmd, doc, row, prev, ALERT_STATE);
 		snprintf(s->state, sizeof(s->state), "%s", state);

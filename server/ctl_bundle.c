@@ -95,11 +95,11 @@ static void export_done(int ret, void *arg)
 		snprintf(note, sizeof(note), "this site's change log no longer reaches version %" PRIu64
 		         ": a full snapshot was written instead of a delta", e->since);
 	site_message(&d->site, SS_MSG_EXPORTED, "info", "Exported %s of versions %" PRIu64 " to %" PRIu64
-	               " into %s: %" PRIu64 " upserts, %" PRIu64 " deletes, %" PRIu64 " bytes%s%s",
-	               e->full ? "a full snapshot" : "the changes", e->from, e->to, j->path,
-	               e->upserts, e->deletes, e->bytes, note[0] ? "; " : "", note);
+	             " into %s: %" PRIu64 " upserts, %" PRIu64 " deletes, %" PRIu64 " bytes%s%s",
+	             e->full ? "a full snapshot" : "the changes", e->from, e->to, j->path,
+	             e->upserts, e->deletes, e->bytes, note[0] ? "; " : "", note);
 	site_synclog(&d->site, "Exported bundle %s (versions %" PRIu64 " to %" PRIu64 "%s)", j->path,
-	               e->from, e->to, e->full ? ", full snapshot" : "");
+	             e->from, e->to, e->full ? ", full snapshot" : "");
 	json_t *o = json_object();
 	json_object_set_new(o, "file", json_string(j->path));
 	json_object_set_new(o, "from_version", json_integer((json_int_t)e->from));
@@ -175,7 +175,7 @@ static void import_failed(bundle_job_t *j, int ret)
 	snprintf(s->last_error, sizeof(s->last_error), "import: %s", j->im.err);
 	site_synclog(&d->site, "Import of %s failed: %s", j->path, j->im.err);
 	site_message(&d->site, SS_MSG_SYNC_FAILED, "error", "Import of %s failed: %s (error %d)",
-	               j->path, j->im.err, s->last_error_code);
+	             j->path, j->im.err, s->last_error_code);
 	site_status_changed(&d->site);
 	ctl_reply_error(j->req, ret, "import failed: %s", j->im.err);
 }
@@ -198,8 +198,8 @@ static void import_done(int ret, void *arg)
 	sync_status_applied(&d->site, a, "Successfully imported bundle %s exported by %s, version %" PRIu64,
 	                    j->path, in->source_site, a->to);
 	site_message(&d->site, SS_MSG_IMPORTED, "info", "Imported bundle %s from %s: version %" PRIu64
-	               " to %" PRIu64 ", %" PRIu64 " added, %" PRIu64 " changed, %" PRIu64 " removed",
-	               j->path, in->source_site, a->held, a->to, a->added, a->changed, a->removed);
+	             " to %" PRIu64 ", %" PRIu64 " added, %" PRIu64 " changed, %" PRIu64 " removed",
+	             j->path, in->source_site, a->held, a->to, a->added, a->changed, a->removed);
 
 	json_t *o = json_object();
 	json_object_set_new(o, "file", json_string(j->path));
@@ -274,7 +274,7 @@ static void cmd_import(ctl_req_t *req, const json_t *args, void *arg)
 	s->progress_done = s->progress_total = 0;
 	site_synclog(&d->site, "Starting import of bundle %s", j->path);
 	site_message(&d->site, SS_MSG_SYNC_STARTED, "info", "Importing bundle %s: this site holds "
-	               "version %" PRIu64, j->path, d->site.version);
+	             "version %" PRIu64, j->path, d->site.version);
 	site_status_changed(&d->site);
 }
 

@@ -41,12 +41,12 @@ static void import_done_cb(int ret, void *arg)
 	}
 	if (job->unchanged) {
 		site_synclog(&d->site, "Imported update %s from %s: already present with the same content "
-		               "(revision %" PRIu32 "), version stays %" PRIu64,
-		               job->import_id, job->url, job->revision, job->version);
+		             "(revision %" PRIu32 "), version stays %" PRIu64,
+		             job->import_id, job->url, job->revision, job->version);
 	} else {
 		site_synclog(&d->site, "Imported update %s revision %" PRIu32 " from %s (%s), new catalog "
-		               "version is %" PRIu64, job->import_id, job->revision, job->url,
-		               job->added ? "added" : "changed", job->version);
+		             "version is %" PRIu64, job->import_id, job->revision, job->url,
+		             job->added ? "added" : "changed", job->version);
 		site_version_committed(&d->site, job->version, &job->digest, job->entries, false);
 	}
 	ctl_reply(call->req, json_pack("{s:s, s:I, s:I}", "update_id", job->import_id,

@@ -32,25 +32,25 @@ static void topsync_done(int ret, void *arg)
 		/* One line per phase, so an operator sees where time and entries went. */
 		if (job->same_bytes) {
 			site_synclog(&d->site, "Download: catalog not modified (same size and SHA-256 as at the "
-			               "last sync, not parsed), version stays %" PRIu64, d->site.version);
+			             "last sync, not parsed), version stays %" PRIu64, d->site.version);
 		} else if (job->not_modified) {
 			site_synclog(&d->site, "Download: catalog not modified (304), version stays %" PRIu64,
-			               d->site.version);
+			             d->site.version);
 		} else {
 			if (upstream_file_path(job->url) != NULL)
 				site_synclog(&d->site, "Download: reading the catalog from %s", job->url);
 			else
 				site_synclog(&d->site, "Download: %" PRIu64 " bytes from %s", job->fetched_bytes,
-				               job->url);
+				             job->url);
 			site_synclog(&d->site, "Parse: %" PRIu64 " entries in the catalog", job->entries_seen);
 			site_synclog(&d->site, "Filter: %" PRIu64 " of %" PRIu64 " entries selected",
-			               job->selected, job->entries_seen);
+			             job->selected, job->entries_seen);
 			site_synclog(&d->site, "Diff: %" PRIu64 " added, %" PRIu64 " changed, %" PRIu64
-			               " removed, %" PRIu64 " expired, %" PRIu64 " purged",
-			               job->added, job->changed, job->removed, job->expired, job->purged);
+			             " removed, %" PRIu64 " expired, %" PRIu64 " purged",
+			             job->added, job->changed, job->removed, job->expired, job->purged);
 			if (job->first_direct)
 				site_synclog(&d->site, "Write: first sync into an empty catalog, entries written "
-				               "as they were parsed");
+				             "as they were parsed");
 			if (job->first_refused[0])
 				log_warning("first sync: the entries written as parsed were rolled back and "
 				            "the catalog staged instead (%s)", job->first_refused);
@@ -58,7 +58,7 @@ static void topsync_done(int ret, void *arg)
 		if (job->unchanged) {
 			s->added = s->changed = s->removed = s->expired = 0;
 			site_message(&d->site, SS_MSG_UNCHANGED, "info", "Catalog unchanged, version stays %" PRIu64,
-			               d->site.version);
+			             d->site.version);
 			if (job->full)
 				child_link_notify_all(&d->site, true);
 		} else {
@@ -67,12 +67,12 @@ static void topsync_done(int ret, void *arg)
 			s->removed = job->removed;
 			s->expired = job->expired;
 			site_synclog(&d->site, "Updated %" PRIu64 " items (%" PRIu64 " added, %" PRIu64 " changed, %"
-			               PRIu64 " removed, %" PRIu64 " expired), new catalog version is %" PRIu64,
-			               job->added + job->changed + job->removed, job->added, job->changed,
-			               job->removed, job->expired, job->version);
+			             PRIu64 " removed, %" PRIu64 " expired), new catalog version is %" PRIu64,
+			             job->added + job->changed + job->removed, job->added, job->changed,
+			             job->removed, job->expired, job->version);
 			site_message(&d->site, SS_MSG_SYNC_DONE, "info", "Synced from upstream: version %" PRIu64
-			               ", %" PRIu64 " added, %" PRIu64 " changed, %" PRIu64 " removed",
-			               job->version, job->added, job->changed, job->removed);
+			             ", %" PRIu64 " added, %" PRIu64 " changed, %" PRIu64 " removed",
+			             job->version, job->added, job->changed, job->removed);
 			site_version_committed(&d->site, job->version, &job->digest, job->entries, job->full);
 		}
 		if (job->unchanged && !job->not_modified)
@@ -86,7 +86,7 @@ static void topsync_done(int ret, void *arg)
 		evtimer_add(d->retry_ev, &tv);
 		site_synclog(&d->site, "Sync failed: %s. Will retry in %ld minutes", job->err, delay / 60);
 		site_message(&d->site, SS_MSG_SYNC_FAILED, "error", "Sync from upstream failed: %s (error %d)",
-		               job->err, s->last_error_code);
+		             job->err, s->last_error_code);
 	}
 	upstream_job_free(job);
 	d->upstream = NULL;
@@ -149,7 +149,7 @@ int topsync_start(daemon_t *d, bool full)
 	evtimer_del(d->retry_ev);
 	site_synclog(&d->site, "Starting sync%s", full ? " (full)" : "");
 	site_message(&d->site, SS_MSG_SYNC_STARTED, "info", "Sync from upstream %s started%s",
-	               c->upstream_url, full ? " (full)" : "");
+	             c->upstream_url, full ? " (full)" : "");
 	site_message(&d->site, SS_MSG_SYNC_FETCHING, "info", "Fetching the upstream catalog");
 	if (db_submit(d->site.db, DB_BULK, upstream_sync_work, topsync_done, job) != SS_EOK) {
 		d->upstream = NULL;
