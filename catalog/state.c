@@ -22,8 +22,8 @@ static int bytea_digest(PGresult *r, int row, int col, uint8_t out[SS_DIGEST_LEN
 	return ret;
 }
 
-int apply_read_state(PGconn *conn, bool lock, uint64_t *version, digest_t *digest,
-                     uint64_t *entries, char *err, size_t errlen)
+int state_read(PGconn *conn, bool lock, uint64_t *version, digest_t *digest,
+               uint64_t *entries, char *err, size_t errlen)
 {
 	PGresult *r = NULL;
 	int ret = db_query(conn, lock ? "SELECT version, digest, entries FROM catalog_state FOR UPDATE"
@@ -42,7 +42,7 @@ int apply_read_state(PGconn *conn, bool lock, uint64_t *version, digest_t *diges
 	return SS_EOK;
 }
 
-int apply_commit_version(PGconn *conn, uint64_t version, const digest_t *digest,
+int state_commit_version(PGconn *conn, uint64_t version, const digest_t *digest,
                          uint64_t entries, uint64_t added, uint64_t changed,
                          uint64_t removed, uint64_t expired, bool full,
                          int keep_versions, char *err, size_t errlen)
@@ -86,7 +86,7 @@ int apply_commit_version(PGconn *conn, uint64_t version, const digest_t *digest,
 
 /* Add the entry hashes of column \a col of every row to \a d; rows with
  * NULL there are skipped when \a skip_null (a merge that replaced nothing). */
-int apply_sum_hash_column(PGresult *r, int col, bool skip_null, digest_t *d,
+int state_sum_hash_column(PGresult *r, int col, bool skip_null, digest_t *d,
                           char *err, size_t errlen)
 {
 	for (int i = 0; i < PQntuples(r); i++) {
@@ -102,13 +102,13 @@ int apply_sum_hash_column(PGresult *r, int col, bool skip_null, digest_t *d,
 	return SS_EOK;
 }
 
-int apply_sum_hashes(PGconn *conn, const char *sql, digest_t *d, char *err, size_t errlen)
+int state_sum_hashes(PGconn *conn, const char *sql, digest_t *d, char *err, size_t errlen)
 {
 	PGresult *r = NULL;
 	int ret = db_query(conn, sql, 0, NULL, &r, err, errlen);
 	if (ret != SS_EOK)
 		return ret;
-	ret = apply_sum_hash_column(r, 0, false, d, err, errlen);
+	ret = state_sum_hash_column(r, 0, false, d, err, errlen);
 	PQclear(r);
 	return ret;
 }

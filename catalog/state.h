@@ -18,7 +18,7 @@
  * compact the change log, inside the caller's transaction. Shared by the
  * applies and the top site's upstream sync.
  */
-int apply_commit_version(PGconn *conn, uint64_t version, const digest_t *digest,
+int state_commit_version(PGconn *conn, uint64_t version, const digest_t *digest,
                          uint64_t entries, uint64_t added, uint64_t changed,
                          uint64_t removed, uint64_t expired, bool full,
                          int keep_versions, char *err, size_t errlen)
@@ -28,18 +28,18 @@ int apply_commit_version(PGconn *conn, uint64_t version, const digest_t *digest,
  * \brief Add to \a d the entry hash in the first column of every row of
  * \a sql (the digest arithmetic both applies and upstream syncs need).
  */
-int apply_sum_hashes(PGconn *conn, const char *sql, digest_t *d, char *err, size_t errlen)
+int state_sum_hashes(PGconn *conn, const char *sql, digest_t *d, char *err, size_t errlen)
 	__attribute__((warn_unused_result));
 
 /*! \brief Read catalog_state (version, digest, entries), optionally FOR UPDATE. */
-int apply_read_state(PGconn *conn, bool lock, uint64_t *version, digest_t *digest,
-                     uint64_t *entries, char *err, size_t errlen)
+int state_read(PGconn *conn, bool lock, uint64_t *version, digest_t *digest,
+               uint64_t *entries, char *err, size_t errlen)
 	__attribute__((warn_unused_result));
 
 /*!
  * \brief Add to \a d the entry hash in column \a col of every row of \a r;
  * rows with NULL there are skipped when \a skip_null.
  */
-int apply_sum_hash_column(PGresult *r, int col, bool skip_null, digest_t *d,
+int state_sum_hash_column(PGresult *r, int col, bool skip_null, digest_t *d,
                           char *err, size_t errlen)
 	__attribute__((warn_unused_result));

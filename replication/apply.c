@@ -288,7 +288,7 @@ static int merge_small(PGconn *conn, apply_t *a, const digest_t *held, const dig
 	a->expired = strtoull(PQgetvalue(r, 0, 3), NULL, 10);
 	digest_t minus;
 	digest_zero(&minus);
-	ret = apply_sum_hash_column(r, 4, true, &minus, a->err, sizeof(a->err));
+	ret = state_sum_hash_column(r, 4, true, &minus, a->err, sizeof(a->err));
 	PQclear(r);
 	if (ret != SS_EOK)
 		return ret;
@@ -366,8 +366,8 @@ int apply_stream(PGconn *conn, apply_t *a)
 		goto out;
 	if ((ret = db_exec(conn, "BEGIN", a->err, sizeof(a->err))) != SS_EOK)
 		goto out;
-	if ((ret = apply_read_state(conn, true, &a->held, &held_digest, &held_entries,
-	                            a->err, sizeof(a->err))) != SS_EOK)
+	if ((ret = state_read(conn, true, &a->held, &held_digest, &held_entries,
+	                      a->err, sizeof(a->err))) != SS_EOK)
 		goto fail;
 
 	if (a->to < a->held || (a->to == a->held && !(a->full && a->allow_same))) {
@@ -430,8 +430,8 @@ int apply_stream(PGconn *conn, apply_t *a)
 		} else {
 			digest_t minus;
 			digest_zero(&minus);
-			ret = apply_sum_hashes(conn, "SELECT u.entry_hash FROM updates u JOIN ss_stage s USING (update_id)",
-			                 &minus, a->err, sizeof(a->err));
+			ret = state_sum_hashes(conn, "SELECT u.entry_hash FROM updates u JOIN ss_stage s USING (update_id)",
+			                       &minus, a->err, sizeof(a->err));
 			if (ret != SS_EOK)
 				goto fail;
 			a->digest = held_digest;
@@ -466,7 +466,7 @@ int apply_stream(PGconn *conn, apply_t *a)
 		ret = SS_EDIGEST;
 		goto fail;
 	}
-	ret = apply_commit_version(conn, a->to, &a->digest, a->entries, a->added, a->changed,
+	ret = state_commit_version(conn, a->to, &a->digest, a->entries, a->added, a->changed,
 	                           a->removed, a->expired, a->full, a->keep_versions,
 	                           a->err, sizeof(a->err));
 	if (ret == SS_EOK)

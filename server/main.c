@@ -142,7 +142,7 @@ static int load_state(daemon_t *d, char *err, size_t errlen)
 		return ret;
 	if ((ret = db_migrate(conn, err, errlen)) != SS_EOK)
 		goto out;
-	if ((ret = apply_read_state(conn, false, &d->site.version, &d->site.digest, &d->site.entries, err, errlen)) != SS_EOK)
+	if ((ret = state_read(conn, false, &d->site.version, &d->site.digest, &d->site.entries, err, errlen)) != SS_EOK)
 		goto out;
 	d->site.top_version = d->site.version;
 	d->site.version_at = time(NULL);
@@ -265,7 +265,7 @@ typedef struct {
 static int follow_work(PGconn *conn, void *arg)
 {
 	follow_job_t *f = arg;
-	return apply_read_state(conn, false, &f->version, &f->digest, &f->entries, f->err, sizeof(f->err));
+	return state_read(conn, false, &f->version, &f->digest, &f->entries, f->err, sizeof(f->err));
 }
 
 static void follow_done(int ret, void *arg)

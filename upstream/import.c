@@ -86,8 +86,8 @@ int upstream_import_work(PGconn *conn, void *arg)
 	if ((ret = db_exec(conn, "BEGIN", job->err, sizeof(job->err))) != SS_EOK)
 		goto out;
 	/* FOR UPDATE: serialises with an upstream sync committing meanwhile. */
-	if ((ret = apply_read_state(conn, true, &job->held, &held_digest, &held_entries,
-	                            job->err, sizeof(job->err))) != SS_EOK ||
+	if ((ret = state_read(conn, true, &job->held, &held_digest, &held_entries,
+	                      job->err, sizeof(job->err))) != SS_EOK ||
 	    (ret = upstream_stage(conn, job, path)) != SS_EOK)
 		goto rollback;
 	atomic_store(&job->phase, 2);

@@ -285,8 +285,8 @@ static int commit_changes(PGconn *conn, upstream_job_t *job, const digest_t *hel
 	digest_zero(&plus);
 	char *err = job->err;
 	size_t errlen = sizeof(job->err);
-	int ret = apply_sum_hashes(conn, "SELECT u.entry_hash FROM updates u JOIN ss_diff d USING (update_id) "
-	                     "WHERE d.kind IN ('c', 'r')", &minus, err, errlen);
+	int ret = state_sum_hashes(conn, "SELECT u.entry_hash FROM updates u JOIN ss_diff d USING (update_id) "
+	                           "WHERE d.kind IN ('c', 'r')", &minus, err, errlen);
 	if (ret == SS_EOK)
 		ret = db_exec(conn, "DELETE FROM updates u USING ss_diff d WHERE u.update_id = d.update_id "
 		              "AND d.kind IN ('c', 'r')", err, errlen);
@@ -302,8 +302,8 @@ static int commit_changes(PGconn *conn, upstream_job_t *job, const digest_t *hel
 		              "CROSS JOIN LATERAL (SELECT " UPSTREAM_CONTENT_SQL " AS content) c "
 		              "WHERE d.kind IN ('a', 'c')", err, errlen);
 	if (ret == SS_EOK)
-		ret = apply_sum_hashes(conn, "SELECT u.entry_hash FROM updates u JOIN ss_diff d USING (update_id) "
-		                 "WHERE d.kind IN ('a', 'c')", &plus, err, errlen);
+		ret = state_sum_hashes(conn, "SELECT u.entry_hash FROM updates u JOIN ss_diff d USING (update_id) "
+		                       "WHERE d.kind IN ('a', 'c')", &plus, err, errlen);
 	if (ret != SS_EOK)
 		return ret;
 	char v[24];
@@ -317,7 +317,7 @@ static int commit_changes(PGconn *conn, upstream_job_t *job, const digest_t *hel
 	digest_sub(&job->digest, minus.b);
 	digest_add(&job->digest, plus.b);
 	job->entries = held_entries + job->added - job->removed;
-	return apply_commit_version(conn, job->version, &job->digest, job->entries, job->added,
+	return state_commit_version(conn, job->version, &job->digest, job->entries, job->added,
 	                            job->changed, job->removed, job->expired, false,
 	                            job->keep_versions, err, errlen);
 }
@@ -430,8 +430,8 @@ int upstream_sync_work(PGconn *conn, void *arg)
 again:
 	if ((ret = db_exec(conn, "BEGIN", job->err, sizeof(job->err))) != SS_EOK)
 		goto out;
-	if ((ret = apply_read_state(conn, true, &job->held, &held_digest, &held_entries,
-	                            job->err, sizeof(job->err))) != SS_EOK)
+	if ((ret = state_read(conn, true, &job->held, &held_digest, &held_entries,
+	                      job->err, sizeof(job->err))) != SS_EOK)
 		goto rollback;
 	bool same = false;
 	if (!job->full && (ret = source_unchanged(conn, job, &sp, sel_now, &same)) != SS_EOK)
