@@ -4,7 +4,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 
-#include "server/errcode.h"
+#include "common/errcode.h"
 
 int upstream_removal_check(upstream_job_t *job, uint64_t held_entries)
 {

@@ -1,5 +1,5 @@
 /* Sync history rows: written at the end of every sync, read back at start. */
-#include "server/synchist.h"
+#include "replication/synchist.h"
 
 #include <inttypes.h>
 #include <pthread.h>
@@ -9,9 +9,9 @@
 #include <sys/time.h>
 #include <time.h>
 
-#include "server/daemon.h"
-#include "server/errcode.h"
-#include "server/log.h"
+#include "common/errcode.h"
+#include "common/log.h"
+#include "replication/site.h"
 #include "storage/db.h"
 
 typedef struct {
@@ -77,7 +77,7 @@ static void record_done(int ret, void *arg)
 	free(arg);
 }
 
-void synchist_record(daemon_t *d, const char *kind, bool unchanged, uint64_t from, uint64_t to)
+void synchist_record(site_t *d, const char *kind, bool unchanged, uint64_t from, uint64_t to)
 {
 	const sync_status_t *s = &d->self;
 	synchist_job_t *j = calloc(1, sizeof(*j));
@@ -106,7 +106,7 @@ void synchist_record(daemon_t *d, const char *kind, bool unchanged, uint64_t fro
 		free(j);
 }
 
-int synchist_load(daemon_t *d, PGconn *conn, char *err, size_t errlen)
+int synchist_load(site_t *d, PGconn *conn, char *err, size_t errlen)
 {
 	sync_status_t *s = &d->self;
 	PGresult *r = NULL;

@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct daemon;
+struct site;
 
 /*!
  * \brief Record the sync that just ended, from this site's status row
@@ -20,7 +20,7 @@ struct daemon;
  * \param from, to   catalog versions before and after (to = from when unchanged
  *                   or failed)
  */
-void synchist_record(struct daemon *d, const char *kind, bool unchanged, uint64_t from,
+void synchist_record(struct site *d, const char *kind, bool unchanged, uint64_t from,
                      uint64_t to);
 
 /*!
@@ -28,7 +28,7 @@ void synchist_record(struct daemon *d, const char *kind, bool unchanged, uint64_
  * end, last success, counts, error, consecutive failures) from the newest
  * recorded syncs.
  */
-int synchist_load(struct daemon *d, PGconn *conn, char *err, size_t errlen)
+int synchist_load(struct site *d, PGconn *conn, char *err, size_t errlen)
 	__attribute__((warn_unused_result));
 
 /*!
