@@ -29,17 +29,32 @@ static int bytea_digest(PGresult *r, int row, int col, uint8_t out[SS_DIGEST_LEN
 	return ret;
 }
 
+/* The stored LtHash state in column \a col into \a d. */
+static int bytea_lthash(PGresult *r, int row, int col, digest_t *d)
+{
+	if (PQgetisnull(r, row, col))
+		return SS_EDB;
+	size_t n = 0;
+	unsigned char *v = PQunescapeBytea((const unsigned char *)PQgetvalue(r, row, col), &n);
+	int ret = (v && n == SS_LTHASH_BYTES) ? SS_EOK : SS_EDB;
+	if (ret == SS_EOK)
+		digest_state_load(d, v);
+	PQfreemem(v);
+	return ret;
+}
+
 int apply_read_state(PGconn *conn, bool lock, uint64_t *version, digest_t *digest,
                      uint64_t *entries, char *err, size_t errlen)
 {
 	PGresult *r = NULL;
-	int ret = db_query(conn, lock ? "SELECT version, digest, entries FROM catalog_state FOR UPDATE"
-	                              : "SELECT version, digest, entries FROM catalog_state",
+	int ret = db_query(conn, lock ? "SELECT version, digest, entries, lthash FROM catalog_state FOR UPDATE"
+	                              : "SELECT version, digest, entries, lthash FROM catalog_state",
 	                   0, NULL, &r, err, errlen);
 	if (ret != SS_EOK)
 		return ret;
-	if (PQntuples(r) != 1 || bytea_digest(r, 0, 1, digest->b) != SS_EOK) {
-		snprintf(err, errlen, "catalog_state is damaged");
+	if (PQntuples(r) != 1 || bytea_digest(r, 0, 1, digest->b) != SS_EOK ||
+	    bytea_lthash(r, 0, 3, digest) != SS_EOK) {
+		snprintf(err, errlen, "catalog_state is damaged (or its set hash was never computed)");
 		PQclear(r);
 		return SS_EDB;
 	}
@@ -55,8 +70,11 @@ int apply_commit_version(PGconn *conn, uint64_t version, const digest_t *digest,
                          int keep_versions, char *err, size_t errlen)
 {
 	char v[24], n[24], a[24], c[24], rm[24], ex[24], floor[24];
-	char dhex[2 * SS_DIGEST_LEN + 3] = "\\x";
+	char dhex[2 * SS_DIGEST_LEN + 3] = "\\x", shex[2 * SS_DIGEST_LEN + 3] = "\\x";
 	digest_hex(digest, dhex + 2);
+	digest_set_hex(digest, shex + 2);
+	uint8_t state[SS_LTHASH_BYTES];
+	digest_state_bytes(digest, state);
 	snprintf(v, sizeof(v), "%" PRIu64, version);
 	snprintf(n, sizeof(n), "%" PRIu64, entries);
 	snprintf(a, sizeof(a), "%" PRIu64, added);
@@ -70,21 +88,29 @@ int apply_commit_version(PGconn *conn, uint64_t version, const digest_t *digest,
 		fl = version;
 	snprintf(floor, sizeof(floor), "%" PRIu64, fl);
 
-	const char *p1[] = { v, dhex, n, a, c, rm, ex, full ? "true" : "false" };
+	const char *p1[] = { v, dhex, n, a, c, rm, ex, full ? "true" : "false", shex };
 	int ret = db_execp(conn,
-		"INSERT INTO catalog_versions (version, digest, entries, added, changed, removed, expired, full_pull) "
-		"VALUES ($1, $2::bytea, $3, $4, $5, $6, $7, $8) "
+		"INSERT INTO catalog_versions (version, digest, entries, added, changed, removed, expired, full_pull, "
+		"set_digest) VALUES ($1, $2::bytea, $3, $4, $5, $6, $7, $8, $9::bytea) "
 		"ON CONFLICT (version) DO UPDATE SET digest = EXCLUDED.digest, entries = EXCLUDED.entries, "
 		"added = EXCLUDED.added, changed = EXCLUDED.changed, removed = EXCLUDED.removed, "
-		"expired = EXCLUDED.expired, full_pull = EXCLUDED.full_pull, created_at = now()",
-		8, p1, err, errlen);
+		"expired = EXCLUDED.expired, full_pull = EXCLUDED.full_pull, set_digest = EXCLUDED.set_digest, "
+		"created_at = now()",
+		9, p1, err, errlen);
 	if (ret != SS_EOK)
 		return ret;
-	const char *p2[] = { v, dhex, n, floor };
-	ret = db_execp(conn,
+	/* The 2 KiB state goes binary: no hex doubling, nothing to parse. */
+	const char *p2[] = { v, dhex, n, floor, (const char *)state };
+	int lens[] = { 0, 0, 0, 0, (int)sizeof(state) };
+	int fmts[] = { 0, 0, 0, 0, 1 };
+	PGresult *r = PQexecParams(conn,
 		"UPDATE catalog_state SET version = $1, digest = $2::bytea, entries = $3, "
-		"change_floor = GREATEST(change_floor, $4::bigint), updated_at = now()",
-		4, p2, err, errlen);
+		"change_floor = GREATEST(change_floor, $4::bigint), lthash = $5, updated_at = now()",
+		5, NULL, p2, lens, fmts, 0);
+	ret = PQresultStatus(r) == PGRES_COMMAND_OK ? SS_EOK : SS_EDB;
+	if (ret != SS_EOK)
+		db_errcopy(PQresultErrorMessage(r), err, errlen);
+	PQclear(r);
 	if (ret != SS_EOK)
 		return ret;
 	const char *p3[] = { floor };
@@ -128,7 +154,8 @@ static int read_start(stream_reader_t *rd, apply_t *a)
 /* COPY every Batch into \a stage (NULL: straight into updates); returns at
  * PullDone with its digest. */
 static int copy_batches(PGconn *conn, stream_reader_t *rd, apply_t *a, const char *stage,
-                        digest_t *plus, digest_t *sent, uint64_t *sent_entries)
+                        digest_t *plus, digest_t *sent, uint8_t sent_set[SS_DIGEST_LEN],
+                        uint64_t *sent_entries)
 {
 	bool staged = stage != NULL;
 	copybuf_t cb;
@@ -224,8 +251,15 @@ static int copy_batches(PGconn *conn, stream_reader_t *rd, apply_t *a, const cha
 				snprintf(a->err, sizeof(a->err), "PullDone for version %" PRIu64
 				         " in a stream to %" PRIu64, d->version, a->to);
 				inner = SS_EMALF;
+			} else if (d->set_digest.len != SS_DIGEST_LEN) {
+				/* The protocol-2 sum alone is forgeable: never fall back to it. */
+				snprintf(a->err, sizeof(a->err), "the stream of version %" PRIu64 " carries no "
+				         "set digest (made by a protocol-2 site?); upgrade parents before "
+				         "children", a->to);
+				inner = SS_EDIGEST;
 			} else {
 				memcpy(sent->b, d->digest.data, SS_DIGEST_LEN);
+				memcpy(sent_set, d->set_digest.data, SS_DIGEST_LEN);
 				*sent_entries = d->entries;
 				done = true;
 				free(a->manifest);
@@ -302,12 +336,102 @@ static int sum_hash_column(PGresult *r, int col, bool skip_null, digest_t *d,
 
 int apply_sum_hashes(PGconn *conn, const char *sql, digest_t *d, char *err, size_t errlen)
 {
+	/* Row by row in binary: a whole catalog's hashes are never held at
+	 * once, and SHAKE128 (not the transfer) is the cost. */
+	if (!PQsendQueryParams(conn, sql, 0, NULL, NULL, NULL, NULL, 1) || !PQsetSingleRowMode(conn)) {
+		db_errcopy(PQerrorMessage(conn), err, errlen);
+		return SS_EDB;
+	}
+	int ret = SS_EOK;
+	PGresult *r;
+	while ((r = PQgetResult(conn)) != NULL) {
+		ExecStatusType st = PQresultStatus(r);
+		if (st == PGRES_SINGLE_TUPLE && ret == SS_EOK) {
+			if (PQgetisnull(r, 0, 0) || PQgetlength(r, 0, 0) != SS_DIGEST_LEN) {
+				snprintf(err, errlen, "stored entry hash is not %d bytes", SS_DIGEST_LEN);
+				ret = SS_EDB;
+			} else {
+				digest_add(d, (const uint8_t *)PQgetvalue(r, 0, 0));
+			}
+		} else if (st != PGRES_SINGLE_TUPLE && st != PGRES_TUPLES_OK && ret == SS_EOK) {
+			db_errcopy(PQresultErrorMessage(r), err, errlen);
+			ret = SS_EDB;
+		}
+		PQclear(r);
+	}
+	return ret;
+}
+
+int apply_lthash_upgrade(PGconn *conn, bool top, int keep_versions, apply_upgrade_t *u,
+                         char *err, size_t errlen)
+{
+	memset(u, 0, sizeof(*u));
 	PGresult *r = NULL;
-	int ret = db_query(conn, sql, 0, NULL, &r, err, errlen);
+	int ret = db_exec(conn, "BEGIN", err, errlen);
 	if (ret != SS_EOK)
 		return ret;
-	ret = sum_hash_column(r, 0, false, d, err, errlen);
+	/* The row lock makes a second daemon on the same database wait, then
+	 * find the work done. */
+	ret = db_query(conn, "SELECT version, digest, entries, lthash IS NULL FROM catalog_state FOR UPDATE",
+	               0, NULL, &r, err, errlen);
+	if (ret != SS_EOK)
+		goto fail;
+	if (PQntuples(r) != 1 || bytea_digest(r, 0, 1, u->stored.b) != SS_EOK) {
+		snprintf(err, errlen, "catalog_state is damaged");
+		ret = SS_EDB;
+		goto fail;
+	}
+	if (PQgetvalue(r, 0, 3)[0] != 't') {
+		PQclear(r);
+		return db_exec(conn, "COMMIT", err, errlen);
+	}
+	u->version = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+	uint64_t entries = strtoull(PQgetvalue(r, 0, 2), NULL, 10);
 	PQclear(r);
+	r = NULL;
+
+	digest_t rows;
+	digest_zero(&rows);
+	if ((ret = apply_sum_hashes(conn, "SELECT entry_hash FROM updates", &rows, err, errlen)) != SS_EOK)
+		goto fail;
+	u->computed = true;
+	/* Rows that do not give the stored sum are damage for verify/repair to
+	 * report; the set hash is the rows' and the stored sum is kept. */
+	u->sum_mismatch = memcmp(rows.b, u->stored.b, SS_DIGEST_LEN) != 0;
+	memcpy(rows.b, u->stored.b, SS_DIGEST_LEN);
+	u->stored = rows;
+
+	uint8_t state[SS_LTHASH_BYTES], set[SS_DIGEST_LEN];
+	digest_state_bytes(&rows, state);
+	digest_set_hash(&rows, set);
+	char v[24];
+	snprintf(v, sizeof(v), "%" PRIu64, u->version);
+	const char *p[] = { (const char *)state, (const char *)set, v };
+	int lens[] = { (int)sizeof(state), (int)sizeof(set), 0 };
+	int fmts[] = { 1, 1, 0 };
+	r = PQexecParams(conn, "WITH s AS (UPDATE catalog_state SET lthash = $1) "
+	                 "UPDATE catalog_versions SET set_digest = $2 WHERE version = $3::bigint",
+	                 3, NULL, p, lens, fmts, 0);
+	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+		db_errcopy(PQresultErrorMessage(r), err, errlen);
+		ret = SS_EDB;
+		goto fail;
+	}
+	PQclear(r);
+	r = NULL;
+	/* The top records a no-change version: the manifests relays hold were
+	 * signed without a set digest, and protocol-3 sites refuse those. */
+	if (top && u->version > 0) {
+		ret = apply_commit_version(conn, u->version + 1, &rows, entries, 0, 0, 0, 0, false,
+		                           keep_versions, err, errlen);
+		if (ret != SS_EOK)
+			goto fail;
+		u->bumped = true;
+	}
+	return db_exec(conn, "COMMIT", err, errlen);
+fail:
+	PQclear(r);
+	db_exec(conn, "ROLLBACK", NULL, 0);
 	return ret;
 }
 
@@ -394,8 +518,8 @@ static int merge_small(PGconn *conn, apply_t *a, const digest_t *held, const dig
 	if (ret != SS_EOK)
 		return ret;
 	a->digest = *held;
-	digest_sub(&a->digest, minus.b);
-	digest_add(&a->digest, plus->b);
+	digest_merge(&a->digest, &minus, true);
+	digest_merge(&a->digest, plus, false);
 	return SS_EOK;
 }
 
@@ -415,7 +539,7 @@ static int apply_manifest(PGconn *conn, apply_t *a)
 	Sitesync__Manifest *mf = NULL;
 	if (a->keys && a->keys->n_trusted > 0) {
 		ret = manifest_verify(a->keys, a->manifest, a->manifest_len, a->signature,
-		                      a->signature_len, a->to, a->digest.b, a->entries, &mf,
+		                      a->signature_len, a->to, a->set_digest, a->entries, &mf,
 		                      a->err, sizeof(a->err));
 		if (ret != SS_EOK)
 			return ret;
@@ -453,6 +577,7 @@ int apply_stream(PGconn *conn, apply_t *a)
 {
 	stream_reader_t rd;
 	digest_t held_digest, plus, sent;
+	uint8_t sent_set[SS_DIGEST_LEN];
 	uint64_t held_entries = 0, sent_entries = 0;
 	digest_zero(&plus);
 	a->err[0] = '\0';
@@ -499,7 +624,7 @@ int apply_stream(PGconn *conn, apply_t *a)
 	}
 	if (ret != SS_EOK)
 		goto fail;
-	if ((ret = copy_batches(conn, &rd, a, stage, &plus, &sent, &sent_entries)) != SS_EOK)
+	if ((ret = copy_batches(conn, &rd, a, stage, &plus, &sent, sent_set, &sent_entries)) != SS_EOK)
 		goto fail;
 	if ((ret = read_tail(&rd, a)) != SS_EOK)
 		goto fail;
@@ -536,8 +661,8 @@ int apply_stream(PGconn *conn, apply_t *a)
 			if (ret != SS_EOK)
 				goto fail;
 			a->digest = held_digest;
-			digest_sub(&a->digest, minus.b);
-			digest_add(&a->digest, plus.b);
+			digest_merge(&a->digest, &minus, true);
+			digest_merge(&a->digest, &plus, false);
 			ret = db_exec(conn, "DELETE FROM updates u USING ss_stage s WHERE u.update_id = s.update_id",
 			              a->err, sizeof(a->err));
 		}
@@ -557,11 +682,14 @@ int apply_stream(PGconn *conn, apply_t *a)
 	}
 	a->entries = a->full ? a->upserts : held_entries + a->added - a->removed;
 
-	if (!digest_equal(&a->digest, &sent) || a->entries != sent_entries) {
+	/* The set digest decides; the protocol-2 sum is computed and stored
+	 * for protocol-2 children but proves nothing (Wagner), so not checked. */
+	digest_set_hash(&a->digest, a->set_digest);
+	if (memcmp(a->set_digest, sent_set, SS_DIGEST_LEN) != 0 || a->entries != sent_entries) {
 		char want[65], got[65];
-		digest_hex(&sent, want);
-		digest_hex(&a->digest, got);
-		snprintf(a->err, sizeof(a->err), "catalog digest mismatch at version %" PRIu64
+		digest_bytes_hex(sent_set, want);
+		digest_bytes_hex(a->set_digest, got);
+		snprintf(a->err, sizeof(a->err), "catalog set digest mismatch at version %" PRIu64
 		         ": parent has %.16s… (%" PRIu64 " entries), applied data gives %.16s… (%" PRIu64 " entries)",
 		         a->to, want, sent_entries, got, a->entries);
 		ret = SS_EDIGEST;

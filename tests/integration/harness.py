@@ -282,14 +282,23 @@ def frame(field, body):
     return struct.pack(">I", len(payload)) + payload
 
 
-def hello_body(site, catalog_version=0, protocol_version=1,
+def proto_version():
+    """SS_PROTO_VERSION of the source tree: what a raw child speaks unless
+    a test asks for another version (older ones may no longer be served)."""
+    text = open(os.path.join(source_root(), "proto", "version.h")).read()
+    return int(re.search(r"#define SS_PROTO_VERSION (\d+)", text).group(1))
+
+
+def hello_body(site, catalog_version=0, protocol_version=None,
                software_version="0.1.0-test"):
+    if protocol_version is None:
+        protocol_version = proto_version()
     return (pb_field_varint(1, protocol_version) + pb_field_bytes(2, site)
             + pb_field_bytes(3, software_version)
             + pb_field_varint(4, catalog_version))
 
 
-def hello_frame(site, catalog_version=0, protocol_version=1):
+def hello_frame(site, catalog_version=0, protocol_version=None):
     return frame(FRAME_HELLO, hello_body(site, catalog_version, protocol_version))
 
 
@@ -1113,7 +1122,7 @@ def _selftest_proto():
     field, body = decode_frame_payload(f[4:])
     check(field == FRAME_HELLO, "frame field")
     hl = decode_hello(body)
-    check(hl == {"protocol_version": 1, "site": "P01",
+    check(hl == {"protocol_version": proto_version(), "site": "P01",
                  "software_version": "0.1.0-test", "catalog_version": 300},
           "hello roundtrip %r" % hl)
     check(pb_varint(300) == b"\xac\x02", "varint 300")
