@@ -256,10 +256,11 @@ static int copy_batches(PGconn *conn, stream_reader_t *rd, apply_t *a, const cha
 				snprintf(a->err, sizeof(a->err), "the stream of version %" PRIu64 " carries no "
 				         "set digest (made by a protocol-2 site?); upgrade parents before "
 				         "children", a->to);
-				inner = SS_EDIGEST;
+				inner = SS_EVERSION;
 			} else {
 				memcpy(sent->b, d->digest.data, SS_DIGEST_LEN);
-				memcpy(sent_set, d->set_digest.data, SS_DIGEST_LEN);
+				if (d->set_digest.len == SS_DIGEST_LEN)
+					memcpy(sent_set, d->set_digest.data, SS_DIGEST_LEN);
 				*sent_entries = d->entries;
 				done = true;
 				free(a->manifest);
@@ -577,7 +578,7 @@ int apply_stream(PGconn *conn, apply_t *a)
 {
 	stream_reader_t rd;
 	digest_t held_digest, plus, sent;
-	uint8_t sent_set[SS_DIGEST_LEN];
+	uint8_t sent_set[SS_DIGEST_LEN] = { 0 };
 	uint64_t held_entries = 0, sent_entries = 0;
 	digest_zero(&plus);
 	a->err[0] = '\0';

@@ -52,7 +52,8 @@ void apply_clear(apply_t *a);
 
 /*!
  * \brief Apply \a a->path. Returns SS_EOK, SS_ESEQ (does not start at the
- * version held, or already applied), SS_EDIGEST, SS_ETRUNC, SS_EMALF,
+ * version held, or already applied), SS_EDIGEST, SS_EVERSION (no set
+ * digest: made by a protocol-2 site), SS_ETRUNC, SS_EMALF,
  * SS_EDB; a->err says what happened.
  */
 int apply_stream(PGconn *conn, apply_t *a) __attribute__((warn_unused_result));

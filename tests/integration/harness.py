@@ -32,6 +32,7 @@ import atexit
 import errno
 import fcntl
 import glob
+import hashlib
 import json
 import os
 import pwd
@@ -410,6 +411,67 @@ def send_quietly(sock, data):
         return None
     except (OSError, ssl.SSLError) as e:
         return "send failed: %s" % (e,)
+
+
+FRAME_BATCH = 5
+
+
+def entry_hash(revision, content):
+    """sha256(be32(revision) || content): an entry's hash, as digest_entry_hash()."""
+    return hashlib.sha256(struct.pack(">I", revision) + content).digest()
+
+
+def sum_digest(hashes):
+    """The protocol-2 catalog digest: entry hashes added mod 2^256 (hex)."""
+    total = sum(int.from_bytes(x, "big") for x in hashes) % (1 << 256)
+    return "%064x" % total
+
+
+def set_digest(hashes):
+    """The protocol-3 set digest (docs/ARCHITECTURE.md): SHAKE128 of each
+    entry hash into 1024 little-endian 16-bit lanes, added lane-wise mod
+    2^16, then SHA-256 of the state; written from the definition, not from
+    replication/digest.c, so the two check each other."""
+    lanes = [0] * 1024
+    for x in hashes:
+        ex = struct.unpack("<1024H", hashlib.shake_128(b"sitesync lthash16 v1" + x).digest(2048))
+        lanes = [(a + b) & 0xFFFF for a, b in zip(lanes, ex)]
+    return hashlib.sha256(b"sitesync set digest v1" + struct.pack("<1024H", *lanes)).hexdigest()
+
+
+def raw_pull(h, port, code, protocol_version, have=0, timeout=60):
+    """Pull as a bare child speaking `protocol_version`: Hello, PullRequest
+    (have), then every frame up to PullDone. Returns (entries as
+    [(id, revision, content)], PullDone as {field: value}, PeerResult)."""
+    c = h.certs
+    res = PeerResult()
+    s, err = tls_connect(port, c.ca, c.cert(code), c.key(code))
+    check(s is not None, "TLS to the parent failed: %s" % err)
+    try:
+        e = send_quietly(s, hello_frame(code, have, protocol_version=protocol_version))
+        check(not e, "sending Hello failed: %s" % e)
+        read_frames(s, timeout, stop_after=FRAME_HELLO, result=res)
+        check(res.has(FRAME_HELLO), "no Hello from the parent: %r %r" % (res, res.errors()))
+        e = send_quietly(s, frame(FRAME_PULL_REQUEST, pb_field_varint(1, have)))
+        check(not e, "sending PullRequest failed: %s" % e)
+        read_frames(s, timeout, stop_after=FRAME_PULL_DONE, result=res)
+    finally:
+        s.close()
+    check(res.has(FRAME_PULL_DONE), "no PullDone: %r %r" % (res, res.errors()))
+    entries = []
+    for f, body in res.frames:
+        if f != FRAME_BATCH:
+            continue
+        ids, ents = [], []
+        for fld, _, v in pb_decode(body):
+            if fld == 1:
+                ids.append(v.decode())
+            elif fld == 2:
+                ent = dict((ef, ev) for ef, _, ev in pb_decode(v))
+                ents.append((ent.get(1, 0), ent.get(2, b"")))
+        entries += [(i, r, c_) for i, (r, c_) in zip(ids, ents)]
+    done = [b for f, b in res.frames if f == FRAME_PULL_DONE][-1]
+    return entries, dict((fld, v) for fld, _, v in pb_decode(done)), res
 
 
 def tls_client_context(ca, cert=None, key=None):
