@@ -12,8 +12,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "replication/digest.h"
-#include "replication/manifest.h"
+#include "catalog/digest.h"
+#include "catalog/manifest.h"
+#include "catalog/state.h"
 
 typedef struct {
 	/* Set by the caller. */
@@ -57,46 +58,3 @@ void apply_clear(apply_t *a);
  * SS_EDB; a->err says what happened.
  */
 int apply_stream(PGconn *conn, apply_t *a) __attribute__((warn_unused_result));
-
-/*!
- * \brief Record a new version in catalog_state / catalog_versions and
- * compact the change log, inside the caller's transaction. Shared with the
- * top site's upstream sync.
- */
-int apply_commit_version(PGconn *conn, uint64_t version, const digest_t *digest,
-                         uint64_t entries, uint64_t added, uint64_t changed,
-                         uint64_t removed, uint64_t expired, bool full,
-                         int keep_versions, char *err, size_t errlen)
-	__attribute__((warn_unused_result));
-
-/*!
- * \brief Add to \a d the entry hash in the first column of every row of
- * \a sql (the digest arithmetic both applies and upstream syncs need).
- */
-int apply_sum_hashes(PGconn *conn, const char *sql, digest_t *d, char *err, size_t errlen)
-	__attribute__((warn_unused_result));
-
-typedef struct {
-	bool computed;             /* the set hash was missing and is now computed */
-	bool sum_mismatch;         /* ... and the rows do not give the stored sum */
-	bool bumped;               /* ... and the top recorded version + 1 */
-	uint64_t version;          /* version held when it was computed */
-	digest_t stored;           /* the stored sum and the computed state */
-} apply_upgrade_t;
-
-/*!
- * \brief Migration 005's data step, run at every start (cheap when done):
- * when catalog_state has no LtHash state, compute it from the stored entry
- * hashes, store it and the current version's set digest; at the top site
- * (\a top) also record a no-change version + 1, whose manifest will carry
- * the set digest. One transaction.
- * \param u  Output: what was done.
- */
-int apply_lthash_upgrade(PGconn *conn, bool top, int keep_versions, apply_upgrade_t *u,
-                         char *err, size_t errlen)
-	__attribute__((warn_unused_result));
-
-/*! \brief Read catalog_state (version, digest, entries), optionally FOR UPDATE. */
-int apply_read_state(PGconn *conn, bool lock, uint64_t *version, digest_t *digest,
-                     uint64_t *entries, char *err, size_t errlen)
-	__attribute__((warn_unused_result));

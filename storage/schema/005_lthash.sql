@@ -3,7 +3,7 @@
 -- little-endian u16), which incremental updates add to and subtract from.
 -- set_digest: SHA-256 of that state at each version, what manifests sign.
 -- SQL cannot expand SHAKE128, so both start NULL and the daemon fills them
--- at start from the stored entry hashes (apply_lthash_upgrade()) before it
+-- at start from the stored entry hashes (state_lthash_upgrade()) before it
 -- serves or applies anything; `digest` stays the protocol-2 sum.
 ALTER TABLE catalog_state ADD COLUMN lthash bytea;
 ALTER TABLE catalog_versions ADD COLUMN set_digest bytea;

@@ -431,7 +431,7 @@ def set_digest(hashes):
     """The protocol-3 set digest (docs/ARCHITECTURE.md): SHAKE128 of each
     entry hash into 1024 little-endian 16-bit lanes, added lane-wise mod
     2^16, then SHA-256 of the state; written from the definition, not from
-    replication/digest.c, so the two check each other."""
+    catalog/digest.c, so the two check each other."""
     lanes = [0] * 1024
     for x in hashes:
         ex = struct.unpack("<1024H", hashlib.shake_128(b"sitesync lthash16 v1" + x).digest(2048))

@@ -33,6 +33,11 @@ void log_vmsg(ss_log_level_t level, const char *prefix, const char *fmt,
 #define log_info(...)    log_msg(SS_LOG_INFO, __VA_ARGS__)
 #define log_debug(...)   log_msg(SS_LOG_DEBUG, __VA_ARGS__)
 
+/* A line about one peer, "ROLE NAME: message": both replication links
+ * name the site at the other end this way, so one grep finds a peer. */
+#define log_peer(lvl, role, name, fmt, ...) \
+	log_msg(lvl, "%s %s: " fmt, role, name, ##__VA_ARGS__)
+
 /*! \brief True when name is a known level. */
 static inline bool log_level_valid(const char *name)
 {

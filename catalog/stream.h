@@ -13,8 +13,8 @@
 #include <stdio.h>
 
 #include "proto/frame.h"
-#include "replication/digest.h"
-#include "replication/manifest.h"
+#include "catalog/digest.h"
+#include "catalog/manifest.h"
 
 /* Test hooks (SITESYNC_TEST_TAMPER) making a relay forge what it serves. */
 typedef enum {

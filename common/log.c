@@ -1,5 +1,5 @@
 /* Line-oriented logging to stderr with level filter and site prefix. */
-#include "server/log.h"
+#include "common/log.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -1,5 +1,5 @@
 /* Order-independent catalog digest arithmetic: LtHash16 and the protocol-2 sum. */
-#include "replication/digest.h"
+#include "catalog/digest.h"
 
 #include <pthread.h>
 #include <stdlib.h>

@@ -1,5 +1,5 @@
 /* TLS connections over libevent bufferevents, with length-prefixed frames. */
-#include "server/conn.h"
+#include "net/conn.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -12,9 +12,9 @@
 #include <event2/dns.h>
 #include <openssl/err.h>
 
-#include "server/errcode.h"
-#include "server/log.h"
-#include "server/tls.h"
+#include "common/errcode.h"
+#include "common/log.h"
+#include "net/tls.h"
 
 struct conn {
 	struct event_base *base;
