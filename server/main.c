@@ -143,6 +143,19 @@ static int load_state(daemon_t *d, char *err, size_t errlen)
 		return ret;
 	if ((ret = db_migrate(conn, err, errlen)) != SS_EOK)
 		goto out;
+	state_upgrade_t up;
+	if ((ret = state_lthash_upgrade(conn, conf_is_top(d->site.conf), d->site.conf->keep_versions, &up,
+	                                err, errlen)) != SS_EOK)
+		goto out;
+	if (up.computed)
+		log_notice("computed the catalog's LtHash set digest from its rows at version %" PRIu64
+		           " (schema migration 005)", up.version);
+	if (up.sum_mismatch)
+		log_warning("the stored rows do not give the stored catalog digest: run 'sitesync verify' "
+		            "and repair this site");
+	if (up.bumped)
+		log_notice("recorded version %" PRIu64 " (no changes) so that the manifest sites relay "
+		           "carries the set digest (protocol 3)", up.version + 1);
 	if ((ret = state_read(conn, false, &d->site.version, &d->site.digest, &d->site.entries, err, errlen)) != SS_EOK)
 		goto out;
 	d->site.top_version = d->site.version;

@@ -315,8 +315,8 @@ static int commit_changes(PGconn *conn, upstream_job_t *job, const digest_t *hel
 	if (ret != SS_EOK)
 		return ret;
 	job->digest = *held_digest;
-	digest_sub(&job->digest, minus.b);
-	digest_add(&job->digest, plus.b);
+	digest_merge(&job->digest, &minus, true);
+	digest_merge(&job->digest, &plus, false);
 	job->entries = held_entries + job->added - job->removed;
 	return state_commit_version(conn, job->version, &job->digest, job->entries, job->added,
 	                            job->changed, job->removed, job->expired, false,
