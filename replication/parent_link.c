@@ -470,7 +470,8 @@ static void pl_fail_sync(parent_link_t *p, int code, const char *msg)
 	s->state = SITESYNC__SYNC_STATE__SYNC_FAILED;
 	s->last_end = time(NULL);
 	s->last_error_code = ss_errnum(code);
-	snprintf(s->last_error, sizeof(s->last_error), "%s", msg);
+	/* msg may be the parent's Error text: it travels up in status rows. */
+	log_escape(msg, s->last_error, sizeof(s->last_error));
 	s->consecutive_failures++;
 	/* Back off: heartbeat * 2^(n-1), capped by the configured retry interval. */
 	long delay = d->conf->heartbeat_seconds;
@@ -570,7 +571,9 @@ static void pl_on_frame(parent_link_t *p, const frame_t *f)
 			log_error("parent refused this site: %s (error %d)", f->error->message, f->error->code);
 			sync_status_t *s = &d->self;
 			s->last_error_code = ss_errnum(f->error->code);
-			snprintf(s->last_error, sizeof(s->last_error), "parent refused: %s", f->error->message);
+			char said[sizeof(s->last_error)];
+			log_escape(f->error->message, said, sizeof(said));
+			snprintf(s->last_error, sizeof(s->last_error), "parent refused: %s", said);
 			daemon_status_changed(d);
 			return;
 		}

@@ -25,12 +25,16 @@ void daemon_synclog(daemon_t *d, const char *fmt, ...)
 	int n = snprintf(line, sizeof(line), "%04d-%02d-%02d %02d:%02d:%02d %s ",
 	                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
 	                 tm.tm_min, tm.tm_sec, d->conf->site_code);
+	char raw[sizeof(line)];
 	va_list ap;
 	va_start(ap, fmt);
-	n += vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
+	vsnprintf(raw, sizeof(raw), fmt, ap);
 	va_end(ap);
-	if ((size_t)n > sizeof(line) - 2)
-		n = (int)sizeof(line) - 2;
+	/* One step, one line: upstream and peer text cannot add another. */
+	if (n < 0 || (size_t)n >= sizeof(line) - 1)
+		return;
+	log_escape(raw, line + n, sizeof(line) - 1 - (size_t)n);
+	n += (int)strlen(line + n);
 	line[n++] = '\n';
 	log_info("sync: %.*s", n - 1 - 24, line + 24);
 	if (d->sync_log_fd >= 0) {
@@ -107,10 +111,13 @@ void daemon_message(daemon_t *d, int msg_id, const char *severity, const char *f
 	message_job_t *m = calloc(1, sizeof(*m));
 	if (m == NULL)
 		return;
+	char raw[sizeof(m->text)];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(m->text, sizeof(m->text), fmt, ap);
+	vsnprintf(raw, sizeof(raw), fmt, ap);
 	va_end(ap);
+	/* History rows are read on terminals: no control characters. */
+	log_escape(raw, m->text, sizeof(m->text));
 	snprintf(m->site, sizeof(m->site), "%s", d->conf->site_code);
 	snprintf(m->msg_id, sizeof(m->msg_id), "%d", msg_id);
 	snprintf(m->severity, sizeof(m->severity), "%s", severity);

@@ -33,6 +33,16 @@ void log_vmsg(ss_log_level_t level, const char *prefix, const char *fmt,
 #define log_info(...)    log_msg(SS_LOG_INFO, __VA_ARGS__)
 #define log_debug(...)   log_msg(SS_LOG_DEBUG, __VA_ARGS__)
 
+/*!
+ * \brief Copy text a peer or an upstream supplied, with every control
+ * character (C0, DEL and UTF-8 C1) written as \xNN, so it cannot break or
+ * forge a line in the log, the history or the sync log. The one escaping
+ * helper: the daemon log, daemon_message() and daemon_synclog() call it.
+ * \param out  Output: always NUL-terminated; truncated at a whole escape.
+ * \return out
+ */
+char *log_escape(const char *in, char *out, size_t outlen);
+
 /*! \brief True when name is a known level. */
 static inline bool log_level_valid(const char *name)
 {
