@@ -12,6 +12,7 @@
 #include "server/log.h"
 #include "server/schedule.h"
 #include "storage/db.h"
+#include "upstream/fetch.h"
 #include "upstream/remote.h"
 #include "upstream/sync.h"
 
@@ -37,11 +38,13 @@ static void topsync_done(int ret, void *arg)
 			daemon_synclog(d, "Download: catalog not modified (304), version stays %" PRIu64,
 			               d->version);
 		} else {
+			char shown[512];
+			fetch_url_redact(job->url, shown, sizeof(shown));
 			if (upstream_file_path(job->url) != NULL)
-				daemon_synclog(d, "Download: reading the catalog from %s", job->url);
+				daemon_synclog(d, "Download: reading the catalog from %s", shown);
 			else
 				daemon_synclog(d, "Download: %" PRIu64 " bytes from %s", job->fetched_bytes,
-				               job->url);
+				               shown);
 			daemon_synclog(d, "Parse: %" PRIu64 " entries in the catalog", job->entries_seen);
 			daemon_synclog(d, "Filter: %" PRIu64 " of %" PRIu64 " entries selected",
 			               job->selected, job->entries_seen);
@@ -125,6 +128,7 @@ int topsync_start(daemon_t *d, bool full)
 	job->proxy = c->upstream_proxy ? strdup(c->upstream_proxy) : NULL;
 	job->connect_timeout = c->upstream_connect_timeout;
 	job->timeout = c->upstream_timeout;
+	job->max_bytes = (uint64_t)c->upstream_max_mib * 1024 * 1024;
 	job->state_dir = strdup(c->state_dir);
 	/* sitesync:// upstreams: the certificate to present there, [tls]'s by default. */
 	const char *cert = c->upstream_cert ? c->upstream_cert : c->tls_cert;
@@ -152,7 +156,7 @@ int topsync_start(daemon_t *d, bool full)
 	evtimer_del(d->retry_ev);
 	daemon_synclog(d, "Starting sync%s", full ? " (full)" : "");
 	daemon_message(d, SS_MSG_SYNC_STARTED, "info", "Sync from upstream %s started%s",
-	               c->upstream_url, full ? " (full)" : "");
+	               c->upstream_url_shown, full ? " (full)" : "");
 	daemon_message(d, SS_MSG_SYNC_FETCHING, "info", "Fetching the upstream catalog");
 	if (db_submit(d->db, DB_BULK, upstream_sync_work, topsync_done, job) != SS_EOK) {
 		d->upstream = NULL;

@@ -792,6 +792,12 @@ fail:
 int catalog_parse_file(const char *path, catalog_entry_cb cb, void *arg,
 		       catalog_stats_t *stats, char *err, size_t errlen)
 {
+	return catalog_parse_file_max(path, 0, cb, arg, stats, err, errlen);
+}
+
+int catalog_parse_file_max(const char *path, uint64_t max_bytes, catalog_entry_cb cb, void *arg,
+		       catalog_stats_t *stats, char *err, size_t errlen)
+{
 	int ret = SS_EOK;
 	char *tmp = NULL;
 	char magic[4] = { 0 };
@@ -830,7 +836,7 @@ int catalog_parse_file(const char *path, catalog_entry_cb cb, void *arg,
 		goto fail;
 	}
 	close(fd);
-	ret = cab_extract_first(path, tmp, err, errlen);
+	ret = cab_extract_first(path, tmp, max_bytes, err, errlen);
 	if (ret != SS_EOK)
 		goto fail;
 	ret = cat_parse_xml_file(tmp, path, cb, arg, stats, err, errlen);

@@ -19,6 +19,7 @@ typedef struct {
 	const char *last_modified;  /* from the last download, or NULL */
 	bool ignore_cache;          /* fetch even if unchanged */
 	int retries;                /* extra attempts after a transient failure */
+	uint64_t max_bytes;         /* body bytes after decompression, 0 = no limit */
 } fetch_opts_t;
 
 typedef struct {
@@ -45,13 +46,28 @@ typedef struct {
  * \param err        Output: message on failure (may be NULL).
  * \param errlen     Size of err.
  *
+ * An https URL is never redirected to anything but https (no downgrade),
+ * and a body that grows past o->max_bytes once decompressed is refused
+ * (a small compressed response must not fill the disk). Messages name the
+ * URL with its credentials redacted.
+ *
  * \return SS_EOK (also for 304, see res->not_modified); SS_EFETCH on
- *         transfer or HTTP errors ("HTTP 404 from <url>"); SS_EINVAL
- *         without a URL; -errno when the destination cannot be written.
+ *         transfer or HTTP errors ("HTTP 404 from <url>") and refused
+ *         downgrades; SS_ETOOBIG past o->max_bytes; SS_EINVAL without a
+ *         URL; -errno when the destination cannot be written.
  */
 int fetch_to_file(const fetch_opts_t *o, const char *dest_path,
 		  fetch_result_t *res, char *err, size_t errlen)
 	__attribute__((warn_unused_result));
+
+/*!
+ * \brief A URL fit to show: the user name and password before the '@'
+ * of the authority become three stars. Used for every URL that reaches the log, the
+ * history, the sync log or /status.
+ * \param out  Output: always NUL-terminated (NULL url gives "").
+ * \return out
+ */
+char *fetch_url_redact(const char *url, char *out, size_t outlen);
 
 /*!
  * \brief Free the strings of a result and zero it; accepts NULL.

@@ -497,13 +497,28 @@ START_TEST(cabinet_with_signature)
 	/* cab_extract_first on its own gives back the catalog bytes. */
 	char out[256];
 	snprintf(out, sizeof(out), "%s/out.xml", dir);
-	ck_assert_int_eq(cab_extract_first(cab, out, err, sizeof(err)), SS_EOK);
+	ck_assert_int_eq(cab_extract_first(cab, out, 0, err, sizeof(err)), SS_EOK);
 	size_t a, b;
 	char *x1 = read_file(xml, &a), *x2 = read_file(out, &b);
 	ck_assert_uint_eq(a, b);
 	ck_assert(memcmp(x1, x2, a) == 0);
 	free(x1);
 	free(x2);
+
+	/* A member that would extract past the limit is refused before a byte
+	 * is written, through the parser too, and no scratch file stays. */
+	char big[256];
+	snprintf(big, sizeof(big), "%s/big.xml", dir);
+	ck_assert_int_eq(cab_extract_first(cab, big, a - 1, err, sizeof(err)), SS_ETOOBIG);
+	ck_assert_msg(strstr(err, "max_catalog_mib") != NULL, "%s", err);
+	struct stat sb;
+	ck_assert_int_ne(stat(big, &sb), 0);
+	ck_assert_int_eq(cab_extract_first(cab, big, a, err, sizeof(err)), SS_EOK);
+	n = 0;
+	ret = catalog_parse_file_max(cab, a - 1, count_cb, &n, NULL, err, sizeof(err));
+	ck_assert_int_eq(ret, SS_ETOOBIG);
+	ck_assert_uint_eq(n, 0);
+	ck_assert_int_eq(count_entries_in(tmpdir), 0);
 
 	/* Without an .xml member the largest file is the catalog. */
 	snprintf(cmd, sizeof(cmd), "cd '%s' && cp catalog.xml catalog.dat && "
@@ -525,7 +540,7 @@ START_TEST(cabinet_with_signature)
 	ck_assert_int_eq(count_entries_in(tmpdir), 0);
 	unsetenv("TMPDIR");
 
-	ck_assert_int_eq(cab_extract_first("/nonexistent.cab", out, err, sizeof(err)),
+	ck_assert_int_eq(cab_extract_first("/nonexistent.cab", out, 0, err, sizeof(err)),
 			 SS_ENOENT);
 	rm_rf(dir);
 	free(dir);
