@@ -57,6 +57,7 @@ static const conf_key_t conf_keys[] = {
 	K("http", "max_header_bytes", CF_INT, http_max_header, "8192", false),
 	K("http", "max_body_bytes", CF_INT, http_max_body, "4096", false),
 	K("http", "timeout", CF_INT, http_timeout, "10", false),
+	K("http", "max_connections", CF_INT, http_max_conns, "64", false),
 	K("control", "socket", CF_STR, control_socket, "/run/sitesync/control.sock", false),
 	K("log", "sync_log", CF_STR, sync_log, NULL, true),
 	K("log", "level", CF_STR, log_level, "info", true),
@@ -234,9 +235,9 @@ int conf_validate(const conf_t *c, char *err, size_t errlen)
 		return SS_ECONFIG;
 	}
 	if (c->upstream_max_mib < 1 || c->http_max_header < 1024 || c->http_max_body < 0 ||
-	    c->http_timeout < 1) {
+	    c->http_timeout < 1 || c->http_max_conns < 1) {
 		snprintf(err, errlen, "[upstream] max_catalog_mib >= 1, [http] max_header_bytes >= 1024, "
-		         "timeout >= 1");
+		         "timeout and max_connections >= 1");
 		return SS_ECONFIG;
 	}
 	if (c->messages_keep < 100 || c->messages_days < 1) {

@@ -40,6 +40,7 @@ typedef struct {
 	int http_max_header;      /* [http] max_header_bytes */
 	int http_max_body;        /* [http] max_body_bytes */
 	int http_timeout;         /* [http] timeout seconds */
+	int http_max_conns;       /* [http] max_connections */
 	char *control_socket;     /* [control] socket */
 	char *sync_log;           /* [log] sync_log */
 	char *log_level;          /* [log] level */

@@ -16,6 +16,7 @@
 #include "replication/manifest.h"
 #include "replication/rowsig.h"
 #include "server/conf.h"
+#include "server/log.h"
 
 struct evdns_base;
 struct evconnlistener;
@@ -84,6 +85,9 @@ typedef struct daemon {
 	rowsig_t rowsig;              /* signs our status row, verifies others' */
 	bool rowsig_ok;
 	struct evconnlistener *listener;
+	struct conn_listen_guard *listen_guard;  /* pauses it on EMFILE */
+	log_rate_t pending_rate;      /* "refusing a connection": one line per window */
+	uint64_t pending_refused;     /* connections refused by the pre-Hello caps */
 	struct ctl *ctl;
 	struct http *http;
 	int sync_log_fd;

@@ -91,6 +91,19 @@ char *log_escape(const char *in, char *out, size_t outlen)
 	return out;
 }
 
+bool log_rate_allow(log_rate_t *r, int seconds, unsigned long *skipped)
+{
+	time_t now = time(NULL);
+	if (r->last != 0 && now - r->last < seconds && now >= r->last) {
+		r->skipped++;
+		return false;
+	}
+	*skipped = r->skipped;
+	r->skipped = 0;
+	r->last = now;
+	return true;
+}
+
 void log_msg(ss_log_level_t level, const char *fmt, ...)
 {
 	va_list ap;

@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <time.h>
 
 typedef enum {
 	SS_LOG_ERROR = 0,
@@ -42,6 +43,23 @@ void log_vmsg(ss_log_level_t level, const char *prefix, const char *fmt,
  * \return out
  */
 char *log_escape(const char *in, char *out, size_t outlen);
+
+/*
+ * One line per window for events a peer can repeat at will (refused
+ * connections, failed handshakes, accept errors): the first event of a
+ * window is logged, the rest are counted and reported with the next line.
+ * Event-loop thread only.
+ */
+typedef struct {
+	time_t last;            /* when the last line was written */
+	unsigned long skipped;  /* events not logged since */
+} log_rate_t;
+
+/*!
+ * \brief May a line be written now (at most one per \a seconds)?
+ * \param skipped  Output: events not logged before this one (when true).
+ */
+bool log_rate_allow(log_rate_t *r, int seconds, unsigned long *skipped);
 
 /*! \brief True when name is a known level. */
 static inline bool log_level_valid(const char *name)
