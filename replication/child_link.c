@@ -162,12 +162,15 @@ static void child_on_hello(child_link_t *cl, const Sitesync__Hello *h);
 static void child_refuse_unapproved(child_link_t *cl)
 {
 	daemon_t *d = cl->d;
-	log_warning("refusing site %s from %s: not an approved child of %s "
-	            "(approve it with: sitesync child add %s)", cl->site,
-	            conn_peer_addr(cl->conn), d->conf->site_code, cl->site);
-	daemon_message(d, SS_MSG_CHILD_REFUSED, "warning",
-	               "Refused connection from site %s (%s): not an approved child",
-	               cl->site, conn_peer_addr(cl->conn));
+	/* Anyone with a certificate of the CA can repeat this at will: one
+	 * line and one history row per site per window, refusals counted. */
+	unsigned long skipped = 0;
+	if (daemon_refusal_allow(d, cl->site, &skipped))
+		daemon_message(d, SS_MSG_CHILD_REFUSED, "warning",
+		               "Refused connection from site %s (%s): not an approved child of %s "
+		               "(approve it with: sitesync child add %s); %lu more refusals of it "
+		               "since the last line", cl->site, conn_peer_addr(cl->conn),
+		               d->conf->site_code, cl->site, skipped);
 	char why[96];
 	snprintf(why, sizeof(why), "site %s is not an approved child of %s", cl->site,
 	         d->conf->site_code);

@@ -126,6 +126,10 @@ void daemon_message(daemon_t *d, int msg_id, const char *severity, const char *f
 	log_msg(lvl, "[%d] %s", msg_id, m->text);
 	if (d->db == NULL || db_submit(d->db, DB_QUICK, message_work, message_done, m) != SS_EOK)
 		free(m);
+	/* A tenth of the kept rows written since the last prune: prune again,
+	 * so the table stays near its bound however fast rows come. */
+	if (++d->messages_since_prune >= (unsigned)d->conf->messages_keep / 10)
+		daemon_prune_messages(d);
 }
 
 void daemon_version_committed(daemon_t *d, uint64_t version, const digest_t *digest,
@@ -162,10 +166,73 @@ void daemon_status_changed(daemon_t *d)
 	evtimer_add(d->status_ev, &tv);
 }
 
+bool daemon_refusal_allow(daemon_t *d, const char *key, unsigned long *skipped)
+{
+	int slot = -1, oldest = 0;
+	for (int i = 0; i < DAEMON_REFUSALS && slot < 0; i++)
+		if (strcmp(d->refusals[i].key, key) == 0)
+			slot = i;
+	if (slot < 0) {
+		for (int i = 1; i < DAEMON_REFUSALS; i++)
+			if (d->refusals[i].rate.last < d->refusals[oldest].rate.last)
+				oldest = i;
+		slot = oldest;
+		snprintf(d->refusals[slot].key, sizeof(d->refusals[slot].key), "%s", key);
+		memset(&d->refusals[slot].rate, 0, sizeof(d->refusals[slot].rate));
+	}
+	return log_rate_allow(&d->refusals[slot].rate, d->conf->refusal_log_seconds, skipped);
+}
+
+typedef struct {
+	char keep[16];
+	char days[16];
+} prune_job_t;
+
+static int prune_work(PGconn *conn, void *arg)
+{
+	prune_job_t *j = arg;
+	const char *p[] = { j->days, j->keep };
+	/* Older than the age limit, or beyond the newest `keep` rows. */
+	return db_execp(conn, "DELETE FROM status_messages WHERE at < now() - make_interval(days => $1::int) "
+	                "OR id <= (SELECT id FROM status_messages ORDER BY id DESC OFFSET $2::int LIMIT 1)",
+	                2, p, NULL, 0);
+}
+
+static void prune_done(int ret, void *arg)
+{
+	if (ret != SS_EOK)
+		log_warning("pruning the history failed (%s)", ss_strerror(ret));
+	free(arg);
+}
+
+void daemon_prune_messages(daemon_t *d)
+{
+	d->messages_since_prune = 0;
+	prune_job_t *j = calloc(1, sizeof(*j));
+	if (j == NULL)
+		return;
+	snprintf(j->keep, sizeof(j->keep), "%d", d->conf->messages_keep);
+	snprintf(j->days, sizeof(j->days), "%d", d->conf->messages_days);
+	if (d->db == NULL || db_submit(d->db, DB_BULK, prune_work, prune_done, j) != SS_EOK)
+		free(j);
+}
+
+static void prune_cb(evutil_socket_t fd, short what, void *arg)
+{
+	daemon_prune_messages(arg);
+}
+
 int daemon_events_init(daemon_t *d)
 {
 	d->status_ev = evtimer_new(d->base, status_report_cb, d);
-	return d->status_ev ? SS_EOK : SS_ENOMEM;
+	/* At start, then every ten minutes (and after a burst of rows,
+	 * daemon_message()). */
+	d->prune_ev = event_new(d->base, -1, EV_PERSIST, prune_cb, d);
+	struct timeval every = { 600, 0 };
+	if (d->status_ev == NULL || d->prune_ev == NULL || event_add(d->prune_ev, &every) != 0)
+		return SS_ENOMEM;
+	event_active(d->prune_ev, EV_TIMEOUT, 0);
+	return SS_EOK;
 }
 
 void daemon_events_free(daemon_t *d)
@@ -173,6 +240,9 @@ void daemon_events_free(daemon_t *d)
 	if (d->status_ev)
 		event_free(d->status_ev);
 	d->status_ev = NULL;
+	if (d->prune_ev)
+		event_free(d->prune_ev);
+	d->prune_ev = NULL;
 }
 
 bool daemon_child_approved(const daemon_t *d, const char *site)

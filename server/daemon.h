@@ -70,6 +70,9 @@ typedef struct {
 	uint64_t bytes_received;
 } sync_status_t;
 
+/* Peers whose refusals are rate-limited one by one; more share the oldest slot. */
+#define DAEMON_REFUSALS 64
+
 typedef struct daemon {
 	/* Set at startup. */
 	conf_t *conf;
@@ -87,6 +90,12 @@ typedef struct daemon {
 	struct evconnlistener *listener;
 	struct conn_listen_guard *listen_guard;  /* pauses it on EMFILE */
 	log_rate_t pending_rate;      /* "refusing a connection": one line per window */
+	struct {
+		char key[64];             /* site code, or address without one */
+		log_rate_t rate;
+	} refusals[DAEMON_REFUSALS];  /* per-peer refusal lines, oldest replaced */
+	struct event *prune_ev;       /* history (status_messages) pruning */
+	unsigned messages_since_prune;
 	uint64_t pending_refused;     /* connections refused by the pre-Hello caps */
 	struct ctl *ctl;
 	struct http *http;
@@ -176,6 +185,19 @@ void daemon_status_changed(daemon_t *d);
 
 /*! \brief Create the daemon's own timers (status report debounce). */
 int daemon_events_init(daemon_t *d);
+
+/*!
+ * \brief A refused peer (\a key: its site code, or its address) is logged
+ * and written to the history at most once per [status]
+ * refusal_log_seconds: a flood of refusals must not become a flood of
+ * lines and rows.
+ * \param skipped  Output: refusals of this peer not recorded since.
+ * \return true when this one is to be recorded.
+ */
+bool daemon_refusal_allow(daemon_t *d, const char *key, unsigned long *skipped);
+
+/*! \brief Prune the history now: [status] messages_keep and messages_days. */
+void daemon_prune_messages(daemon_t *d);
 void daemon_events_free(daemon_t *d);
 
 /*! \brief Is \a site an approved child? */
