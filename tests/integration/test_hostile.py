@@ -325,11 +325,12 @@ def phase_injection(h, cas, catalog):
 
 
 def phase_prune(cas):
+    # The old rows last: among the newest ids, so only the age limit goes.
+    cas.sql("INSERT INTO status_messages (site, msg_id, severity, text) "
+            "SELECT 'CAS', 1, 'info', 'filler ' || g FROM generate_series(1, 300) g")
     cas.sql("INSERT INTO status_messages (at, site, msg_id, severity, text) "
             "SELECT now() - interval '200 days', 'CAS', 1, 'info', 'old' "
             "FROM generate_series(1, 20)")
-    cas.sql("INSERT INTO status_messages (site, msg_id, severity, text) "
-            "SELECT 'CAS', 1, 'info', 'filler ' || g FROM generate_series(1, 300) g")
     cas.restart()
 
     def pruned():
