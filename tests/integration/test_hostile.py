@@ -245,6 +245,23 @@ def phase_flood(h, cas, p01, catalog, http_port):
           "the pre-Hello cap was not logged")
 
 
+def phase_per_address(cas):
+    """One address alone reaches max_pending_per_address, far from max_pending."""
+    base_fds = len(os.listdir("/proc/%d/fd" % cas.proc.pid))
+    socks = [open_from(cas.port, "127.0.0.90") for _ in range(MAX_PER_ADDR + 10)]
+    time.sleep(0.5)
+    held = len(os.listdir("/proc/%d/fd" % cas.proc.pid)) - base_fds
+    closed = sum(1 for s in socks if closed_now(s, 0.002))
+    for s in socks:
+        s.close()
+    log("%d connections from one address: CAS holds %d, closed %d at once"
+        % (len(socks), held, closed))
+    check(held <= MAX_PER_ADDR + 2, "CAS holds %d connections from one address (cap %d)"
+          % (held, MAX_PER_ADDR))
+    check(closed >= 10, "only %d of %d connections from one address closed at once"
+          % (closed, len(socks)))
+
+
 def phase_fd_limit(cas):
     pid = cas.proc.pid
     used = len(os.listdir("/proc/%d/fd" % pid))
@@ -377,6 +394,7 @@ def test(h):
     log("CAS and P01 synced at version 1")
 
     phase_flood(h, cas, p01, catalog, http_lock.port)
+    phase_per_address(cas)
     phase_fd_limit(cas)
     phase_refusals(h, cas)
     phase_injection(h, cas, catalog)
