@@ -107,13 +107,13 @@ build() {
 		rm -f -- "$log"
 	fi
 	say "building $BUILD"
-	if ! ninja -C "$BUILD" server/sitesyncd server/sitesync </dev/null \
+	if ! ninja -C "$BUILD" server/sitesyncd cli/sitesync </dev/null \
 		>"$BUILD/demo-build.log" 2>&1; then
 		tail -n 40 "$BUILD/demo-build.log" >&2
 		die "build failed (see $BUILD/demo-build.log)"
 	fi
 	SITESYNCD=$BUILD/server/sitesyncd
-	SITESYNC=$BUILD/server/sitesync
+	SITESYNC=$BUILD/cli/sitesync
 	[[ -x $SITESYNCD && -x $SITESYNC ]] || die "build produced no binaries"
 }
 

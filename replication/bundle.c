@@ -22,8 +22,8 @@
 
 #include "proto/frame.h"
 #include "proto/version.h"
-#include "replication/stream.h"
-#include "server/errcode.h"
+#include "catalog/stream.h"
+#include "common/errcode.h"
 
 #define BUNDLE_CHUNK (256u * 1024u)
 /* Header and BundleEnd are a few hundred bytes; anything far larger is not one. */

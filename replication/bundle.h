@@ -19,7 +19,7 @@
 #include <stdint.h>
 
 #include "replication/apply.h"
-#include "replication/digest.h"
+#include "catalog/digest.h"
 
 #define SS_BUNDLE_ID_LEN 32        /* hierarchy id: sha256 of the CA certificate */
 

@@ -21,12 +21,12 @@
 
 #include "proto/sitesync.pb-c.h"
 
-struct daemon;
+struct site;
 
 typedef struct parent_link parent_link_t;
 
 /*! \brief Create the link and dial at once. */
-int parent_link_start(struct daemon *d, parent_link_t **out)
+int parent_link_start(struct site *d, parent_link_t **out)
 	__attribute__((warn_unused_result));
 
 /*! \brief Shutdown step one: close the connection, stop timers. */

@@ -10,15 +10,15 @@
 #include <libpq-fe.h>
 
 #include "replication/child_link.h"
-#include "replication/digest.h"
+#include "catalog/digest.h"
 #include "replication/parent_link.h"
 #include "replication/status.h"
 #include "server/ctl.h"
 #include "server/ctl_bundle.h"
 #include "server/ctl_upstream.h"
 #include "server/daemon.h"
-#include "server/errcode.h"
-#include "server/log.h"
+#include "common/errcode.h"
+#include "common/log.h"
 #include "server/topsync.h"
 #include "storage/db.h"
 
@@ -74,7 +74,7 @@ static void ctl_job_submit(daemon_t *d, ctl_req_t *req, const json_t *args, ctl_
 	j->args = args ? json_deep_copy(args) : json_object();
 	j->fn = fn;
 	j->after = after;
-	if (db_submit(d->db, DB_QUICK, ctl_job_work, ctl_job_done, j) != SS_EOK) {
+	if (db_submit(d->site.db, DB_QUICK, ctl_job_work, ctl_job_done, j) != SS_EOK) {
 		json_decref(j->args);
 		free(j);
 		ctl_reply_error(req, SS_ENOMEM, "out of memory");
@@ -120,9 +120,18 @@ static json_t *rows_json(PGresult *r)
 
 /* ---- status, sync ---------------------------------------------------- */
 
+json_t *ctl_cmds_status_json(daemon_t *d)
+{
+	json_t *o = status_json(&d->site);
+	/* The daemon shell's own fact: when [schedule] cron runs the next sync. */
+	json_object_set_new(o, "next_upstream_sync",
+	                    d->next_run ? status_time_json(d->next_run) : json_null());
+	return o;
+}
+
 static void cmd_status(ctl_req_t *req, const json_t *args, void *arg)
 {
-	ctl_reply(req, status_json(arg));
+	ctl_reply(req, ctl_cmds_status_json(arg));
 }
 
 static void cmd_sync(ctl_req_t *req, const json_t *args, void *arg)
@@ -131,16 +140,16 @@ static void cmd_sync(ctl_req_t *req, const json_t *args, void *arg)
 	bool full = json_is_true(json_object_get(args, "full"));
 	int ret = topsync_start(d, full);
 	if (ret == SS_ENOTTOP) {
-		ctl_reply_error(req, ret, "%s is not the top site: syncs start at the top and flow down", d->conf->site_code);
+		ctl_reply_error(req, ret, "%s is not the top site: syncs start at the top and flow down", d->site.conf->site_code);
 		return;
 	}
 	if (ret == SS_ECONFIG) {
-		ctl_reply_error(req, ret, "no [upstream] url is configured at %s", d->conf->site_code);
+		ctl_reply_error(req, ret, "no [upstream] url is configured at %s", d->site.conf->site_code);
 		return;
 	}
 	if (ret == SS_ELOCKED) {
 		ctl_reply_error(req, ret, "this daemon is a standby for site %s: the active writer runs syncs",
-		                d->conf->site_code);
+		                d->site.conf->site_code);
 		return;
 	}
 	if (ret != SS_EOK) {
@@ -150,7 +159,7 @@ static void cmd_sync(ctl_req_t *req, const json_t *args, void *arg)
 	json_t *o = json_object();
 	json_object_set_new(o, "started", json_true());
 	json_object_set_new(o, "full", json_boolean(full));
-	json_object_set_new(o, "catalog_version", json_integer((json_int_t)d->version));
+	json_object_set_new(o, "catalog_version", json_integer((json_int_t)d->site.version));
 	ctl_reply(req, o);
 }
 
@@ -171,7 +180,7 @@ int ctl_cmds_load_children(daemon_t *d, void *pgconn, char *err, size_t errlen)
 	for (int i = 0; i < n; i++)
 		snprintf(sites[i], 4, "%s", PQgetvalue(r, i, 0));
 	PQclear(r);
-	ret = daemon_set_approved(d, sites, (size_t)n);
+	ret = site_set_approved(&d->site, sites, (size_t)n);
 	free(sites);
 	return ret;
 }
@@ -197,10 +206,10 @@ static void child_list_after(ctl_job_t *j)
 	json_t *c;
 	json_array_foreach(json_object_get(j->result, "children"), i, c) {
 		const char *site = json_string_value(json_object_get(c, "site"));
-		bool up = child_link_connected(d, site);
+		bool up = child_link_connected(&d->site, site);
 		json_object_set_new(c, "connected", json_boolean(up));
 		json_object_set_new(c, "link", json_string(up ? "active" : "down"));
-		status_row_t *row = status_table_find(d->subtree, site);
+		status_row_t *row = status_table_find(d->site.subtree, site);
 		json_object_set_new(c, "catalog_version",
 		                    row ? json_integer((json_int_t)row->row->catalog_version) : json_null());
 	}
@@ -248,33 +257,33 @@ static void child_changed_after(ctl_job_t *j)
 {
 	daemon_t *d = j->d;
 	const char *site = json_string_value(json_object_get(j->result, "site"));
-	if (json_object_get(j->result, "added") && !daemon_child_approved(d, site)) {
-		char (*more)[4] = calloc(d->n_approved + 1, sizeof(*more));
+	if (json_object_get(j->result, "added") && !site_child_approved(&d->site, site)) {
+		char (*more)[4] = calloc(d->site.n_approved + 1, sizeof(*more));
 		if (more) {
-			if (d->n_approved)
-				memcpy(more, d->approved, d->n_approved * sizeof(*more));
-			snprintf(more[d->n_approved], 4, "%s", site);
-			daemon_set_approved(d, more, d->n_approved + 1);
+			if (d->site.n_approved)
+				memcpy(more, d->site.approved, d->site.n_approved * sizeof(*more));
+			snprintf(more[d->site.n_approved], 4, "%s", site);
+			site_set_approved(&d->site, more, d->site.n_approved + 1);
 			free(more);
 		}
 	}
 	if (json_is_true(json_object_get(j->result, "removed"))) {
 		/* Remove from the in-memory list and close its session. */
 		size_t n = 0;
-		char (*keep)[4] = calloc(d->n_approved + 1, sizeof(*keep));
+		char (*keep)[4] = calloc(d->site.n_approved + 1, sizeof(*keep));
 		if (keep) {
-			for (size_t i = 0; i < d->n_approved; i++)
-				if (strcmp(d->approved[i], site) != 0)
-					memcpy(keep[n++], d->approved[i], 4);
-			daemon_set_approved(d, keep, n);
+			for (size_t i = 0; i < d->site.n_approved; i++)
+				if (strcmp(d->site.approved[i], site) != 0)
+					memcpy(keep[n++], d->site.approved[i], 4);
+			site_set_approved(&d->site, keep, n);
 			free(keep);
 		}
-		child_link_drop(d, site, "site is no longer an approved child");
-		daemon_message(d, SS_MSG_CHILD_LOST, "info", "Child site %s removed by the operator", site);
+		child_link_drop(&d->site, site, "site is no longer an approved child");
+		site_message(&d->site, SS_MSG_CHILD_LOST, "info", "Child site %s removed by the operator", site);
 	} else if (json_is_true(json_object_get(j->result, "added"))) {
-		daemon_message(j->d, SS_MSG_CHILD_CONNECTED, "info", "Child site %s approved by the operator", site);
+		site_message(&j->d->site, SS_MSG_CHILD_CONNECTED, "info", "Child site %s approved by the operator", site);
 	}
-	daemon_status_changed(j->d);
+	site_status_changed(&j->d->site);
 }
 
 static bool check_site_arg(ctl_req_t *req, const json_t *args)
@@ -293,7 +302,7 @@ static void cmd_child_add(ctl_req_t *req, const json_t *args, void *arg)
 	daemon_t *d = arg;
 	if (!check_site_arg(req, args))
 		return;
-	if (strcmp(arg_str(args, "site"), d->conf->site_code) == 0) {
+	if (strcmp(arg_str(args, "site"), d->site.conf->site_code) == 0) {
 		ctl_reply_error(req, SS_EINVAL, "a site cannot be its own child");
 		return;
 	}
@@ -360,9 +369,9 @@ static void verify_after(ctl_job_t *j)
 	bool equal = self_ok;
 	uint64_t pv = 0;
 	uint8_t pd[32];
-	if (d->parent) {
-		json_object_set_new(o, "parent", json_string(parent_link_site(d->parent)));
-		if (parent_link_digest(d->parent, &pv, pd)) {
+	if (d->site.parent) {
+		json_object_set_new(o, "parent", json_string(parent_link_site(d->site.parent)));
+		if (parent_link_digest(d->site.parent, &pv, pd)) {
 			digest_t pdig;
 			memcpy(pdig.b, pd, 32);
 			char hex[65];
@@ -674,7 +683,7 @@ static void where_after(ctl_job_t *j)
 	daemon_t *d = j->d;
 	json_t *rev = json_object_get(j->result, "revision");
 	json_int_t since = json_integer_value(json_object_get(j->result, "since_version"));
-	json_t *st = status_json(d);
+	json_t *st = status_json(&d->site);
 	json_t *sites = json_array();
 	size_t i;
 	json_t *row;

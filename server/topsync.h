@@ -21,6 +21,12 @@ int topsync_schedule_init(struct daemon *d, char *err, size_t errlen);
 /*! \brief Arm the cron schedule (active writer only); runs a missed run now. */
 int topsync_schedule_arm(struct daemon *d, char *err, size_t errlen);
 
+/*!
+ * \brief After a reload: drop the armed schedule and arm the configured one
+ * (top site, active writer); no catch-up run, the old schedule had its say.
+ */
+int topsync_schedule_rearm(struct daemon *d, char *err, size_t errlen);
+
 /*! \brief Items parsed by the running sync (progress). */
 bool topsync_running(const struct daemon *d);
 

@@ -49,7 +49,7 @@ typedef struct {
  * An https URL is never redirected to anything but https (no downgrade),
  * and a body that grows past o->max_bytes once decompressed is refused
  * (a small compressed response must not fill the disk). Messages name the
- * URL with its credentials redacted.
+ * URL with its credentials redacted (log_url_redact()).
  *
  * \return SS_EOK (also for 304, see res->not_modified); SS_EFETCH on
  *         transfer or HTTP errors ("HTTP 404 from <url>") and refused
@@ -59,15 +59,6 @@ typedef struct {
 int fetch_to_file(const fetch_opts_t *o, const char *dest_path,
 		  fetch_result_t *res, char *err, size_t errlen)
 	__attribute__((warn_unused_result));
-
-/*!
- * \brief A URL fit to show: the user name and password before the '@'
- * of the authority become three stars. Used for every URL that reaches the log, the
- * history, the sync log or /status.
- * \param out  Output: always NUL-terminated (NULL url gives "").
- * \return out
- */
-char *fetch_url_redact(const char *url, char *out, size_t outlen);
 
 /*!
  * \brief Free the strings of a result and zero it; accepts NULL.

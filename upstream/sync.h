@@ -13,7 +13,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "replication/digest.h"
+#include "catalog/digest.h"
 
 typedef struct upstream_job {
 	/* Set by the caller (owned strings, freed by upstream_job_free()). */

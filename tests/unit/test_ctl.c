@@ -26,7 +26,7 @@
 #include <jansson.h>
 
 #include "server/ctl.h"
-#include "server/errcode.h"
+#include "common/errcode.h"
 #include "check_run.h"
 
 static char tmpdir[64];
@@ -457,7 +457,7 @@ END_TEST
 
 static char cli_path[PATH_MAX];
 
-/* The CLI is built at <builddir>/server/sitesync, this test at
+/* The CLI is built at <builddir>/cli/sitesync, this test at
  * <builddir>/tests/unit/test_ctl. */
 static void find_cli(void)
 {
@@ -465,7 +465,7 @@ static void find_cli(void)
 	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
 	ck_assert(n > 0);
 	self[n] = '\0';
-	snprintf(cli_path, sizeof(cli_path), "%s/../../server/sitesync",
+	snprintf(cli_path, sizeof(cli_path), "%s/../../cli/sitesync",
 	         dirname(self));
 	ck_assert_msg(access(cli_path, X_OK) == 0, "no CLI at %s", cli_path);
 }

@@ -16,7 +16,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "server/errcode.h"
+#include "common/errcode.h"
+#include "common/log.h"
 #include "upstream/fetch.h"
 #include "check_run.h"
 
@@ -451,13 +452,13 @@ END_TEST
 START_TEST(url_credentials_redacted)
 {
 	char out[256];
-	ck_assert_str_eq(fetch_url_redact("https://user:s3cr@t@host.example:8443/a@b?c=d@e", out,
+	ck_assert_str_eq(log_url_redact("https://user:s3cr@t@host.example:8443/a@b?c=d@e", out,
 					  sizeof(out)), "https://***@host.example:8443/a@b?c=d@e");
-	ck_assert_str_eq(fetch_url_redact("https://host.example/cat.cab", out, sizeof(out)),
+	ck_assert_str_eq(log_url_redact("https://host.example/cat.cab", out, sizeof(out)),
 			 "https://host.example/cat.cab");
-	ck_assert_str_eq(fetch_url_redact("file:///srv/cat.xml", out, sizeof(out)),
+	ck_assert_str_eq(log_url_redact("file:///srv/cat.xml", out, sizeof(out)),
 			 "file:///srv/cat.xml");
-	ck_assert_str_eq(fetch_url_redact(NULL, out, sizeof(out)), "");
+	ck_assert_str_eq(log_url_redact(NULL, out, sizeof(out)), "");
 	/* ...nor an error message. */
 	char u[256];
 	snprintf(u, sizeof(u), "http://admin:hunter2@127.0.0.1:%d/missing.xml", g_http_port);

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "server/log.h"
+#include "common/log.h"
 #include "check_run.h"
 
 START_TEST(escape_controls)

@@ -1,5 +1,5 @@
 /* TLS connections over libevent bufferevents, with length-prefixed frames. */
-#include "server/conn.h"
+#include "net/conn.h"
 
 #include <errno.h>
 #include <malloc.h>
@@ -15,9 +15,9 @@
 #include <event2/listener.h>
 #include <openssl/err.h>
 
-#include "server/errcode.h"
-#include "server/log.h"
-#include "server/tls.h"
+#include "common/errcode.h"
+#include "common/log.h"
+#include "net/tls.h"
 
 struct conn {
 	struct event_base *base;

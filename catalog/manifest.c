@@ -1,5 +1,5 @@
 /* Ed25519 signing and verification of catalog manifests. */
-#include "replication/manifest.h"
+#include "catalog/manifest.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,7 +7,7 @@
 
 #include <openssl/pem.h>
 
-#include "server/errcode.h"
+#include "common/errcode.h"
 
 static EVP_PKEY *load_pem(const char *path, bool private_key, char *err, size_t errlen)
 {

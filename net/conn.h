@@ -14,7 +14,7 @@
 #include <openssl/ssl.h>
 
 #include "proto/frame.h"
-#include "server/log.h"
+#include "common/log.h"
 
 struct evdns_base;
 

@@ -1,5 +1,5 @@
 /* Line-oriented logging to stderr with level filter and site prefix. */
-#include "server/log.h"
+#include "common/log.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -110,4 +110,26 @@ void log_msg(ss_log_level_t level, const char *fmt, ...)
 	va_start(ap, fmt);
 	log_vmsg(level, NULL, fmt, ap);
 	va_end(ap);
+}
+
+char *log_url_redact(const char *url, char *out, size_t outlen)
+{
+	if (outlen == 0)
+		return out;
+	if (url == NULL) {
+		out[0] = '\0';
+		return out;
+	}
+	const char *auth = strstr(url, "://");
+	auth = auth ? auth + 3 : url;
+	size_t alen = strcspn(auth, "/?#");
+	const char *at = NULL;
+	for (const char *p = auth; p < auth + alen; p++)
+		if (*p == '@')
+			at = p;     /* the last one: a password may hold '@' */
+	if (at == NULL)
+		snprintf(out, outlen, "%s", url);
+	else
+		snprintf(out, outlen, "%.*s***%s", (int)(auth - url), url, at);
+	return out;
 }

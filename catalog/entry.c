@@ -1,10 +1,10 @@
 /* Entry decoding, hashing and COPY row writing. */
-#include "replication/entry.h"
+#include "catalog/entry.h"
 
 #include <string.h>
 
 #include "proto/sitesync.pb-c.h"
-#include "server/errcode.h"
+#include "common/errcode.h"
 
 bool entry_id_valid(const char *id)
 {

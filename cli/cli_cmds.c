@@ -4,7 +4,7 @@
  * import-update and verify. Each sends one request and prints the reply,
  * either as JSON (--json) or as an aligned table.
  */
-#include "server/cli.h"
+#include "cli/cli.h"
 
 #include <ctype.h>
 #include <getopt.h>
@@ -13,7 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "server/conf.h"
+#include "common/conf.h"
 
 /* Default wait for a reply; bulk work (export, import) waits without limit. */
 #define CLI_TIMEOUT_MS 60000
@@ -80,25 +80,11 @@ static int cli_show(json_t *data, bool json, void (*fn)(const json_t *))
 
 static void cli_child_list_print(const json_t *data)
 {
-	static const char *const headers[] = {
-		"SITE", "APPROVED", "CONNECTED", "LINK", "VERSION",
+	static const cli_column_t cols[] = {
+		{ "SITE", "site" }, { "APPROVED", "approved_at" }, { "CONNECTED", "connected" },
+		{ "LINK", "link" }, { "VERSION", "catalog_version" },
 	};
-	cli_table_t *t = cli_table_new(5, headers);
-	size_t i;
-	const json_t *row;
-	char b[5][32];
-
-	json_array_foreach(json_object_get(data, "children"), i, row) {
-		const char *cells[] = {
-			cli_cell(row, "site", b[0], 32),
-			cli_cell(row, "approved_at", b[1], 32),
-			cli_cell(row, "connected", b[2], 32),
-			cli_cell(row, "link", b[3], 32),
-			cli_cell(row, "catalog_version", b[4], 32),
-		};
-		cli_table_add(t, cells, NULL);
-	}
-	cli_table_print(t, stdout, false);
+	cli_print_rows(json_object_get(data, "children"), cols, sizeof(cols) / sizeof(cols[0]));
 }
 
 int cli_child_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv)
@@ -153,24 +139,10 @@ int cli_child_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv)
 
 static void cli_category_print(const json_t *data)
 {
-	static const char *const headers[] = {
-		"ID", "SELECTED", "UPDATES", "TITLE",
+	static const cli_column_t cols[] = {
+		{ "ID", "id" }, { "SELECTED", "selected" }, { "UPDATES", "updates" }, { "TITLE", "title" },
 	};
-	cli_table_t *t = cli_table_new(4, headers);
-	size_t i;
-	const json_t *row;
-	char b[4][32];
-
-	json_array_foreach(json_object_get(data, "items"), i, row) {
-		const char *cells[] = {
-			cli_cell(row, "id", b[0], 32),
-			cli_cell(row, "selected", b[1], 32),
-			cli_cell(row, "updates", b[2], 32),
-			cli_cell(row, "title", b[3], 32),
-		};
-		cli_table_add(t, cells, NULL);
-	}
-	cli_table_print(t, stdout, false);
+	cli_print_rows(json_object_get(data, "items"), cols, sizeof(cols) / sizeof(cols[0]));
 }
 
 int cli_category_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv)
@@ -252,29 +224,13 @@ static void cli_join(const json_t *v, char *buf, size_t len)
 
 static void cli_updates_print(const json_t *data)
 {
-	static const char *const headers[] = {
-		"UPDATE_ID", "REV", "CLASSIFICATION", "SEVERITY", "KB", "RELEASED",
-		"EXPIRED", "TITLE",
+	static const cli_column_t cols[] = {
+		{ "UPDATE_ID", "update_id" }, { "REV", "revision" },
+		{ "CLASSIFICATION", "classification" }, { "SEVERITY", "severity" },
+		{ "KB", "kb_article" }, { "RELEASED", "release_date" }, { "EXPIRED", "expired" },
+		{ "TITLE", "title" },
 	};
-	cli_table_t *t = cli_table_new(8, headers);
-	size_t i;
-	const json_t *row;
-	char b[8][48];
-
-	json_array_foreach(json_object_get(data, "updates"), i, row) {
-		const char *cells[] = {
-			cli_cell(row, "update_id", b[0], 48),
-			cli_cell(row, "revision", b[1], 48),
-			cli_cell(row, "classification", b[2], 48),
-			cli_cell(row, "severity", b[3], 48),
-			cli_cell(row, "kb_article", b[4], 48),
-			cli_cell(row, "release_date", b[5], 48),
-			cli_cell(row, "expired", b[6], 48),
-			cli_cell(row, "title", b[7], 48),
-		};
-		cli_table_add(t, cells, NULL);
-	}
-	cli_table_print(t, stdout, false);
+	cli_print_rows(json_object_get(data, "updates"), cols, sizeof(cols) / sizeof(cols[0]));
 }
 
 static void cli_update_show_print(const json_t *u)
@@ -481,43 +437,21 @@ int cli_where_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv)
 
 static void cli_history_print(const json_t *data)
 {
-	static const char *const mh[] = {
-		"AT", "SITE", "ID", "SEVERITY", "TEXT",
+	static const cli_column_t messages[] = {
+		{ "AT", "at" }, { "SITE", "site" }, { "ID", "msg_id" }, { "SEVERITY", "severity" },
+		{ "TEXT", "text" },
 	};
-	static const char *const sh[] = {
-		"KIND", "STARTED", "ENDED", "RESULT", "FROM", "TO", "ADDED",
-		"CHANGED", "REMOVED", "EXPIRED", "ERROR",
+	static const cli_column_t syncs[] = {
+		{ "KIND", "kind" }, { "STARTED", "started_at" }, { "ENDED", "ended_at" },
+		{ "RESULT", "result" }, { "FROM", "from_version" }, { "TO", "to_version" },
+		{ "ADDED", "added" }, { "CHANGED", "changed" }, { "REMOVED", "removed" },
+		{ "EXPIRED", "expired" }, { "ERROR", "error" },
 	};
-	static const char *const skeys[] = {
-		"kind", "started_at", "ended_at", "result", "from_version",
-		"to_version", "added", "changed", "removed", "expired", "error",
-	};
-	size_t i;
-	const json_t *row;
-	char b[11][48];
-
 	printf("Status messages:\n");
-	cli_table_t *t = cli_table_new(5, mh);
-	json_array_foreach(json_object_get(data, "messages"), i, row) {
-		const char *cells[] = {
-			cli_cell(row, "at", b[0], 48), cli_cell(row, "site", b[1], 48),
-			cli_cell(row, "msg_id", b[2], 48),
-			cli_cell(row, "severity", b[3], 48),
-			cli_cell(row, "text", b[4], 48),
-		};
-		cli_table_add(t, cells, NULL);
-	}
-	cli_table_print(t, stdout, false);
-
+	cli_print_rows(json_object_get(data, "messages"), messages,
+	               sizeof(messages) / sizeof(messages[0]));
 	printf("\nSyncs:\n");
-	t = cli_table_new(11, sh);
-	json_array_foreach(json_object_get(data, "syncs"), i, row) {
-		const char *cells[11];
-		for (size_t k = 0; k < 11; k++)
-			cells[k] = cli_cell(row, skeys[k], b[k], 48);
-		cli_table_add(t, cells, NULL);
-	}
-	cli_table_print(t, stdout, false);
+	cli_print_rows(json_object_get(data, "syncs"), syncs, sizeof(syncs) / sizeof(syncs[0]));
 }
 
 int cli_history_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv)

@@ -1,6 +1,8 @@
 /* Text for sitesync error codes. */
-#include "server/errcode.h"
+#include "common/errcode.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 const char *ss_strerror(int code)
@@ -37,4 +39,20 @@ const char *ss_strerror(int code)
 int ss_errnum(int code)
 {
 	return code < 0 ? -code : code;
+}
+
+void ss_errf(char *err, size_t errlen, const char *fmt, ...)
+{
+	if (err == NULL || errlen == 0)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+void ss_err_default(int ret, char *err, size_t errlen)
+{
+	if (ret != SS_EOK && err != NULL && errlen > 0 && err[0] == '\0')
+		snprintf(err, errlen, "%s", ss_strerror(ret));
 }

@@ -13,8 +13,8 @@
 #include <stdio.h>
 
 #include "proto/frame.h"
-#include "replication/digest.h"
-#include "replication/manifest.h"
+#include "catalog/digest.h"
+#include "catalog/manifest.h"
 
 typedef struct {
 	/* Set by the caller. */

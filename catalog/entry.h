@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "replication/digest.h"
+#include "catalog/digest.h"
 #include "storage/copy.h"
 
 /* Column list matching entry_copy_row(), for COPY statements. */

@@ -38,7 +38,7 @@ void log_vmsg(ss_log_level_t level, const char *prefix, const char *fmt,
  * \brief Copy text a peer or an upstream supplied, with every control
  * character (C0, DEL and UTF-8 C1) written as \xNN, so it cannot break or
  * forge a line in the log, the history or the sync log. The one escaping
- * helper: the daemon log, daemon_message() and daemon_synclog() call it.
+ * helper: the daemon log, site_message() and site_synclog() call it.
  * \param out  Output: always NUL-terminated; truncated at a whole escape.
  * \return out
  */
@@ -60,6 +60,21 @@ typedef struct {
  * \param skipped  Output: events not logged before this one (when true).
  */
 bool log_rate_allow(log_rate_t *r, int seconds, unsigned long *skipped);
+
+/*!
+ * \brief A URL fit to show: the user name and password before the '@'
+ * of the authority become three stars. Used for every URL that reaches the
+ * log, the history, the sync log or /status (here, below the configuration
+ * and the fetcher, which both need it).
+ * \param out  Output: always NUL-terminated (NULL url gives "").
+ * \return out
+ */
+char *log_url_redact(const char *url, char *out, size_t outlen);
+
+/* A line about one peer, "ROLE NAME: message": both replication links
+ * name the site at the other end this way, so one grep finds a peer. */
+#define log_peer(lvl, role, name, fmt, ...) \
+	log_msg(lvl, "%s %s: " fmt, role, name, ##__VA_ARGS__)
 
 /*! \brief True when name is a known level. */
 static inline bool log_level_valid(const char *name)

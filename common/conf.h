@@ -84,6 +84,16 @@ int conf_validate(const conf_t *c, char *errbuf, size_t errlen);
 
 void conf_free(conf_t *c);
 
+/*!
+ * \brief On reload: give \a nc the running value (\a old's, copied) of every
+ * key the table marks not reloadable.
+ * \param n_changed  Output: how many of them differed (they need a restart).
+ * \param changed    Output: those keys, "[section] key, ...".
+ * \return SS_EOK or SS_ENOMEM.
+ */
+int conf_keep_fixed(conf_t *nc, const conf_t *old, int *n_changed, char *changed, size_t len)
+	__attribute__((warn_unused_result));
+
 /*! \brief True when site code is 3 upper-case letters or digits. */
 bool conf_site_code_valid(const char *code);
 

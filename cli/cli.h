@@ -121,6 +121,21 @@ void cli_table_add(cli_table_t *t, const char *const *cells,
 /*! \brief Print with columns padded to their widest cell, then free. */
 void cli_table_print(cli_table_t *t, FILE *out, bool colour);
 
+/*! \brief A table column: its header and the JSON key of its cells. */
+typedef struct {
+	const char *header;
+	const char *key;
+} cli_column_t;
+
+#define CLI_MAX_COLUMNS 16
+
+/*!
+ * \brief Print the objects of the JSON array \a rows as an aligned table,
+ * one column per entry of \a cols (at most CLI_MAX_COLUMNS), cells as
+ * cli_cell() renders them.
+ */
+void cli_print_rows(const json_t *rows, const cli_column_t *cols, size_t ncols);
+
 /*! \brief Display width of UTF-8 text (one column per code point). */
 size_t cli_text_width(const char *s);
 

@@ -1,5 +1,5 @@
 /* Order-independent catalog digest arithmetic. */
-#include "replication/digest.h"
+#include "catalog/digest.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <errno.h>
+#include <stddef.h>
 
 enum {
 	SS_EOK = 0,
@@ -52,3 +53,16 @@ const char *ss_strerror(int code);
  *        (last_error_code): project codes map to 500+, errno to itself.
  */
 int ss_errnum(int code);
+
+/*!
+ * \brief Format a message into \a err (cut to \a errlen); does nothing when
+ * \a err is NULL or \a errlen is 0.
+ */
+void ss_errf(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/*!
+ * \brief When \a ret is an error and \a err is still empty, fill it with
+ * ss_strerror(ret): a more specific message written earlier wins.
+ */
+void ss_err_default(int ret, char *err, size_t errlen);

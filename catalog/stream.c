@@ -1,12 +1,12 @@
 /* Producing pull streams from the database and reading stream files. */
-#include "replication/stream.h"
+#include "catalog/stream.h"
 
 #include <arpa/inet.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "server/errcode.h"
+#include "common/errcode.h"
 #include "storage/db.h"
 
 int stream_write_frame(FILE *out, const frame_t *f, uint64_t *bytes)

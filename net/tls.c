@@ -1,5 +1,5 @@
 /* OpenSSL contexts, peer identity and certificate facts. */
-#include "server/tls.h"
+#include "net/tls.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -9,8 +9,8 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
-#include "server/conf.h"
-#include "server/errcode.h"
+#include "common/conf.h"
+#include "common/errcode.h"
 
 const char *tls_last_error(char *buf, size_t len)
 {

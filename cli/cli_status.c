@@ -4,7 +4,7 @@
  * and a manual sync that can follow every site until it holds the new
  * catalog version.
  */
-#include "server/cli.h"
+#include "cli/cli.h"
 
 #include <getopt.h>
 #include <signal.h>

@@ -4,7 +4,7 @@
  * socket (server/ctl.h): one JSON request line, one JSON reply line.
  * Commands live in cli_status.c (status, sync) and cli_cmds.c (the rest).
  */
-#include "server/cli.h"
+#include "cli/cli.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -20,8 +20,8 @@
 #include <openssl/crypto.h>
 
 #include "proto/version.h"
-#include "server/conf.h"
-#include "server/errcode.h"
+#include "common/conf.h"
+#include "common/errcode.h"
 
 #define CLI_DEFAULT_SOCKET "/run/sitesync/control.sock"
 /* Replies such as `updates list` can be large, but not unbounded. */
@@ -274,6 +274,25 @@ static char *cli_xstrdup(const char *s)
 		exit(CLI_EXIT_FAIL);
 	}
 	return d;
+}
+
+void cli_print_rows(const json_t *rows, const cli_column_t *cols, size_t ncols)
+{
+	const char *headers[CLI_MAX_COLUMNS], *cells[CLI_MAX_COLUMNS];
+	char b[CLI_MAX_COLUMNS][48];
+	if (ncols > CLI_MAX_COLUMNS)
+		ncols = CLI_MAX_COLUMNS;
+	for (size_t k = 0; k < ncols; k++)
+		headers[k] = cols[k].header;
+	cli_table_t *t = cli_table_new(ncols, headers);
+	size_t i;
+	const json_t *row;
+	json_array_foreach(rows, i, row) {
+		for (size_t k = 0; k < ncols; k++)
+			cells[k] = cli_cell(row, cols[k].key, b[k], sizeof(b[k]));
+		cli_table_add(t, cells, NULL);
+	}
+	cli_table_print(t, stdout, false);
 }
 
 cli_table_t *cli_table_new(size_t ncols, const char *const *headers)

@@ -1,5 +1,5 @@
 /* Configuration key table, INI parsing and validation. */
-#include "server/conf.h"
+#include "common/conf.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -11,9 +11,8 @@
 
 #include <ini.h>
 
-#include "server/errcode.h"
-#include "server/log.h"
-#include "upstream/fetch.h"
+#include "common/errcode.h"
+#include "common/log.h"
 
 typedef enum { CF_STR, CF_INT, CF_BOOL } conf_type_t;
 
@@ -267,6 +266,56 @@ int conf_validate(const conf_t *c, char *err, size_t errlen)
 	return SS_EOK;
 }
 
+int conf_keep_fixed(conf_t *nc, const conf_t *old, int *n_changed, char *changed, size_t len)
+{
+	int n = 0;
+	size_t used = 0;
+	if (len > 0)
+		changed[0] = '\0';
+	for (size_t i = 0; i < N_KEYS; i++) {
+		const conf_key_t *k = &conf_keys[i];
+		if (k->reloadable)
+			continue;
+		char *nf = (char *)nc + k->offset;
+		const char *of = (const char *)old + k->offset;
+		bool same;
+		switch (k->type) {
+		case CF_STR: {
+			char **ns = (char **)nf;
+			char *const *os = (char *const *)of;
+			same = (*ns == NULL && *os == NULL) || (*ns && *os && strcmp(*ns, *os) == 0);
+			if (same)
+				break;
+			/* A copy, so \a old stays whole if the reload fails later. */
+			char *v = *os ? strdup(*os) : NULL;
+			if (*os && v == NULL)
+				return SS_ENOMEM;
+			free(*ns);
+			*ns = v;
+			break;
+		}
+		case CF_INT:
+			same = *(int *)nf == *(const int *)of;
+			*(int *)nf = *(const int *)of;
+			break;
+		default:
+			same = *(bool *)nf == *(const bool *)of;
+			*(bool *)nf = *(const bool *)of;
+			break;
+		}
+		if (same)
+			continue;
+		n++;
+		if (used < len) {
+			int w = snprintf(changed + used, len - used, "%s[%s] %s", used ? ", " : "",
+			                 k->section, k->key);
+			used += w > 0 ? (size_t)w : 0;
+		}
+	}
+	*n_changed = n;
+	return SS_EOK;
+}
+
 void conf_free(conf_t *c)
 {
 	if (c == NULL)
@@ -320,7 +369,7 @@ int conf_load(const char *path, conf_t **out, char *err, size_t errlen)
 	if (c->upstream_url) {
 		/* What the log, the history and /status show of the URL. */
 		char shown[1024];
-		c->upstream_url_shown = strdup(fetch_url_redact(c->upstream_url, shown, sizeof(shown)));
+		c->upstream_url_shown = strdup(log_url_redact(c->upstream_url, shown, sizeof(shown)));
 		if (c->upstream_url_shown == NULL) {
 			ret = SS_ENOMEM;
 			goto fail;
