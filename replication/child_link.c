@@ -163,14 +163,17 @@ static void child_refuse_unapproved(child_link_t *cl)
 {
 	site_t *d = cl->d;
 	/* Anyone with a certificate of the CA can repeat this at will: one
-	 * line and one history row per site per window, refusals counted. */
+	 * warning and one history row per site per window, refusals counted. */
 	unsigned long skipped = 0;
-	if (site_refusal_allow(d, cl->site, &skipped))
+	if (site_refusal_allow(d, cl->site, &skipped)) {
+		log_warning("refusing site %s from %s: not an approved child of %s "
+		            "(approve it with: sitesync child add %s); %lu more refusals of it "
+		            "since the last line", cl->site, conn_peer_addr(cl->conn),
+		            d->conf->site_code, cl->site, skipped);
 		site_message(d, SS_MSG_CHILD_REFUSED, "warning",
-		             "Refused connection from site %s (%s): not an approved child of %s "
-		             "(approve it with: sitesync child add %s); %lu more refusals of it "
-		             "since the last line", cl->site, conn_peer_addr(cl->conn),
-		             d->conf->site_code, cl->site, skipped);
+		             "Refused connection from site %s (%s): not an approved child",
+		             cl->site, conn_peer_addr(cl->conn));
+	}
 	char why[96];
 	snprintf(why, sizeof(why), "site %s is not an approved child of %s", cl->site,
 	         d->conf->site_code);
