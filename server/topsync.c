@@ -39,11 +39,13 @@ static void topsync_done(int ret, void *arg)
 			site_synclog(&d->site, "Download: catalog not modified (304), version stays %" PRIu64,
 			             d->site.version);
 		} else {
+			char shown[512];
+			log_url_redact(job->url, shown, sizeof(shown));
 			if (upstream_file_path(job->url) != NULL)
-				site_synclog(&d->site, "Download: reading the catalog from %s", job->url);
+				site_synclog(&d->site, "Download: reading the catalog from %s", shown);
 			else
 				site_synclog(&d->site, "Download: %" PRIu64 " bytes from %s", job->fetched_bytes,
-				             job->url);
+				             shown);
 			site_synclog(&d->site, "Parse: %" PRIu64 " entries in the catalog", job->entries_seen);
 			site_synclog(&d->site, "Filter: %" PRIu64 " of %" PRIu64 " entries selected",
 			             job->selected, job->entries_seen);
@@ -140,6 +142,7 @@ int topsync_start_confirmed(daemon_t *d, bool full, bool allow_removal)
 	job->proxy = c->upstream_proxy ? strdup(c->upstream_proxy) : NULL;
 	job->connect_timeout = c->upstream_connect_timeout;
 	job->timeout = c->upstream_timeout;
+	job->max_bytes = (uint64_t)c->upstream_max_mib * 1024 * 1024;
 	job->state_dir = strdup(c->state_dir);
 	/* sitesync:// upstreams: the certificate to present there, [tls]'s by default. */
 	const char *cert = c->upstream_cert ? c->upstream_cert : c->tls_cert;
@@ -169,7 +172,7 @@ int topsync_start_confirmed(daemon_t *d, bool full, bool allow_removal)
 	evtimer_del(d->retry_ev);
 	site_synclog(&d->site, "Starting sync%s", full ? " (full)" : "");
 	site_message(&d->site, SS_MSG_SYNC_STARTED, "info", "Sync from upstream %s started%s",
-	             c->upstream_url, full ? " (full)" : "");
+	             c->upstream_url_shown, full ? " (full)" : "");
 	site_message(&d->site, SS_MSG_SYNC_FETCHING, "info", "Fetching the upstream catalog");
 	if (db_submit(d->site.db, DB_BULK, upstream_sync_work, topsync_done, job) != SS_EOK) {
 		d->upstream = NULL;

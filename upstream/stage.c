@@ -514,7 +514,8 @@ int upstream_stage_catalog(PGconn *conn, upstream_job_t *job, const char *path,
 	if (remote_is_url(job->url) && job->import_id == NULL)
 		ret = stage_stream(&s, path, &stats);
 	else
-		ret = catalog_parse_file(path, stage_entry_cb, &s, &stats, perr, sizeof(perr));
+		ret = catalog_parse_file_max(path, job->max_bytes, stage_entry_cb, &s, &stats, perr,
+		                             sizeof(perr));
 	if (ret == SS_EOK && s.win != NULL)
 		ret = window_drain(&s);
 	if (piped) {

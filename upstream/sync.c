@@ -407,7 +407,7 @@ int upstream_sync_work(PGconn *conn, void *arg)
 			.url = job->url, .ca_file = job->ca_file, .proxy = job->proxy,
 			.connect_timeout = job->connect_timeout, .timeout = job->timeout,
 			.etag = cache ? etag : NULL, .last_modified = cache ? last_mod : NULL,
-			.ignore_cache = !cache, .retries = 3,
+			.ignore_cache = !cache, .retries = 3, .max_bytes = job->max_bytes,
 		};
 		ret = fetch_to_file(&fo, download, &fr, job->err, sizeof(job->err));
 		if (ret != SS_EOK)
