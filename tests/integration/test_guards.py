@@ -74,9 +74,20 @@ def messages(site, msg_id):
     return [m for m in hist.get("messages", []) if str(m.get("msg_id")) == str(msg_id)]
 
 
+def top_sync(site):
+    """Run one upstream sync at the top and wait for its end, changed or not."""
+    ends = (6702, MSG_SYNC_FAILED, 7109)     # done, failed, unchanged
+    n = sum(len(messages(site, m)) for m in ends)
+    site.cli_ok("sync", "--yes")
+    wait_for(lambda: sum(len(messages(site, m)) for m in ends) > n, TIMEOUT,
+             "%s's upstream sync to end" % site.code)
+
+
 def refused_pull(child, code, words, what):
     """`child` reports its own failed pull: code, words; catalog still empty."""
     def failed():
+        st = child.catalog_state()
+        check(st is None or st[0] == 0, "%s accepted %s: it holds %r" % (child.code, what, st))
         r = row(child, child.code)
         return r if r and r["state"] == "failed" else None
     r = wait_for(failed, TIMEOUT, "%s to refuse %s" % (child.code, what))
@@ -105,10 +116,24 @@ def case_digest(h):
     st = h.wait_converged(cas, [p01], TIMEOUT, "version 1 at P01")
     # P01's rows drift from its digest: same count, one revision changed.
     p01.stop()
-    p01.sql("UPDATE updates SET revision = revision + 1 WHERE update_id = "
+    # revision: what S01 hashes from the stream; entry_hash: what P01's own
+    # verify sums.
+    p01.sql("UPDATE updates SET revision = revision + 1, entry_hash = "
+            "sha256(entry_hash) WHERE update_id = "
             "(SELECT update_id FROM updates ORDER BY update_id LIMIT 1)")
     check(p01.catalog_state() == st, "P01's stored version/digest moved: %r" % (p01.catalog_state(),))
     p01.start()
+    # verify says what is wrong in text as in --json (#14): the local rows,
+    # not the parent.
+    rc, out, err = p01.cli("verify")
+    check(rc == 2 and "local rows do not match the local digest" in err
+          and "differs from parent" not in out + err,
+          "verify at P01 with drifted rows: %d %r %r" % (rc, out, err))
+    v = json.loads(p01.cli("verify", "--json")[1])
+    check(v.get("equal") is False and
+          v.get("reason") == "stored rows do not match the stored digest" and
+          v.get("recomputed_digest") != v.get("digest") and v.get("rows") == st[2],
+          "verify --json at P01: %r" % v)
     p01.cli_ok("child", "add", "S01")
     s01.start()
     refused_pull(s01, SS_EDIGEST, "catalog digest mismatch at version 1",
@@ -160,7 +185,12 @@ def case_stale(h):
 
     def stale():
         r = row(cas, "P01")
-        return r if r and r["state"] == "stale" else None
+        if r and r["state"] == "stale":
+            return r
+        st = p01.catalog_state()
+        check(st is None or st[0] == 0, "P01 caught up (%r) without ever reading stale: %r"
+              % (st, r))
+        return None
     r = wait_for(stale, 60, "CAS to show P01 stale while it lags one version")
     check(r["lag_versions"] == 1 and r["lag_seconds"] > 2 and r["link"] == "active",
           "P01 stale row: %r" % r)
@@ -180,8 +210,8 @@ def case_classification(h):
     cat = catalog(h)
     cas = h.add_site("CAS", upstream="file://" + cat)
     cas.start()
-    cas.cli_ok("sync", "--yes")
-    wait_for(lambda: (cas.catalog_state() or (0,))[0] == 1, TIMEOUT, "version 1 at CAS")
+    top_sync(cas)
+    check(cas.catalog_state()[0] == 1, "CAS after the first sync: %r" % (cas.catalog_state(),))
     counts = dict(line.split("|") for line in cas.sql(
         "SELECT classification, count(*) FROM updates GROUP BY 1").splitlines())
     check(len(counts) > 1, "the catalog has one classification only: %r" % counts)
@@ -191,8 +221,7 @@ def case_classification(h):
                                               else listed.get("categories", listed.values()))),
           "classifications list does not show %s: %r" % (pick, listed))
     cas.cli_ok("classifications", "select", pick)
-    cas.cli_ok("sync", "--yes")
-    wait_for(lambda: cas.catalog_state()[0] == 2, TIMEOUT, "version 2 at CAS")
+    top_sync(cas)
     got = dict(line.split("|") for line in cas.sql(
         "SELECT classification, count(*) FROM updates GROUP BY 1").splitlines())
     check(got == {pick: counts[pick]},
@@ -207,12 +236,13 @@ def case_schedule(h):
     cas = h.add_site("CAS", upstream="file://" + cat,
                      extra={"schedule": {"cron": "* * * * *", "utc": "true"}})
     # Start early in a minute so the first run is not a race with startup.
-    while time.time() % 60 > 50:
+    while time.time() % 60 > 55:
         time.sleep(1)
     cas.start()
     line = "scheduled upstream sync (* * * * *)"
-    wait_for(lambda: cas.log_text().count(line) >= 2, 150,
-             "two scheduled runs of a per-minute cron")
+    wait_for(lambda: cas.log_text().count(line) >= 1, 75, "the first scheduled run")
+    wait_for(lambda: cas.log_text().count(line) >= 2, 70,
+             "the second scheduled run, a minute after the first")
     starts = messages(cas, MSG_SYNC_STARTED)
     check(len(starts) >= 2, "CAS recorded %d sync starts: %r" % (len(starts), starts))
     check(cas.catalog_state()[0] == 1, "CAS state %r" % (cas.catalog_state(),))
