@@ -25,6 +25,7 @@ runs only the one it needs.
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -247,6 +248,17 @@ def case_schedule(h):
     check(len(starts) >= 2, "CAS recorded %d sync starts: %r" % (len(starts), starts))
     check(cas.catalog_state()[0] == 1, "CAS state %r" % (cas.catalog_state(),))
     log("two scheduled runs seen")
+    # A run missed while the daemon was down is logged in ISO 8601 UTC, not
+    # as a raw epoch (#14).
+    cas.stop()
+    cas.sql("UPDATE settings SET value = '%d' WHERE key = 'last_upstream_sync'"
+            % (int(time.time()) - 600))
+    mark = cas.log_mark()
+    cas.start()
+    pat = re.compile(r"the scheduled sync of (\d{4}-\d\d-\d\dT\d\d:\d\d:00Z) was missed "
+                     r"while the daemon was down")
+    m = wait_for(lambda: pat.search(cas.log_since(mark)), 30, "the missed run's log line")
+    log("missed run logged as %s" % m.group(1))
 
 
 CASES = {n[5:]: f for n, f in globals().items() if n.startswith("case_")}

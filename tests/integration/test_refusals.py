@@ -192,6 +192,15 @@ def test(h):
     garbage = b"\xff" * 9 + b"\x0f\x07garbage"      # bad varint, bad wire type
     bad_frame = struct.pack(">I", len(garbage)) + garbage
 
+    # An approved child whose Hello names another approved site.
+    mark = cas.log_mark()
+    res = tls_peer(*p02, [hello_frame("P01", 1)])
+    expect_refused(res, "P02 claiming to be P01")
+    want = "Hello claims site 'P01' but the certificate says P02"
+    check(res.errors() in ([], [(SS_EDENIED, want)]), "P02 as P01 got %r" % (res.errors(),))
+    wait_for(lambda: want in cas.log_since(mark), 15, "CAS to log %r" % want)
+    alive()
+
     mark = cas.log_mark()
     res = tls_peer(*p02, [bad_frame])
     expect_error_or_close(res, "P02 garbage first frame")
