@@ -1,0 +1,227 @@
+#!/usr/bin/env python3
+"""Every documented CLI surface is read by a test, in text and --json.
+
+CAS (top) and P01, a small catalog. Checked against the database or the
+other output form: --version; history messages; child list / remove;
+products, classifications and languages list / select / deselect (the
+selection set through the CLI, not SQL, and seen to filter the next sync);
+updates list with each filter; updates show; where; verify; and every
+field of status --json with its type.
+"""
+
+import json
+import os
+import re
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import check, log, wait_for  # noqa: E402
+
+ENTRIES = 60
+SEED = 3
+TIMEOUT = 120
+
+
+def jcli(site, *args):
+    return json.loads(site.cli_ok(*(args + ("--json",))))
+
+
+def sql_list(site, q):
+    out = site.sql(q)
+    return out.splitlines() if out else []
+
+
+def top_sync(site):
+    ends = ("6702", "6703", "7109")
+    def n_ends():
+        hist = jcli(site, "history", "--limit", "500")
+        return sum(1 for m in hist["messages"] if str(m["msg_id"]) in ends)
+    n = n_ends()
+    site.cli_ok("sync", "--yes")
+    wait_for(lambda: n_ends() > n, TIMEOUT, "the upstream sync to end")
+
+
+def check_version(cas):
+    out = cas.cli_ok("--version")
+    check(re.fullmatch(r"sitesync \d+\.\d+\.\d+ \(protocol \d+\)\n", out), "--version: %r" % out)
+
+
+def check_history(cas):
+    hist = jcli(cas, "history", "--limit", "3")
+    check(len(hist["messages"]) == 3, "history --limit 3 gave %d messages" % len(hist["messages"]))
+    for m in hist["messages"]:
+        check(set(m) == {"at", "site", "msg_id", "severity", "text"}, "message keys %r" % m)
+    check(any(v["version"] == 1 and v["entries"] == ENTRIES and v["added"] == ENTRIES
+              for v in hist["versions"]), "history versions %r" % hist["versions"])
+    text = cas.cli_ok("history")
+    first = hist["messages"][0]
+    check("%s  CAS   %d" % (first["at"], first["msg_id"]) in text and first["text"] in text,
+          "history text lacks the newest message %r:\n%s" % (first, text))
+
+
+def check_children(cas):
+    cas.cli_ok("child", "add", "P02")
+    kids = {c["site"]: c for c in jcli(cas, "child", "list")["children"]}
+    check(kids["P01"]["connected"] is True and kids["P01"]["link"] == "active"
+          and kids["P01"]["catalog_version"] == 1, "P01 in child list: %r" % kids["P01"])
+    check(kids["P02"]["connected"] is False, "P02 in child list: %r" % kids["P02"])
+    text = cas.cli_ok("child", "list")
+    check(re.search(r"^P01 +\S+ +yes +active +1$", text, re.M) and
+          re.search(r"^P02 +\S+ +no ", text, re.M), "child list text:\n%s" % text)
+    cas.cli_ok("child", "remove", "P02")
+    kids = {c["site"] for c in jcli(cas, "child", "list")["children"]}
+    check(kids == {"P01"}, "after child remove P02: %r" % kids)
+    check(sql_list(cas, "SELECT site FROM children ORDER BY 1") == ["P01"],
+          "children table after remove")
+    log("child list/remove read in text and --json")
+
+
+def check_categories(cas):
+    for kind, cmd in (("product", "products"), ("classification", "classifications"),
+                      ("language", "languages")):
+        got = jcli(cas, cmd, "list")
+        check(got["kind"] == kind, "%s list kind %r" % (cmd, got["kind"]))
+        ids = sorted(i["id"] for i in got["items"])
+        want = sorted(sql_list(cas, "SELECT id FROM categories WHERE kind = '%s'" % kind))
+        check(ids == want and ids, "%s list %r, table %r" % (cmd, ids, want))
+        text = cas.cli_ok(cmd, "list")
+        check(all(i in text for i in ids), "%s list text lacks ids" % cmd)
+    # Select a product through the CLI: the next sync keeps only its updates.
+    prods = jcli(cas, "products", "list")["items"]
+    pick = min(prods, key=lambda p: p["updates"])
+    cas.cli_ok("products", "select", pick["id"])
+    sel = [p for p in jcli(cas, "products", "list")["items"] if p["selected"]]
+    check([p["id"] for p in sel] == [pick["id"]], "selected after select: %r" % sel)
+    check(re.search(r"^%s +yes " % re.escape(pick["id"]), cas.cli_ok("products", "list"), re.M),
+          "products list text does not show %s selected" % pick["id"])
+    top_sync(cas)
+    n = int(cas.sql("SELECT count(*) FROM updates"))
+    has = int(cas.sql("SELECT count(*) FROM updates WHERE '%s' = ANY(products)"
+                      % pick["id"].replace("'", "''")))
+    check(n == has == pick["updates"], "after selecting %s: %d rows, %d of it, list said %d"
+          % (pick["id"], n, has, pick["updates"]))
+    cas.cli_ok("products", "deselect", pick["id"])
+    check(not any(p["selected"] for p in jcli(cas, "products", "list")["items"]),
+          "a product still selected after deselect")
+    top_sync(cas)
+    check(int(cas.sql("SELECT count(*) FROM updates")) == ENTRIES, "deselect did not restore")
+    log("products select/deselect through the CLI filter the sync (%s: %d updates)"
+        % (pick["id"], n))
+
+
+def check_updates(cas):
+    rows = jcli(cas, "updates", "list", "--limit", "1000")["updates"]
+    check(len(rows) == ENTRIES, "updates list gave %d of %d" % (len(rows), ENTRIES))
+    check(len(jcli(cas, "updates", "list", "--limit", "2")["updates"]) == 2, "--limit 2")
+    u = rows[0]
+    product = u["products"][0]
+    filters = {
+        "--product": (product, lambda r: product in r["products"]),
+        "--classification": (u["classification"], lambda r: r["classification"] == u["classification"]),
+        "--severity": ("Moderate", lambda r: r["severity"] == "Moderate"),
+        "--text": (u["kb_article"], None),
+    }
+    for opt, (val, pred) in filters.items():
+        got = jcli(cas, "updates", "list", opt, val, "--limit", "1000")["updates"]
+        if pred is not None:
+            want = sorted(r["update_id"] for r in rows if pred(r))
+            check(sorted(r["update_id"] for r in got) == want and want,
+                  "updates list %s %s: %d rows, want %d" % (opt, val, len(got), len(want)))
+        else:
+            check(u["update_id"] in [r["update_id"] for r in got], "--text %s misses %s"
+                  % (val, u["update_id"]))
+        text = cas.cli_ok("updates", "list", opt, val, "--limit", "1000")
+        check(len(text.strip().splitlines()) == len(got) + 1,
+              "updates list %s text has %d lines for %d rows" % (opt, len(text.splitlines()), len(got)))
+    show = jcli(cas, "updates", "show", u["update_id"])
+    check(show["update_id"] == u["update_id"] and show["revision"] == u["revision"]
+          and show["products"] == u["products"] and show["kb_article"] == u["kb_article"],
+          "updates show %r vs list %r" % ({k: show.get(k) for k in u}, u))
+    text = cas.cli_ok("updates", "show", u["update_id"])
+    check(re.search(r"^Update +%s$" % u["update_id"], text, re.M) and
+          re.search(r"^KB article +%s$" % u["kb_article"], text, re.M) and show["title"] in text,
+          "updates show text:\n%s" % text)
+    rc, out, err = cas.cli("updates", "show", "00000000-0000-0000-0000-000000000000")
+    check(rc == 2 and out == "", "updates show of an unknown id: %d %r %r" % (rc, out, err))
+    log("updates list (each filter), updates show read")
+    return u["update_id"]
+
+
+def check_where(cas, uid):
+    w = jcli(cas, "where", uid)
+    check(w["update_id"] == uid and {s["site"]: s["holds"] for s in w["sites"]} ==
+          {"CAS": True, "P01": True}, "where --json %r" % w)
+    text = cas.cli_ok("where", uid)
+    check("Sites holding it (2):" in text and re.search(r"^\s+P01\s+1\s+\d+$", text, re.M),
+          "where text:\n%s" % text)
+
+
+def check_verify(cas, p01):
+    v = jcli(p01, "verify")
+    st = p01.catalog_state()
+    check(v["equal"] is True and v["version"] == st[0] and v["digest"] == st[1]
+          and v["recomputed_digest"] == st[1] and v["rows"] == st[2] == v["entries"]
+          and v["parent"] == "CAS" and v["parent_digest"] == st[1], "verify --json %r" % v)
+    text = p01.cli_ok("verify")
+    check(text.splitlines()[-1] == "Catalog equal to the parent's." and st[1] in text,
+          "verify text:\n%s" % text)
+    check(cas.cli_ok("verify").splitlines()[-1] == "Top site: no parent to compare with.",
+          "verify at the top")
+
+
+STATUS_FIELDS = {
+    "site": str, "parent": (str, type(None)), "sync_source": str, "state": str,
+    "catalog_version": int, "parent_version": int, "lag_versions": int, "lag_seconds": int,
+    "link": (str, type(None)), "link_last_seen": (str, type(None)),
+    "last_sync_start": str, "last_sync_end": str, "last_error_code": int,
+    "last_error": (str, type(None)), "next_retry": (str, type(None)),
+    "consecutive_failures": int, "added": int, "changed": int, "removed": int,
+    "expired": int, "version": str, "reported_at": str, "bytes_received": int,
+    "progress_done": int, "progress_total": int, "last_success": str,
+}
+TIME_RE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+
+
+def check_status(cas):
+    st = cas.status_json()
+    check(st["site"] == "CAS" and st["top_version"] == cas.catalog_state()[0] and
+          TIME_RE.fullmatch(st["generated_at"]), "status header %r"
+          % {k: v for k, v in st.items() if k != "sites"})
+    rows = {r["site"]: r for r in st["sites"]}
+    for code, r in rows.items():
+        for k, t in STATUS_FIELDS.items():
+            check(k in r and isinstance(r[k], t), "%s: status field %s = %r" % (code, k, r.get(k)))
+            if k in ("reported_at", "last_sync_end", "last_success", "link_last_seen") and r[k]:
+                check(TIME_RE.fullmatch(r[k]), "%s: %s = %r" % (code, k, r[k]))
+    p = rows["P01"]
+    check(p["parent"] == "CAS" and p["link"] == "active" and p["state"] == "succeeded"
+          and p["lag_versions"] == 0 and p["consecutive_failures"] == 0
+          and p["bytes_received"] > 0 and p["progress_done"] == p["progress_total"],
+          "P01 row %r" % p)
+    check(rows["CAS"]["parent"] is None and rows["CAS"]["link"] is None, "CAS row")
+
+
+def test(h):
+    cat = h.path("upstream", "catalog.xml")
+    os.makedirs(os.path.dirname(cat))
+    h.gen_catalog(cat, ENTRIES, 1, SEED)
+    cas = h.add_site("CAS", upstream="file://" + cat)
+    p01 = h.add_site("P01", parent=cas, listen=False)
+    cas.start()
+    cas.cli_ok("child", "add", "P01")
+    p01.start()
+    top_sync(cas)
+    h.wait_converged(cas, [p01], TIMEOUT, "version 1 at P01")
+    check_version(cas)
+    check_history(cas)
+    check_children(cas)
+    uid = check_updates(cas)
+    check_where(cas, uid)
+    check_verify(cas, p01)
+    check_status(cas)
+    check_categories(cas)
+
+
+if __name__ == "__main__":
+    harness.main(test, "cli")
