@@ -5,8 +5,8 @@ CAS (top) and P01, a small catalog. Checked against the database or the
 other output form: --version; history messages; child list / remove;
 products, classifications and languages list / select / deselect (the
 selection set through the CLI, not SQL, and seen to filter the next sync);
-updates list with each filter; updates show; where; verify; and every
-field of status --json with its type.
+updates list with each filter; updates show; where; verify; every field
+of status --json with its type; sync --wait.
 """
 
 import json
@@ -221,6 +221,13 @@ def test(h):
     check_verify(cas, p01)
     check_status(cas)
     check_categories(cas)
+    # sync --wait returns once every site holds the new version.
+    h.gen_catalog(cat, ENTRIES, 2, SEED)
+    out = cas.cli_ok("sync", "--yes", "--wait", "--timeout", str(TIMEOUT), timeout=TIMEOUT + 30)
+    st = cas.catalog_state()
+    check(p01.catalog_state() == st, "sync --wait returned with P01 at %r, CAS at %r:\n%s"
+          % (p01.catalog_state(), st, out))
+    log("sync --wait returned with P01 at CAS's version %d" % st[0])
 
 
 if __name__ == "__main__":
