@@ -170,6 +170,28 @@ def check_verify(cas, p01):
           "verify at the top")
 
 
+def check_bundles_text(h, cas):
+    """export and import in text, against --json and the catalogs."""
+    d01 = h.add_site("D01", listen=False, extra={"parent": {"mode": "disconnected"}})
+    d01.start()
+    st = cas.catalog_state()
+    path = h.path("media", "a-bundle-file-with-a-long-name-so-the-path-is-long.bundle")
+    os.makedirs(os.path.dirname(path))
+    out = cas.cli_ok("export", "--out", path)
+    want = ("Exported versions 0 to %d into %s: %d upserts, 0 deletes, %d bytes.\n"
+            % (st[0], path, st[2], os.path.getsize(path)))
+    check(out == want, "export text %r, want %r" % (out, want))
+    out = d01.cli_ok("import", path)
+    want = "Imported versions 0 to %d: %d upserts, 0 deletes.\n" % (st[0], st[2])
+    check(out == want, "import text %r, want %r" % (out, want))
+    check(d01.catalog_state() == st and d01.fingerprint() == cas.fingerprint(),
+          "D01 after import %r, CAS %r" % (d01.catalog_state(), st))
+    rc, out, err = d01.cli("import", path)
+    check(rc == 2 and out == "" and err == "sitesync: import failed: bundle was already applied: this site "
+          "holds version %d\n" % st[0], "import replayed: %d %r %r" % (rc, out, err))
+    log("export/import read in text")
+
+
 STATUS_FIELDS = {
     "site": str, "parent": (str, type(None)), "sync_source": str, "state": str,
     "catalog_version": int, "parent_version": int, "lag_versions": int, "lag_seconds": int,
@@ -221,6 +243,7 @@ def test(h):
     check_verify(cas, p01)
     check_status(cas)
     check_categories(cas)
+    check_bundles_text(h, cas)
     # sync --wait returns once every site holds the new version.
     h.gen_catalog(cat, ENTRIES, 2, SEED)
     out = cas.cli_ok("sync", "--yes", "--wait", "--timeout", str(TIMEOUT), timeout=TIMEOUT + 30)
