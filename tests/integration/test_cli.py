@@ -6,7 +6,8 @@ other output form: --version; history messages; child list / remove;
 products, classifications and languages list / select / deselect (the
 selection set through the CLI, not SQL, and seen to filter the next sync);
 updates list with each filter; updates show; where; verify; every field
-of status --json with its type; sync --wait.
+of status --json with its type; sync --wait; [children] approved (P03
+is approved by the config alone).
 """
 
 import json
@@ -66,14 +67,16 @@ def check_children(cas):
     check(kids["P01"]["connected"] is True and kids["P01"]["link"] == "active"
           and kids["P01"]["catalog_version"] == 1, "P01 in child list: %r" % kids["P01"])
     check(kids["P02"]["connected"] is False, "P02 in child list: %r" % kids["P02"])
+    check(kids["P03"]["connected"] is True and kids["P03"]["catalog_version"] == 1,
+          "P03 ([children] approved) in child list: %r" % kids["P03"])
     text = cas.cli_ok("child", "list")
     check(re.search(r"^P01 +\S+ +yes +active +1$", text, re.M) and
           re.search(r"^P02 +\S+ +no ", text, re.M), "child list text:\n%s" % text)
     cas.cli_ok("child", "remove", "P02")
     kids = {c["site"] for c in jcli(cas, "child", "list")["children"]}
-    check(kids == {"P01"}, "after child remove P02: %r" % kids)
-    check(sql_list(cas, "SELECT site FROM children ORDER BY 1") == ["P01"],
-          "children table after remove")
+    check(kids == {"P01", "P03"}, "after child remove P02: %r" % kids)
+    table = sql_list(cas, "SELECT site FROM children ORDER BY 1")
+    check("P02" not in table and "P01" in table, "children table after remove: %r" % table)
     log("child list/remove read in text and --json")
 
 
@@ -151,9 +154,9 @@ def check_updates(cas):
 def check_where(cas, uid):
     w = jcli(cas, "where", uid)
     check(w["update_id"] == uid and {s["site"]: s["holds"] for s in w["sites"]} ==
-          {"CAS": True, "P01": True}, "where --json %r" % w)
+          {"CAS": True, "P01": True, "P03": True}, "where --json %r" % w)
     text = cas.cli_ok("where", uid)
-    check("Sites holding it (2):" in text and re.search(r"^\s+P01\s+1\s+\d+$", text, re.M),
+    check("Sites holding it (3):" in text and re.search(r"^\s+P01\s+1\s+\d+$", text, re.M),
           "where text:\n%s" % text)
 
 
@@ -222,19 +225,24 @@ def check_status(cas):
           and p["bytes_received"] > 0 and p["progress_done"] == p["progress_total"],
           "P01 row %r" % p)
     check(rows["CAS"]["parent"] is None and rows["CAS"]["link"] is None, "CAS row")
+    check(rows["P03"]["parent"] == "CAS" and rows["P03"]["link"] == "active", "P03 row")
 
 
 def test(h):
     cat = h.path("upstream", "catalog.xml")
     os.makedirs(os.path.dirname(cat))
     h.gen_catalog(cat, ENTRIES, 1, SEED)
-    cas = h.add_site("CAS", upstream="file://" + cat)
+    # P03 is approved by [children] approved only, never with child add.
+    cas = h.add_site("CAS", upstream="file://" + cat, extra={"children": {"approved": "P03"}})
     p01 = h.add_site("P01", parent=cas, listen=False)
+    p03 = h.add_site("P03", parent=cas, listen=False)
     cas.start()
     cas.cli_ok("child", "add", "P01")
     p01.start()
+    p03.start()
     top_sync(cas)
-    h.wait_converged(cas, [p01], TIMEOUT, "version 1 at P01")
+    h.wait_converged(cas, [p01, p03], TIMEOUT, "version 1 at P01 and P03")
+    log("P03, approved in [children] approved only, holds version 1")
     check_version(cas)
     check_history(cas)
     check_children(cas)
