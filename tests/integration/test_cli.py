@@ -7,13 +7,15 @@ products, classifications and languages list / select / deselect (the
 selection set through the CLI, not SQL, and seen to filter the next sync);
 updates list with each filter; updates show; where; verify; every field
 of status --json with its type; sync --wait; [children] approved (P03
-is approved by the config alone).
+is approved by the config alone); status --watch.
 """
 
 import json
 import os
 import re
+import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -195,6 +197,26 @@ def check_bundles_text(h, cas):
     log("export/import read in text")
 
 
+def check_watch(h, cas):
+    """status --watch without a terminal prints the table every SECS and
+    ends (exit 2) when the daemon goes away."""
+    p = subprocess.Popen([h.sitesync, "-c", cas.conf, "status", "--watch", "1"],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(2.5)
+        cas.stop()
+        out, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    tables = [t for t in out.split("\n\n") if re.search(r"^CAS ", t, re.M)]
+    check(p.returncode == 2 and len(tables) >= 2,
+          "status --watch 1 exited %r after %d tables:\n%s%s" % (p.returncode, len(tables), out, err))
+    log("status --watch printed %d tables, then ended with the daemon" % len(tables))
+
+
 STATUS_FIELDS = {
     "site": str, "parent": (str, type(None)), "sync_source": str, "state": str,
     "catalog_version": int, "parent_version": int, "lag_versions": int, "lag_seconds": int,
@@ -259,6 +281,7 @@ def test(h):
     check(p01.catalog_state() == st, "sync --wait returned with P01 at %r, CAS at %r:\n%s"
           % (p01.catalog_state(), st, out))
     log("sync --wait returned with P01 at CAS's version %d" % st[0])
+    check_watch(h, cas)
 
 
 if __name__ == "__main__":
