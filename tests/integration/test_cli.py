@@ -7,7 +7,7 @@ products, classifications and languages list / select / deselect (the
 selection set through the CLI, not SQL, and seen to filter the next sync);
 updates list with each filter; updates show; where; verify; every field
 of status --json with its type; sync --wait; [children] approved (P03
-is approved by the config alone); status --watch.
+is approved by the config alone); status --watch; import-update.
 """
 
 import json
@@ -82,7 +82,7 @@ def check_children(cas):
     log("child list/remove read in text and --json")
 
 
-def check_categories(cas):
+def check_categories(cas, cat):
     for kind, cmd in (("product", "products"), ("classification", "classifications"),
                       ("language", "languages")):
         got = jcli(cas, cmd, "list")
@@ -93,6 +93,7 @@ def check_categories(cas):
         text = cas.cli_ok(cmd, "list")
         check(all(i in text for i in ids), "%s list text lacks ids" % cmd)
     # Select a product through the CLI: the next sync keeps only its updates.
+    all_ids = sql_list(cas, "SELECT update_id FROM updates")
     prods = jcli(cas, "products", "list")["items"]
     pick = min(prods, key=lambda p: p["updates"])
     cas.cli_ok("products", "select", pick["id"])
@@ -106,6 +107,17 @@ def check_categories(cas):
                       % pick["id"].replace("'", "''")))
     check(n == has == pick["updates"], "after selecting %s: %d rows, %d of it, list said %d"
           % (pick["id"], n, has, pick["updates"]))
+    # import-update takes one update outside the selection; syncs keep it.
+    held = set(sql_list(cas, "SELECT update_id FROM updates"))
+    other = sorted(set(all_ids) - held)[0]
+    out = cas.cli_ok("import-update", "--from", cat, "--id", other)
+    check(re.fullmatch(r"Imported update %s revision 1; catalog version \d+\.\n" % other, out),
+          "import-update said %r" % out)
+    check(jcli(cas, "updates", "show", other)["source"] == "imported", "imported update's source")
+    top_sync(cas)
+    check(other in sql_list(cas, "SELECT update_id FROM updates"),
+          "the next sync removed the update imported by hand")
+    log("import-update %s outside the selection kept by the next sync" % other)
     cas.cli_ok("products", "deselect", pick["id"])
     check(not any(p["selected"] for p in jcli(cas, "products", "list")["items"]),
           "a product still selected after deselect")
@@ -272,7 +284,7 @@ def test(h):
     check_where(cas, uid)
     check_verify(cas, p01)
     check_status(cas)
-    check_categories(cas)
+    check_categories(cas, cat)
     check_bundles_text(h, cas)
     # sync --wait returns once every site holds the new version.
     h.gen_catalog(cat, ENTRIES, 2, SEED)
