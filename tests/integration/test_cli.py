@@ -2,7 +2,7 @@
 """Every documented CLI surface is read by a test, in text and --json.
 
 CAS (top) and P01, a small catalog. Checked against the database or the
-other output form: --version; history messages; child list / remove;
+other output form: --version; history messages and syncs; child list / remove;
 products, classifications and languages list / select / deselect (the
 selection set through the CLI, not SQL, and seen to filter the next sync);
 updates list with each filter; updates show; where; verify; every field
@@ -35,13 +35,13 @@ def sql_list(site, q):
     return out.splitlines() if out else []
 
 
-def top_sync(site):
+def top_sync(site, *opts):
     ends = ("6702", "6703", "7109")
     def n_ends():
         hist = jcli(site, "history", "--limit", "500")
         return sum(1 for m in hist["messages"] if str(m["msg_id"]) in ends)
     n = n_ends()
-    site.cli_ok("sync", "--yes")
+    site.cli_ok("sync", "--yes", *opts)
     wait_for(lambda: n_ends() > n, TIMEOUT, "the upstream sync to end")
 
 
@@ -57,10 +57,35 @@ def check_history(cas):
         check(set(m) == {"at", "site", "msg_id", "severity", "text"}, "message keys %r" % m)
     check(any(v["version"] == 1 and v["entries"] == ENTRIES and v["added"] == ENTRIES
               for v in hist["versions"]), "history versions %r" % hist["versions"])
+    # Syncs: the upstream sync that made version 1 (rows are written after
+    # the sync ends, from a database worker).
+    sync_keys = {"kind", "started_at", "ended_at", "result", "from_version", "to_version",
+                 "added", "changed", "removed", "expired", "error_code", "error"}
+    def first_sync():
+        syncs = jcli(cas, "history", "--limit", "3")["syncs"]
+        return syncs[-1] if syncs else None
+    wait_for(first_sync, TIMEOUT, "the upstream sync's row in history")
+    hist = jcli(cas, "history", "--limit", "3")
+    for s in hist["syncs"]:
+        check(set(s) == sync_keys, "sync keys %r" % s)
+    s = hist["syncs"][-1]
+    check(s["kind"] == "upstream" and s["result"] == "succeeded" and s["from_version"] == 0
+          and s["to_version"] == 1 and s["added"] == ENTRIES and s["error_code"] == 0
+          and s["error"] is None and s["started_at"] <= s["ended_at"],
+          "history syncs %r" % hist["syncs"])
+    rows = sql_list(cas, "SELECT kind || ' ' || result || ' ' || to_version "
+                    "FROM sync_history ORDER BY id DESC LIMIT 3")
+    check(rows == ["%s %s %d" % (x["kind"], x["result"], x["to_version"]) for x in hist["syncs"]],
+          "history syncs %r against the table %r" % (hist["syncs"], rows))
     text = cas.cli_ok("history")
     first = hist["messages"][0]
     check("%s  CAS   %d" % (first["at"], first["msg_id"]) in text and first["text"] in text,
           "history text lacks the newest message %r:\n%s" % (first, text))
+    tail = text.split("\nSyncs:\n", 1)
+    check(len(tail) == 2 and re.search(r"^upstream +%s +%s +succeeded +0 +1 +%d "
+                                       % (re.escape(s["started_at"]), re.escape(s["ended_at"]),
+                                          ENTRIES), tail[1], re.M),
+          "history text lacks the upstream sync %r:\n%s" % (s, text))
 
 
 def check_children(cas):
@@ -101,7 +126,9 @@ def check_categories(cas, cat):
     check([p["id"] for p in sel] == [pick["id"]], "selected after select: %r" % sel)
     check(re.search(r"^%s +yes " % re.escape(pick["id"]), cas.cli_ok("products", "list"), re.M),
           "products list text does not show %s selected" % pick["id"])
-    top_sync(cas)
+    # Most of the catalog leaves: past [upstream] max_removal_percent, so
+    # the operator confirms it.
+    top_sync(cas, "--allow-removal")
     n = int(cas.sql("SELECT count(*) FROM updates"))
     has = int(cas.sql("SELECT count(*) FROM updates WHERE '%s' = ANY(products)"
                       % pick["id"].replace("'", "''")))
@@ -204,9 +231,11 @@ def check_bundles_text(h, cas):
     check(out == want, "import text %r, want %r" % (out, want))
     check(d01.catalog_state() == st and d01.fingerprint() == cas.fingerprint(),
           "D01 after import %r, CAS %r" % (d01.catalog_state(), st))
+    # A replay is not a refusal (docs/disconnected.md): exit 0, nothing changed.
     rc, out, err = d01.cli("import", path)
-    check(rc == 2 and out == "" and err == "sitesync: import failed: bundle was already applied: this site "
-          "holds version %d\n" % st[0], "import replayed: %d %r %r" % (rc, out, err))
+    check(rc == 0 and err == "" and out == "Nothing to do: bundle was already applied: this site "
+          "holds version %d.\n" % st[0], "import replayed: %d %r %r" % (rc, out, err))
+    check(d01.catalog_state() == st, "D01 after the replay %r" % (d01.catalog_state(),))
     log("export/import read in text")
 
 
