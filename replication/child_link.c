@@ -555,8 +555,9 @@ static void child_cb(conn_t *c, conn_event_t ev, const frame_t *f, void *arg)
 			                         h->hierarchy_id.len : sizeof(cl->held_hierarchy) + 1;
 			if (cl->held_hierarchy_len > 0 && cl->held_hierarchy_len <= sizeof(cl->held_hierarchy))
 				memcpy(cl->held_hierarchy, h->hierarchy_id.data, cl->held_hierarchy_len);
-			else
+			else if (cl->held_hierarchy_len > 0)
 				cl->held_hierarchy_len = 1;    /* wrong length: refused as another hierarchy */
+			/* No hierarchy_id at all stays 0: an older child, checked as such. */
 			return;
 		}
 		if (cl->checking) {

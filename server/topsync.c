@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "replication/child_link.h"
 #include "replication/synchist.h"
@@ -276,8 +277,12 @@ int topsync_schedule_arm(daemon_t *d, char *err, size_t errlen)
 	time_t missed = d->last_upstream_sync > 0 ?
 		schedule_missed(sc, d->last_upstream_sync, time(NULL), d->site.conf->schedule_utc) : 0;
 	if (missed > 0) {
-		log_notice("the scheduled sync of %lld was missed while the daemon was down: running it now",
-		           (long long)missed);
+		char when[32] = "?";
+		struct tm tm;
+		if (gmtime_r(&missed, &tm))
+			strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+		log_notice("the scheduled sync of %s was missed while the daemon was down: running it now",
+		           when);
 		topsync_start(d, false);
 	}
 	return SS_EOK;

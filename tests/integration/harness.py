@@ -689,13 +689,16 @@ class Site:
     def running(self):
         return self.proc is not None and self.proc.poll() is None
 
-    def start(self, wait=True, timeout=60, env=None):
-        """env: variables added to the daemon's environment for this start."""
+    def start(self, wait=True, timeout=60, env=None, writer=True):
+        """env: variables added to the daemon's environment for this start.
+        writer: with wait, also wait until it holds the writer lock (False
+        for a daemon meant to be a standby)."""
         check(not self.running(), "%s already running" % self.code)
         self.starts += 1
         with open(self.logfile, "a") as f:
             f.write("=== harness: start #%d of %s at %s ===\n"
                     % (self.starts, self.code, time.strftime("%H:%M:%S")))
+        self.start_mark = self.log_mark()
         out = open(self.logfile, "a")
         try:
             self.proc = subprocess.Popen([self.h.sitesyncd, "-c", self.conf],
@@ -707,10 +710,15 @@ class Site:
             out.close()
         self.h.record_pid(self.code, self.proc.pid)
         if wait:
-            self.wait_ready(timeout)
+            self.wait_ready(timeout, writer=writer)
         return self
 
-    def wait_ready(self, timeout=60):
+    def wait_ready(self, timeout=60, writer=True):
+        """The control socket answers and, with writer, this start took the
+        writer lock: until then the daemon is a standby and refuses syncs
+        and imports ("this daemon is a standby for site ...")."""
+        active = "this daemon is the active writer for site %s" % self.code
+
         def ready():
             if not self.running():
                 raise TestFailure("%s exited during start (status %s); log:\n%s"
@@ -718,9 +726,12 @@ class Site:
                                      self.log_tail(40)))
             if not os.path.exists(self.control):
                 return False
+            if writer and active not in self.log_since(getattr(self, "start_mark", 0)):
+                return False
             rc, _, _ = self.cli("status", "--json", timeout=10)
             return rc == 0
-        wait_for(ready, timeout, "%s to answer on its control socket" % self.code)
+        wait_for(ready, timeout, "%s to answer on its control socket%s"
+                 % (self.code, " as the active writer" if writer else ""))
 
     def _reap(self, timeout):
         try:
