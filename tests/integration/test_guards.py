@@ -137,7 +137,7 @@ def case_digest(h):
           "verify --json at P01: %r" % v)
     p01.cli_ok("child", "add", "S01")
     s01.start()
-    refused_pull(s01, SS_EDIGEST, "catalog digest mismatch at version 1",
+    refused_pull(s01, SS_EDIGEST, "catalog set digest mismatch at version 1",
                  "rows that do not match P01's digest")
 
 
