@@ -52,6 +52,7 @@ static void spool_destroy(daemon_t *d, spool_t *s)
 		}
 	}
 	unlink(s->path);
+	manifest_keys_clear(&s->keys);
 	free(s);
 }
 
@@ -119,8 +120,10 @@ spool_t *spool_get(daemon_t *d, uint64_t have, bool want_full)
 	s->prod.batch_bytes = (size_t)d->conf->max_frame / 4;
 	if (s->prod.batch_bytes > (1u << 20))
 		s->prod.batch_bytes = 1u << 20;
-	s->prod.keys = &d->keys;
-	s->prod.site = d->conf->site_code;
+	manifest_keys_copy(&s->keys, &d->keys);
+	s->prod.keys = &s->keys;
+	snprintf(s->site, sizeof(s->site), "%s", d->conf->site_code);
+	s->prod.site = s->site;
 	/* Test hook for the compromised-relay test: never set in production. */
 	const char *tamper = getenv("SITESYNC_TEST_TAMPER");
 	s->prod.tamper = tamper && strcmp(tamper, "batch") == 0 && !conf_is_top(d->conf);

@@ -31,6 +31,10 @@ typedef struct spool {
 	bool busy;                  /* a worker is writing the file */
 	int ret;
 	char path[512];
+	/* What the worker reads, owned by the job: a SIGHUP reload frees the
+	 * old configuration and a rotation appends keys while it runs. */
+	char site[8];
+	manifest_keys_t keys;
 	stream_produce_t prod;
 } spool_t;
 

@@ -185,7 +185,10 @@ void status_fill_self(daemon_t *d, Sitesync__SiteStatus *row)
 	sitesync__site_status__init(row);
 	const sync_status_t *s = &d->self;
 	row->site = d->conf->site_code;
-	row->parent = d->parent ? (char *)parent_link_site(d->parent) : "";
+	/* The configured parent: the link admits no other, and it is set
+	 * before the link's Hello names it. */
+	row->parent = d->conf->parent_code ? d->conf->parent_code :
+	              d->parent ? (char *)parent_link_site(d->parent) : "";
 	if (conf_is_top(d->conf))
 		row->sync_source = d->conf->upstream_url ? d->conf->upstream_url : "";
 	else if (strcmp(d->conf->parent_mode, "disconnected") == 0)

@@ -38,6 +38,7 @@ static const conf_key_t conf_keys[] = {
 	K("listen", "address", CF_STR, listen_address, NULL, false),
 	K("parent", "address", CF_STR, parent_address, NULL, false),
 	K("parent", "mode", CF_STR, parent_mode, "connected", false),
+	K("parent", "code", CF_STR, parent_code, NULL, false),
 	K("upstream", "url", CF_STR, upstream_url, NULL, true),
 	K("upstream", "ca", CF_STR, upstream_ca, NULL, true),
 	K("upstream", "proxy", CF_STR, upstream_proxy, NULL, true),
@@ -71,6 +72,7 @@ static const conf_key_t conf_keys[] = {
 	K("trust", "signing_key", CF_STR, trust_signing_key, NULL, false),
 	K("trust", "public_key", CF_STR, trust_public_key, NULL, false),
 	K("trust", "next_public_key", CF_STR, trust_next_key, NULL, false),
+	K("trust", "allow_unsigned", CF_BOOL, trust_allow_unsigned, "false", false),
 };
 
 #define N_KEYS (sizeof(conf_keys) / sizeof(conf_keys[0]))
@@ -216,6 +218,28 @@ int conf_validate(const conf_t *c, char *err, size_t errlen)
 	if (c->max_frame < 65536 || c->batch_entries < 1 || c->workers < 2 ||
 	    c->poll_seconds < 1 || c->reconnect_max < 1) {
 		snprintf(err, errlen, "[replication] max_frame >= 65536, batch_entries >= 1, workers >= 2, poll_seconds and reconnect_max >= 1");
+		return SS_ECONFIG;
+	}
+	/* A child pins its parent: any site of the hierarchy holds a valid
+	 * certificate, so the address alone does not say who answers there. */
+	if (c->parent_address && strcmp(c->parent_mode, "connected") == 0 && c->parent_code == NULL) {
+		snprintf(err, errlen, "[parent] code is required when [parent] address is set: the site "
+		         "code of the parent this site accepts (its certificate's common name)");
+		return SS_ECONFIG;
+	}
+	if (c->parent_code && !conf_site_code_valid(c->parent_code)) {
+		snprintf(err, errlen, "[parent] code '%s' must be 3 upper-case letters or digits",
+		         c->parent_code);
+		return SS_ECONFIG;
+	}
+	if (c->parent_code && c->site_code && strcmp(c->parent_code, c->site_code) == 0) {
+		snprintf(err, errlen, "[parent] code '%s' is this site's own code", c->parent_code);
+		return SS_ECONFIG;
+	}
+	if (!conf_is_top(c) && c->trust_public_key == NULL && !c->trust_allow_unsigned) {
+		snprintf(err, errlen, "[trust] public_key is required below the top site (the "
+		         "hierarchy's Ed25519 public key); set [trust] allow_unsigned = true to run "
+		         "without checking catalog signatures");
 		return SS_ECONFIG;
 	}
 	if (c->trust_signing_key && !conf_is_top(c)) {

@@ -21,6 +21,7 @@ typedef struct {
 	char *listen_address;     /* [listen] address, NULL on a leaf */
 	char *parent_address;     /* [parent] address, NULL on the top */
 	char *parent_mode;        /* [parent] mode: connected | disconnected */
+	char *parent_code;        /* [parent] code: the only parent site accepted */
 	char *upstream_url;       /* [upstream] url, top site only */
 	char *upstream_ca;        /* [upstream] ca */
 	char *upstream_proxy;     /* [upstream] proxy */
@@ -54,6 +55,7 @@ typedef struct {
 	char *trust_signing_key;  /* [trust] signing_key: Ed25519 private key (top) */
 	char *trust_public_key;   /* [trust] public_key: the hierarchy's key */
 	char *trust_next_key;     /* [trust] next_public_key: announced for rotation */
+	bool trust_allow_unsigned; /* [trust] allow_unsigned: below the top without public_key */
 } conf_t;
 
 /*!

@@ -263,9 +263,10 @@ static void cmd_import(ctl_req_t *req, const json_t *args, void *arg)
 	im->path = j->path;
 	im->limit = (size_t)d->conf->max_frame;
 	im->keep_versions = d->conf->keep_versions;
-	im->keys = &d->keys;
+	manifest_keys_copy(&im->apply.keys, &d->keys);
 	memcpy(im->hierarchy_id, d->hierarchy_id, SS_BUNDLE_ID_LEN);
 	if (db_submit(d->db, DB_BULK, import_work, import_done, j) != SS_EOK) {
+		apply_clear(&im->apply);
 		free(j);
 		ctl_reply_error(req, SS_ENOMEM, "out of memory");
 		return;

@@ -348,9 +348,11 @@ static void reload(daemon_t *d)
 	}
 	/* Keys that cannot change at run time keep their old values. */
 	char **keep[] = { &nc->db_conninfo, &nc->listen_address, &nc->parent_address,
-	                  &nc->control_socket, &nc->http_listen, &nc->state_dir, &nc->parent_mode };
+	                  &nc->control_socket, &nc->http_listen, &nc->state_dir, &nc->parent_mode,
+	                  &nc->parent_code };
 	char **from[] = { &old->db_conninfo, &old->listen_address, &old->parent_address,
-	                  &old->control_socket, &old->http_listen, &old->state_dir, &old->parent_mode };
+	                  &old->control_socket, &old->http_listen, &old->state_dir, &old->parent_mode,
+	                  &old->parent_code };
 	for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++) {
 		free(*keep[i]);
 		*keep[i] = *from[i];
@@ -358,7 +360,8 @@ static void reload(daemon_t *d)
 	}
 	nc->workers = old->workers;
 	conf_free(old);
-	log_init((ss_log_level_t)log_level_parse(nc->log_level), nc->site_code);
+	/* Workers may be logging: only the threshold changes (the site code cannot). */
+	log_set_level((ss_log_level_t)log_level_parse(nc->log_level));
 	log_notice("configuration reloaded from %s", d->conf_path);
 	notify_systemd("READY=1");
 }

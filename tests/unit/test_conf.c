@@ -33,7 +33,8 @@ START_TEST(defaults_and_values)
 	conf_t *c = NULL;
 	char err[512] = "";
 	int ret = load("[site]\ncode = P01\n[database]\nconninfo = dbname=x\n"
-	               "[tls]\nca=/a\ncert=/b\nkey=/c\n[parent]\naddress = 127.0.0.1:7443\n"
+	               "[tls]\nca=/a\ncert=/b\nkey=/c\n[parent]\naddress = 127.0.0.1:7443\ncode = CAS\n"
+	               "[trust]\nallow_unsigned = true\n"
 	               "[schedule]\nretry_minutes = 5\n", &c, err, sizeof(err));
 	ck_assert_msg(ret == SS_EOK, "%s", err);
 	ck_assert_str_eq(c->site_code, "P01");
@@ -41,6 +42,8 @@ START_TEST(defaults_and_values)
 	ck_assert_int_eq(c->retry_minutes, 5);
 	ck_assert_int_eq(c->heartbeat_seconds, 10);
 	ck_assert_str_eq(c->parent_mode, "connected");
+	ck_assert_str_eq(c->parent_code, "CAS");
+	ck_assert(c->trust_allow_unsigned);
 	ck_assert(!conf_is_top(c));
 	conf_free(c);
 }
@@ -70,6 +73,42 @@ START_TEST(rejects_bad_input)
 }
 END_TEST
 
+/* Below the top: the parent is pinned by code, and signatures are checked
+ * unless explicitly waived. */
+#define CHILD_BASE "[site]\ncode = P01\n[database]\nconninfo=x\n[tls]\nca=/a\ncert=/b\nkey=/c\n"
+START_TEST(child_pins_parent_and_trust)
+{
+	conf_t *c = NULL;
+	char err[512];
+	ck_assert_int_eq(load(CHILD_BASE "[parent]\naddress=h:1\n[trust]\nallow_unsigned=true\n",
+	                      &c, err, sizeof(err)), SS_ECONFIG);
+	ck_assert_str_eq(err, "[parent] code is required when [parent] address is set: the site "
+	                 "code of the parent this site accepts (its certificate's common name)");
+	ck_assert_int_eq(load(CHILD_BASE "[parent]\naddress=h:1\ncode=cas\n[trust]\nallow_unsigned=1\n",
+	                      &c, err, sizeof(err)), SS_ECONFIG);
+	ck_assert_ptr_nonnull(strstr(err, "[parent] code 'cas'"));
+	ck_assert_int_eq(load(CHILD_BASE "[parent]\naddress=h:1\ncode=P01\n[trust]\nallow_unsigned=1\n",
+	                      &c, err, sizeof(err)), SS_ECONFIG);
+	ck_assert_ptr_nonnull(strstr(err, "this site's own code"));
+	ck_assert_int_eq(load(CHILD_BASE "[parent]\naddress=h:1\ncode=CAS\n", &c, err, sizeof(err)),
+	                 SS_ECONFIG);
+	ck_assert_str_eq(err, "[trust] public_key is required below the top site (the hierarchy's "
+	                 "Ed25519 public key); set [trust] allow_unsigned = true to run without "
+	                 "checking catalog signatures");
+	/* A disconnected site is below the top too. */
+	ck_assert_int_eq(load(CHILD_BASE "[parent]\nmode=disconnected\n", &c, err, sizeof(err)),
+	                 SS_ECONFIG);
+	ck_assert_ptr_nonnull(strstr(err, "[trust] public_key is required"));
+	ck_assert_int_eq(load(CHILD_BASE "[parent]\naddress=h:1\ncode=CAS\n[trust]\npublic_key=/k\n",
+	                      &c, err, sizeof(err)), SS_EOK);
+	conf_free(c);
+	/* The top needs neither. */
+	ck_assert_int_eq(load("[site]\ncode = CAS\n[database]\nconninfo=x\n", &c, err, sizeof(err)),
+	                 SS_EOK);
+	conf_free(c);
+}
+END_TEST
+
 START_TEST(site_codes)
 {
 	ck_assert(conf_site_code_valid("CAS"));
@@ -88,6 +127,7 @@ static Suite *conf_suite(void)
 	TCase *tc = tcase_create("conf");
 	tcase_add_test(tc, defaults_and_values);
 	tcase_add_test(tc, rejects_bad_input);
+	tcase_add_test(tc, child_pins_parent_and_trust);
 	tcase_add_test(tc, site_codes);
 	suite_add_tcase(s, tc);
 	return s;
