@@ -52,6 +52,7 @@ static void spool_destroy(daemon_t *d, spool_t *s)
 		}
 	}
 	unlink(s->path);
+	atomic_fetch_sub(&d->spool_bytes, s->prod.bytes);
 	manifest_keys_clear(&s->keys);
 	free(s);
 }
@@ -89,11 +90,38 @@ static void spool_produce_done(int ret, void *arg)
 	spool_put(d, s);
 }
 
+int spool_producing_unwanted(daemon_t *d)
+{
+	int n = 0;
+	for (spool_t *s = d->spools; s; s = s->next)
+		if (s->busy && s->refs <= 0)
+			n++;
+	return n;
+}
+
+/* Over the disk budget: delete finished streams no child is reading
+ * (the current version's too; they are made again when asked). */
+static void spool_trim(daemon_t *d)
+{
+	uint64_t limit = (uint64_t)d->conf->spool_max_mb << 20;
+	spool_t *s = d->spools;
+	while (s && atomic_load(&d->spool_bytes) >= limit) {
+		spool_t *next = s->next;
+		if (s->refs <= 0 && !s->busy)
+			spool_destroy(d, s);
+		s = next;
+	}
+}
+
 spool_t *spool_get(daemon_t *d, uint64_t have, bool want_full)
 {
-	/* From nothing it is a snapshot either way: one file for both asks. */
-	if (have == 0)
+	/* A snapshot does not depend on `have`: one file for every ask, so
+	 * claimed versions cannot multiply the full scans. From nothing it
+	 * is a snapshot either way. */
+	if (have == 0 || want_full) {
+		have = 0;
 		want_full = true;
+	}
 	for (spool_t *s = d->spools; s; s = s->next) {
 		if (s->state != SPOOL_FAILED && s->at_version == d->version &&
 		    s->have == have && s->want_full == want_full) {
@@ -101,6 +129,7 @@ spool_t *spool_get(daemon_t *d, uint64_t have, bool want_full)
 			return s;
 		}
 	}
+	spool_trim(d);
 	spool_t *s = calloc(1, sizeof(*s));
 	if (s == NULL)
 		return NULL;
@@ -124,6 +153,8 @@ spool_t *spool_get(daemon_t *d, uint64_t have, bool want_full)
 	s->prod.keys = &s->keys;
 	snprintf(s->site, sizeof(s->site), "%s", d->conf->site_code);
 	s->prod.site = s->site;
+	s->prod.disk_used = &d->spool_bytes;
+	s->prod.disk_limit = (uint64_t)d->conf->spool_max_mb << 20;
 	/* Test hook for the compromised-relay test: never set in production. */
 	const char *tamper = getenv("SITESYNC_TEST_TAMPER");
 	s->prod.tamper = tamper && strcmp(tamper, "batch") == 0 && !conf_is_top(d->conf);

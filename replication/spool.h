@@ -44,6 +44,13 @@ typedef struct spool {
  */
 spool_t *spool_get(struct daemon *d, uint64_t have, bool want_full);
 
+/*!
+ * \brief Streams still being produced that no child waits for any more
+ * (it went away): they hold a database worker like a served pull, so
+ * admission control counts them.
+ */
+int spool_producing_unwanted(struct daemon *d);
+
 /*! \brief Drop a reference; unused streams of older versions are deleted. */
 void spool_put(struct daemon *d, spool_t *s);
 

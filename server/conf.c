@@ -62,6 +62,7 @@ static const conf_key_t conf_keys[] = {
 	K("replication", "reconnect_max", CF_INT, reconnect_max, "60", true),
 	K("replication", "keep_versions", CF_INT, keep_versions, "100", true),
 	K("replication", "max_concurrent_pulls", CF_INT, max_pulls, "16", true),
+	K("replication", "spool_max_mb", CF_INT, spool_max_mb, "4096", true),
 	K("replication", "rate_limit_kib", CF_INT, rate_limit_kib, "0", true),
 	K("replication", "request_wave", CF_INT, wave_size, "25", true),
 	K("replication", "request_wave_ms", CF_INT, wave_ms, "100", true),
@@ -209,6 +210,10 @@ int conf_validate(const conf_t *c, char *err, size_t errlen)
 	}
 	if (c->heartbeat_seconds < 1 || c->heartbeat_timeout <= c->heartbeat_seconds) {
 		snprintf(err, errlen, "[replication] heartbeat_timeout must exceed heartbeat_seconds (>= 1)");
+		return SS_ECONFIG;
+	}
+	if (c->spool_max_mb < 1) {
+		snprintf(err, errlen, "[replication] spool_max_mb must be >= 1");
 		return SS_ECONFIG;
 	}
 	if (c->max_pulls < 1 || c->wave_size < 1) {

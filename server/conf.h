@@ -45,6 +45,7 @@ typedef struct {
 	int reconnect_max;        /* [replication] reconnect_max seconds */
 	int keep_versions;        /* [replication] keep_versions in change log */
 	int max_pulls;            /* [replication] max_concurrent_pulls served at once */
+	int spool_max_mb;         /* [replication] spool_max_mb: disk for produced pull streams */
 	int rate_limit_kib;       /* [replication] rate_limit_kib: KiB/s per child link, 0 = none */
 	int wave_size;            /* [replication] request_wave: children per SyncRequest wave */
 	int wave_ms;              /* [replication] request_wave_ms between waves */

@@ -270,6 +270,7 @@ static void child_changed_after(ctl_job_t *j)
 			free(keep);
 		}
 		child_link_drop(d, site, "site is no longer an approved child");
+		status_forget_child(d, site);
 		daemon_message(d, SS_MSG_CHILD_LOST, "info", "Child site %s removed by the operator", site);
 	} else if (json_is_true(json_object_get(j->result, "added"))) {
 		daemon_message(j->d, SS_MSG_CHILD_CONNECTED, "info", "Child site %s approved by the operator", site);

@@ -4,6 +4,7 @@
  */
 #pragma once
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
@@ -102,6 +103,7 @@ typedef struct daemon {
 	uint64_t next_child_id;
 	uint64_t next_queue_seq;
 	struct spool *spools;         /* produced pull streams */
+	atomic_uint_fast64_t spool_bytes; /* their size on disk, written by producers */
 
 	/* Parent. */
 	struct parent_link *parent;
