@@ -300,7 +300,7 @@ static void child_rate_cb(evutil_socket_t fd, short what, void *arg)
 static ssize_t child_read_frame(child_link_t *cl)
 {
 	size_t len = 0;
-	int ret = stream_read_raw(cl->stream, (size_t)cl->d->conf->max_frame, &cl->fbuf,
+	int ret = stream_read_raw(cl->stream, conf_stream_frame_limit(cl->d->conf), &cl->fbuf,
 	                          &cl->fcap, &len);
 	if (ret == 1)
 		return 0;
@@ -382,7 +382,7 @@ static void child_start_stream(child_link_t *cl)
 	bool resume = cl->resume_offset > 0 && cl->resume_to == s->prod.to &&
 	              cl->resume_offset < s->prod.bytes;
 	if (resume && stream_seek_frame(cl->stream, cl->resume_offset,
-	                                (size_t)cl->d->conf->max_frame) != SS_EOK) {
+	                                conf_stream_frame_limit(cl->d->conf)) != SS_EOK) {
 		CL_LOG(SS_LOG_WARNING, cl, "cannot resume its pull at byte %" PRIu64 ": no frame of "
 		       "the stream starts there; sending the whole stream", cl->resume_offset);
 		resume = false;

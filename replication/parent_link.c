@@ -271,7 +271,7 @@ static uint64_t pl_partial_usable(parent_link_t *p, uint64_t *to, bool *full, bo
 	if (got != 3 || have != d->version || (p->want_full && !mfull))
 		return 0;
 	stream_reader_t rd;
-	if (stream_reader_open(&rd, p->path, (size_t)d->conf->max_frame) != SS_EOK)
+	if (stream_reader_open(&rd, p->path, conf_stream_frame_limit(d->conf)) != SS_EOK)
 		return 0;
 	uint64_t good = 0;
 	bool first = true;
@@ -401,7 +401,8 @@ static void pl_on_hello(parent_link_t *p, const Sitesync__Hello *h)
 	p->attempts = 0;
 	/* Reconnect to this address first next time. */
 	p->addr_next = (p->addr_next + p->n_addrs - 1) % p->n_addrs;
-	conn_set_limit(p->conn, (size_t)d->conf->max_frame);
+	/* The parent streams entries up to [upstream] max_entry_bytes, one per Batch. */
+	conn_set_limit(p->conn, conf_stream_frame_limit(d->conf));
 	if (p->state != PL_APPLYING)
 		pl_set_state(p, PL_READY);
 	pl_learn_top(p, h->top_version);
@@ -504,7 +505,7 @@ static void pl_on_pull_done(parent_link_t *p)
 		return;
 	}
 	a->path = p->path;
-	a->limit = (size_t)d->conf->max_frame;
+	a->limit = conf_stream_frame_limit(d->conf);
 	a->keep_versions = d->conf->keep_versions;
 	a->allow_same = p->want_full;
 	manifest_keys_copy(&a->keys, &d->keys);

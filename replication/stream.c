@@ -189,6 +189,14 @@ static int produce_rows(PGconn *conn, stream_produce_t *p, const char *sql,
 		ExecStatusType st = PQresultStatus(r);
 		if (st == PGRES_SINGLE_TUPLE) {
 			if (ret == SS_EOK) {
+				/* A large entry goes alone in its Batch, so a frame is
+				 * never more than one entry over batch_bytes: readers
+				 * admit one entry of [upstream] max_entry_bytes. */
+				size_t add = PQgetisnull(r, 0, 1) ? 40 : 48 + (size_t)PQgetlength(r, 0, 2);
+				if (b.n_up + b.n_del > 0 && b.bytes + add > p->batch_bytes)
+					ret = batch_flush(&b, out, p);
+			}
+			if (ret == SS_EOK) {
 				batch_add(&b, r);
 				if (b.n_up + b.n_del >= b.cap || b.bytes >= p->batch_bytes)
 					ret = batch_flush(&b, out, p);

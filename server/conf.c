@@ -46,6 +46,7 @@ static const conf_key_t conf_keys[] = {
 	K("upstream", "key", CF_STR, upstream_key, NULL, true),
 	K("upstream", "connect_timeout", CF_INT, upstream_connect_timeout, "30", true),
 	K("upstream", "timeout", CF_INT, upstream_timeout, "600", true),
+	K("upstream", "max_entry_bytes", CF_INT, max_entry_bytes, "67108864", true),
 	K("schedule", "cron", CF_STR, schedule_cron, NULL, true),
 	K("schedule", "utc", CF_BOOL, schedule_utc, "false", true),
 	K("schedule", "retry_minutes", CF_INT, retry_minutes, "60", true),
@@ -163,6 +164,15 @@ bool conf_site_code_valid(const char *code)
 	return true;
 }
 
+/* An entry's Batch: its id, revision and the message and frame headers. */
+#define CONF_ENTRY_FRAME_SLACK (64u * 1024u)
+
+size_t conf_stream_frame_limit(const conf_t *c)
+{
+	size_t entry = (size_t)c->max_entry_bytes + CONF_ENTRY_FRAME_SLACK;
+	return entry > (size_t)c->max_frame ? entry : (size_t)c->max_frame;
+}
+
 bool conf_is_top(const conf_t *c)
 {
 	return c->parent_address == NULL &&
@@ -210,6 +220,10 @@ int conf_validate(const conf_t *c, char *err, size_t errlen)
 	}
 	if (c->heartbeat_seconds < 1 || c->heartbeat_timeout <= c->heartbeat_seconds) {
 		snprintf(err, errlen, "[replication] heartbeat_timeout must exceed heartbeat_seconds (>= 1)");
+		return SS_ECONFIG;
+	}
+	if (c->max_entry_bytes < 65536) {
+		snprintf(err, errlen, "[upstream] max_entry_bytes must be >= 65536");
 		return SS_ECONFIG;
 	}
 	if (c->spool_max_mb < 1) {

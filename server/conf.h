@@ -29,6 +29,7 @@ typedef struct {
 	char *upstream_key;       /* [upstream] key */
 	int upstream_connect_timeout; /* [upstream] connect_timeout seconds */
 	int upstream_timeout;     /* [upstream] timeout seconds */
+	int max_entry_bytes;      /* [upstream] max_entry_bytes: largest catalog entry */
 	char *schedule_cron;      /* [schedule] cron */
 	bool schedule_utc;        /* [schedule] utc */
 	int retry_minutes;        /* [schedule] retry_minutes */
@@ -80,6 +81,14 @@ bool conf_site_code_valid(const char *code);
 
 /*! \brief Print every known key as "section.key" lines (used by tests). */
 void conf_print_keys(void);
+
+/*!
+ * \brief Largest frame of a pull stream, bundle or sitesync:// upstream
+ * read here: [replication] max_frame, or one entry of [upstream]
+ * max_entry_bytes alone in its Batch plus the framing around it, whichever
+ * is larger. Frames a child sends stay under max_frame.
+ */
+size_t conf_stream_frame_limit(const conf_t *c);
 
 /*! \brief True when this site has no parent (the top site). */
 bool conf_is_top(const conf_t *c);

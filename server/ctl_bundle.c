@@ -261,7 +261,7 @@ static void cmd_import(ctl_req_t *req, const json_t *args, void *arg)
 	snprintf(j->path, sizeof(j->path), "%s", file);
 	bundle_import_t *im = &j->im;
 	im->path = j->path;
-	im->limit = (size_t)d->conf->max_frame;
+	im->limit = conf_stream_frame_limit(d->conf);
 	im->keep_versions = d->conf->keep_versions;
 	manifest_keys_copy(&im->apply.keys, &d->keys);
 	memcpy(im->hierarchy_id, d->hierarchy_id, SS_BUNDLE_ID_LEN);

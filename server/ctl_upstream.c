@@ -112,6 +112,7 @@ static void cmd_import_update(ctl_req_t *req, const json_t *args, void *arg)
 	job->connect_timeout = c->upstream_connect_timeout;
 	job->timeout = c->upstream_timeout;
 	job->keep_versions = c->keep_versions;
+	job->max_entry_bytes = (size_t)c->max_entry_bytes;
 	if (job->url == NULL || job->import_id == NULL || job->state_dir == NULL)
 		goto nomem;
 	daemon_synclog(d, "Importing update %s from %s", lid, from);

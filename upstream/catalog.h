@@ -57,6 +57,23 @@ int catalog_parse_file(const char *path, catalog_entry_cb cb, void *arg,
 	__attribute__((warn_unused_result));
 
 /*!
+ * \brief catalog_parse_file() that bounds one package's memory: a package
+ *        spanning more than \a max_package bytes of XML (twice that in
+ *        UTF-16, plus a little slack) stops the parse as soon as the bound
+ *        is read, before the package is expanded further.
+ *
+ * \param max_package  Largest entry accepted ([upstream] max_entry_bytes);
+ *                     0 = no bound.
+ *
+ * \return As catalog_parse_file(); SS_ETOOBIG for an oversized package,
+ *         with its PackageID in \a err.
+ */
+int catalog_parse_file_limit(const char *path, uint64_t max_package,
+			     catalog_entry_cb cb, void *arg,
+			     catalog_stats_t *stats, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
+
+/*!
  * \brief Parse catalog XML held in memory (not a cabinet); same rules and
  *        results as catalog_parse_file().
  *
