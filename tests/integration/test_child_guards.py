@@ -33,7 +33,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 import test_status  # noqa: E402
-from harness import (FRAME_ERROR, FRAME_HELLO, FRAME_PULL_DONE, check, frame,  # noqa: E402
+from harness import (FRAME_HELLO, FRAME_PULL_DONE, check, frame,  # noqa: E402
                      hello_frame, log, pb_field_varint, read_frames, send_quietly,
                      tls_connect, wait_for)
 from test_status import (FRAME_STATUS_REPORT, MSG_ROWS_REFUSED, build_hierarchy,  # noqa: E402

@@ -73,14 +73,19 @@ def snapshot(sites):
 
 def refused(cas, sites, before, want):
     """Sync CAS on `catalog`; it must fail with `want` and change nothing."""
+    prev = [r for r in cas.status_json()["sites"] if r["site"] == "CAS"][0]
     cas.cli_ok("sync", "--yes")
+
     def failed():
         r = [r for r in cas.status_json()["sites"] if r["site"] == "CAS"][0]
         if r["state"] == "failed" and want in (r.get("last_error") or ""):
             return r
+        if r["state"] == "failed" and r.get("last_sync_end") != prev.get("last_sync_end"):
+            raise harness.TestFailure("CAS failed otherwise: %r" % r.get("last_error"))
         if r["state"] not in ("syncing", "failed") and r.get("catalog_version") != before["CAS"][0][0]:
             raise harness.TestFailure("CAS took the catalog: %r" % r)
         return None
+
     row = wait_for(failed, TIMEOUT, "CAS's sync to fail saying %r" % want)
     check(want in open(cas.sync_log).read(), "the sync log does not say %r" % want)
     hist = json.loads(cas.cli_ok("history", "--json", "--limit", "50"))
