@@ -12,6 +12,8 @@
    packed, from 2.5 MiB of XML): CAS refuses the whole catalog before
    committing anything, naming BIG2 and the source, in status last_error,
    the sync log and history (6703); every site keeps its version and rows.
+   The same catalog also travels in an export bundle to a disconnected
+   D01 (same limits).
 3. A catalog with BIG3 (4.5 MiB of XML in one package) is cut off while
    the package is read ("package BIG3 is larger than [upstream]
    max_entry_bytes allows"): the parser never expands it whole.
@@ -112,6 +114,16 @@ def test(h):
     for s in (p01, s01):
         check(entry(s, BIG1) == big, "%s holds BIG1 as %r, CAS %r" % (s.code, entry(s, BIG1), big))
     log("BIG1 (%d bytes, max_frame %d) reached S01 intact" % (big[0], 2 * MIB))
+    # The same entry through an export bundle, to a disconnected site.
+    bundle = h.path("bundle.ssb")
+    cas.cli_ok("export", "--out", bundle, timeout=TIMEOUT)
+    d01 = h.add_site("D01", listen=False,
+                     extra=dict(LIMITS, parent={"mode": "disconnected"}))
+    d01.start()
+    d01.cli_ok("import", bundle, timeout=TIMEOUT)
+    check(d01.catalog_state() == cas.catalog_state() and entry(d01, BIG1) == big,
+          "D01 after the import: %r, BIG1 %r" % (d01.catalog_state(), entry(d01, BIG1)))
+    log("BIG1 also travelled in an export bundle to D01")
 
     sites = [cas, p01, s01]
     before = snapshot(sites)
