@@ -102,6 +102,19 @@ START_TEST(child_pins_parent_and_trust)
 	ck_assert_int_eq(load(CHILD_BASE "[parent]\naddress=h:1\ncode=CAS\n[trust]\npublic_key=/k\n",
 	                      &c, err, sizeof(err)), SS_EOK);
 	conf_free(c);
+	/* Limits of issue 15: an entry limit below a frame's floor, no spool. */
+	ck_assert_int_eq(load("[site]\ncode = CAS\n[database]\nconninfo=x\n[upstream]\n"
+	                      "max_entry_bytes = 1000\n", &c, err, sizeof(err)), SS_ECONFIG);
+	ck_assert_str_eq(err, "[upstream] max_entry_bytes must be >= 65536");
+	ck_assert_int_eq(load("[site]\ncode = CAS\n[database]\nconninfo=x\n[replication]\n"
+	                      "spool_max_mb = 0\n", &c, err, sizeof(err)), SS_ECONFIG);
+	ck_assert_str_eq(err, "[replication] spool_max_mb must be >= 1");
+	ck_assert_int_eq(load("[site]\ncode = CAS\n[database]\nconninfo=x\n[replication]\n"
+	                      "max_frame = 2097152\n[upstream]\nmax_entry_bytes = 4194304\n",
+	                      &c, err, sizeof(err)), SS_EOK);
+	ck_assert_uint_eq(conf_stream_frame_limit(c), 4194304 + 65536);
+	ck_assert_int_eq(c->spool_max_mb, 4096);
+	conf_free(c);
 	/* The top needs neither. */
 	ck_assert_int_eq(load("[site]\ncode = CAS\n[database]\nconninfo=x\n", &c, err, sizeof(err)),
 	                 SS_EOK);
