@@ -12,8 +12,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "replication/digest.h"
-#include "replication/manifest.h"
+#include "catalog/digest.h"
+#include "catalog/manifest.h"
+#include "catalog/state.h"
 
 typedef struct {
 	/* Set by the caller. */
@@ -38,7 +39,8 @@ typedef struct {
 	uint64_t added, changed, removed, expired;
 	uint64_t upserts, deletes;
 	uint64_t entries;
-	digest_t digest;
+	digest_t digest;           /* both forms, after the apply */
+	uint8_t set_digest[SS_DIGEST_LEN]; /* SHA-256 of digest's LtHash state */
 	uint8_t *manifest;         /* as received, stored for relaying (owned) */
 	size_t manifest_len;
 	uint8_t *signature;
@@ -53,30 +55,8 @@ void apply_clear(apply_t *a);
 
 /*!
  * \brief Apply \a a->path. Returns SS_EOK, SS_ESEQ (does not start at the
- * version held, or already applied), SS_EDIGEST, SS_ETRUNC, SS_EMALF,
+ * version held, or already applied), SS_EDIGEST, SS_EVERSION (no set
+ * digest: made by a protocol-2 site), SS_ETRUNC, SS_EMALF,
  * SS_EDB; a->err says what happened.
  */
 int apply_stream(PGconn *conn, apply_t *a) __attribute__((warn_unused_result));
-
-/*!
- * \brief Record a new version in catalog_state / catalog_versions and
- * compact the change log, inside the caller's transaction. Shared with the
- * top site's upstream sync.
- */
-int apply_commit_version(PGconn *conn, uint64_t version, const digest_t *digest,
-                         uint64_t entries, uint64_t added, uint64_t changed,
-                         uint64_t removed, uint64_t expired, bool full,
-                         int keep_versions, char *err, size_t errlen)
-	__attribute__((warn_unused_result));
-
-/*!
- * \brief Add to \a d the entry hash in the first column of every row of
- * \a sql (the digest arithmetic both applies and upstream syncs need).
- */
-int apply_sum_hashes(PGconn *conn, const char *sql, digest_t *d, char *err, size_t errlen)
-	__attribute__((warn_unused_result));
-
-/*! \brief Read catalog_state (version, digest, entries), optionally FOR UPDATE. */
-int apply_read_state(PGconn *conn, bool lock, uint64_t *version, digest_t *digest,
-                     uint64_t *entries, char *err, size_t errlen)
-	__attribute__((warn_unused_result));

@@ -17,9 +17,9 @@
 #include <stdio.h>
 #include <time.h>
 
-#include "server/conn.h"
+#include "net/conn.h"
 
-struct daemon;
+struct site;
 struct spool;
 
 typedef enum {
@@ -32,7 +32,7 @@ typedef enum {
 
 typedef struct child_link {
 	struct child_link *next;
-	struct daemon *d;
+	struct site *d;
 	conn_t *conn;
 	char site[4];
 	child_state_t state;
@@ -60,25 +60,33 @@ typedef struct child_link {
 	uint64_t held_version;
 	uint8_t held_hierarchy[32];
 	size_t held_hierarchy_len;
+	char host[64];              /* peer address without the port */
 } child_link_t;
 
-/*! \brief Take an accepted TLS connection; the site is checked once verified. */
-void child_link_accept(struct daemon *d, conn_t *c);
+/*!
+ * \brief Take an accepted TLS connection; the site is checked once
+ * verified. It must complete Hello within [listen] handshake_timeout.
+ * \param host  The peer's address without the port (for the per-address cap).
+ */
+void child_link_accept(struct site *d, conn_t *c, const char *host);
+
+/*!
+ * \brief Connections that have not completed Hello yet.
+ * \param same  Output: how many of them come from \a host.
+ */
+int child_link_pending(struct site *d, const char *host, int *same);
 
 /*! \brief Is \a site connected and past Hello? */
-bool child_link_connected(struct daemon *d, const char *site);
+bool child_link_connected(struct site *d, const char *site);
 
 /*! \brief Send SyncRequest for the current version to every ready child. */
-void child_link_notify_all(struct daemon *d, bool full);
-
-/*! \brief A spool finished: start streaming to the children waiting on it. */
-void child_link_spool_ready(struct daemon *d, struct spool *s);
+void child_link_notify_all(struct site *d, bool full);
 
 /*! \brief Close the session of \a site (no longer approved). */
-void child_link_drop(struct daemon *d, const char *site, const char *why);
+void child_link_drop(struct site *d, const char *site, const char *why);
 
 /*! \brief Close every session (shutdown). */
-void child_link_free_all(struct daemon *d);
+void child_link_free_all(struct site *d);
 
 /*! \brief Number of connected children. */
-int child_link_count(struct daemon *d);
+int child_link_count(struct site *d);

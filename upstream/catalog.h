@@ -70,7 +70,23 @@ int catalog_parse_file(const char *path, catalog_entry_cb cb, void *arg,
  */
 int catalog_parse_file_limit(const char *path, uint64_t max_package,
 			     catalog_entry_cb cb, void *arg,
-			     catalog_stats_t *stats, char *err, size_t errlen)
+			     catalog_stats_t *stats, char *err, size_t errlen);
+
+/*!
+ * \brief catalog_parse_file() with a bound on what a cabinet may expand
+ * to (\a max_bytes, 0 = none): SS_ETOOBIG before anything is extracted.
+ * ([upstream] max_catalog_mib).
+ */
+int catalog_parse_file_max(const char *path, uint64_t max_bytes, catalog_entry_cb cb,
+			   void *arg, catalog_stats_t *stats, char *err, size_t errlen);
+
+/*!
+ * \brief Both bounds at once (0 = none for either): what the top site's
+ *        sync uses ([upstream] max_catalog_mib and max_entry_bytes).
+ */
+int catalog_parse_file_bounded(const char *path, uint64_t max_bytes, uint64_t max_package,
+			       catalog_entry_cb cb, void *arg,
+			       catalog_stats_t *stats, char *err, size_t errlen)
 	__attribute__((warn_unused_result));
 
 /*!

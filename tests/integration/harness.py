@@ -32,6 +32,7 @@ import atexit
 import errno
 import fcntl
 import glob
+import hashlib
 import json
 import os
 import pwd
@@ -282,14 +283,23 @@ def frame(field, body):
     return struct.pack(">I", len(payload)) + payload
 
 
-def hello_body(site, catalog_version=0, protocol_version=1,
+def proto_version():
+    """SS_PROTO_VERSION of the source tree: what a raw child speaks unless
+    a test asks for another version (older ones may no longer be served)."""
+    text = open(os.path.join(source_root(), "proto", "version.h")).read()
+    return int(re.search(r"#define SS_PROTO_VERSION (\d+)", text).group(1))
+
+
+def hello_body(site, catalog_version=0, protocol_version=None,
                software_version="0.1.0-test"):
+    if protocol_version is None:
+        protocol_version = proto_version()
     return (pb_field_varint(1, protocol_version) + pb_field_bytes(2, site)
             + pb_field_bytes(3, software_version)
             + pb_field_varint(4, catalog_version))
 
 
-def hello_frame(site, catalog_version=0, protocol_version=1):
+def hello_frame(site, catalog_version=0, protocol_version=None):
     return frame(FRAME_HELLO, hello_body(site, catalog_version, protocol_version))
 
 
@@ -403,6 +413,67 @@ def send_quietly(sock, data):
         return "send failed: %s" % (e,)
 
 
+FRAME_BATCH = 5
+
+
+def entry_hash(revision, content):
+    """sha256(be32(revision) || content): an entry's hash, as digest_entry_hash()."""
+    return hashlib.sha256(struct.pack(">I", revision) + content).digest()
+
+
+def sum_digest(hashes):
+    """The protocol-2 catalog digest: entry hashes added mod 2^256 (hex)."""
+    total = sum(int.from_bytes(x, "big") for x in hashes) % (1 << 256)
+    return "%064x" % total
+
+
+def set_digest(hashes):
+    """The protocol-3 set digest (docs/ARCHITECTURE.md): SHAKE128 of each
+    entry hash into 1024 little-endian 16-bit lanes, added lane-wise mod
+    2^16, then SHA-256 of the state; written from the definition, not from
+    catalog/digest.c, so the two check each other."""
+    lanes = [0] * 1024
+    for x in hashes:
+        ex = struct.unpack("<1024H", hashlib.shake_128(b"sitesync lthash16 v1" + x).digest(2048))
+        lanes = [(a + b) & 0xFFFF for a, b in zip(lanes, ex)]
+    return hashlib.sha256(b"sitesync set digest v1" + struct.pack("<1024H", *lanes)).hexdigest()
+
+
+def raw_pull(h, port, code, protocol_version, have=0, timeout=60):
+    """Pull as a bare child speaking `protocol_version`: Hello, PullRequest
+    (have), then every frame up to PullDone. Returns (entries as
+    [(id, revision, content)], PullDone as {field: value}, PeerResult)."""
+    c = h.certs
+    res = PeerResult()
+    s, err = tls_connect(port, c.ca, c.cert(code), c.key(code))
+    check(s is not None, "TLS to the parent failed: %s" % err)
+    try:
+        e = send_quietly(s, hello_frame(code, have, protocol_version=protocol_version))
+        check(not e, "sending Hello failed: %s" % e)
+        read_frames(s, timeout, stop_after=FRAME_HELLO, result=res)
+        check(res.has(FRAME_HELLO), "no Hello from the parent: %r %r" % (res, res.errors()))
+        e = send_quietly(s, frame(FRAME_PULL_REQUEST, pb_field_varint(1, have)))
+        check(not e, "sending PullRequest failed: %s" % e)
+        read_frames(s, timeout, stop_after=FRAME_PULL_DONE, result=res)
+    finally:
+        s.close()
+    check(res.has(FRAME_PULL_DONE), "no PullDone: %r %r" % (res, res.errors()))
+    entries = []
+    for f, body in res.frames:
+        if f != FRAME_BATCH:
+            continue
+        ids, ents = [], []
+        for fld, _, v in pb_decode(body):
+            if fld == 1:
+                ids.append(v.decode())
+            elif fld == 2:
+                ent = dict((ef, ev) for ef, _, ev in pb_decode(v))
+                ents.append((ent.get(1, 0), ent.get(2, b"")))
+        entries += [(i, r, c_) for i, (r, c_) in zip(ids, ents)]
+    done = [b for f, b in res.frames if f == FRAME_PULL_DONE][-1]
+    return entries, dict((fld, v) for fld, _, v in pb_decode(done)), res
+
+
 def tls_client_context(ca, cert=None, key=None):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
@@ -436,6 +507,18 @@ def tls_connect(port, ca, cert=None, key=None, host="127.0.0.1", timeout=10):
 
 def _is_root():
     return os.geteuid() == 0
+
+
+def temp_parent():
+    """Where ROOT goes: $TMPDIR, unless as root the postgres user cannot
+    reach it (TMPDIR inside root's 0700 home); then /tmp."""
+    d = tempfile.gettempdir()
+    if not _is_root() or d == "/tmp":
+        return d
+    p = subprocess.run(["runuser", "-u", "postgres", "--", "test", "-x", d],
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+    return d if p.returncode == 0 else "/tmp"
 
 
 class PgCluster:
@@ -843,7 +926,8 @@ class Harness:
         _ACTIVE.append(self)
         atexit.register(self.teardown)
         signal.signal(signal.SIGTERM, _on_sigterm)
-        self.root = tempfile.mkdtemp(prefix="ss-%s-" % self.name)
+        self.root = tempfile.mkdtemp(prefix="ss-%s-" % self.name,
+                                     dir=temp_parent())
         os.chmod(self.root, 0o755)     # the postgres user must reach ROOT/pg
         os.makedirs(os.path.join(self.root, "pids"))
         log("temp dir %s" % self.root)
@@ -1120,7 +1204,7 @@ def _selftest_proto():
     field, body = decode_frame_payload(f[4:])
     check(field == FRAME_HELLO, "frame field")
     hl = decode_hello(body)
-    check(hl == {"protocol_version": 1, "site": "P01",
+    check(hl == {"protocol_version": proto_version(), "site": "P01",
                  "software_version": "0.1.0-test", "catalog_version": 300},
           "hello roundtrip %r" % hl)
     check(pb_varint(300) == b"\xac\x02", "varint 300")

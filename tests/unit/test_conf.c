@@ -5,8 +5,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "server/conf.h"
-#include "server/errcode.h"
+#include "common/conf.h"
+#include "common/errcode.h"
 #include "check_run.h"
 
 static char *write_conf(const char *text)
@@ -41,6 +41,8 @@ START_TEST(defaults_and_values)
 	ck_assert_str_eq(c->parent_address, "127.0.0.1:7443");
 	ck_assert_int_eq(c->retry_minutes, 5);
 	ck_assert_int_eq(c->heartbeat_seconds, 10);
+	ck_assert_int_eq(c->max_removal_percent, 50);
+	ck_assert_int_eq(c->sync_history_rows, 10000);
 	ck_assert_str_eq(c->parent_mode, "connected");
 	ck_assert_str_eq(c->parent_code, "CAS");
 	ck_assert(c->trust_allow_unsigned);
@@ -70,6 +72,22 @@ START_TEST(rejects_bad_input)
 	ck_assert_int_eq(load("[site]\ncode = CAS\n[database]\nconninfo=x\n[parent]\nmode=sometimes\n",
 	                      &c, err, sizeof(err)), SS_ECONFIG);
 	ck_assert_int_eq(conf_load("/nonexistent/x.conf", &c, err, sizeof(err)), -ENOENT);
+	/* The removal guard's share is a percentage; the sync history keeps
+	 * at least a few rows. The edges themselves are accepted. */
+	ck_assert_int_eq(load("[site]\ncode = CAS\n[database]\nconninfo=x\n[upstream]\n"
+	                      "max_removal_percent = 101\n", &c, err, sizeof(err)), SS_ECONFIG);
+	ck_assert_ptr_nonnull(strstr(err, "max_removal_percent must be 0 to 100"));
+	ck_assert_int_eq(load("[site]\ncode = CAS\n[database]\nconninfo=x\n[upstream]\n"
+	                      "max_removal_percent = -1\n", &c, err, sizeof(err)), SS_ECONFIG);
+	ck_assert_int_eq(load("[site]\ncode = CAS\n[database]\nconninfo=x\n[status]\n"
+	                      "sync_history_rows = 9\n", &c, err, sizeof(err)), SS_ECONFIG);
+	ck_assert_ptr_nonnull(strstr(err, "sync_history_rows must be >= 10"));
+	ck_assert_int_eq(load("[site]\ncode = CAS\n[database]\nconninfo=x\n[upstream]\n"
+	                      "max_removal_percent = 100\n[status]\nsync_history_rows = 10\n",
+	                      &c, err, sizeof(err)), SS_EOK);
+	ck_assert_int_eq(c->max_removal_percent, 100);
+	conf_free(c);
+	c = NULL;
 }
 END_TEST
 
@@ -134,6 +152,72 @@ START_TEST(site_codes)
 }
 END_TEST
 
+
+/* The hostile-peer limits: defaults, zero refused, the URL shown redacted. */
+START_TEST(hostile_limits)
+{
+	conf_t *c = NULL;
+	char err[256] = "";
+	const char *base = "[site]\ncode = CAS\n[database]\nconninfo=x\n";
+	char text[512];
+	snprintf(text, sizeof(text), "%s[upstream]\nurl = https://user:pw@up.example/c.cab\n", base);
+	ck_assert_msg(load(text, &c, err, sizeof(err)) == SS_EOK, "%s", err);
+	ck_assert_int_eq(c->max_pending, 256);
+	ck_assert_int_eq(c->max_pending_addr, 16);
+	ck_assert_int_eq(c->handshake_timeout, 10);
+	ck_assert_int_eq(c->upstream_max_mib, 1024);
+	ck_assert_int_eq(c->http_max_header, 8192);
+	ck_assert_int_eq(c->http_max_conns, 64);
+	ck_assert_int_eq(c->refusal_log_seconds, 60);
+	ck_assert_int_eq(c->messages_keep, 100000);
+	ck_assert_str_eq(c->upstream_url_shown, "https://***@up.example/c.cab");
+	conf_free(c);
+	const char *bad[] = {
+		"[listen]\nmax_pending = 0\n", "[listen]\nmax_pending_per_address = 0\n",
+		"[listen]\nhandshake_timeout = 0\n", "[upstream]\nmax_catalog_mib = 0\n",
+		"[http]\nmax_header_bytes = 100\n", "[http]\nmax_connections = 0\n",
+		"[http]\ntimeout = 0\n", "[status]\nmessages_keep = 10\n",
+		"[status]\nmessages_days = 0\n",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(text, sizeof(text), "%s%s", base, bad[i]);
+		c = NULL;
+		ck_assert_msg(load(text, &c, err, sizeof(err)) == SS_ECONFIG, "accepted: %s", bad[i]);
+		ck_assert_ptr_null(c);
+	}
+}
+END_TEST
+
+/* A reload keeps the running value of every key the table marks not
+ * reloadable, names those that changed, and takes the others. */
+START_TEST(reload_keeps_fixed_keys)
+{
+	conf_t *old = NULL, *nc = NULL;
+	char err[512] = "", changed[256];
+	int n = -1;
+	ck_assert_int_eq(load("[site]\ncode = P01\n[database]\nconninfo = dbname=x\n"
+	                      "[tls]\nca=/a\ncert=/b\nkey=/c\n[parent]\naddress = 127.0.0.1:7443\ncode = CAS\n"
+	                      "[trust]\nallow_unsigned = true\n[replication]\nworkers = 4\n"
+	                      "[schedule]\nretry_minutes = 5\n", &old, err, sizeof(err)), SS_EOK);
+	ck_assert_int_eq(load("[site]\ncode = P02\n[database]\nconninfo = dbname=x\n"
+	                      "[tls]\nca=/a\ncert=/b\nkey=/c\n[parent]\naddress = 127.0.0.1:7443\ncode = CAS\n"
+	                      "[trust]\nallow_unsigned = true\n[replication]\nworkers = 2\n"
+	                      "[schedule]\nretry_minutes = 9\n", &nc, err, sizeof(err)), SS_EOK);
+	ck_assert_int_eq(conf_keep_fixed(nc, old, &n, changed, sizeof(changed)), SS_EOK);
+	ck_assert_int_eq(n, 2);
+	ck_assert_str_eq(changed, "[site] code, [replication] workers");
+	ck_assert_str_eq(nc->site_code, "P01");
+	ck_assert_int_eq(nc->workers, 4);
+	ck_assert_int_eq(nc->retry_minutes, 9);         /* reloadable: the new value */
+	ck_assert_str_eq(old->site_code, "P01");        /* a copy: old stays whole */
+	ck_assert_int_eq(conf_keep_fixed(nc, old, &n, changed, sizeof(changed)), SS_EOK);
+	ck_assert_int_eq(n, 0);
+	ck_assert_str_eq(changed, "");
+	conf_free(old);
+	conf_free(nc);
+}
+END_TEST
+
 static Suite *conf_suite(void)
 {
 	Suite *s = suite_create("conf");
@@ -142,6 +226,8 @@ static Suite *conf_suite(void)
 	tcase_add_test(tc, rejects_bad_input);
 	tcase_add_test(tc, child_pins_parent_and_trust);
 	tcase_add_test(tc, site_codes);
+	tcase_add_test(tc, hostile_limits);
+	tcase_add_test(tc, reload_keeps_fixed_keys);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -5,8 +5,8 @@
 
 #include <openssl/evp.h>
 
-#include "replication/manifest.h"
-#include "server/errcode.h"
+#include "catalog/manifest.h"
+#include "common/errcode.h"
 #include "check_run.h"
 
 static EVP_PKEY *ed25519_new(void)
@@ -55,6 +55,8 @@ START_TEST(copy_is_a_snapshot)
 	m.version = 7;
 	m.digest.data = digest;
 	m.digest.len = sizeof(digest);
+	m.set_digest.data = digest;      /* protocol 3: what a verifier checks */
+	m.set_digest.len = sizeof(digest);
 	m.entries = 5;
 	uint8_t *man = NULL, *sig = NULL;
 	size_t man_len = 0, sig_len = 0;
