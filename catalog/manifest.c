@@ -79,6 +79,17 @@ fail:
 	return SS_ECONFIG;
 }
 
+void manifest_keys_copy(manifest_keys_t *dst, const manifest_keys_t *src)
+{
+	/* EVP_PKEY is reference counted and immutable once loaded: the copy
+	 * shares the keys, never the array a reload or a rotation appends to. */
+	*dst = *src;
+	if (dst->sign_key)
+		EVP_PKEY_up_ref(dst->sign_key);
+	for (int i = 0; i < dst->n_trusted; i++)
+		EVP_PKEY_up_ref(dst->trusted[i]);
+}
+
 void manifest_keys_clear(manifest_keys_t *k)
 {
 	EVP_PKEY_free(k->sign_key);

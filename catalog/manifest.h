@@ -40,6 +40,13 @@ int manifest_keys_load(manifest_keys_t *k, const char *sign_path, const char *pu
 /*! \brief Trust one more raw 32-byte Ed25519 public key. */
 int manifest_keys_trust_raw(manifest_keys_t *k, const uint8_t *raw, size_t len);
 
+/*!
+ * \brief A snapshot of \a src for a worker thread: the loop may trust more
+ * keys meanwhile (rotation) without touching what the worker iterates.
+ * Output: \a dst, release with manifest_keys_clear().
+ */
+void manifest_keys_copy(manifest_keys_t *dst, const manifest_keys_t *src);
+
 void manifest_keys_clear(manifest_keys_t *k);
 
 /*!

@@ -9,6 +9,33 @@
 #include "common/errcode.h"
 #include "storage/db.h"
 
+/* Count the bytes written since `before` against the spool disk budget
+ * that every producer shares; the spool gives them back when it deletes
+ * the file. */
+static int produce_account(stream_produce_t *p, uint64_t before)
+{
+	if (p->disk_used == NULL)
+		return SS_EOK;
+	uint64_t n = p->bytes - before;
+	uint64_t now = atomic_fetch_add(p->disk_used, n) + n;
+	if (p->disk_limit > 0 && now > p->disk_limit) {
+		snprintf(p->err, sizeof(p->err), "the pull streams spooled here would take %" PRIu64
+		         " bytes, over the limit of %" PRIu64 " ([replication] spool_max_mb)",
+		         now, p->disk_limit);
+		return SS_ENOSPC;
+	}
+	return SS_EOK;
+}
+
+/* stream_write_frame() for a producer: counted against the disk budget. */
+static int produce_write(stream_produce_t *p, FILE *out, const frame_t *f)
+{
+	uint64_t before = p->bytes;
+	int ret = stream_write_frame(out, f, &p->bytes);
+	int acc = produce_account(p, before);
+	return ret != SS_EOK ? ret : acc;
+}
+
 int stream_write_frame(FILE *out, const frame_t *f, uint64_t *bytes)
 {
 	uint8_t *buf = NULL;
@@ -89,7 +116,7 @@ static void batch_clear(batch_t *b)
 	free(b->rows);
 }
 
-static int batch_flush(batch_t *b, FILE *out, uint64_t *bytes)
+static int batch_flush(batch_t *b, FILE *out, stream_produce_t *p)
 {
 	if (b->n_up == 0 && b->n_del == 0)
 		return SS_EOK;
@@ -103,7 +130,7 @@ static int batch_flush(batch_t *b, FILE *out, uint64_t *bytes)
 	frame_t f = SITESYNC__FRAME__INIT;
 	f.msg_case = SITESYNC__FRAME__MSG_BATCH;
 	f.batch = &msg;
-	int ret = stream_write_frame(out, &f, bytes);
+	int ret = produce_write(p, out, &f);
 	batch_reset(b);
 	return ret;
 }
@@ -176,9 +203,17 @@ static int produce_rows(PGconn *conn, stream_produce_t *p, const char *sql,
 		ExecStatusType st = PQresultStatus(r);
 		if (st == PGRES_SINGLE_TUPLE) {
 			if (ret == SS_EOK) {
+				/* A large entry goes alone in its Batch, so a frame is
+				 * never more than one entry over batch_bytes: readers
+				 * admit one entry of [upstream] max_entry_bytes. */
+				size_t add = PQgetisnull(r, 0, 1) ? 40 : 48 + (size_t)PQgetlength(r, 0, 2);
+				if (b.n_up + b.n_del > 0 && b.bytes + add > p->batch_bytes)
+					ret = batch_flush(&b, out, p);
+			}
+			if (ret == SS_EOK) {
 				batch_add(&b, r);
 				if (b.n_up + b.n_del >= b.cap || b.bytes >= p->batch_bytes)
-					ret = batch_flush(&b, out, &p->bytes);
+					ret = batch_flush(&b, out, p);
 			} else {
 				PQclear(r);
 			}
@@ -191,7 +226,7 @@ static int produce_rows(PGconn *conn, stream_produce_t *p, const char *sql,
 		PQclear(r);
 	}
 	if (ret == SS_EOK)
-		ret = batch_flush(&b, out, &p->bytes);
+		ret = batch_flush(&b, out, p);
 	else if (p->err[0] == '\0')
 		snprintf(p->err, sizeof(p->err), "writing the stream: %s", ss_strerror(ret));
 out:
@@ -369,7 +404,7 @@ int stream_produce(PGconn *conn, stream_produce_t *p, FILE *out)
 	frame_t f = SITESYNC__FRAME__INIT;
 	f.msg_case = SITESYNC__FRAME__MSG_PULL_START;
 	f.pull_start = &ps;
-	if ((ret = stream_write_frame(out, &f, &p->bytes)) != SS_EOK)
+	if ((ret = produce_write(p, out, &f)) != SS_EOK)
 		goto fail;
 
 	/* Before any row: what the top vouches for must not see the test forgery. */
@@ -398,7 +433,7 @@ int stream_produce(PGconn *conn, stream_produce_t *p, FILE *out)
 	pd.signature.len = sig_len;
 	f.msg_case = SITESYNC__FRAME__MSG_PULL_DONE;
 	f.pull_done = &pd;
-	if ((ret = stream_write_frame(out, &f, &p->bytes)) != SS_EOK)
+	if ((ret = produce_write(p, out, &f)) != SS_EOK)
 		goto fail;
 	if (fflush(out) != 0) {
 		ret = SS_EIO;

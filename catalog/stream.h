@@ -8,6 +8,7 @@
 #pragma once
 
 #include <libpq-fe.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -32,6 +33,8 @@ typedef struct {
 	const manifest_keys_t *keys; /* top site: signs manifests it has not stored */
 	const char *site;          /* this site's code, for manifests it signs */
 	stream_tamper_t tamper;    /* test hook: forge one entry */
+	atomic_uint_fast64_t *disk_used; /* bytes of every producer's files, or NULL */
+	uint64_t disk_limit;       /* fail with SS_ENOSPC once disk_used passes it */
 
 	/* Results. */
 	uint64_t from;             /* 0 when full */

@@ -41,6 +41,7 @@ static const conf_key_t conf_keys[] = {
 	K("listen", "handshake_timeout", CF_INT, handshake_timeout, "10", true),
 	K("parent", "address", CF_STR, parent_address, NULL, false),
 	K("parent", "mode", CF_STR, parent_mode, "connected", false),
+	K("parent", "code", CF_STR, parent_code, NULL, false),
 	K("upstream", "url", CF_STR, upstream_url, NULL, true),
 	K("upstream", "ca", CF_STR, upstream_ca, NULL, true),
 	K("upstream", "proxy", CF_STR, upstream_proxy, NULL, true),
@@ -48,6 +49,7 @@ static const conf_key_t conf_keys[] = {
 	K("upstream", "key", CF_STR, upstream_key, NULL, true),
 	K("upstream", "connect_timeout", CF_INT, upstream_connect_timeout, "30", true),
 	K("upstream", "timeout", CF_INT, upstream_timeout, "600", true),
+	K("upstream", "max_entry_bytes", CF_INT, max_entry_bytes, "67108864", true),
 	K("upstream", "max_removal_percent", CF_INT, max_removal_percent, "50", true),
 	K("upstream", "max_catalog_mib", CF_INT, upstream_max_mib, "1024", true),
 	K("schedule", "cron", CF_STR, schedule_cron, NULL, true),
@@ -70,6 +72,7 @@ static const conf_key_t conf_keys[] = {
 	K("replication", "reconnect_max", CF_INT, reconnect_max, "60", true),
 	K("replication", "keep_versions", CF_INT, keep_versions, "100", true),
 	K("replication", "max_concurrent_pulls", CF_INT, max_pulls, "16", true),
+	K("replication", "spool_max_mb", CF_INT, spool_max_mb, "4096", true),
 	K("replication", "rate_limit_kib", CF_INT, rate_limit_kib, "0", true),
 	K("replication", "request_wave", CF_INT, wave_size, "25", true),
 	K("replication", "request_wave_ms", CF_INT, wave_ms, "100", true),
@@ -84,6 +87,7 @@ static const conf_key_t conf_keys[] = {
 	K("trust", "signing_key", CF_STR, trust_signing_key, NULL, false),
 	K("trust", "public_key", CF_STR, trust_public_key, NULL, false),
 	K("trust", "next_public_key", CF_STR, trust_next_key, NULL, false),
+	K("trust", "allow_unsigned", CF_BOOL, trust_allow_unsigned, "false", false),
 };
 
 #define N_KEYS (sizeof(conf_keys) / sizeof(conf_keys[0]))
@@ -173,6 +177,15 @@ bool conf_site_code_valid(const char *code)
 	return true;
 }
 
+/* An entry's Batch: its id, revision and the message and frame headers. */
+#define CONF_ENTRY_FRAME_SLACK (64u * 1024u)
+
+size_t conf_stream_frame_limit(const conf_t *c)
+{
+	size_t entry = (size_t)c->max_entry_bytes + CONF_ENTRY_FRAME_SLACK;
+	return entry > (size_t)c->max_frame ? entry : (size_t)c->max_frame;
+}
+
 bool conf_is_top(const conf_t *c)
 {
 	return c->parent_address == NULL &&
@@ -222,6 +235,14 @@ int conf_validate(const conf_t *c, char *err, size_t errlen)
 		snprintf(err, errlen, "[replication] heartbeat_timeout must exceed heartbeat_seconds (>= 1)");
 		return SS_ECONFIG;
 	}
+	if (c->max_entry_bytes < 65536) {
+		snprintf(err, errlen, "[upstream] max_entry_bytes must be >= 65536");
+		return SS_ECONFIG;
+	}
+	if (c->spool_max_mb < 1) {
+		snprintf(err, errlen, "[replication] spool_max_mb must be >= 1");
+		return SS_ECONFIG;
+	}
 	if (c->max_pulls < 1 || c->wave_size < 1) {
 		snprintf(err, errlen, "[replication] max_concurrent_pulls and request_wave must be >= 1");
 		return SS_ECONFIG;
@@ -229,6 +250,28 @@ int conf_validate(const conf_t *c, char *err, size_t errlen)
 	if (c->max_frame < 65536 || c->batch_entries < 1 || c->workers < 2 ||
 	    c->poll_seconds < 1 || c->reconnect_max < 1) {
 		snprintf(err, errlen, "[replication] max_frame >= 65536, batch_entries >= 1, workers >= 2, poll_seconds and reconnect_max >= 1");
+		return SS_ECONFIG;
+	}
+	/* A child pins its parent: any site of the hierarchy holds a valid
+	 * certificate, so the address alone does not say who answers there. */
+	if (c->parent_address && strcmp(c->parent_mode, "connected") == 0 && c->parent_code == NULL) {
+		snprintf(err, errlen, "[parent] code is required when [parent] address is set: the site "
+		         "code of the parent this site accepts (its certificate's common name)");
+		return SS_ECONFIG;
+	}
+	if (c->parent_code && !conf_site_code_valid(c->parent_code)) {
+		snprintf(err, errlen, "[parent] code '%s' must be 3 upper-case letters or digits",
+		         c->parent_code);
+		return SS_ECONFIG;
+	}
+	if (c->parent_code && c->site_code && strcmp(c->parent_code, c->site_code) == 0) {
+		snprintf(err, errlen, "[parent] code '%s' is this site's own code", c->parent_code);
+		return SS_ECONFIG;
+	}
+	if (!conf_is_top(c) && c->trust_public_key == NULL && !c->trust_allow_unsigned) {
+		snprintf(err, errlen, "[trust] public_key is required below the top site (the "
+		         "hierarchy's Ed25519 public key); set [trust] allow_unsigned = true to run "
+		         "without checking catalog signatures");
 		return SS_ECONFIG;
 	}
 	if (c->sync_history_rows < 10) {

@@ -24,6 +24,7 @@ typedef struct {
 	int handshake_timeout;    /* [listen] handshake_timeout: seconds from accept to Hello */
 	char *parent_address;     /* [parent] address, NULL on the top */
 	char *parent_mode;        /* [parent] mode: connected | disconnected */
+	char *parent_code;        /* [parent] code: the only parent site accepted */
 	char *upstream_url;       /* [upstream] url, top site only */
 	char *upstream_ca;        /* [upstream] ca */
 	char *upstream_proxy;     /* [upstream] proxy */
@@ -31,6 +32,7 @@ typedef struct {
 	char *upstream_key;       /* [upstream] key */
 	int upstream_connect_timeout; /* [upstream] connect_timeout seconds */
 	int upstream_timeout;     /* [upstream] timeout seconds */
+	int max_entry_bytes;      /* [upstream] max_entry_bytes: largest catalog entry */
 	int max_removal_percent;  /* [upstream] a sync removing more stops unless confirmed */
 	int upstream_max_mib;     /* [upstream] max_catalog_mib: download and cabinet, expanded */
 	char *upstream_url_shown; /* upstream_url with credentials redacted (derived, not a key) */
@@ -54,6 +56,7 @@ typedef struct {
 	int reconnect_max;        /* [replication] reconnect_max seconds */
 	int keep_versions;        /* [replication] keep_versions in change log */
 	int max_pulls;            /* [replication] max_concurrent_pulls served at once */
+	int spool_max_mb;         /* [replication] spool_max_mb: disk for produced pull streams */
 	int rate_limit_kib;       /* [replication] rate_limit_kib: KiB/s per child link, 0 = none */
 	int wave_size;            /* [replication] request_wave: children per SyncRequest wave */
 	int wave_ms;              /* [replication] request_wave_ms between waves */
@@ -68,6 +71,7 @@ typedef struct {
 	char *trust_signing_key;  /* [trust] signing_key: Ed25519 private key (top) */
 	char *trust_public_key;   /* [trust] public_key: the hierarchy's key */
 	char *trust_next_key;     /* [trust] next_public_key: announced for rotation */
+	bool trust_allow_unsigned; /* [trust] allow_unsigned: below the top without public_key */
 } conf_t;
 
 /*!
@@ -101,6 +105,14 @@ bool conf_site_code_valid(const char *code);
 
 /*! \brief Print every known key as "section.key" lines (used by tests). */
 void conf_print_keys(void);
+
+/*!
+ * \brief Largest frame of a pull stream, bundle or sitesync:// upstream
+ * read here: [replication] max_frame, or one entry of [upstream]
+ * max_entry_bytes alone in its Batch plus the framing around it, whichever
+ * is larger. Frames a child sends stay under max_frame.
+ */
+size_t conf_stream_frame_limit(const conf_t *c);
 
 /*! \brief True when this site has no parent (the top site). */
 bool conf_is_top(const conf_t *c);

@@ -18,6 +18,7 @@ enum {
 	SS_EBUSY = -EBUSY,
 	SS_ETIMEDOUT = -ETIMEDOUT,
 	SS_ECONNREFUSED = -ECONNREFUSED,
+	SS_ENOSPC = -ENOSPC,
 
 	SS_ERROR_BASE = -500,
 	SS_EMALF = -501,        /* malformed frame or message */

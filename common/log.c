@@ -1,14 +1,16 @@
 /* Line-oriented logging to stderr with level filter and site prefix. */
 #include "common/log.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
-/* Set once at startup before threads exist, then only read. */
-static ss_log_level_t log_threshold = SS_LOG_INFO;
+/* The site is set once at startup before threads exist, then only read;
+ * the threshold may change on reload while workers log, so it is atomic. */
+static atomic_int log_threshold = SS_LOG_INFO;
 static char log_site[8] = "---";
 
 static const char *const level_names[] = {
@@ -17,9 +19,14 @@ static const char *const level_names[] = {
 
 void log_init(ss_log_level_t level, const char *site)
 {
-	log_threshold = level;
+	atomic_store(&log_threshold, (int)level);
 	if (site)
 		snprintf(log_site, sizeof(log_site), "%s", site);
+}
+
+void log_set_level(ss_log_level_t level)
+{
+	atomic_store(&log_threshold, (int)level);
 }
 
 int log_level_parse(const char *name)
@@ -33,7 +40,7 @@ int log_level_parse(const char *name)
 void log_vmsg(ss_log_level_t level, const char *prefix, const char *fmt,
               va_list ap)
 {
-	if (level > log_threshold)
+	if ((int)level > atomic_load(&log_threshold))
 		return;
 	char line[2048];
 	struct timespec ts;

@@ -17,8 +17,14 @@ typedef enum {
 	SS_LOG_DEBUG,
 } ss_log_level_t;
 
-/*! \brief Set the threshold and the site code printed on each line. */
+/*!
+ * \brief Set the threshold and the site code printed on each line. Call
+ * once, before worker threads start: the site code is not synchronised.
+ */
 void log_init(ss_log_level_t level, const char *site);
+
+/*! \brief Change the threshold only; safe while other threads log (reload). */
+void log_set_level(ss_log_level_t level);
 
 /*! \brief Parse "error", "warning", "notice", "info", "debug"; -1 if unknown. */
 int log_level_parse(const char *name);

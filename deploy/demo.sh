@@ -345,7 +345,7 @@ write_config() { # write_config CODE
 			printf '[listen]\naddress = 127.0.0.1:%s\n\n' "${PORT[$code]}"
 		fi
 		if [[ -n $parent ]]; then
-			printf '[parent]\naddress = 127.0.0.1:%s\n\n' "${PORT[$parent]}"
+			printf '[parent]\naddress = 127.0.0.1:%s\ncode = %s\n\n' "${PORT[$parent]}" "$parent"
 		else
 			printf '[upstream]\nurl = file://%s/deploy/sample-catalog.xml\n\n' "$SRC"
 			printf '[http]\nlisten = 127.0.0.1:%s\n\n' "$HTTP_PORT"

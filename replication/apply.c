@@ -314,6 +314,7 @@ void apply_clear(apply_t *a)
 	free(a->signature);
 	a->manifest = a->signature = NULL;
 	a->manifest_len = a->signature_len = 0;
+	manifest_keys_clear(&a->keys);
 }
 
 /* Check what the top signed, keep it for relaying, and remember a key it
@@ -322,8 +323,8 @@ static int apply_manifest(PGconn *conn, apply_t *a)
 {
 	int ret;
 	Sitesync__Manifest *mf = NULL;
-	if (a->keys && a->keys->n_trusted > 0) {
-		ret = manifest_verify(a->keys, a->manifest, a->manifest_len, a->signature,
+	if (a->keys.n_trusted > 0) {
+		ret = manifest_verify(&a->keys, a->manifest, a->manifest_len, a->signature,
 		                      a->signature_len, a->to, a->set_digest, a->entries, &mf,
 		                      a->err, sizeof(a->err));
 		if (ret != SS_EOK)

@@ -23,7 +23,9 @@ typedef struct {
 	int keep_versions;         /* change-log versions to keep */
 	bool bundle;               /* BundleHeader first, BundleEnd last */
 	bool allow_same;           /* a full snapshot may re-apply the held version */
-	const manifest_keys_t *keys; /* trusted keys; none = signatures not checked */
+	/* Trusted keys, an owned snapshot (manifest_keys_copy()): the loop may
+	 * trust a rotated key while this runs on a worker. None = not checked. */
+	manifest_keys_t keys;
 
 	/* Progress, read by the event loop while the job runs. */
 	atomic_uint_fast64_t items_done;
@@ -48,7 +50,7 @@ typedef struct {
 	char err[256];
 } apply_t;
 
-/*! \brief Free what apply_stream() allocated in \a a (not \a a itself). */
+/*! \brief Free what apply_stream() allocated in \a a and its key snapshot (not \a a itself). */
 void apply_clear(apply_t *a);
 
 /*!

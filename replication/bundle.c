@@ -513,7 +513,6 @@ int bundle_import(PGconn *conn, bundle_import_t *im)
 	a->keep_versions = im->keep_versions;
 	a->bundle = true;
 	a->allow_same = false;
-	a->keys = im->keys;
 	ret = apply_stream(conn, a);
 	a->path = im->path;        /* `same` goes out of scope */
 	if (ret != SS_EOK)

@@ -67,11 +67,11 @@ typedef struct {
 	size_t limit;                  /* largest frame accepted */
 	int keep_versions;
 	uint8_t hierarchy_id[SS_BUNDLE_ID_LEN];
-	const manifest_keys_t *keys;   /* manifest signatures to check, if any */
 
 	/* Results. */
 	bundle_info_t info;
-	apply_t apply;                 /* counts, digest, versions of the apply */
+	apply_t apply;                 /* counts, digest, versions of the apply; the caller
+	                                * puts the keys to check in apply.keys */
 	char err[256];                 /* operator-facing message */
 } bundle_import_t;
 

@@ -38,11 +38,13 @@ static void child_unlink(child_link_t *cl)
 
 static void child_start_pull(child_link_t *cl, uint64_t have, bool full);
 
-/* Start queued pulls while slots are free, oldest first. */
+/* Start queued pulls while slots are free, oldest first. A stream still
+ * produced for a child that left holds a slot too: reconnecting must not
+ * start database scans past max_concurrent_pulls. */
 static void child_dequeue(site_t *d)
 {
 	for (;;) {
-		int active = 0;
+		int active = spool_producing_unwanted(d);
 		child_link_t *next = NULL;
 		for (child_link_t *cl = d->children; cl; cl = cl->next) {
 			if (cl->state == CL_WAIT_SPOOL || cl->state == CL_STREAMING)
@@ -324,7 +326,7 @@ static void child_rate_cb(evutil_socket_t fd, short what, void *arg)
 static ssize_t child_read_frame(child_link_t *cl)
 {
 	size_t len = 0;
-	int ret = stream_read_raw(cl->stream, (size_t)cl->d->conf->max_frame, &cl->fbuf,
+	int ret = stream_read_raw(cl->stream, conf_stream_frame_limit(cl->d->conf), &cl->fbuf,
 	                          &cl->fcap, &len);
 	if (ret == 1)
 		return 0;
@@ -406,7 +408,7 @@ static void child_start_stream(child_link_t *cl)
 	bool resume = cl->resume_offset > 0 && cl->resume_to == s->prod.to &&
 	              cl->resume_offset < s->prod.bytes;
 	if (resume && stream_seek_frame(cl->stream, cl->resume_offset,
-	                                (size_t)cl->d->conf->max_frame) != SS_EOK) {
+	                                conf_stream_frame_limit(cl->d->conf)) != SS_EOK) {
 		CL_LOG(SS_LOG_WARNING, cl, "cannot resume its pull at byte %" PRIu64 ": no frame of "
 		       "the stream starts there; sending the whole stream", cl->resume_offset);
 		resume = false;
@@ -446,15 +448,27 @@ static void child_spool_ready(spool_t *s, void *arg)
 			child_start_stream(cl);
 		cl = next;
 	}
+	/* A production slot is free now. */
+	child_dequeue(d);
 }
 
 static void child_on_pull(child_link_t *cl, const Sitesync__PullRequest *p)
 {
 	site_t *d = cl->d;
+	/* A delta from a version this site never produced: a child cannot hold
+	 * it honestly, and it would cost a full scan and a spool file each. */
+	if (!p->full && p->have_version > d->version) {
+		char why[160];
+		snprintf(why, sizeof(why), "PullRequest from version %" PRIu64 ", which this site "
+		         "never produced (it holds %" PRIu64 ")", p->have_version, d->version);
+		CL_LOG(SS_LOG_WARNING, cl, "%s", why);
+		child_disconnect(cl, false, SS_EPROTO, why);
+		return;
+	}
 	cl->version = p->have_version;
 	cl->resume_to = p->resume_to;
 	cl->resume_offset = p->resume_offset;
-	int active = 0;
+	int active = spool_producing_unwanted(d);
 	for (child_link_t *o = d->children; o; o = o->next)
 		if (o->state == CL_WAIT_SPOOL || o->state == CL_STREAMING)
 			active++;

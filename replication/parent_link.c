@@ -286,7 +286,7 @@ static uint64_t pl_partial_usable(parent_link_t *p, uint64_t *to, bool *full, bo
 	if (got != 3 || have != d->version || (p->want_full && !mfull))
 		return 0;
 	stream_reader_t rd;
-	if (stream_reader_open(&rd, p->path, (size_t)d->conf->max_frame) != SS_EOK)
+	if (stream_reader_open(&rd, p->path, conf_stream_frame_limit(d->conf)) != SS_EOK)
 		return 0;
 	uint64_t good = 0;
 	bool first = true;
@@ -417,7 +417,8 @@ static void pl_on_hello(parent_link_t *p, const Sitesync__Hello *h)
 	p->attempts = 0;
 	/* Reconnect to this address first next time. */
 	p->addr_next = (p->addr_next + p->n_addrs - 1) % p->n_addrs;
-	conn_set_limit(p->conn, (size_t)d->conf->max_frame);
+	/* The parent streams entries up to [upstream] max_entry_bytes, one per Batch. */
+	conn_set_limit(p->conn, conf_stream_frame_limit(d->conf));
 	if (p->state != PL_APPLYING)
 		pl_set_state(p, PL_READY);
 	pl_learn_top(p, h->top_version);
@@ -517,15 +518,16 @@ static void pl_on_pull_done(parent_link_t *p)
 		return;
 	}
 	a->path = p->path;
-	a->limit = (size_t)d->conf->max_frame;
+	a->limit = conf_stream_frame_limit(d->conf);
 	a->keep_versions = d->conf->keep_versions;
 	a->allow_same = p->want_full;
-	a->keys = &d->keys;
+	manifest_keys_copy(&a->keys, &d->keys);
 	p->apply = a;
 	pl_set_state(p, PL_APPLYING);
 	site_message(d, SS_MSG_SYNC_WRITING, "info", "Writing the catalog into the site database");
 	if (db_submit(d->db, DB_BULK, pl_apply_work, pl_apply_done, p) != SS_EOK) {
 		p->apply = NULL;
+		apply_clear(a);
 		free(a);
 		pl_fail_sync(p, SS_ENOMEM, "out of memory");
 		pl_set_state(p, PL_READY);
@@ -671,14 +673,35 @@ static void pl_on_frame(parent_link_t *p, const frame_t *f)
 	pl_lost(p, true, why);
 }
 
+/* Any site of the hierarchy holds a certificate from its CA: only the one
+ * named in [parent] code is our parent. Checked before our Hello, so an
+ * impostor learns nothing and gets no PullRequest or status. */
+static bool pl_parent_pinned(parent_link_t *p)
+{
+	site_t *d = p->d;
+	const char *peer = conn_peer_site(p->conn);
+	const char *want = d->conf->parent_code;
+	if (want == NULL || strcmp(peer, want) == 0)
+		return true;
+	char why[160];
+	snprintf(why, sizeof(why), "refusing parent at %s: its certificate says site %s, "
+	         "but [parent] code is %s", conn_peer_addr(p->conn), peer, want);
+	log_error("%s", why);
+	conn_close(p->conn, SS_EDENIED, "%s", why);
+	pl_lost(p, true, why);
+	return false;
+}
+
 static void pl_conn_cb(conn_t *c, conn_event_t ev, const frame_t *f, void *arg)
 {
 	parent_link_t *p = arg;
 	switch (ev) {
 	case CONN_EV_UP:
+		p->site[0] = '\0';
+		if (!pl_parent_pinned(p))
+			return;
 		if (p->state != PL_APPLYING)
 			pl_set_state(p, PL_HELLO);
-		p->site[0] = '\0';
 		p->last_seen = time(NULL);
 		conn_set_idle_timeout(c, p->d->conf->heartbeat_timeout);
 		pl_send_hello(p);

@@ -121,6 +121,7 @@ typedef struct site {
 	uint64_t next_child_id;
 	uint64_t next_queue_seq;
 	struct spool *spools;         /* produced pull streams */
+	atomic_uint_fast64_t spool_bytes; /* their size on disk, written by producers */
 
 	/* Parent. */
 	struct parent_link *parent;

@@ -51,6 +51,8 @@ static void spool_destroy(site_t *d, spool_t *s)
 		}
 	}
 	unlink(s->path);
+	atomic_fetch_sub(&d->spool_bytes, s->prod.bytes);
+	manifest_keys_clear(&s->keys);
 	free(s);
 }
 
@@ -88,12 +90,39 @@ static void spool_produce_done(int ret, void *arg)
 	spool_put(d, s);
 }
 
+int spool_producing_unwanted(site_t *d)
+{
+	int n = 0;
+	for (spool_t *s = d->spools; s; s = s->next)
+		if (s->busy && s->refs <= 0)
+			n++;
+	return n;
+}
+
+/* Over the disk budget: delete finished streams no child is reading
+ * (the current version's too; they are made again when asked). */
+static void spool_trim(site_t *d)
+{
+	uint64_t limit = (uint64_t)d->conf->spool_max_mb << 20;
+	spool_t *s = d->spools;
+	while (s && atomic_load(&d->spool_bytes) >= limit) {
+		spool_t *next = s->next;
+		if (s->refs <= 0 && !s->busy)
+			spool_destroy(d, s);
+		s = next;
+	}
+}
+
 spool_t *spool_get(site_t *d, uint64_t have, bool want_full,
                    spool_ready_cb ready, void *arg)
 {
-	/* From nothing it is a snapshot either way: one file for both asks. */
-	if (have == 0)
+	/* A snapshot does not depend on `have`: one file for every ask, so
+	 * claimed versions cannot multiply the full scans. From nothing it
+	 * is a snapshot either way. */
+	if (have == 0 || want_full) {
+		have = 0;
 		want_full = true;
+	}
 	for (spool_t *s = d->spools; s; s = s->next) {
 		if (s->state != SPOOL_FAILED && s->at_version == d->version &&
 		    s->have == have && s->want_full == want_full) {
@@ -101,6 +130,7 @@ spool_t *spool_get(site_t *d, uint64_t have, bool want_full,
 			return s;
 		}
 	}
+	spool_trim(d);
 	spool_t *s = calloc(1, sizeof(*s));
 	if (s == NULL)
 		return NULL;
@@ -122,8 +152,12 @@ spool_t *spool_get(site_t *d, uint64_t have, bool want_full,
 	s->prod.batch_bytes = (size_t)d->conf->max_frame / 4;
 	if (s->prod.batch_bytes > (1u << 20))
 		s->prod.batch_bytes = 1u << 20;
-	s->prod.keys = &d->keys;
-	s->prod.site = d->conf->site_code;
+	manifest_keys_copy(&s->keys, &d->keys);
+	s->prod.keys = &s->keys;
+	snprintf(s->site, sizeof(s->site), "%s", d->conf->site_code);
+	s->prod.site = s->site;
+	s->prod.disk_used = &d->spool_bytes;
+	s->prod.disk_limit = (uint64_t)d->conf->spool_max_mb << 20;
 	/* Test hook for the compromised-relay test: never set in production. */
 	const char *tamper = getenv("SITESYNC_TEST_TAMPER");
 	s->prod.tamper = STREAM_TAMPER_NONE;

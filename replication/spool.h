@@ -42,6 +42,10 @@ typedef struct spool {
 	spool_ready_cb ready;       /* the consumer, told when produced */
 	void *ready_arg;
 	char path[512];
+	/* What the worker reads, owned by the job: a SIGHUP reload frees the
+	 * old configuration and a rotation appends keys while it runs. */
+	char site[8];
+	manifest_keys_t keys;
 	stream_produce_t prod;
 } spool_t;
 
@@ -54,6 +58,13 @@ typedef struct spool {
  */
 spool_t *spool_get(struct site *d, uint64_t have, bool want_full,
                    spool_ready_cb ready, void *arg);
+
+/*!
+ * \brief Streams still being produced that no child waits for any more
+ * (it went away): they hold a database worker like a served pull, so
+ * admission control counts them.
+ */
+int spool_producing_unwanted(struct site *d);
 
 /*! \brief Drop a reference; unused streams of older versions are deleted. */
 void spool_put(struct site *d, spool_t *s);

@@ -85,6 +85,8 @@ static bool in_list(char (*list)[4], int n, const char *site)
 	return false;
 }
 
+static void status_forget_absent(site_t *d, const char *via, char (*keep)[4], int n_keep);
+
 int status_accept_report(site_t *d, const char *child,
                          const Sitesync__StatusReport *rep, int *refused,
                          char first_refused[4], char *why, size_t whylen)
@@ -123,13 +125,21 @@ int status_accept_report(site_t *d, const char *child,
 			ok = false;
 		}
 		if (ok) {
-			if (i == 0)
+			/* The child's own row must hang under this site: a child naming
+			 * another parent would hide its subtree (an unknown parent) or
+			 * move it under a sibling. */
+			if (i == 0 && strcmp(in->site, child) == 0 &&
+			    (in->parent == NULL || strcmp(in->parent, d->conf->site_code) != 0)) {
+				snprintf(reason, sizeof(reason), "the child's row names parent '%.8s', not %s",
+				         in->parent ? in->parent : "", d->conf->site_code);
+				ok = false;
+			} else if (i == 0)
 				ok = strcmp(in->site, child) == 0;
 			else
 				ok = conf_site_code_valid(in->site) && in->parent &&
 				     in_list(allowed, n_allowed, in->parent) &&
 				     !in_list(allowed, n_allowed, in->site);
-			if (!ok)
+			if (!ok && reason[0] == '\0')
 				snprintf(reason, sizeof(reason), "site outside the child's subtree");
 		}
 		/* Our own row and rows another child owns are not this child's to give:
@@ -176,8 +186,35 @@ int status_accept_report(site_t *d, const char *child,
 		snprintf(allowed[n_allowed++], 4, "%s", in->site);
 		accepted++;
 	}
+	/* A report carries the child's whole subtree: a site it no longer
+	 * lists was removed below (child remove there), so it goes here too,
+	 * and from here up. Only a report taken whole proves an absence. */
+	if (*refused == 0 && accepted > 0)
+		status_forget_absent(d, child, allowed, n_allowed);
 	free(allowed);
 	return accepted;
+}
+
+/* Drop the rows reported through `via` whose site is not in keep[]. */
+static void status_forget_absent(site_t *d, const char *via, char (*keep)[4], int n_keep)
+{
+	status_row_t **pp = &d->subtree->head;
+	while (*pp) {
+		status_row_t *r = *pp;
+		if (strcmp(r->via, via) == 0 && !in_list(keep, n_keep, r->site)) {
+			log_info("site %s is no longer reported by child %s: dropped from the status view",
+			         r->site, via);
+			*pp = r->next;
+			row_free(r);
+			continue;
+		}
+		pp = &r->next;
+	}
+}
+
+void status_forget_child(site_t *d, const char *child)
+{
+	status_forget_absent(d, child, NULL, 0);
 }
 
 void status_fill_self(site_t *d, Sitesync__SiteStatus *row)
@@ -185,7 +222,10 @@ void status_fill_self(site_t *d, Sitesync__SiteStatus *row)
 	sitesync__site_status__init(row);
 	const sync_status_t *s = &d->self;
 	row->site = d->conf->site_code;
-	row->parent = d->parent ? (char *)parent_link_site(d->parent) : "";
+	/* The configured parent: the link admits no other, and it is set
+	 * before the link's Hello names it. */
+	row->parent = d->conf->parent_code ? d->conf->parent_code :
+	              d->parent ? (char *)parent_link_site(d->parent) : "";
 	if (conf_is_top(d->conf))
 		/* Credentials in the URL stay in the config file. */
 		row->sync_source = d->conf->upstream_url_shown ? d->conf->upstream_url_shown : "";

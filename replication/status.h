@@ -49,6 +49,13 @@ int status_accept_report(struct site *d, const char *child,
                          const Sitesync__StatusReport *rep, int *refused,
                          char first_refused[4], char *why, size_t whylen);
 
+/*!
+ * \brief Forget \a child and every row reported through it (the operator
+ * removed it): the next report upwards no longer carries them, so the
+ * sites above drop them too.
+ */
+void status_forget_child(struct site *d, const char *child);
+
 /*! \brief Fill this site's own row (strings point into \a d; do not free). */
 void status_fill_self(struct site *d, Sitesync__SiteStatus *row);
 

@@ -285,11 +285,12 @@ static void cmd_import(ctl_req_t *req, const json_t *args, void *arg)
 	snprintf(j->path, sizeof(j->path), "%s", file);
 	bundle_import_t *im = &j->im;
 	im->path = j->path;
-	im->limit = (size_t)d->site.conf->max_frame;
+	im->limit = conf_stream_frame_limit(d->site.conf);
 	im->keep_versions = d->site.conf->keep_versions;
-	im->keys = &d->site.keys;
+	manifest_keys_copy(&im->apply.keys, &d->site.keys);
 	memcpy(im->hierarchy_id, d->site.hierarchy_id, SS_BUNDLE_ID_LEN);
 	if (db_submit(d->site.db, DB_BULK, import_work, import_done, j) != SS_EOK) {
+		apply_clear(&im->apply);
 		free(j);
 		ctl_reply_error(req, SS_ENOMEM, "out of memory");
 		return;

@@ -323,6 +323,7 @@ static void child_changed_after(ctl_job_t *j)
 			free(keep);
 		}
 		child_link_drop(&d->site, site, "site is no longer an approved child");
+		status_forget_child(&d->site, site);
 		site_message(&d->site, SS_MSG_CHILD_LOST, "info", "Child site %s removed by the operator", site);
 	} else if (json_is_true(json_object_get(j->result, "added"))) {
 		site_message(&j->d->site, SS_MSG_CHILD_CONNECTED, "info", "Child site %s approved by the operator", site);

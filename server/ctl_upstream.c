@@ -115,6 +115,7 @@ static void cmd_import_update(ctl_req_t *req, const json_t *args, void *arg)
 	job->timeout = c->upstream_timeout;
 	job->max_bytes = (uint64_t)c->upstream_max_mib * 1024 * 1024;
 	job->keep_versions = c->keep_versions;
+	job->max_entry_bytes = (size_t)c->max_entry_bytes;
 	if (job->url == NULL || job->import_id == NULL || job->state_dir == NULL)
 		goto nomem;
 	site_synclog(&d->site, "Importing update %s from %s", lid, from);

@@ -460,7 +460,8 @@ static void reload(daemon_t *d)
 	}
 	if (n_fixed > 0)
 		log_warning("reload: %s: changes need a restart; they are ignored", fixed);
-	log_init((ss_log_level_t)log_level_parse(nc->log_level), nc->site_code);
+	/* Workers may be logging: only the threshold changes (the site code cannot). */
+	log_set_level((ss_log_level_t)log_level_parse(nc->log_level));
 	conn_set_quiet(nc->refusal_log_seconds);
 	if (!same_str(nc->schedule_cron, old->schedule_cron) || nc->schedule_utc != old->schedule_utc) {
 		if (topsync_schedule_rearm(d, err, sizeof(err)) != SS_EOK)

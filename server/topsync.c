@@ -151,7 +151,8 @@ int topsync_start_confirmed(daemon_t *d, bool full, bool allow_removal)
 	job->cert_file = cert ? strdup(cert) : NULL;
 	job->key_file = key ? strdup(key) : NULL;
 	job->heartbeat = c->heartbeat_seconds;
-	job->max_frame = (size_t)c->max_frame;
+	job->max_frame = conf_stream_frame_limit(c);
+	job->max_entry_bytes = (size_t)c->max_entry_bytes;
 	if (job->ca_file == NULL && remote_is_url(c->upstream_url) && c->tls_ca)
 		job->ca_file = strdup(c->tls_ca);
 	if (job->url == NULL || job->state_dir == NULL) {

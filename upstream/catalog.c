@@ -23,7 +23,9 @@
 #include "upstream/catalog.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 #include <libxml/xmlreader.h>
@@ -80,7 +82,18 @@ typedef struct {
 	bool have_xml_error;   /* err already holds libxml2's first error */
 	/* The reader gives up its document once asked for it: ours to free. */
 	xmlDocPtr doc;
+	/* A package is expanded whole in memory: its raw bytes are bounded. */
+	int fd;                /* file read through cat_io_read(), or -1 */
+	uint64_t max_pkg_raw;  /* most input bytes one package may span, 0 = no limit */
+	uint64_t consumed;     /* input bytes handed to libxml2 */
+	uint64_t pkg_start;    /* `consumed` when the package being expanded began */
+	bool in_pkg;
+	bool pkg_too_big;      /* cat_io_read() stopped an expansion */
 } cat_ctx_t;
+
+/* Input bytes around a package past its entry limit: the reader's
+ * look-ahead and the package's own markup. */
+#define CAT_PKG_SLACK (256u * 1024u)
 
 /* libxml2's global state must be set up once, before worker threads race
  * to do it lazily. */
@@ -111,7 +124,7 @@ static bool cat_declares_entities(cat_ctx_t *c, xmlTextReaderPtr r);
 static int cat_run(cat_ctx_t *c, xmlTextReaderPtr r);
 static int cat_parse_reader(cat_ctx_t *c, xmlTextReaderPtr r,
 			    catalog_stats_t *stats);
-static int cat_parse_xml_file(const char *path, const char *name,
+static int cat_parse_xml_file(const char *path, const char *name, uint64_t max_pkg,
 			      catalog_entry_cb cb, void *arg,
 			      catalog_stats_t *stats, char *err, size_t errlen);
 
@@ -598,6 +611,49 @@ fail:
 	return ret;
 }
 
+/* The PackageID of a package cut short (Properties comes first), or "?". */
+static const char *cat_partial_id(xmlNodePtr node)
+{
+	static __thread char id[40];
+	snprintf(id, sizeof(id), "?");
+	for (xmlNodePtr n = node ? node->children : NULL; n != NULL; n = n->next) {
+		if (n->type != XML_ELEMENT_NODE || !cat_is_part(n, "Properties"))
+			continue;
+		xmlChar *v = xmlGetProp(n, (const xmlChar *)"PackageID");
+		if (v != NULL)
+			snprintf(id, sizeof(id), "%.36s", (const char *)v);
+		xmlFree(v);
+		break;
+	}
+	return id;
+}
+
+/* libxml2's input: counts the bytes, and fails the read once a package
+ * being expanded passes its bound, before its tree can grow further. */
+static int cat_io_read(void *arg, char *buf, int len)
+{
+	cat_ctx_t *c = arg;
+	if (c->in_pkg && c->max_pkg_raw > 0 && c->consumed - c->pkg_start > c->max_pkg_raw) {
+		c->pkg_too_big = true;
+		return -1;
+	}
+	ssize_t n;
+	do
+		n = read(c->fd, buf, (size_t)len);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return -1;
+	c->consumed += (uint64_t)n;
+	return (int)n;
+}
+
+/* UTF-16 takes two bytes per character of the UTF-8 entry. */
+static bool cat_is_utf16(const unsigned char *p, size_t n)
+{
+	return n >= 2 && ((p[0] == 0xFF && p[1] == 0xFE) || (p[0] == 0xFE && p[1] == 0xFF) ||
+	                  (p[0] == '<' && p[1] == 0) || (p[0] == 0 && p[1] == '<'));
+}
+
 static bool cat_declares_entities(cat_ctx_t *c, xmlTextReaderPtr r)
 {
 	xmlDocPtr doc = xmlTextReaderCurrentDoc(r);
@@ -658,7 +714,17 @@ static int cat_run(cat_ctx_t *c, xmlTextReaderPtr r)
 			rc = xmlTextReaderRead(r);
 			continue;
 		}
+		c->pkg_start = c->consumed;
+		c->in_pkg = true;
 		xmlNodePtr node = xmlTextReaderExpand(r);
+		c->in_pkg = false;
+		if (node == NULL && c->pkg_too_big) {
+			ret = SS_ETOOBIG;
+			cat_err(c, "%s:%d: package %s is larger than [upstream] max_entry_bytes "
+				"allows", c->name, xmlTextReaderGetParserLineNumber(r),
+				cat_partial_id(xmlTextReaderCurrentNode(r)));
+			goto fail;
+		}
 		if (node == NULL) {
 			rc = -1;
 			break;
@@ -730,13 +796,13 @@ int catalog_parse_memory(const char *buf, size_t len, catalog_entry_cb cb,
 }
 
 /* Parse an XML file; `name` is what messages call it. */
-static int cat_parse_xml_file(const char *path, const char *name,
+static int cat_parse_xml_file(const char *path, const char *name, uint64_t max_pkg,
 			      catalog_entry_cb cb, void *arg,
 			      catalog_stats_t *stats, char *err, size_t errlen)
 {
 	int ret = SS_EOK;
 	cat_ctx_t c = { .name = name, .cb = cb, .arg = arg,
-			.err = err, .errlen = errlen };
+			.err = err, .errlen = errlen, .fd = -1 };
 	unsigned char *head = NULL;
 	pthread_once(&cat_init_once, xmlInitParser);
 	FILE *f = fopen(path, "rb");
@@ -763,6 +829,8 @@ static int cat_parse_xml_file(const char *path, const char *name,
 		cat_err(&c, "%s: entity declarations are refused", name);
 		goto fail;
 	}
+	if (max_pkg > 0)
+		c.max_pkg_raw = max_pkg * (cat_is_utf16(head, n) ? 2 : 1) + CAT_PKG_SLACK;
 	free(head);
 	head = NULL;
 	if (lseek(fileno(f), 0, SEEK_SET) != 0) {
@@ -775,7 +843,8 @@ static int cat_parse_xml_file(const char *path, const char *name,
 	 * would otherwise treat the name as a URI and transparently
 	 * gunzip, neither of which a catalog needs (a gzip bomb would get
 	 * past every size check). */
-	xmlTextReaderPtr r = xmlReaderForFd(fileno(f), NULL, NULL,
+	c.fd = fileno(f);
+	xmlTextReaderPtr r = xmlReaderForIO(cat_io_read, NULL, &c, NULL, NULL,
 					    CAT_XML_OPTIONS);
 	ret = cat_parse_reader(&c, r, stats);
 	fclose(f);
@@ -792,11 +861,25 @@ fail:
 int catalog_parse_file(const char *path, catalog_entry_cb cb, void *arg,
 		       catalog_stats_t *stats, char *err, size_t errlen)
 {
-	return catalog_parse_file_max(path, 0, cb, arg, stats, err, errlen);
+	return catalog_parse_file_bounded(path, 0, 0, cb, arg, stats, err, errlen);
+}
+
+int catalog_parse_file_limit(const char *path, uint64_t max_package,
+			     catalog_entry_cb cb, void *arg,
+			     catalog_stats_t *stats, char *err, size_t errlen)
+{
+	return catalog_parse_file_bounded(path, 0, max_package, cb, arg, stats, err, errlen);
 }
 
 int catalog_parse_file_max(const char *path, uint64_t max_bytes, catalog_entry_cb cb, void *arg,
 		       catalog_stats_t *stats, char *err, size_t errlen)
+{
+	return catalog_parse_file_bounded(path, max_bytes, 0, cb, arg, stats, err, errlen);
+}
+
+int catalog_parse_file_bounded(const char *path, uint64_t max_bytes, uint64_t max_package,
+			       catalog_entry_cb cb, void *arg,
+			       catalog_stats_t *stats, char *err, size_t errlen)
 {
 	int ret = SS_EOK;
 	char *tmp = NULL;
@@ -813,8 +896,8 @@ int catalog_parse_file_max(const char *path, uint64_t max_bytes, catalog_entry_c
 	ssize_t got = read(fd, magic, sizeof(magic));
 	close(fd);
 	if (got != (ssize_t)sizeof(magic) || memcmp(magic, "MSCF", 4) != 0)
-		return cat_parse_xml_file(path, path, cb, arg, stats, err,
-					  errlen);
+		return cat_parse_xml_file(path, path, max_package, cb, arg,
+					  stats, err, errlen);
 
 	/* A cabinet: extract the catalog next to nothing else of ours, parse
 	 * it, and never leave the extracted copy behind. */
@@ -839,7 +922,8 @@ int catalog_parse_file_max(const char *path, uint64_t max_bytes, catalog_entry_c
 	ret = cab_extract_first(path, tmp, max_bytes, err, errlen);
 	if (ret != SS_EOK)
 		goto fail;
-	ret = cat_parse_xml_file(tmp, path, cb, arg, stats, err, errlen);
+	ret = cat_parse_xml_file(tmp, path, max_package, cb, arg, stats, err,
+				 errlen);
 fail:
 	if (tmp != NULL) {
 		unlink(tmp);

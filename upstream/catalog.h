@@ -57,12 +57,36 @@ int catalog_parse_file(const char *path, catalog_entry_cb cb, void *arg,
 	__attribute__((warn_unused_result));
 
 /*!
+ * \brief catalog_parse_file() that bounds one package's memory: a package
+ *        spanning more than \a max_package bytes of XML (twice that in
+ *        UTF-16, plus a little slack) stops the parse as soon as the bound
+ *        is read, before the package is expanded further.
+ *
+ * \param max_package  Largest entry accepted ([upstream] max_entry_bytes);
+ *                     0 = no bound.
+ *
+ * \return As catalog_parse_file(); SS_ETOOBIG for an oversized package,
+ *         with its PackageID in \a err.
+ */
+int catalog_parse_file_limit(const char *path, uint64_t max_package,
+			     catalog_entry_cb cb, void *arg,
+			     catalog_stats_t *stats, char *err, size_t errlen);
+
+/*!
  * \brief catalog_parse_file() with a bound on what a cabinet may expand
  * to (\a max_bytes, 0 = none): SS_ETOOBIG before anything is extracted.
- * What the daemon uses ([upstream] max_catalog_bytes).
+ * ([upstream] max_catalog_mib).
  */
 int catalog_parse_file_max(const char *path, uint64_t max_bytes, catalog_entry_cb cb,
-			   void *arg, catalog_stats_t *stats, char *err, size_t errlen)
+			   void *arg, catalog_stats_t *stats, char *err, size_t errlen);
+
+/*!
+ * \brief Both bounds at once (0 = none for either): what the top site's
+ *        sync uses ([upstream] max_catalog_mib and max_entry_bytes).
+ */
+int catalog_parse_file_bounded(const char *path, uint64_t max_bytes, uint64_t max_package,
+			       catalog_entry_cb cb, void *arg,
+			       catalog_stats_t *stats, char *err, size_t errlen)
 	__attribute__((warn_unused_result));
 
 /*!

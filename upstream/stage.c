@@ -12,6 +12,7 @@
 #include "catalog/entry.h"
 #include "catalog/stream.h"
 #include "common/errcode.h"
+#include "common/log.h"
 #include "storage/copy.h"
 #include "storage/db.h"
 #include "storage/handoff.h"
@@ -360,6 +361,16 @@ static int stage_package(stage_ctx_t *s, const Sitesync__UpdateContent *u,
 	}
 	if (len > UINT32_MAX)
 		return SS_ETOOBIG;
+	/* Every site below must take it whole, in one Batch: refused here,
+	 * before anything is committed, by name and source. */
+	if (s->job->max_entry_bytes > 0 && len > s->job->max_entry_bytes) {
+		char shown[512];
+		log_url_redact(s->job->url, shown, sizeof(shown));
+		snprintf(s->job->err, sizeof(s->job->err), "entry %.40s from %s is %zu bytes, over the "
+		         "limit of %zu ([upstream] max_entry_bytes); nothing was changed",
+		         u->update_id, shown, len, s->job->max_entry_bytes);
+		return SS_ETOOBIG;
+	}
 	entry_id_bytes(u->update_id, r.uuid);
 	r.take = s->first == NULL;
 	if (s->first != NULL && first_sync_selected(s->first, u)) {
@@ -514,8 +525,8 @@ int upstream_stage_catalog(PGconn *conn, upstream_job_t *job, const char *path,
 	if (remote_is_url(job->url) && job->import_id == NULL)
 		ret = stage_stream(&s, path, &stats);
 	else
-		ret = catalog_parse_file_max(path, job->max_bytes, stage_entry_cb, &s, &stats, perr,
-		                             sizeof(perr));
+		ret = catalog_parse_file_bounded(path, job->max_bytes, job->max_entry_bytes,
+		                                  stage_entry_cb, &s, &stats, perr, sizeof(perr));
 	if (ret == SS_EOK && s.win != NULL)
 		ret = window_drain(&s);
 	if (piped) {
@@ -524,6 +535,12 @@ int upstream_stage_catalog(PGconn *conn, upstream_job_t *job, const char *path,
 			ret = pr;
 	}
 	/* The whole catalog is refused: say so, then where the parser stopped. */
+	if (ret == SS_ETOOBIG && job->err[0] == '\0') {
+		char shown[512];
+		log_url_redact(job->url, shown, sizeof(shown));
+		snprintf(job->err, sizeof(job->err), "refused the catalog from %s, nothing was "
+		         "changed: %s", shown, perr);
+	}
 	if (ret != SS_EOK && job->err[0] == '\0')
 		snprintf(job->err, sizeof(job->err), "cannot parse the catalog, nothing was changed: %s",
 		         perr[0] ? perr : ss_strerror(ret));

@@ -28,6 +28,7 @@ typedef struct upstream_job {
 	char *key_file;
 	int heartbeat;             /* sitesync:// upstreams: Ping interval */
 	size_t max_frame;
+	size_t max_entry_bytes;     /* larger entries refuse the whole catalog */
 	bool full;                 /* ignore "not modified" */
 	bool staged_only;          /* never write a first sync straight into updates */
 	int keep_versions;

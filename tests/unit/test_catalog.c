@@ -713,6 +713,63 @@ START_TEST(memory_bounded)
 }
 END_TEST
 
+/* One package of `desc` bytes of description, after a small one. */
+static void write_big_package(const char *path, size_t desc)
+{
+	FILE *f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<smc:SystemsManagementCatalog "
+	      "xmlns:smc=\"http://schemas.microsoft.com/sms/2005/04/CorporatePublishing/"
+	      "SystemsManagementCatalog.xsd\" xmlns:sdp=\"http://schemas.microsoft.com/wsus/2005/"
+	      "04/CorporatePublishing/SoftwareDistributionPackage.xsd\">\n", f);
+	const char *ids[] = { "11111111-0000-4000-8000-000000000001",
+	                      "22222222-0000-4000-8000-000000000002" };
+	for (int k = 0; k < 2; k++) {
+		fprintf(f, "<smc:SoftwareDistributionPackage><sdp:Properties PackageID=\"%s\" "
+		        "VendorName=\"V\"><sdp:ProductName>P</sdp:ProductName></sdp:Properties>"
+		        "<sdp:LocalizedProperties><sdp:Language>en</sdp:Language><sdp:Title>T"
+		        "</sdp:Title><sdp:Description>", ids[k]);
+		for (size_t i = 0; k == 1 && i < desc; i++)
+			fputc('a' + (int)(i % 26), f);
+		fputs("</sdp:Description></sdp:LocalizedProperties>"
+		      "</smc:SoftwareDistributionPackage>\n", f);
+	}
+	fputs("</smc:SystemsManagementCatalog>\n", f);
+	ck_assert_int_eq(fclose(f), 0);
+}
+
+/* A package past the bound stops the parse while it is read, naming it,
+ * in memory proportional to the bound, not to the package. */
+START_TEST(package_bounded)
+{
+	char path[64];
+	check_tmpfile(path, sizeof(path), "bigpkg");
+	write_big_package(path, 9u << 20);
+	collect_t c = { 0 };
+	char err[256] = "";
+	long before = vm_hwm_kb();
+	int ret = catalog_parse_file_limit(path, 1u << 20, collect_cb, &c, NULL, err, sizeof(err));
+	long after = vm_hwm_kb();
+	ck_assert_int_eq(ret, SS_ETOOBIG);
+	ck_assert_msg(strstr(err, "package 22222222-0000-4000-8000-000000000002 is larger than "
+	                     "[upstream] max_entry_bytes allows") != NULL, "%s", err);
+	ck_assert_uint_eq(c.n, 1);      /* the small one came first */
+#ifndef __SANITIZE_ADDRESS__
+	ck_assert_msg(after - before < 16 * 1024, "peak RSS grew by %ld kB", after - before);
+#else
+	(void)before;
+	(void)after;
+#endif
+	collect_free(&c);
+	/* Under the bound, or without one, the same file parses whole. */
+	collect_t all = { 0 };
+	ck_assert_int_eq(catalog_parse_file_limit(path, 16u << 20, collect_cb, &all, NULL, err,
+	                                          sizeof(err)), SS_EOK);
+	ck_assert_uint_eq(all.n, 2);
+	collect_free(&all);
+	unlink(path);
+}
+END_TEST
 
 /* One catalog with the given root and package namespaces; its single
  * package carries id `id` in the package namespace. */
@@ -838,6 +895,7 @@ static Suite *catalog_suite(void)
 	tcase_add_test(tc, truncated_and_malformed);
 	tcase_add_test(tc, hostile_entities);
 	tcase_add_test(tc, memory_bounded);
+	tcase_add_test(tc, package_bounded);
 	tcase_add_test(tc, namespaces_both_forms);
 	tcase_add_test(tc, namespaces_foreign_ignored);
 	suite_add_tcase(s, tc);

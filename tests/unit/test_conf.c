@@ -33,7 +33,8 @@ START_TEST(defaults_and_values)
 	conf_t *c = NULL;
 	char err[512] = "";
 	int ret = load("[site]\ncode = P01\n[database]\nconninfo = dbname=x\n"
-	               "[tls]\nca=/a\ncert=/b\nkey=/c\n[parent]\naddress = 127.0.0.1:7443\n"
+	               "[tls]\nca=/a\ncert=/b\nkey=/c\n[parent]\naddress = 127.0.0.1:7443\ncode = CAS\n"
+	               "[trust]\nallow_unsigned = true\n"
 	               "[schedule]\nretry_minutes = 5\n", &c, err, sizeof(err));
 	ck_assert_msg(ret == SS_EOK, "%s", err);
 	ck_assert_str_eq(c->site_code, "P01");
@@ -43,6 +44,8 @@ START_TEST(defaults_and_values)
 	ck_assert_int_eq(c->max_removal_percent, 50);
 	ck_assert_int_eq(c->sync_history_rows, 10000);
 	ck_assert_str_eq(c->parent_mode, "connected");
+	ck_assert_str_eq(c->parent_code, "CAS");
+	ck_assert(c->trust_allow_unsigned);
 	ck_assert(!conf_is_top(c));
 	conf_free(c);
 }
@@ -85,6 +88,55 @@ START_TEST(rejects_bad_input)
 	ck_assert_int_eq(c->max_removal_percent, 100);
 	conf_free(c);
 	c = NULL;
+}
+END_TEST
+
+/* Below the top: the parent is pinned by code, and signatures are checked
+ * unless explicitly waived. */
+#define CHILD_BASE "[site]\ncode = P01\n[database]\nconninfo=x\n[tls]\nca=/a\ncert=/b\nkey=/c\n"
+START_TEST(child_pins_parent_and_trust)
+{
+	conf_t *c = NULL;
+	char err[512];
+	ck_assert_int_eq(load(CHILD_BASE "[parent]\naddress=h:1\n[trust]\nallow_unsigned=true\n",
+	                      &c, err, sizeof(err)), SS_ECONFIG);
+	ck_assert_str_eq(err, "[parent] code is required when [parent] address is set: the site "
+	                 "code of the parent this site accepts (its certificate's common name)");
+	ck_assert_int_eq(load(CHILD_BASE "[parent]\naddress=h:1\ncode=cas\n[trust]\nallow_unsigned=1\n",
+	                      &c, err, sizeof(err)), SS_ECONFIG);
+	ck_assert_ptr_nonnull(strstr(err, "[parent] code 'cas'"));
+	ck_assert_int_eq(load(CHILD_BASE "[parent]\naddress=h:1\ncode=P01\n[trust]\nallow_unsigned=1\n",
+	                      &c, err, sizeof(err)), SS_ECONFIG);
+	ck_assert_ptr_nonnull(strstr(err, "this site's own code"));
+	ck_assert_int_eq(load(CHILD_BASE "[parent]\naddress=h:1\ncode=CAS\n", &c, err, sizeof(err)),
+	                 SS_ECONFIG);
+	ck_assert_str_eq(err, "[trust] public_key is required below the top site (the hierarchy's "
+	                 "Ed25519 public key); set [trust] allow_unsigned = true to run without "
+	                 "checking catalog signatures");
+	/* A disconnected site is below the top too. */
+	ck_assert_int_eq(load(CHILD_BASE "[parent]\nmode=disconnected\n", &c, err, sizeof(err)),
+	                 SS_ECONFIG);
+	ck_assert_ptr_nonnull(strstr(err, "[trust] public_key is required"));
+	ck_assert_int_eq(load(CHILD_BASE "[parent]\naddress=h:1\ncode=CAS\n[trust]\npublic_key=/k\n",
+	                      &c, err, sizeof(err)), SS_EOK);
+	conf_free(c);
+	/* Limits of issue 15: an entry limit below a frame's floor, no spool. */
+	ck_assert_int_eq(load("[site]\ncode = CAS\n[database]\nconninfo=x\n[upstream]\n"
+	                      "max_entry_bytes = 1000\n", &c, err, sizeof(err)), SS_ECONFIG);
+	ck_assert_str_eq(err, "[upstream] max_entry_bytes must be >= 65536");
+	ck_assert_int_eq(load("[site]\ncode = CAS\n[database]\nconninfo=x\n[replication]\n"
+	                      "spool_max_mb = 0\n", &c, err, sizeof(err)), SS_ECONFIG);
+	ck_assert_str_eq(err, "[replication] spool_max_mb must be >= 1");
+	ck_assert_int_eq(load("[site]\ncode = CAS\n[database]\nconninfo=x\n[replication]\n"
+	                      "max_frame = 2097152\n[upstream]\nmax_entry_bytes = 4194304\n",
+	                      &c, err, sizeof(err)), SS_EOK);
+	ck_assert_uint_eq(conf_stream_frame_limit(c), 4194304 + 65536);
+	ck_assert_int_eq(c->spool_max_mb, 4096);
+	conf_free(c);
+	/* The top needs neither. */
+	ck_assert_int_eq(load("[site]\ncode = CAS\n[database]\nconninfo=x\n", &c, err, sizeof(err)),
+	                 SS_EOK);
+	conf_free(c);
 }
 END_TEST
 
@@ -144,12 +196,12 @@ START_TEST(reload_keeps_fixed_keys)
 	char err[512] = "", changed[256];
 	int n = -1;
 	ck_assert_int_eq(load("[site]\ncode = P01\n[database]\nconninfo = dbname=x\n"
-	                      "[tls]\nca=/a\ncert=/b\nkey=/c\n[parent]\naddress = 127.0.0.1:7443\n"
-	                      "[replication]\nworkers = 4\n"
+	                      "[tls]\nca=/a\ncert=/b\nkey=/c\n[parent]\naddress = 127.0.0.1:7443\ncode = CAS\n"
+	                      "[trust]\nallow_unsigned = true\n[replication]\nworkers = 4\n"
 	                      "[schedule]\nretry_minutes = 5\n", &old, err, sizeof(err)), SS_EOK);
 	ck_assert_int_eq(load("[site]\ncode = P02\n[database]\nconninfo = dbname=x\n"
-	                      "[tls]\nca=/a\ncert=/b\nkey=/c\n[parent]\naddress = 127.0.0.1:7443\n"
-	                      "[replication]\nworkers = 2\n"
+	                      "[tls]\nca=/a\ncert=/b\nkey=/c\n[parent]\naddress = 127.0.0.1:7443\ncode = CAS\n"
+	                      "[trust]\nallow_unsigned = true\n[replication]\nworkers = 2\n"
 	                      "[schedule]\nretry_minutes = 9\n", &nc, err, sizeof(err)), SS_EOK);
 	ck_assert_int_eq(conf_keep_fixed(nc, old, &n, changed, sizeof(changed)), SS_EOK);
 	ck_assert_int_eq(n, 2);
@@ -172,6 +224,7 @@ static Suite *conf_suite(void)
 	TCase *tc = tcase_create("conf");
 	tcase_add_test(tc, defaults_and_values);
 	tcase_add_test(tc, rejects_bad_input);
+	tcase_add_test(tc, child_pins_parent_and_trust);
 	tcase_add_test(tc, site_codes);
 	tcase_add_test(tc, hostile_limits);
 	tcase_add_test(tc, reload_keeps_fixed_keys);
