@@ -39,6 +39,7 @@ static const conf_key_t conf_keys[] = {
 	K("parent", "address", CF_STR, parent_address, NULL, false),
 	K("parent", "mode", CF_STR, parent_mode, "connected", false),
 	K("upstream", "url", CF_STR, upstream_url, NULL, true),
+	K("upstream", "kind", CF_STR, upstream_kind, "catalog", true),
 	K("upstream", "ca", CF_STR, upstream_ca, NULL, true),
 	K("upstream", "proxy", CF_STR, upstream_proxy, NULL, true),
 	K("upstream", "cert", CF_STR, upstream_cert, NULL, true),
@@ -190,6 +191,17 @@ int conf_validate(const conf_t *c, char *err, size_t errlen)
 	if (strcmp(c->parent_mode, "connected") == 0 && c->parent_address &&
 	    c->upstream_url) {
 		snprintf(err, errlen, "[upstream] url is for the top site only; this site has a [parent]");
+		return SS_ECONFIG;
+	}
+	if (strcmp(c->upstream_kind, "catalog") != 0 && strcmp(c->upstream_kind, "wsus") != 0) {
+		snprintf(err, errlen, "[upstream] kind must be 'catalog' or 'wsus', not '%s'",
+		         c->upstream_kind);
+		return SS_ECONFIG;
+	}
+	if (strcmp(c->upstream_kind, "wsus") == 0 && c->upstream_url &&
+	    strncmp(c->upstream_url, "http://", 7) != 0 && strncmp(c->upstream_url, "https://", 8) != 0) {
+		snprintf(err, errlen, "[upstream] kind = wsus needs an http:// or https:// url "
+		         "(the server root, e.g. https://sws.update.microsoft.com)");
 		return SS_ECONFIG;
 	}
 	bool disconnected = strcmp(c->parent_mode, "disconnected") == 0;

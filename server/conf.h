@@ -22,6 +22,7 @@ typedef struct {
 	char *parent_address;     /* [parent] address, NULL on the top */
 	char *parent_mode;        /* [parent] mode: connected | disconnected */
 	char *upstream_url;       /* [upstream] url, top site only */
+	char *upstream_kind;      /* [upstream] kind: catalog | wsus */
 	char *upstream_ca;        /* [upstream] ca */
 	char *upstream_proxy;     /* [upstream] proxy */
 	char *upstream_cert;      /* [upstream] cert: our certificate at a sitesync:// upstream */

@@ -20,6 +20,23 @@ bool topsync_running(const daemon_t *d)
 	return d->upstream != NULL;
 }
 
+/* WSUS upstreams: what the protocol exchange did, and what it skipped or held back. */
+static void topsync_wsus_log(daemon_t *d, const upstream_job_t *job)
+{
+	const wsus_result_t *r = &job->wsus_res;
+	daemon_synclog(d, "WSUS: %zu categories (%" PRIu64 " documents asked for), %" PRIu64
+	               " update documents asked for (%s list), "
+	               "%" PRIu64 " held entries kept, %" PRIu64 " skipped, %" PRIu64 " bundles held back",
+	               r->n_cats, r->cats_requested, r->requested, r->delta ? "delta" : "full", (uint64_t)r->n_keep,
+	               r->skipped, r->held_back);
+	for (const char *p = r->notes; p != NULL && *p;) {
+		const char *nl = strchr(p, '\n');
+		int n = nl ? (int)(nl - p) : (int)strlen(p);
+		daemon_synclog(d, "WSUS: %.*s", n, p);
+		p = nl ? nl + 1 : p + n;
+	}
+}
+
 static void topsync_done(int ret, void *arg)
 {
 	upstream_job_t *job = arg;
@@ -27,6 +44,8 @@ static void topsync_done(int ret, void *arg)
 	sync_status_t *s = &d->self;
 	time_t now = time(NULL);
 	s->last_end = now;
+	if (job->wsus)
+		topsync_wsus_log(d, job);
 	if (ret == SS_EOK) {
 		daemon_sync_succeeded(d, s->added, s->changed, s->removed, s->expired, job->entries_seen);
 		/* One line per phase, so an operator sees where time and entries went. */
@@ -140,6 +159,7 @@ int topsync_start(daemon_t *d, bool full)
 		return SS_ENOMEM;
 	}
 	job->full = full;
+	job->wsus = strcmp(c->upstream_kind, "wsus") == 0;
 	/* Diagnostic knob (tests compare both ways of writing a first sync). */
 	const char *staged = getenv("SITESYNC_INGEST_STAGED");
 	job->staged_only = staged != NULL && strcmp(staged, "1") == 0;

@@ -28,6 +28,7 @@
 #include "upstream/first.h"
 #include "upstream/stage.h"
 #include "upstream/remote.h"
+#include "upstream/wsus_sync.h"
 
 
 const char *upstream_file_path(const char *url)
@@ -52,6 +53,7 @@ void upstream_job_free(upstream_job_t *job)
 	free(job->cert_file);
 	free(job->key_file);
 	free(job->import_id);
+	wsus_result_clear(&job->wsus_res);
 	free(job);
 }
 
@@ -390,6 +392,13 @@ int upstream_sync_work(PGconn *conn, void *arg)
 		if (ret != SS_EOK)
 			goto out;
 		path = download;
+	} else if (job->wsus) {
+		/* Microsoft Update / WSUS: the protocol's own deltas stand in for
+		 * conditional GET; the entries come as a record file. */
+		snprintf(download, sizeof(download), "%s/upstream.wsus", job->state_dir);
+		if ((ret = wsus_sync_fetch(conn, job, sel_now, download)) != SS_EOK)
+			goto out;
+		path = download;
 	} else if (path == NULL) {
 		if ((ret = get_setting(conn, "upstream_etag", &etag, job->err, sizeof(job->err))) != SS_EOK ||
 		    (ret = get_setting(conn, "upstream_last_modified", &last_mod, job->err, sizeof(job->err))) != SS_EOK ||
@@ -448,6 +457,8 @@ again:
 	    (ret = upstream_stage_catalog(conn, job, path, direct ? &first : NULL)) != SS_EOK)
 		goto rollback;
 	atomic_store(&job->phase, 2);
+	if (job->wsus && (ret = wsus_sync_categories(conn, job)) != SS_EOK)
+		goto rollback;
 	/* Selected count before expiry maintenance may purge some. */
 	if ((ret = db_exec(conn, SQL_CATEGORIES, job->err, sizeof(job->err))) != SS_EOK ||
 	    (ret = db_exec(conn, SQL_SELECT, job->err, sizeof(job->err))) != SS_EOK ||
@@ -470,7 +481,9 @@ again:
 	if (ret != SS_EOK)
 		goto rollback;
 	job->first_direct = direct;
-	if (path != upstream_file_path(job->url) && !remote_is_url(job->url)) {
+	if (job->wsus && (ret = wsus_sync_remember(conn, job, sel_now, path)) != SS_EOK)
+		goto rollback;
+	if (path != upstream_file_path(job->url) && !remote_is_url(job->url) && !job->wsus) {
 		if ((ret = set_setting(conn, "upstream_etag", fr.etag, job->err, sizeof(job->err))) != SS_EOK ||
 		    (ret = set_setting(conn, "upstream_last_modified", fr.last_modified, job->err, sizeof(job->err))) != SS_EOK ||
 		    (ret = set_setting(conn, "upstream_url", job->url, job->err, sizeof(job->err))) != SS_EOK)

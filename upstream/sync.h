@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "replication/digest.h"
+#include "upstream/wsus.h"
 
 typedef struct upstream_job {
 	/* Set by the caller (owned strings, freed by upstream_job_free()). */
@@ -32,6 +33,7 @@ typedef struct upstream_job {
 	int keep_versions;
 	void *owner;               /* the caller's; the job never touches it */
 	char *import_id;           /* set: import this one update (import.c) */
+	bool wsus;                 /* url is a WSUS server / Microsoft Update ([MS-WSUSSS]) */
 
 	/* Progress, read by the event loop. */
 	atomic_uint_fast64_t parsed;
@@ -58,6 +60,7 @@ typedef struct upstream_job {
 	 */
 	uint64_t added, changed, removed, expired, purged;
 	uint32_t revision;         /* import: the update's revision after it */
+	wsus_result_t wsus_res;    /* WSUS upstreams: categories, counts, notes, anchor */
 	char err[256];
 } upstream_job_t;
 
