@@ -70,6 +70,34 @@ START_TEST(rejects_bad_input)
 }
 END_TEST
 
+/* [upstream] kind: each guard alone, everything else valid. */
+START_TEST(upstream_kind)
+{
+	conf_t *c = NULL;
+	char err[512] = "";
+	const char *base = "[site]\ncode = CAS\n[database]\nconninfo=x\n[upstream]\n";
+	char text[512];
+	snprintf(text, sizeof(text), "%surl = https://sws.update.microsoft.com\nkind = wsus\n", base);
+	ck_assert_msg(load(text, &c, err, sizeof(err)) == SS_EOK, "%s", err);
+	ck_assert_str_eq(c->upstream_kind, "wsus");
+	conf_free(c);
+	c = NULL;
+	snprintf(text, sizeof(text), "%surl = file:///x.xml\n", base);
+	ck_assert_msg(load(text, &c, err, sizeof(err)) == SS_EOK, "%s", err);
+	ck_assert_str_eq(c->upstream_kind, "catalog");
+	conf_free(c);
+	c = NULL;
+	snprintf(text, sizeof(text), "%surl = https://h/\nkind = msupdate\n", base);
+	ck_assert_int_eq(load(text, &c, err, sizeof(err)), SS_ECONFIG);
+	ck_assert_str_eq(err, "[upstream] kind must be 'catalog' or 'wsus', not 'msupdate'");
+	ck_assert_ptr_null(c);
+	snprintf(text, sizeof(text), "%surl = file:///x.xml\nkind = wsus\n", base);
+	ck_assert_int_eq(load(text, &c, err, sizeof(err)), SS_ECONFIG);
+	ck_assert_ptr_nonnull(strstr(err, "kind = wsus needs an http:// or https:// url"));
+	ck_assert_ptr_null(c);
+}
+END_TEST
+
 START_TEST(site_codes)
 {
 	ck_assert(conf_site_code_valid("CAS"));
@@ -89,6 +117,7 @@ static Suite *conf_suite(void)
 	tcase_add_test(tc, defaults_and_values);
 	tcase_add_test(tc, rejects_bad_input);
 	tcase_add_test(tc, site_codes);
+	tcase_add_test(tc, upstream_kind);
 	suite_add_tcase(s, tc);
 	return s;
 }
