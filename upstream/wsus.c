@@ -588,6 +588,8 @@ static int cmp_cat(const void *a, const void *b)
 
 static cat_t *cat_find(wsus_t *w, const char *id)
 {
+	if (w->n_cats == 0)
+		return NULL;
 	if (!w->cats_sorted) {
 		qsort(w->cats, w->n_cats, sizeof(cat_t), cmp_cat);
 		w->cats_sorted = true;
@@ -1153,7 +1155,8 @@ int wsus_fetch(const wsus_opts_t *o, const char *dest, wsus_result_t *res,
 		ret = fault_error(&w, "GetRevisionIdList (categories)");
 	if (ret != SS_EOK)
 		goto out;
-	qsort(cl.v, cl.n, sizeof(*cl.v), cmp_ident);
+	if (cl.n > 0)
+		qsort(cl.v, cl.n, sizeof(*cl.v), cmp_ident);
 	for (size_t i = 0; i < cl.n; i++) {
 		if (i + 1 < cl.n && strcmp(cl.v[i].id, cl.v[i + 1].id) == 0)
 			continue;       /* sorted by revision: the last of an id is the newest */
@@ -1200,7 +1203,8 @@ int wsus_fetch(const wsus_opts_t *o, const char *dest, wsus_result_t *res,
 		res->delta = delta;
 		res->anchor = ul.anchor;
 		ul.anchor = NULL;
-		qsort(ul.v, ul.n, sizeof(*ul.v), cmp_ident);
+		if (ul.n > 0)
+			qsort(ul.v, ul.n, sizeof(*ul.v), cmp_ident);
 		idset_t listed;
 		idset_init(&listed);
 		for (size_t i = 0; ret == SS_EOK && i < ul.n; i++) {
@@ -1232,7 +1236,8 @@ int wsus_fetch(const wsus_opts_t *o, const char *dest, wsus_result_t *res,
 			goto out;
 		if ((ret = fetch_queue(&w, false, first_update)) != SS_EOK)
 			goto out;
-		qsort(res->keep, res->n_keep, 16, cmp_id16);
+		if (res->n_keep > 0)
+			qsort(res->keep, res->n_keep, 16, cmp_id16);
 	} else {
 		note(&w, "No update list asked for: select at least one product and one "
 		     "classification (a product alone matches nothing)");
