@@ -30,6 +30,7 @@ Knobs for the tests (attributes of WsusUpstream, safe to set while serving):
                      recorded InternalServerError (HTTP 500) for the whole batch
   refuse_anchors     anchors answered with the recorded InvalidParameters
   transient          next N requests answer HTTP 503 without a SOAP body
+  service_url        GetAuthConfig names this authorization service URL
   data_ids           every id asked for by GetUpdateData, in order (a list)
   bump(ids)          give these updates a new revision (a changed upstream)
 
@@ -158,6 +159,7 @@ class WsusUpstream:
         self.fail_ids = set()
         self.refuse_anchors = set()
         self.transient = 0
+        self.service_url = None     # set: GetAuthConfig names this DSS URL instead
         self.data_ids = []
         self.requests = []          # operation names, in order
         self.gen = 1                # bumped by bump(); anchors name it
@@ -348,6 +350,9 @@ class WsusUpstream:
                 self.transient -= 1
                 return 503, ""
         if op == "GetAuthConfig":
+            if self.service_url:
+                return 200, rec(1).replace("DssAuthWebService/DssAuthWebService.asmx",
+                                           esc(self.service_url))
             return 200, rec(1)
         if op == "GetAuthorizationCookie":
             return 200, rec(2)

@@ -23,6 +23,10 @@ and categories).
 4. Delta: an unchanged upstream asks GetUpdateData for nothing; after two
    updates change upstream, only those two are asked for.
 5. A refused anchor (InvalidParameters) falls back to a full list.
+6. Faults that cannot be handled fail the sync and change nothing: an
+   InvalidCookie that re-authenticating does not cure (its ErrorCode in
+   the sync log and `status`), and an authorization service URL on another
+   host (never followed).
 """
 
 import json
@@ -184,6 +188,25 @@ def body(h, up):
     check(up.data_ids == [], "a full list after a refused anchor fetched held revisions: %r"
           % up.data_ids)
     log("refused anchor: full list, nothing re-fetched")
+
+    # 6. Faults not handled: the sync fails, naming them, and changes nothing.
+    before = cas.catalog_state()
+    up.invalid_cookie = 2
+    out = run_sync(cas)
+    check("Sync failed: GetConfigData: SOAP fault InvalidCookie from %s" % up.url in out,
+          "a lasting InvalidCookie: %s" % out)
+    st = cas.status_json()
+    me = [x for x in st["sites"] if x["site"] == "CAS"][0]
+    check("InvalidCookie" in (me.get("last_error") or ""), "status last_error: %r" % me)
+    check(cas.catalog_state() == before, "a failed sync changed the catalog")
+    up.invalid_cookie = 0
+    up.service_url = "http://elsewhere.invalid/DssAuthWebService/DssAuthWebService.asmx"
+    out = run_sync(cas)
+    check("Sync failed: GetAuthConfig: authorization service %s is not on %s"
+          % (up.service_url, up.url) in out, "foreign DSS URL: %s" % out)
+    check(cas.catalog_state() == before, "a refused sync changed the catalog")
+    up.service_url = None
+    log("unhandled faults: the sync fails naming them, nothing changed")
 
 
 if __name__ == "__main__":
