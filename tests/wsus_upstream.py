@@ -22,7 +22,10 @@ Compressed blobs are made as real servers make them: base64 of a Cabinet
 whose one member `blob` is the update XML in UTF-16LE without BOM or
 declaration. The recorded blobs are LZX; no LZX writer is at hand on this
 machine, so synthetic ones are MSZIP cabinets written by `gcab -z` (MSZIP is
-also a compression WSUS cabinets use, and libmspack reads both).
+also a compression WSUS cabinets use, and libmspack reads both). The volume
+mode writes the same MSZIP cabinets in Python (mszip_blob, checked against
+gcab's reader at start): a gcab process per document is too slow for
+25,000 documents.
 
 Knobs for the tests (attributes of WsusUpstream, safe to set while serving):
   invalid_cookie     next N protected requests answer the recorded InvalidCookie
@@ -101,6 +104,49 @@ def cab_blob(xml):
             return base64.b64encode(f.read()).decode("ascii")
 
 
+def cab_checksum(data, seed):
+    """The CFDATA checksum of [MS-CAB]: XOR of little-endian 32-bit words,
+    the 1-3 trailing bytes taken most significant first."""
+    import struct
+    n = len(data) // 4
+    csum = seed
+    for (w,) in struct.iter_unpack("<I", data[:4 * n]):
+        csum ^= w
+    tail = data[4 * n:]
+    ul = 0
+    for b in tail:
+        ul = (ul << 8) | b
+    return csum ^ ul
+
+
+def mszip_blob(xml):
+    """cab_blob() without a process per document, for the volume mode: the
+    same one-member MSZIP cabinet, written here (CFHEADER, one CFFOLDER,
+    one CFFILE `blob`, CFDATA blocks of at most 32 KiB, each 'CK' + a raw
+    deflate stream, with [MS-CAB] checksums). Checked against
+    gcab's reader when the volume upstream starts."""
+    import struct
+    import zlib
+    data = xml.encode("utf-16-le")
+    blocks = []
+    for i in range(0, max(len(data), 1), 32768):
+        chunk = data[i:i + 32768]
+        c = zlib.compressobj(9, zlib.DEFLATED, -15)
+        comp = b"CK" + c.compress(chunk) + c.flush()
+        sizes = struct.pack("<HH", len(comp), len(chunk))
+        blocks.append(struct.pack("<I", cab_checksum(sizes, cab_checksum(comp, 0))) + sizes + comp)
+    name = b"blob\0"
+    hdr_len, folder_len, file_len = 36, 8, 16 + len(name)
+    first_data = hdr_len + folder_len + file_len
+    body = b"".join(blocks)
+    total = first_data + len(body)
+    header = struct.pack("<4sIIIIIBBHHHHH", b"MSCF", 0, total, 0, hdr_len + folder_len, 0,
+                         3, 1, 1, 1, 0, 0x5e5e, 0)
+    folder = struct.pack("<IHH", first_data, len(blocks), 1)          # typeCompress 1 = MSZIP
+    cfile = struct.pack("<IIHHHH", len(data), 0, 0, 0x5a21, 0x6000, 0x20) + name
+    return base64.b64encode(header + folder + cfile + body).decode("ascii")
+
+
 def uncab_blob(b64):
     """The update XML of a compressed blob (for the tests' expectations)."""
     with tempfile.TemporaryDirectory() as d:
@@ -128,8 +174,10 @@ def recorded_item(n):
 class Doc:
     """One update revision the server holds."""
 
-    def __init__(self, uid, rev, xml, compressed=True, files=(), item=None, urls=""):
+    def __init__(self, uid, rev, xml, compressed=True, files=(), item=None, urls="",
+                 packer=None):
         self.uid, self.rev, self.xml, self.compressed = uid, rev, xml, compressed
+        self.packer = packer or cab_blob
         self.files = list(files)    # (sha1 b64, url)
         self.item, self.urls = item, urls   # recorded fragments, served verbatim
 
@@ -142,7 +190,8 @@ class Doc:
             out.append("<FileDigestList>%s</FileDigestList>" % "".join(
                 "<base64Binary>%s</base64Binary>" % d for d, _ in self.files))
         if self.compressed:
-            out.append("<XmlUpdateBlobCompressed>%s</XmlUpdateBlobCompressed>" % cab_blob(self.xml))
+            out.append("<XmlUpdateBlobCompressed>%s</XmlUpdateBlobCompressed>" %
+                       self.packer(self.xml))
         else:
             out.append("<XmlUpdateBlob>%s</XmlUpdateBlob>" % esc(self.xml))
         out.append("</ServerSyncUpdateData>")
@@ -162,6 +211,7 @@ class WsusUpstream:
         self.service_url = None     # set: GetAuthConfig names this DSS URL instead
         self.data_ids = []
         self.requests = []          # operation names, in order
+        self.bodies = None          # a list: every (path, request body) is appended
         self.gen = 1                # bumped by bump(); anchors name it
         self.changed_at = {}        # id -> gen of its last change
         self.docs = {}              # id -> Doc
@@ -309,9 +359,19 @@ class WsusUpstream:
             self.docs[uid] = self.leaf_doc(uid, 200, "Generated update %d" % i, cats=(c, p),
                                            supersedes=sup, bundled=bundled, pad=pad,
                                            compressed=i % 7 != 0)
+            self.docs[uid].packer = mszip_blob
             if uid not in members:
                 self.filters.setdefault(key, []).append(uid)
         self.updates = [u for v in self.filters.values() for u in v]
+        probe = self.docs[ids[1]].xml
+        if uncab_blob(mszip_blob(probe)) != probe:
+            raise RuntimeError("mszip_blob() output does not read back with gcab")
+
+    def warm(self, workers=2):
+        """Make every document's answer now (gcab runs), not during a sync."""
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(workers) as ex:
+            list(ex.map(lambda d: d.fragment(), list(self.docs.values())))
 
     def blob_xml(self, uid):
         """The update XML of a document as the server sends it (decoded)."""
@@ -334,7 +394,7 @@ class WsusUpstream:
                 x = x.replace('RevisionNumber="%d"' % d.rev, 'RevisionNumber="%d"' % (d.rev + 1), 1)
                 x = re.sub(r"<upd:Title>(.*?)</upd:Title>", r"<upd:Title>\1 (revised)</upd:Title>",
                            x, count=1)
-                self.docs[uid] = Doc(uid, d.rev + 1, x, d.compressed, d.files)
+                self.docs[uid] = Doc(uid, d.rev + 1, x, d.compressed, d.files, packer=d.packer)
                 self.changed_at[uid] = self.gen
 
     # -- protocol ----------------------------------------------------------
@@ -427,6 +487,8 @@ class WsusUpstream:
             def do_POST(self):
                 n = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(n)
+                if up.bodies is not None:
+                    up.bodies.append((self.path, raw))
                 try:
                     env = ET.fromstring(raw)
                     op_el = env.find("{http://schemas.xmlsoap.org/soap/envelope/}Body")[0]
@@ -460,6 +522,8 @@ def main():
     ap.add_argument("--volume", type=int, default=0)
     a = ap.parse_args()
     up = WsusUpstream(a.port, a.volume)
+    if a.volume:
+        up.warm()
     print("serving %d documents at %s" % (len(up.docs), up.url), flush=True)
     up.httpd.serve_forever()
 
