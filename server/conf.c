@@ -40,6 +40,7 @@ static const conf_key_t conf_keys[] = {
 	K("parent", "mode", CF_STR, parent_mode, "connected", false),
 	K("upstream", "url", CF_STR, upstream_url, NULL, true),
 	K("upstream", "kind", CF_STR, upstream_kind, "catalog", true),
+	K("upstream", "max_document", CF_INT, upstream_max_document, "134217728", true),
 	K("upstream", "ca", CF_STR, upstream_ca, NULL, true),
 	K("upstream", "proxy", CF_STR, upstream_proxy, NULL, true),
 	K("upstream", "cert", CF_STR, upstream_cert, NULL, true),
@@ -202,6 +203,11 @@ int conf_validate(const conf_t *c, char *err, size_t errlen)
 	    strncmp(c->upstream_url, "http://", 7) != 0 && strncmp(c->upstream_url, "https://", 8) != 0) {
 		snprintf(err, errlen, "[upstream] kind = wsus needs an http:// or https:// url "
 		         "(the server root, e.g. https://sws.update.microsoft.com)");
+		return SS_ECONFIG;
+	}
+	if (c->upstream_max_document < 65536) {
+		snprintf(err, errlen, "[upstream] max_document must be at least 65536 bytes, not %d",
+		         c->upstream_max_document);
 		return SS_ECONFIG;
 	}
 	bool disconnected = strcmp(c->parent_mode, "disconnected") == 0;

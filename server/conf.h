@@ -23,6 +23,7 @@ typedef struct {
 	char *parent_mode;        /* [parent] mode: connected | disconnected */
 	char *upstream_url;       /* [upstream] url, top site only */
 	char *upstream_kind;      /* [upstream] kind: catalog | wsus */
+	int upstream_max_document; /* [upstream] max_document: one WSUS update document, bytes */
 	char *upstream_ca;        /* [upstream] ca */
 	char *upstream_proxy;     /* [upstream] proxy */
 	char *upstream_cert;      /* [upstream] cert: our certificate at a sitesync:// upstream */

@@ -160,6 +160,7 @@ int topsync_start(daemon_t *d, bool full)
 	}
 	job->full = full;
 	job->wsus = strcmp(c->upstream_kind, "wsus") == 0;
+	job->max_document = (size_t)c->upstream_max_document;
 	/* Diagnostic knob (tests compare both ways of writing a first sync). */
 	const char *staged = getenv("SITESYNC_INGEST_STAGED");
 	job->staged_only = staged != NULL && strcmp(staged, "1") == 0;

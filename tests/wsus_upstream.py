@@ -384,6 +384,21 @@ class WsusUpstream:
         m = re.search(r"<XmlUpdateBlob>(.*?)</XmlUpdateBlob>", d.item)
         return m.group(1).replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
+    def add_update(self, uid, pad, compressed):
+        """A new Defender x Definition Updates revision with `pad` bytes of
+        extra XML (a large document), listed from now on."""
+        with self.lock:
+            self.gen += 1
+            self.docs[uid] = self.leaf_doc(uid, 200, "Large update " + uid[:8],
+                                           cats=(DEFINITIONS, DEFENDER), pad=pad,
+                                           compressed=compressed)
+            self.filters[(DEFENDER, DEFINITIONS)].append(uid)
+            self.changed_at[uid] = self.gen
+
+    def drop_update(self, uid):
+        with self.lock:
+            self.filters[(DEFENDER, DEFINITIONS)].remove(uid)
+
     def bump(self, ids):
         """A changed upstream: each id gets revision + 1 and a new title."""
         with self.lock:

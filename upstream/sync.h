@@ -34,6 +34,7 @@ typedef struct upstream_job {
 	void *owner;               /* the caller's; the job never touches it */
 	char *import_id;           /* set: import this one update (import.c) */
 	bool wsus;                 /* url is a WSUS server / Microsoft Update ([MS-WSUSSS]) */
+	size_t max_document;       /* WSUS: one update document, bytes (0 = default) */
 
 	/* Progress, read by the event loop. */
 	atomic_uint_fast64_t parsed;

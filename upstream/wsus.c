@@ -47,6 +47,8 @@ typedef struct {
 	char root[512];
 	char *cookie;                 /* <Expiration/><EncryptedData/> as sent back */
 	FILE *resp;                   /* response scratch file (unlinked) */
+	size_t resp_bytes;            /* of the answer being received */
+	bool resp_too_big;
 	FILE *out;                    /* records */
 	wsus_fault_t fault;
 	long max_batch;
@@ -132,6 +134,13 @@ static size_t resp_write_cb(char *ptr, size_t size, size_t nmemb, void *arg)
 {
 	wsus_t *w = arg;
 	size_t n = size * nmemb;
+	/* One answer may not fill the disk: 8 documents' worth at most. */
+	size_t cap = 8 * (w->o->max_document ? w->o->max_document : WSUS_MAX_TEXT);
+	if (n > cap - w->resp_bytes) {
+		w->resp_too_big = true;
+		return 0;
+	}
+	w->resp_bytes += n;
 	w->res->bytes += n;
 	return fwrite(ptr, 1, n, w->resp);
 }
@@ -174,6 +183,9 @@ static int wsus_post(wsus_t *w, const char *url, const char *action, const char 
 			break;
 		}
 		errbuf[0] = '\0';
+		w->err[0] = '\0';        /* only this attempt's error counts */
+		w->resp_bytes = 0;
+		w->resp_too_big = false;
 		CURL *h = w->h;
 		curl_easy_reset(h);
 		CURLcode rc = CURLE_OK;
@@ -207,6 +219,12 @@ static int wsus_post(wsus_t *w, const char *url, const char *action, const char 
 			break;
 		}
 		rc = curl_easy_perform(h);
+		if (rc == CURLE_WRITE_ERROR && w->resp_too_big) {
+			werr(w, "%s: the answer is over %zu bytes (8 x [upstream] max_document)", url,
+			     8 * (o->max_document ? o->max_document : (size_t)WSUS_MAX_TEXT));
+			ret = SS_ETOOBIG;
+			break;
+		}
 		if (rc != CURLE_OK) {
 			werr(w, "%s: %s", url, errbuf[0] ? errbuf : curl_easy_strerror(rc));
 			ret = SS_EFETCH;
@@ -229,7 +247,8 @@ static int wsus_post(wsus_t *w, const char *url, const char *action, const char 
 		}
 		char xerr[256] = "";
 		lseek(fileno(w->resp), 0, SEEK_SET);
-		ret = wsus_xml_walk_fd(fileno(w->resp), cb, arg, &w->fault, xerr, sizeof(xerr));
+		ret = wsus_xml_walk_fd(fileno(w->resp), w->o->max_document, cb, arg, &w->fault, xerr,
+		                       sizeof(xerr));
 		if (ret == SS_EOK && w->fault.present) {
 			snprintf(w->res->last_fault, sizeof(w->res->last_fault), "%s%s%s", w->fault.code,
 			         w->fault.message[0] ? ": " : "", w->fault.message);
@@ -242,10 +261,9 @@ static int wsus_post(wsus_t *w, const char *url, const char *action, const char 
 			ret = SS_EFETCH;
 			continue;
 		}
-		if (ret != SS_EOK && w->err[0] == '\0')
-			werr(w, "%s: %s", url, xerr);
-		else if (ret != SS_EOK)
-			werr(w, "%s: %s", url, xerr[0] ? xerr : w->err);
+		/* The walker's own error; a callback's is in w->err already. */
+		if (ret != SS_EOK && (xerr[0] || w->err[0] == '\0'))
+			werr(w, "%s: %s", url, xerr[0] ? xerr : ss_strerror(ret));
 		break;
 	}
 	curl_slist_free_all(hdrs);
@@ -536,7 +554,8 @@ static int data_cb(void *arg, const char *path, const char *text, size_t len)
 	} else if (path_ends(path, "ServerSyncUpdateData/XmlUpdateBlobCompressed")) {
 		free(d->blob);
 		d->blob = NULL;
-		int ret = wsus_blob_decode(text, len, &d->blob, &d->blob_len, w->err, w->errlen);
+		int ret = wsus_blob_decode(text, len, w->o->max_document, &d->blob, &d->blob_len,
+		                           w->err, w->errlen);
 		if (ret != SS_EOK) {
 			size_t n = strlen(w->err);
 			snprintf(w->err + n, w->errlen - n, " (update %.36s)", d->cur_id);

@@ -70,6 +70,8 @@ typedef struct {
 	/* Category documents held (sorted by id): fetched only when changed. */
 	const wsus_catrec_t *cats_held;
 	size_t n_cats_held;
+	size_t max_document;         /* one blob / update document, bytes (0 = WSUS_MAX_TEXT);
+	                              * one response: 8 times that */
 	int retries;                 /* extra attempts on timeouts and 5xx */
 	unsigned backoff_ms;         /* first retry delay, doubled each time */
 } wsus_opts_t;

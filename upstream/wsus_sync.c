@@ -247,7 +247,7 @@ int wsus_sync_fetch(PGconn *conn, upstream_job_t *job, const char *selection, co
 		.languages = sel[2].v, .n_languages = sel[2].n,
 		.anchor = delta ? anchor : NULL, .held = held, .n_held = n_held,
 		.cats_held = cats, .n_cats_held = n_cats,
-		.retries = 3, .backoff_ms = 1000,
+		.max_document = job->max_document, .retries = 3, .backoff_ms = 1000,
 	};
 	atomic_store(&job->phase, 0);
 	wsus_result_clear(&job->wsus_res);

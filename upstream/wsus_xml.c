@@ -20,8 +20,8 @@
 #include "server/errcode.h"
 
 /* No network, no DTD loading, no entity substitution. HUGE lifts
- * libxml2's 10 MB text-node cap: real blobs exceed it, and WSUS_MAX_TEXT
- * is our own bound. A DOCTYPE is refused outright. */
+ * libxml2's 10 MB text-node cap: real blobs exceed it, and max_text
+ * ([upstream] max_document) is our own bound. A DOCTYPE is refused outright. */
 #define WSUS_XML_OPTIONS (XML_PARSE_NONET | XML_PARSE_HUGE)
 #define WSUS_PATH_MAX 1024
 #define WSUS_DEPTH_MAX 64
@@ -71,6 +71,7 @@ typedef struct {
 	bool in_body;
 	char *txt;
 	size_t tlen, tcap;
+	size_t max_text;
 	char *err;
 	size_t errlen;
 } walk_t;
@@ -78,8 +79,9 @@ typedef struct {
 static int walk_text(walk_t *w, const char *s)
 {
 	size_t n = strlen(s);
-	if (n > WSUS_MAX_TEXT - w->tlen) {
-		wsus_err(w->err, w->errlen, "an element's text is over %u bytes", WSUS_MAX_TEXT);
+	if (n > w->max_text - w->tlen) {
+		wsus_err(w->err, w->errlen, "an element's text is over %zu bytes ([upstream] max_document)",
+		         w->max_text);
 		return SS_EXML;
 	}
 	if (w->tlen + n + 1 > w->tcap) {
@@ -145,14 +147,15 @@ static int walk_start(walk_t *w, const char *name)
 	return w->cb(w->arg, w->path, NULL, 0);
 }
 
-static int walk_reader(xmlTextReaderPtr r, wsus_xml_cb cb, void *arg, wsus_fault_t *fault,
-                       char *err, size_t errlen)
+static int walk_reader(xmlTextReaderPtr r, size_t max_text, wsus_xml_cb cb, void *arg,
+                       wsus_fault_t *fault, char *err, size_t errlen)
 {
 	wsus_fault_t dummy;
 	if (fault == NULL)
 		fault = &dummy;
 	memset(fault, 0, sizeof(*fault));
-	walk_t w = { .cb = cb, .arg = arg, .fault = fault, .err = err, .errlen = errlen };
+	walk_t w = { .cb = cb, .arg = arg, .fault = fault, .err = err, .errlen = errlen,
+	             .max_text = max_text ? max_text : WSUS_MAX_TEXT };
 	int ret = SS_EOK;
 	bool seen_body = false;
 	if (r == NULL) {
@@ -224,16 +227,16 @@ static int walk_reader(xmlTextReaderPtr r, wsus_xml_cb cb, void *arg, wsus_fault
 	return ret;
 }
 
-int wsus_xml_walk_fd(int fd, wsus_xml_cb cb, void *arg, wsus_fault_t *fault,
+int wsus_xml_walk_fd(int fd, size_t max_text, wsus_xml_cb cb, void *arg, wsus_fault_t *fault,
                      char *err, size_t errlen)
 {
 	pthread_once(&wsus_init_once, xmlInitParser);
-	return walk_reader(xmlReaderForFd(fd, NULL, NULL, WSUS_XML_OPTIONS), cb, arg, fault,
-	                   err, errlen);
+	return walk_reader(xmlReaderForFd(fd, NULL, NULL, WSUS_XML_OPTIONS), max_text, cb, arg,
+	                   fault, err, errlen);
 }
 
-int wsus_xml_walk_memory(const char *buf, size_t len, wsus_xml_cb cb, void *arg,
-                         wsus_fault_t *fault, char *err, size_t errlen)
+int wsus_xml_walk_memory(const char *buf, size_t len, size_t max_text, wsus_xml_cb cb,
+                         void *arg, wsus_fault_t *fault, char *err, size_t errlen)
 {
 	pthread_once(&wsus_init_once, xmlInitParser);
 	if (len > (size_t)INT32_MAX) {
@@ -241,7 +244,7 @@ int wsus_xml_walk_memory(const char *buf, size_t len, wsus_xml_cb cb, void *arg,
 		return SS_EXML;
 	}
 	return walk_reader(xmlReaderForMemory(buf, (int)len, NULL, NULL, WSUS_XML_OPTIONS),
-	                   cb, arg, fault, err, errlen);
+	                   max_text, cb, arg, fault, err, errlen);
 }
 
 /* ---- blob decoding ------------------------------------------------------ */
@@ -450,8 +453,8 @@ bad:
 	return SS_ECAB;
 }
 
-int wsus_blob_decode(const char *b64, size_t len, char **xml, size_t *xml_len,
-                     char *err, size_t errlen)
+int wsus_blob_decode(const char *b64, size_t len, size_t max_text, char **xml,
+                     size_t *xml_len, char *err, size_t errlen)
 {
 	memfile_t cabf = { 0 }, outf = { 0 };
 	struct mscab_decompressor *d = NULL;
@@ -465,7 +468,8 @@ int wsus_blob_decode(const char *b64, size_t len, char **xml, size_t *xml_len,
 	}
 	cabf.cap = cabf.len;
 	cabf.limit = cabf.len;
-	outf.limit = 2 * (size_t)WSUS_MAX_TEXT;
+	/* UTF-16 to UTF-8: at most 3 bytes out per 2 in, at least 1 per 2. */
+	outf.limit = 2 * (max_text ? max_text : WSUS_MAX_TEXT);
 	d = mspack_create_cab_decompressor(&mem_system);
 	if (d == NULL) {
 		ret = SS_ENOMEM;
@@ -487,8 +491,8 @@ int wsus_blob_decode(const char *b64, size_t len, char **xml, size_t *xml_len,
 		goto out;
 	}
 	if (f->length > outf.limit) {
-		wsus_err(err, errlen, "compressed update blob: member of %u bytes is over the limit",
-		         f->length);
+		wsus_err(err, errlen, "compressed update blob: member of %u bytes is over the limit "
+		         "([upstream] max_document)", f->length);
 		ret = SS_ETOOBIG;
 		goto out;
 	}

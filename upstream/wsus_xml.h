@@ -15,8 +15,9 @@
 
 #include "proto/sitesync.pb-c.h"
 
-/* One element's text (a blob) larger than this is refused: a peer must not
- * make us hold more. Real update documents reach ~50 MB uncompressed. */
+/* One element's text (a blob) or one decoded document larger than the
+ * limit ([upstream] max_document) is refused: a peer must not make us hold
+ * more. Real update documents reach ~50 MB uncompressed. 0 = this default. */
 #define WSUS_MAX_TEXT (128u * 1024 * 1024)
 
 /* A SOAP fault's detail, as WSUS sends it. */
@@ -43,15 +44,15 @@ typedef int (*wsus_xml_cb)(void *arg, const char *path, const char *text, size_t
  *        A soap:Fault is not handed to \a cb: it fills \a fault.
  * \param fault  Output: the fault, if the response is one.
  * \return SS_EOK; SS_EXML for malformed XML, a DOCTYPE or text over
- *         WSUS_MAX_TEXT; or the callback's error.
+ *         \a max_text; or the callback's error.
  */
-int wsus_xml_walk_fd(int fd, wsus_xml_cb cb, void *arg, wsus_fault_t *fault,
+int wsus_xml_walk_fd(int fd, size_t max_text, wsus_xml_cb cb, void *arg, wsus_fault_t *fault,
                      char *err, size_t errlen)
 	__attribute__((warn_unused_result));
 
 /*! \brief wsus_xml_walk_fd() over bytes in memory (tests, fuzzing). */
-int wsus_xml_walk_memory(const char *buf, size_t len, wsus_xml_cb cb, void *arg,
-                         wsus_fault_t *fault, char *err, size_t errlen)
+int wsus_xml_walk_memory(const char *buf, size_t len, size_t max_text, wsus_xml_cb cb,
+                         void *arg, wsus_fault_t *fault, char *err, size_t errlen)
 	__attribute__((warn_unused_result));
 
 /*!
@@ -59,10 +60,10 @@ int wsus_xml_walk_memory(const char *buf, size_t len, wsus_xml_cb cb, void *arg,
  *        `blob` (UTF-16LE, BOM optional) → UTF-8.
  * \param xml  Output: malloc'd NUL-terminated UTF-8 XML; *xml_len its length.
  * \return SS_EOK; SS_ECAB for bad base64, a bad cabinet, no member `blob`
- *         or bad UTF-16; SS_ETOOBIG over WSUS_MAX_TEXT.
+ *         or bad UTF-16; SS_ETOOBIG when the XML would be over \a max_text.
  */
-int wsus_blob_decode(const char *b64, size_t len, char **xml, size_t *xml_len,
-                     char *err, size_t errlen)
+int wsus_blob_decode(const char *b64, size_t len, size_t max_text, char **xml,
+                     size_t *xml_len, char *err, size_t errlen)
 	__attribute__((warn_unused_result));
 
 typedef struct {

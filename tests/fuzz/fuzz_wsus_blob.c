@@ -35,7 +35,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char *xml = NULL;
 	size_t len = 0;
 	char err[256];
-	if (wsus_blob_decode(b64, strlen(b64), &xml, &len, err, sizeof(err)) == SS_EOK) {
+	if (wsus_blob_decode(b64, strlen(b64), 0, &xml, &len, err, sizeof(err)) == SS_EOK) {
 		if (xml == NULL || strlen(xml) != len)
 			abort();    /* NUL-terminated, no NUL inside */
 		wsus_update_t u;

@@ -47,7 +47,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t n = 0;
 	wsus_fault_t fault;
 	char err[256];
-	(void)wsus_xml_walk_memory((const char *)data, size, fuzz_soap_cb, &n, &fault,
+	(void)wsus_xml_walk_memory((const char *)data, size, 0, fuzz_soap_cb, &n, &fault,
 	                           err, sizeof(err));
 	return 0;
 }

@@ -208,6 +208,29 @@ def body(h, up):
     up.service_url = None
     log("unhandled faults: the sync fails naming them, nothing changed")
 
+    # 7. max_document (the minimum, 64 KiB): one answer over 8 x 64 KiB, then a
+    # compressed document that decodes to more than 64 KiB.
+    cas.stop()
+    cas.extra["upstream"]["max_document"] = "65536"
+    cas.write_config()
+    cas.start()
+    big = "b16b16b1-0000-4000-8000-000000000001"
+    up.add_update(big, 700000, compressed=False)
+    out = run_sync(cas)
+    check("Sync failed: %s/ServerSyncWebService/ServerSyncWebService.asmx: the answer is over "
+          "524288 bytes (8 x [upstream] max_document)" % up.url in out, "answer cap: %s" % out)
+    check(cas.catalog_state() == before and big not in ids(cas), "an over-long answer changed the catalog")
+    up.drop_update(big)
+    big2 = "b16b16b1-0000-4000-8000-000000000002"
+    up.add_update(big2, 200000, compressed=True)
+    out = run_sync(cas)
+    check("compressed update blob: member of " in out and
+          "bytes is over the limit ([upstream] max_document) (update %s)" % big2 in out,
+          "decoded document cap: %s" % out)
+    check(cas.catalog_state() == before and big2 not in ids(cas),
+          "an over-long document changed the catalog")
+    log("max_document: an over-long answer and an over-long document each fail the sync")
+
 
 if __name__ == "__main__":
     harness.main(test, "wsus")

@@ -91,6 +91,10 @@ START_TEST(upstream_kind)
 	ck_assert_int_eq(load(text, &c, err, sizeof(err)), SS_ECONFIG);
 	ck_assert_str_eq(err, "[upstream] kind must be 'catalog' or 'wsus', not 'msupdate'");
 	ck_assert_ptr_null(c);
+	snprintf(text, sizeof(text), "%surl = https://h/\nkind = wsus\nmax_document = 65535\n", base);
+	ck_assert_int_eq(load(text, &c, err, sizeof(err)), SS_ECONFIG);
+	ck_assert_str_eq(err, "[upstream] max_document must be at least 65536 bytes, not 65535");
+	ck_assert_ptr_null(c);
 	snprintf(text, sizeof(text), "%surl = file:///x.xml\nkind = wsus\n", base);
 	ck_assert_int_eq(load(text, &c, err, sizeof(err)), SS_ECONFIG);
 	ck_assert_ptr_nonnull(strstr(err, "kind = wsus needs an http:// or https:// url"));

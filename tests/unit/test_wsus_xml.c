@@ -54,7 +54,7 @@ static void walk_file(const char *rel, seen_t *s, wsus_fault_t *f)
 	char *buf = slurp(rel, &len);
 	char err[256] = "";
 	memset(s, 0, sizeof(*s));
-	int ret = wsus_xml_walk_memory(buf, len, seen_cb, s, f, err, sizeof(err));
+	int ret = wsus_xml_walk_memory(buf, len, 0, seen_cb, s, f, err, sizeof(err));
 	ck_assert_msg(ret == SS_EOK, "%s: %s", rel, err);
 	free(buf);
 }
@@ -87,7 +87,7 @@ START_TEST(bundle_document)
 	char *xml = NULL;
 	size_t len = 0;
 	char err[256] = "";
-	int ret = wsus_blob_decode(s.blob, strlen(s.blob), &xml, &len, err, sizeof(err));
+	int ret = wsus_blob_decode(s.blob, strlen(s.blob), 0, &xml, &len, err, sizeof(err));
 	ck_assert_msg(ret == SS_EOK, "%s", err);
 	ck_assert(strncmp(xml, "<upd:Update ", 12) == 0);
 	static const char *const langs[] = { "de", "en" };
@@ -124,7 +124,7 @@ START_TEST(leaf_and_category)
 	size_t len = 0;
 	wsus_update_t u;
 	walk_file("000014/response.body", &s, &f);
-	ck_assert_int_eq(wsus_blob_decode(s.blob, strlen(s.blob), &xml, &len, err, sizeof(err)), SS_EOK);
+	ck_assert_int_eq(wsus_blob_decode(s.blob, strlen(s.blob), 0, &xml, &len, err, sizeof(err)), SS_EOK);
 	ck_assert_int_eq(wsus_update_parse(xml, len, NULL, 0, &u, err, sizeof(err)), SS_EOK);
 	ck_assert_int_eq(u.u.n_files, 1);
 	ck_assert_str_eq(u.u.files[0]->sha1, "h/W9BGlYUAaqXTp30cZi/SiV3c0=");
@@ -136,7 +136,7 @@ START_TEST(leaf_and_category)
 	free(s.blob);
 	/* Upper-case GUIDs are the same id. */
 	walk_file("000016/response.body", &s, &f);
-	ck_assert_int_eq(wsus_blob_decode(s.blob, strlen(s.blob), &xml, &len, err, sizeof(err)), SS_EOK);
+	ck_assert_int_eq(wsus_blob_decode(s.blob, strlen(s.blob), 0, &xml, &len, err, sizeof(err)), SS_EOK);
 	ck_assert_int_eq(wsus_update_parse(xml, len, NULL, 0, &u, err, sizeof(err)), SS_EOK);
 	ck_assert_str_eq(u.u.update_id, "56309036-4c77-4dd9-951a-99ee9c246a94");
 	ck_assert(u.is_category);
@@ -184,18 +184,18 @@ START_TEST(refusals)
 	const char *ent = "<?xml version=\"1.0\"?><!DOCTYPE x [<!ENTITY a \"b\">]>"
 	                  "<soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\">"
 	                  "<soap:Body><X>&a;</X></soap:Body></soap:Envelope>";
-	ck_assert_int_eq(wsus_xml_walk_memory(ent, strlen(ent), seen_cb, &s, &f, err, sizeof(err)),
+	ck_assert_int_eq(wsus_xml_walk_memory(ent, strlen(ent), 0, seen_cb, &s, &f, err, sizeof(err)),
 	                 SS_EXML);
 	ck_assert_str_eq(err, "SOAP response declares or uses entities: refused");
 	const char *nobody = "<soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\"/>";
-	ck_assert_int_eq(wsus_xml_walk_memory(nobody, strlen(nobody), seen_cb, &s, &f, err,
+	ck_assert_int_eq(wsus_xml_walk_memory(nobody, strlen(nobody), 0, seen_cb, &s, &f, err,
 	                                      sizeof(err)), SS_EXML);
 	ck_assert_str_eq(err, "not a SOAP response (no soap:Body)");
 	char *xml = NULL;
 	size_t len = 0;
-	ck_assert_int_eq(wsus_blob_decode("TVN*RgAA", 8, &xml, &len, err, sizeof(err)), SS_ECAB);
+	ck_assert_int_eq(wsus_blob_decode("TVN*RgAA", 8, 0, &xml, &len, err, sizeof(err)), SS_ECAB);
 	ck_assert_str_eq(err, "compressed update blob: bad base64");
-	ck_assert_int_eq(wsus_blob_decode("AAAAAAAA", 8, &xml, &len, err, sizeof(err)), SS_ECAB);
+	ck_assert_int_eq(wsus_blob_decode("AAAAAAAA", 8, 0, &xml, &len, err, sizeof(err)), SS_ECAB);
 	ck_assert_ptr_nonnull(strstr(err, "compressed update blob: not a cabinet"));
 	/* Cabinets made with gcab: a member not named blob; an odd-length blob. */
 	static const char *const cabs[] = { "unit/notblob.cab", "unit/oddblob.cab" };
@@ -217,12 +217,28 @@ START_TEST(refusals)
 			*q++ = k + 1 < n ? t[(v >> 6) & 63] : '=';
 			*q++ = k + 2 < n ? t[v & 63] : '=';
 		}
-		ck_assert_int_eq(wsus_blob_decode(b64, strlen(b64), &xml, &len, err, sizeof(err)), SS_ECAB);
+		ck_assert_int_eq(wsus_blob_decode(b64, strlen(b64), 0, &xml, &len, err, sizeof(err)), SS_ECAB);
 		ck_assert_str_eq(err, want[i]);
 		ck_assert_ptr_null(xml);
 		free(b64);
 		free(raw);
 	}
+	/* [upstream] max_document: a text over it, a decoded blob over it. */
+	size_t n13;
+	char *r13 = slurp("000013/response.body", &n13);
+	ck_assert_int_eq(wsus_xml_walk_memory(r13, n13, 1000, seen_cb, &s, &f, err, sizeof(err)),
+	                 SS_EXML);
+	ck_assert_str_eq(err, "an element's text is over 1000 bytes ([upstream] max_document)");
+	free(r13);
+	seen_t big;
+	walk_file("000013/response.body", &big, &f);
+	ck_assert_int_eq(wsus_blob_decode(big.blob, strlen(big.blob), 30000, &xml, &len, err,
+	                                  sizeof(err)), SS_ETOOBIG);
+	ck_assert_str_eq(err, "compressed update blob: member of 69570 bytes is over the limit "
+	                 "([upstream] max_document)");
+	ck_assert_ptr_null(xml);
+	free(big.blob);
+	free(s.blob);
 	wsus_update_t u;
 	const char *notupd = "<Other/>";
 	ck_assert_int_eq(wsus_update_parse(notupd, strlen(notupd), NULL, 0, &u, err, sizeof(err)), SS_EXML);
