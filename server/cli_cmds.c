@@ -154,12 +154,12 @@ int cli_child_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv)
 static void cli_category_print(const json_t *data)
 {
 	static const char *const headers[] = {
-		"ID", "SELECTED", "UPDATES", "TITLE",
+		"ID", "SELECTED", "UPDATES", "TITLE", "GROUP",
 	};
-	cli_table_t *t = cli_table_new(4, headers);
+	cli_table_t *t = cli_table_new(5, headers);
 	size_t i;
 	const json_t *row;
-	char b[4][32];
+	char b[5][32];
 
 	json_array_foreach(json_object_get(data, "items"), i, row) {
 		const char *cells[] = {
@@ -167,6 +167,7 @@ static void cli_category_print(const json_t *data)
 			cli_cell(row, "selected", b[1], 32),
 			cli_cell(row, "updates", b[2], 32),
 			cli_cell(row, "title", b[3], 32),
+			cli_cell(row, "group", b[4], 32),
 		};
 		cli_table_add(t, cells, NULL);
 	}

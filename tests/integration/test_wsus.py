@@ -90,6 +90,13 @@ def body(h, up):
                   % wu.DEFENDER)
     check(row == "Microsoft Defender Antivirus|Microsoft",
           "Defender product row is %r, want its name under the vendor Microsoft" % row)
+    item = [x for x in prods["items"] if x["id"] == wu.DEFENDER]
+    check(item and item[0]["title"] == "Microsoft Defender Antivirus" and
+          item[0]["group"] == "Microsoft", "products list --json: %r" % item)
+    table = cas.cli_ok("products", "list")
+    line = [ln for ln in table.splitlines() if wu.DEFENDER in ln]
+    check(line and "Microsoft Defender Antivirus" in line[0] and line[0].rstrip().endswith("Microsoft"),
+          "products list does not show Defender under its vendor:\n%s" % table)
     check(cas.sql("SELECT title FROM categories WHERE kind = 'vendor' AND id = 'Microsoft'")
           == "Microsoft", "the vendor Microsoft is not stored")
     classes = cas.cli_ok("classifications", "list")
