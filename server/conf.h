@@ -11,6 +11,16 @@
 
 #define SS_DEFAULT_CONF "/etc/sitesync/sitesync.conf"
 
+/* [source NAME]: a further catalog the top merges into each sync. */
+typedef struct {
+	char *name;
+	char *url;                /* https://, http:// or file:// catalog */
+	char *ca;
+	char *proxy;
+} conf_source_t;
+
+#define CONF_MAX_SOURCES 16
+
 typedef struct {
 	char *site_code;          /* [site] code */
 	char *state_dir;          /* [site] state_dir: spool and staged pulls */
@@ -56,6 +66,8 @@ typedef struct {
 	char *trust_signing_key;  /* [trust] signing_key: Ed25519 private key (top) */
 	char *trust_public_key;   /* [trust] public_key: the hierarchy's key */
 	char *trust_next_key;     /* [trust] next_public_key: announced for rotation */
+	conf_source_t sources[CONF_MAX_SOURCES]; /* [source NAME] sections, file order */
+	size_t n_sources;
 } conf_t;
 
 /*!

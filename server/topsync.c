@@ -62,6 +62,12 @@ static void topsync_done(int ret, void *arg)
 				daemon_synclog(d, "Download: %" PRIu64 " bytes from %s", job->fetched_bytes,
 				               job->url);
 			daemon_synclog(d, "Parse: %" PRIu64 " entries in the catalog", job->entries_seen);
+			if (job->n_sources > 0)
+				daemon_synclog(d, "Source upstream (%s): %" PRIu64 " entries", job->url,
+				               job->primary_entries);
+			for (size_t i = 0; i < job->n_sources; i++)
+				daemon_synclog(d, "Source %s (%s): %" PRIu64 " entries", job->sources[i].name,
+				               job->sources[i].url, job->sources[i].entries);
 			daemon_synclog(d, "Filter: %" PRIu64 " of %" PRIu64 " entries selected",
 			               job->selected, job->entries_seen);
 			daemon_synclog(d, "Diff: %" PRIu64 " added, %" PRIu64 " changed, %" PRIu64
@@ -161,6 +167,19 @@ int topsync_start(daemon_t *d, bool full)
 	job->full = full;
 	job->wsus = strcmp(c->upstream_kind, "wsus") == 0;
 	job->max_document = (size_t)c->upstream_max_document;
+	for (size_t i = 0; i < c->n_sources && i < UPSTREAM_MAX_SOURCES; i++) {
+		upstream_source_t *src = &job->sources[job->n_sources++];
+		const conf_source_t *cs = &c->sources[i];
+		src->name = strdup(cs->name);
+		src->url = strdup(cs->url);
+		src->ca_file = cs->ca ? strdup(cs->ca) : NULL;
+		src->proxy = cs->proxy ? strdup(cs->proxy) : NULL;
+		if (src->name == NULL || src->url == NULL || (cs->ca && !src->ca_file) ||
+		    (cs->proxy && !src->proxy)) {
+			upstream_job_free(job);
+			return SS_ENOMEM;
+		}
+	}
 	/* Diagnostic knob (tests compare both ways of writing a first sync). */
 	const char *staged = getenv("SITESYNC_INGEST_STAGED");
 	job->staged_only = staged != NULL && strcmp(staged, "1") == 0;

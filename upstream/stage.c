@@ -556,6 +556,20 @@ int upstream_stage_catalog(PGconn *conn, upstream_job_t *job, const char *path,
 		ret = stage_stream(&s, path, &stats);
 	else
 		ret = catalog_parse_file(path, stage_entry_cb, &s, &stats, perr, sizeof(perr));
+	job->primary_entries = stats.entries;
+	/* Further sources ([source NAME]) follow the url's catalog in the stage:
+	 * of an id two sources carry, the first staged wins. */
+	for (size_t i = 0; ret == SS_EOK && i < job->n_sources; i++) {
+		upstream_source_t *src = &job->sources[i];
+		catalog_stats_t ss = { 0 };
+		ret = catalog_parse_file(src->path, stage_entry_cb, &s, &ss, perr, sizeof(perr));
+		src->entries = ss.entries;
+		stats.entries += ss.entries;
+		stats.bytes += ss.bytes;
+		if (ret != SS_EOK && job->err[0] == '\0')
+			snprintf(job->err, sizeof(job->err), "source %s: cannot parse the catalog, nothing "
+			         "was changed: %s", src->name, perr[0] ? perr : ss_strerror(ret));
+	}
 	if (ret == SS_EOK && s.win != NULL)
 		ret = window_drain(&s);
 	if (piped) {

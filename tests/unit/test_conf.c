@@ -102,6 +102,41 @@ START_TEST(upstream_kind)
 }
 END_TEST
 
+/* [source NAME]: each refusal alone, everything else valid. */
+START_TEST(sources)
+{
+	conf_t *c = NULL;
+	char err[512] = "";
+	const char *base = "[site]\ncode = CAS\n[database]\nconninfo=x\n";
+	char text[1024];
+	snprintf(text, sizeof(text), "%s[upstream]\nurl = file:///a.xml\n[source vendor-1]\n"
+	         "url = https://v.example/c.cab\nca = /ca.pem\n", base);
+	ck_assert_msg(load(text, &c, err, sizeof(err)) == SS_EOK, "%s", err);
+	ck_assert_int_eq(c->n_sources, 1);
+	ck_assert_str_eq(c->sources[0].name, "vendor-1");
+	ck_assert_str_eq(c->sources[0].url, "https://v.example/c.cab");
+	ck_assert_str_eq(c->sources[0].ca, "/ca.pem");
+	conf_free(c);
+	c = NULL;
+	snprintf(text, sizeof(text), "%s[source vendor]\nurl = file:///c.xml\n", base);
+	ck_assert_int_eq(load(text, &c, err, sizeof(err)), SS_ECONFIG);
+	ck_assert_str_eq(err, "[source vendor] needs [upstream] url: it is merged into the upstream's catalog");
+	snprintf(text, sizeof(text), "%s[upstream]\nurl = file:///a.xml\n[source vendor]\n"
+	         "url = sitesync://h:1\n", base);
+	ck_assert_int_eq(load(text, &c, err, sizeof(err)), SS_ECONFIG);
+	ck_assert_str_eq(err, "[source vendor] url must be an http://, https:// or file:// catalog");
+	snprintf(text, sizeof(text), "%s[upstream]\nurl = file:///a.xml\n[source Vendor]\n"
+	         "url = file:///c.xml\n", base);
+	ck_assert_int_eq(load(text, &c, err, sizeof(err)), SS_ECONFIG);
+	ck_assert_ptr_nonnull(strstr(err, "[source Vendor]: a source name is 1-32 of a-z, 0-9, - and _"));
+	snprintf(text, sizeof(text), "%s[upstream]\nurl = file:///a.xml\n[source vendor]\n"
+	         "url = file:///c.xml\nkind = wsus\n", base);
+	ck_assert_int_eq(load(text, &c, err, sizeof(err)), SS_ECONFIG);
+	ck_assert_ptr_nonnull(strstr(err, "unknown key 'kind' in section [source vendor] (url, ca, proxy)"));
+	ck_assert_ptr_null(c);
+}
+END_TEST
+
 START_TEST(site_codes)
 {
 	ck_assert(conf_site_code_valid("CAS"));
@@ -122,6 +157,7 @@ static Suite *conf_suite(void)
 	tcase_add_test(tc, rejects_bad_input);
 	tcase_add_test(tc, site_codes);
 	tcase_add_test(tc, upstream_kind);
+	tcase_add_test(tc, sources);
 	suite_add_tcase(s, tc);
 	return s;
 }
