@@ -734,6 +734,7 @@ static int take_update(wsus_t *w, data_t *d, wsus_update_t *it, int32_t from)
 {
 	Sitesync__UpdateContent *u = &it->u;
 	u->upstream_revision = it->revision;
+	u->update_type = it->update_type;
 	/* File URLs come after the documents, keyed by SHA-1 digest. */
 	for (size_t f = 0; f < u->n_files; f++)
 		for (size_t k = 0; k < d->n_urls && u->files[f]->sha1; k++)
@@ -826,6 +827,7 @@ static int take_update(wsus_t *w, data_t *d, wsus_update_t *it, int32_t from)
 	u->n_products = 0;
 	u->classification = NULL;
 	u->vendor = NULL;
+	u->update_type = NULL;
 	w->res->entries++;
 	return ret;
 }

@@ -153,6 +153,7 @@ def body(h, up):
     sup = re.search(r"<upd:SupersededUpdates>(.*?)</upd:SupersededUpdates>", want_xml).group(1)
     check(text(f, 13) == re.findall(r'UpdateID="([0-9a-f-]+)"', sup), "superseded: %r" % text(f, 13))
     check(f.get(23) == [200], "upstream revision: %r" % f.get(23))
+    check(text(f, 24) == ["Software"], "update type: %r" % text(f, 24))
     check(text(f, 12) == ["2026-10-04T12:00:58Z"], "date not UTC-normalised: %r" % text(f, 12))
     for s in (cas, p01, s01):
         w = s.cli_ok("where", wu.KB2267602)
