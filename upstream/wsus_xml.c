@@ -662,7 +662,8 @@ static int upd_identity(upd_t *p, int depth)
 	if (strcmp(par, "Prerequisites") == 0 ||
 	    (strcmp(par, "AtLeastOne") == 0 && strcmp(gpar, "Prerequisites") == 0)) {
 		int ret = strv_push(w, &w->u.prerequisites, &w->u.n_prerequisites, id);
-		if (ret == SS_EOK && p->at_least_one_cat)
+		/* Only inside the AtLeastOne IsCategory="true" last opened. */
+		if (ret == SS_EOK && p->at_least_one_cat && strcmp(par, "AtLeastOne") == 0)
 			ret = strv_push(w, &w->cat_prereqs, &w->n_cat_prereqs, id);
 		return ret;
 	}

@@ -172,6 +172,18 @@ START_TEST(dates_and_expiry)
 	ck_assert(u.u.expired);
 	ck_assert_str_eq(u.u.severity, "Critical");
 	wsus_update_clear(&u);
+	/* A plain prerequisite after a category group is no category. */
+	const char *pre = "<upd:Update xmlns:upd=\"u\"><upd:UpdateIdentity "
+	                  "UpdateID=\"aaaaaaaa-0000-4000-8000-00000000000b\" RevisionNumber=\"1\"/>"
+	                  "<upd:Relationships><upd:Prerequisites><upd:AtLeastOne IsCategory=\"true\">"
+	                  "<upd:UpdateIdentity UpdateID=\"aaaaaaaa-0000-4000-8000-00000000000c\"/>"
+	                  "</upd:AtLeastOne><upd:UpdateIdentity UpdateID=\"aaaaaaaa-0000-4000-8000-"
+	                  "00000000000d\"/></upd:Prerequisites></upd:Relationships></upd:Update>";
+	ck_assert_int_eq(wsus_update_parse(pre, strlen(pre), NULL, 0, &u, err, sizeof(err)), SS_EOK);
+	ck_assert_int_eq(u.u.n_prerequisites, 2);
+	ck_assert_int_eq(u.n_cat_prereqs, 1);
+	ck_assert_str_eq(u.cat_prereqs[0], "aaaaaaaa-0000-4000-8000-00000000000c");
+	wsus_update_clear(&u);
 }
 END_TEST
 
