@@ -523,7 +523,7 @@ again:
 	if (ret != SS_EOK)
 		goto rollback;
 	job->first_direct = direct;
-	if (job->wsus && (ret = wsus_sync_remember(conn, job, sel_now, path)) != SS_EOK)
+	if (job->wsus && (ret = wsus_sync_remember(conn, job, sel_now)) != SS_EOK)
 		goto rollback;
 	if (path != upstream_file_path(job->url) && !remote_is_url(job->url) && !job->wsus) {
 		if ((ret = set_setting(conn, "upstream_etag", fr.etag, job->err, sizeof(job->err))) != SS_EOK ||

@@ -822,6 +822,27 @@ static int take_update(wsus_t *w, data_t *d, wsus_update_t *it, int32_t from)
 	entry_id_bytes(u->update_id, idb);
 	if (idset_add(&w->got, idb) < 0)
 		return SS_ENOMEM;
+	wsus_result_t *r = w->res;
+	if (r->n_revs == r->cap_revs) {
+		size_t cap = r->cap_revs ? 2 * r->cap_revs : 256;
+		wsus_rev_t *nb = realloc(r->revs, cap * sizeof(*nb));
+		if (nb == NULL)
+			return SS_ENOMEM;
+		r->revs = nb;
+		r->cap_revs = cap;
+	}
+	wsus_rev_t *rv = &r->revs[r->n_revs];
+	snprintf(rv->id, sizeof(rv->id), "%s", u->update_id);
+	rv->revision = it->revision;
+	if ((rv->bundled = malloc(it->n_bundled_ids * 37 + 1)) == NULL)
+		return SS_ENOMEM;
+	rv->bundled[0] = '\0';
+	for (size_t i = 0; i < it->n_bundled_ids; i++) {
+		if (i)
+			strcat(rv->bundled, ",");
+		strcat(rv->bundled, it->bundled_ids[i].id);
+	}
+	r->n_revs++;
 	ret = write_record(w, u);
 	u->products = NULL;
 	u->n_products = 0;
@@ -1024,6 +1045,14 @@ static int hold_back(wsus_t *w, const char *tmp, const char *dest)
 				break;
 			}
 		}
+	}
+	/* Nothing held back (the usual case): the records stand as written. */
+	if (held.count == 0) {
+		if (rename(tmp, dest) != 0) {
+			werr(w, "cannot rename %s: %s", tmp, strerror(errno));
+			ret = SS_EIO;
+		}
+		goto out;
 	}
 	FILE *in = fopen(tmp, "rb"), *out = fopen(dest, "wb");
 	uint8_t *buf = NULL;
@@ -1329,6 +1358,9 @@ void wsus_result_clear(wsus_result_t *r)
 	free(r->catrecs);
 	free(r->anchor);
 	free(r->keep);
+	for (size_t i = 0; i < r->n_revs; i++)
+		free(r->revs[i].bundled);
+	free(r->revs);
 	free(r->notes);
 	memset(r, 0, sizeof(*r));
 }

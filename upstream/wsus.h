@@ -76,6 +76,13 @@ typedef struct {
 	unsigned backoff_ms;         /* first retry delay, doubled each time */
 } wsus_opts_t;
 
+/* An update fetched this sync, for wsus_revisions. */
+typedef struct {
+	char id[37];
+	uint32_t revision;
+	char *bundled;               /* member ids, comma-separated ("" for none) */
+} wsus_rev_t;
+
 typedef struct {
 	wsus_category_t *cats;
 	size_t n_cats;
@@ -92,6 +99,8 @@ typedef struct {
 	/* Ids listed unchanged by a delta: keep the held entry (sorted). */
 	uint8_t (*keep)[16];
 	size_t n_keep;
+	wsus_rev_t *revs;            /* every update written, in order */
+	size_t n_revs, cap_revs;
 	char *notes;                 /* lines for the sync log ('\n'-separated) */
 	char last_fault[320];        /* "ErrorCode: Message" of the last fault seen */
 } wsus_result_t;

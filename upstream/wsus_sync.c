@@ -297,117 +297,107 @@ int wsus_sync_categories(PGconn *conn, upstream_job_t *job)
 	return ret;
 }
 
-int wsus_sync_remember(PGconn *conn, upstream_job_t *job, const char *selection, const char *path)
+/* A text[] literal of \a n strings (ids, numbers, comma lists: nothing to quote but the list). */
+static char *text_array(size_t n, const char *(*get)(const wsus_result_t *, size_t, char *),
+                        const wsus_result_t *r)
 {
-	char *want_for = NULL;
+	size_t cap = 16, len = 0;
+	char *s = malloc(cap);
+	if (s == NULL)
+		return NULL;
+	s[len++] = '{';
+	for (size_t i = 0; i < n; i++) {
+		char tmp[16];
+		const char *v = get(r, i, tmp);
+		size_t need = len + strlen(v) + 4;
+		if (need > cap) {
+			while (cap < need)
+				cap *= 2;
+			char *nb = realloc(s, cap);
+			if (nb == NULL) {
+				free(s);
+				return NULL;
+			}
+			s = nb;
+		}
+		len += (size_t)sprintf(s + len, "%s\"%s\"", i ? "," : "", v);
+	}
+	if (len + 2 > cap) {
+		char *nb = realloc(s, len + 2);
+		if (nb == NULL) {
+			free(s);
+			return NULL;
+		}
+		s = nb;
+	}
+	s[len++] = '}';
+	s[len] = '\0';
+	return s;
+}
+
+static const char *rev_id(const wsus_result_t *r, size_t i, char *tmp)
+{
+	(void)tmp;
+	return r->revs[i].id;
+}
+
+static const char *rev_num(const wsus_result_t *r, size_t i, char *tmp)
+{
+	snprintf(tmp, 16, "%u", r->revs[i].revision);
+	return tmp;
+}
+
+static const char *rev_bundled(const wsus_result_t *r, size_t i, char *tmp)
+{
+	(void)tmp;
+	return r->revs[i].bundled;
+}
+
+int wsus_sync_remember(PGconn *conn, upstream_job_t *job, const char *selection)
+{
+	const wsus_result_t *r = &job->wsus_res;
+	char *want_for = NULL, *keep = NULL, *ids = NULL, *revs = NULL, *bund = NULL;
 	int ret = SS_EOK;
-	FILE *f = NULL;
-	uint8_t *buf = NULL;
-	size_t cap = 0, len = 0;
-	char *ids = NULL, *revs = NULL, *bund = NULL;
-	size_t nid = 0, cap_ids = 0, cap_revs = 0, cap_b = 0, li = 0, lr = 0, lb = 0;
 	/* No anchor (nothing listed, or entries skipped): the next sync
 	 * starts from a full list. */
 	if (asprintf(&want_for, "%s %s", job->url, selection) < 0) {
 		want_for = NULL;
 		return SS_ENOMEM;
 	}
-	if ((ret = set_text(conn, "wsus_anchor", job->wsus_res.anchor ? job->wsus_res.anchor : "",
+	if ((ret = set_text(conn, "wsus_anchor", r->anchor ? r->anchor : "",
 	                    job->err, sizeof(job->err))) != SS_EOK ||
 	    (ret = set_text(conn, "wsus_anchor_filter", want_for, job->err,
 	                    sizeof(job->err))) != SS_EOK)
 		goto out;
-	/* Every entry staged (fetched or kept) with its upstream revision;
-	 * only those the catalog now holds are remembered. */
-	f = fopen(path, "rb");
-	if (f == NULL) {
-		snprintf(job->err, sizeof(job->err), "cannot read %s: %s", path, strerror(errno));
-		ret = SS_EIO;
+	/* Kept entries keep their rows; fetched ones get theirs; only what
+	 * the catalog now holds from upstream is remembered. */
+	keep = id_array(r->keep, r->n_keep);
+	ids = text_array(r->n_revs, rev_id, r);
+	revs = text_array(r->n_revs, rev_num, r);
+	bund = text_array(r->n_revs, rev_bundled, r);
+	if (keep == NULL || ids == NULL || revs == NULL || bund == NULL) {
+		ret = SS_ENOMEM;
 		goto out;
 	}
-	while ((ret = wsus_record_next(f, &buf, &cap, &len)) == SS_EOK) {
-		Sitesync__UpdateContent *u = sitesync__update_content__unpack(NULL, len, buf);
-		if (u == NULL) {
-			ret = SS_EMALF;
-			break;
-		}
-		char one[64];
-		int n = snprintf(one, sizeof(one), "%s%.36s", nid ? "," : "{", u->update_id);
-		char rv[16];
-		int m = snprintf(rv, sizeof(rv), "%s%u", nid ? "," : "{", u->upstream_revision);
-		/* Members as one quoted text element: "id,id,...". */
-		size_t need = lb + 4 + u->n_bundled * 37 + 2;
-		if (need > cap_b) {
-			cap_b = need * 2;
-			char *nb = realloc(bund, cap_b);
-			if (nb == NULL) {
-				sitesync__update_content__free_unpacked(u, NULL);
-				ret = SS_ENOMEM;
-				break;
-			}
-			bund = nb;
-		}
-		bund[lb++] = nid ? ',' : '{';
-		bund[lb++] = '"';
-		for (size_t k = 0; k < u->n_bundled; k++) {
-			if (strlen(u->bundled[k]) != 36)
-				continue;
-			if (bund[lb - 1] != '"')
-				bund[lb++] = ',';
-			memcpy(bund + lb, u->bundled[k], 36);
-			lb += 36;
-		}
-		bund[lb++] = '"';
-		sitesync__update_content__free_unpacked(u, NULL);
-		if (li + (size_t)n + 2 > cap_ids) {
-			cap_ids = cap_ids ? 2 * cap_ids : 4096;
-			char *nb = realloc(ids, cap_ids);
-			if (nb == NULL) {
-				ret = SS_ENOMEM;
-				break;
-			}
-			ids = nb;
-		}
-		if (lr + (size_t)m + 2 > cap_revs) {
-			cap_revs = cap_revs ? 2 * cap_revs : 4096;
-			char *nb = realloc(revs, cap_revs);
-			if (nb == NULL) {
-				ret = SS_ENOMEM;
-				break;
-			}
-			revs = nb;
-		}
-		memcpy(ids + li, one, (size_t)n);
-		li += (size_t)n;
-		memcpy(revs + lr, rv, (size_t)m);
-		lr += (size_t)m;
-		nid++;
-	}
-	if (ret != 1)
-		goto out;
-	ret = db_exec(conn, "DELETE FROM wsus_revisions", job->err, sizeof(job->err));
-	if (ret != SS_EOK || nid == 0)
-		goto out;
-	memcpy(ids + li, "}", 2);
-	memcpy(revs + lr, "}", 2);
-	bund[lb++] = '}';
-	bund[lb] = '\0';
+	const char *pk[] = { keep };
 	const char *p[] = { ids, revs, bund };
-	ret = db_execp(conn, "INSERT INTO wsus_revisions (update_id, revision, bundled) "
-	               "SELECT DISTINCT ON (t.u) t.u, t.r, t.b "
-	               "FROM unnest($1::uuid[], $2::int[], $3::text[]) AS t(u, r, b) "
-	               "WHERE EXISTS (SELECT 1 FROM updates x WHERE x.update_id = t.u "
-	               "AND x.source = 'upstream') ORDER BY t.u, t.r DESC",
-	               3, p, job->err, sizeof(job->err));
+	if ((ret = db_execp(conn, "DELETE FROM wsus_revisions WHERE NOT (update_id = ANY($1::uuid[]))",
+	                    1, pk, job->err, sizeof(job->err))) != SS_EOK ||
+	    (ret = db_execp(conn, "INSERT INTO wsus_revisions (update_id, revision, bundled) "
+	                    "SELECT DISTINCT ON (t.u) t.u, t.r, t.b "
+	                    "FROM unnest($1::uuid[], $2::int[], $3::text[]) AS t(u, r, b) "
+	                    "ORDER BY t.u, t.r DESC ON CONFLICT (update_id) DO UPDATE "
+	                    "SET revision = EXCLUDED.revision, bundled = EXCLUDED.bundled",
+	                    3, p, job->err, sizeof(job->err))) != SS_EOK)
+		goto out;
+	ret = db_exec(conn, "DELETE FROM wsus_revisions w WHERE NOT EXISTS (SELECT 1 FROM updates u "
+	              "WHERE u.update_id = w.update_id AND u.source = 'upstream')",
+	              job->err, sizeof(job->err));
 out:
-	if (ret == 1)
-		ret = SS_EOK;
-	if (f != NULL)
-		fclose(f);
-	free(buf);
+	free(want_for);
+	free(keep);
 	free(ids);
 	free(revs);
 	free(bund);
-	free(want_for);
 	return ret;
 }

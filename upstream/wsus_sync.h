@@ -27,6 +27,6 @@ int wsus_sync_categories(PGconn *conn, upstream_job_t *job)
 	__attribute__((warn_unused_result));
 
 /*! \brief In the sync's transaction, before COMMIT: the anchor and the
- *         upstream revisions of what `updates` now holds from \a path. */
-int wsus_sync_remember(PGconn *conn, upstream_job_t *job, const char *selection, const char *path)
+ *         upstream revisions of what `updates` now holds from it. */
+int wsus_sync_remember(PGconn *conn, upstream_job_t *job, const char *selection)
 	__attribute__((warn_unused_result));
