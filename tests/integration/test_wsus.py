@@ -32,6 +32,7 @@ and categories).
 import json
 import os
 import re
+import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -65,6 +66,8 @@ def text(fields, num):
 
 
 def test(h):
+    if shutil.which("gcab") is None:
+        raise harness.Skip("gcab (the test upstream's Cabinet tool) is not installed")
     up = wu.WsusUpstream().start()
     try:
         body(h, up)
