@@ -608,7 +608,7 @@ def fig_6(b):
 
 def run(args):
     os.environ.setdefault("SS_SITESYNCD", os.path.join(args.build, "server", "sitesyncd"))
-    os.environ.setdefault("SS_SITESYNC", os.path.join(args.build, "server", "sitesync"))
+    os.environ.setdefault("SS_SITESYNC", os.path.join(args.build, "cli", "sitesync"))
     os.environ.setdefault("SS_SOURCE_ROOT", SRC)
     if args.keep:
         os.environ["SS_KEEP_TMP"] = "1"

@@ -27,10 +27,10 @@
 #include <event2/event.h>
 #include "proto/frame.h"
 #include "proto/version.h"
-#include "replication/digest.h"
-#include "server/conn.h"
-#include "server/errcode.h"
-#include "server/tls.h"
+#include "catalog/digest.h"
+#include "net/conn.h"
+#include "common/errcode.h"
+#include "net/tls.h"
 
 typedef struct {
 	char id[37];

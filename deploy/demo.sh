@@ -14,6 +14,9 @@
 #
 # As root, installs the Debian packages it needs (the list tests/run uses)
 # when any is missing; initdb and postgres then run as the postgres user.
+# When that user cannot reach the demo directory (a clone in root's 0700
+# home), the cluster goes to /tmp/sitesync-demo-pg.XXXXXX instead, owned by
+# postgres; DEMO/pgdir names it and `stop` removes it with the rest.
 #
 # Environment:
 #   SITESYNC_DEMO_DIR    the demo directory (default: SOURCE/demo)
@@ -107,13 +110,13 @@ build() {
 		rm -f -- "$log"
 	fi
 	say "building $BUILD"
-	if ! ninja -C "$BUILD" server/sitesyncd server/sitesync </dev/null \
+	if ! ninja -C "$BUILD" server/sitesyncd cli/sitesync </dev/null \
 		>"$BUILD/demo-build.log" 2>&1; then
 		tail -n 40 "$BUILD/demo-build.log" >&2
 		die "build failed (see $BUILD/demo-build.log)"
 	fi
 	SITESYNCD=$BUILD/server/sitesyncd
-	SITESYNC=$BUILD/server/sitesync
+	SITESYNC=$BUILD/cli/sitesync
 	[[ -x $SITESYNCD && -x $SITESYNC ]] || die "build produced no binaries"
 }
 
@@ -171,6 +174,36 @@ cli() { # cli SITE ARGS...
 	"$SITESYNC" -c "$DEMO/sites/$1/sitesync.conf" "${@:2}"
 }
 
+# load_pgdir: PGDIR = where the demo's cluster lives (DEMO/pg, or the
+# directory DEMO/pgdir names when the postgres user could not reach DEMO).
+load_pgdir() {
+	PGDIR=$DEMO/pg
+	[[ -f $DEMO/pgdir ]] || return 0
+	PGDIR=$(<"$DEMO/pgdir")
+	# Gone already (/tmp cleaned by a reboot): nothing left to stop there.
+	if [[ ! -e $PGDIR ]]; then
+		PGDIR=$DEMO/pg
+		return 0
+	fi
+	# Only ever a directory this script made: never act on another path.
+	[[ $PGDIR =~ ^/tmp/sitesync-demo-pg\.[A-Za-z0-9]+$ && -f $PGDIR/$MARKER ]] ||
+		die "$DEMO/pgdir names $PGDIR, not a demo cluster directory: not touching it"
+}
+
+# pick_pgdir: DEMO/pg when the cluster's user can reach it, else a fresh
+# directory under /tmp (recorded in DEMO/pgdir for status and stop).
+pick_pgdir() {
+	PGDIR=$DEMO/pg
+	[[ $(id -u) -eq 0 ]] || return 0
+	id postgres >/dev/null 2>&1 || fail "no postgres user (install postgresql)"
+	runuser -u postgres -- test -x "$DEMO" 2>/dev/null && return 0
+	PGDIR=$(mktemp -d /tmp/sitesync-demo-pg.XXXXXX) ||
+		fail "cannot create a PostgreSQL directory under /tmp"
+	touch "$PGDIR/$MARKER"
+	printf '%s\n' "$PGDIR" >"$DEMO/pgdir"
+	say "the postgres user cannot reach $DEMO: PostgreSQL files go to $PGDIR"
+}
+
 # Stop the daemons and PostgreSQL of the demo in $DEMO (if any).
 stop_processes() {
 	local f pid code n
@@ -193,13 +226,14 @@ stop_processes() {
 		fi
 		rm -f -- "$f"
 	done
-	if [[ -f $DEMO/pg/data/postmaster.pid ]]; then
+	load_pgdir
+	if [[ -f $PGDIR/data/postmaster.pid ]]; then
 		find_pg_bin
-		as_pg "$PGBIN/pg_ctl" -D "$DEMO/pg/data" -w -t 30 -m fast stop \
+		as_pg "$PGBIN/pg_ctl" -D "$PGDIR/data" -w -t 30 -m fast stop \
 			>/dev/null 2>&1 ||
-			as_pg "$PGBIN/pg_ctl" -D "$DEMO/pg/data" -w -t 30 -m immediate stop \
+			as_pg "$PGBIN/pg_ctl" -D "$PGDIR/data" -w -t 30 -m immediate stop \
 				>/dev/null 2>&1 ||
-			say "could not stop PostgreSQL in $DEMO/pg"
+			say "could not stop PostgreSQL in $PGDIR"
 		say "stopped PostgreSQL"
 	fi
 }
@@ -212,6 +246,10 @@ cmd_stop() {
 	[[ -f $DEMO/$MARKER ]] ||
 		die "$DEMO was not made by $PROG (no $MARKER): not touching it"
 	stop_processes
+	if [[ $PGDIR != "$DEMO/pg" ]]; then
+		rm -rf -- "$PGDIR" || die "cannot remove $PGDIR"
+		say "removed $PGDIR"
+	fi
 	rm -rf -- "$DEMO" || die "cannot remove $DEMO"
 	say "removed $DEMO"
 }
@@ -244,33 +282,32 @@ start_pg() {
 	local pguser opts
 	find_pg_bin
 	pguser=$(pg_user)
-	mkdir -p "$DEMO/pg/sock" || fail "cannot create $DEMO/pg"
+	pick_pgdir
+	mkdir -p "$PGDIR/sock" || fail "cannot create $PGDIR"
 	if [[ $(id -u) -eq 0 ]]; then
-		id postgres >/dev/null 2>&1 || fail "no postgres user (install postgresql)"
-		chown postgres: "$DEMO/pg" "$DEMO/pg/sock"
-		runuser -u postgres -- test -w "$DEMO/pg" ||
-			fail "the postgres user cannot reach $DEMO/pg (a parent directory is" \
-				"not searchable); use e.g. SITESYNC_DEMO_DIR=/tmp/sitesync-demo $0"
+		chown postgres: "$PGDIR" "$PGDIR/sock"
+		runuser -u postgres -- test -w "$PGDIR" ||
+			fail "the postgres user cannot write to $PGDIR"
 	fi
-	chmod 0700 "$DEMO/pg"
-	say "PostgreSQL: initdb $DEMO/pg/data"
+	chmod 0700 "$PGDIR"
+	say "PostgreSQL: initdb $PGDIR/data"
 	as_pg "$PGBIN/initdb" --no-sync -A trust -E UTF8 --locale=C.UTF-8 \
-		-U "$pguser" -D "$DEMO/pg/data" >"$DEMO/pg/initdb.log" 2>&1 </dev/null ||
-		{ cat "$DEMO/pg/initdb.log" >&2; fail "initdb failed"; }
-	opts="-k $DEMO/pg/sock -p 5432 -c listen_addresses='' -c fsync=off"
+		-U "$pguser" -D "$PGDIR/data" >"$PGDIR/initdb.log" 2>&1 </dev/null ||
+		{ cat "$PGDIR/initdb.log" >&2; fail "initdb failed"; }
+	opts="-k $PGDIR/sock -p 5432 -c listen_addresses='' -c fsync=off"
 	opts+=" -c synchronous_commit=off -c max_connections=200"
-	as_pg "$PGBIN/pg_ctl" -D "$DEMO/pg/data" -l "$DEMO/pg/postgres.log" -w -t 60 \
+	as_pg "$PGBIN/pg_ctl" -D "$PGDIR/data" -l "$PGDIR/postgres.log" -w -t 60 \
 		-o "$opts" start >/dev/null 2>&1 </dev/null ||
-		{ tail -n 20 "$DEMO/pg/postgres.log" >&2; fail "PostgreSQL did not start"; }
+		{ tail -n 20 "$PGDIR/postgres.log" >&2; fail "PostgreSQL did not start"; }
 	PSQL=$PGBIN/psql
 	[[ -x $PSQL ]] || PSQL=$(command -v psql) || fail "psql not found"
 	local code
 	for code in "${SITES[@]}"; do
-		"$PSQL" -X -q -h "$DEMO/pg/sock" -p 5432 -U "$pguser" -d postgres \
+		"$PSQL" -X -q -h "$PGDIR/sock" -p 5432 -U "$pguser" -d postgres \
 			-c "CREATE DATABASE site_${code,,}" </dev/null >/dev/null ||
 			fail "cannot create database site_${code,,}"
 	done
-	say "PostgreSQL up (unix socket $DEMO/pg/sock), databases site_cas ... site_s02"
+	say "PostgreSQL up (unix socket $PGDIR/sock), databases site_cas ... site_s02"
 }
 
 make_certs() {
@@ -298,7 +335,7 @@ write_config() { # write_config CODE
 		printf '; %s site of the sitesync demo (written by %s)\n\n' "$code" "$PROG"
 		printf '[site]\ncode = %s\nstate_dir = %s\n\n' "$code" "$dir/state"
 		printf '[database]\nconninfo = host=%s port=5432 dbname=site_%s user=%s\n\n' \
-			"$DEMO/pg/sock" "${code,,}" "$(pg_user)"
+			"$PGDIR/sock" "${code,,}" "$(pg_user)"
 		printf '[tls]\nca = %s\ncert = %s\nkey = %s\n\n' "$DEMO/certs/ca.pem" \
 			"$DEMO/certs/$code.pem" "$DEMO/certs/$code.key"
 		printf '[trust]\n'
@@ -370,7 +407,7 @@ cmd_start() {
 		cmd_stop || exit 2
 	fi
 	mkdir -p "$DEMO" || die "cannot create $DEMO"
-	# The postgres user must reach DEMO/pg.
+	# The postgres user must reach DEMO/pg (else pick_pgdir goes to /tmp).
 	chmod 0755 "$DEMO"
 	touch "$DEMO/$MARKER"
 	trap 'fail "interrupted"' INT TERM

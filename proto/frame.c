@@ -4,7 +4,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 
-#include "server/errcode.h"
+#include "common/errcode.h"
 
 int frame_header_parse(const uint8_t *buf, size_t len, size_t limit,
                        uint32_t *body)

@@ -7,9 +7,10 @@
 #include <string.h>
 
 #include "proto/frame.h"
-#include "replication/entry.h"
-#include "replication/stream.h"
-#include "server/errcode.h"
+#include "catalog/entry.h"
+#include "catalog/stream.h"
+#include "catalog/txn.h"
+#include "common/errcode.h"
 #include "storage/copy.h"
 #include "storage/copy_pipe.h"
 #include "storage/db.h"
@@ -17,79 +18,6 @@
 /* Rows are built into buffers of about this size for the sending thread
  * (copy_pipe.h); without one, sent in COPY_PIECE_BYTES pieces. */
 #define COPY_HANDOFF_BYTES (1u << 20)
-
-static int bytea_digest(PGresult *r, int row, int col, uint8_t out[SS_DIGEST_LEN])
-{
-	size_t n = 0;
-	unsigned char *d = PQunescapeBytea((const unsigned char *)PQgetvalue(r, row, col), &n);
-	int ret = (d && n == SS_DIGEST_LEN) ? SS_EOK : SS_EDB;
-	if (ret == SS_EOK)
-		memcpy(out, d, SS_DIGEST_LEN);
-	PQfreemem(d);
-	return ret;
-}
-
-int apply_read_state(PGconn *conn, bool lock, uint64_t *version, digest_t *digest,
-                     uint64_t *entries, char *err, size_t errlen)
-{
-	PGresult *r = NULL;
-	int ret = db_query(conn, lock ? "SELECT version, digest, entries FROM catalog_state FOR UPDATE"
-	                              : "SELECT version, digest, entries FROM catalog_state",
-	                   0, NULL, &r, err, errlen);
-	if (ret != SS_EOK)
-		return ret;
-	if (PQntuples(r) != 1 || bytea_digest(r, 0, 1, digest->b) != SS_EOK) {
-		snprintf(err, errlen, "catalog_state is damaged");
-		PQclear(r);
-		return SS_EDB;
-	}
-	*version = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
-	*entries = strtoull(PQgetvalue(r, 0, 2), NULL, 10);
-	PQclear(r);
-	return SS_EOK;
-}
-
-int apply_commit_version(PGconn *conn, uint64_t version, const digest_t *digest,
-                         uint64_t entries, uint64_t added, uint64_t changed,
-                         uint64_t removed, uint64_t expired, bool full,
-                         int keep_versions, char *err, size_t errlen)
-{
-	char v[24], n[24], a[24], c[24], rm[24], ex[24], floor[24];
-	char dhex[2 * SS_DIGEST_LEN + 3] = "\\x";
-	digest_hex(digest, dhex + 2);
-	snprintf(v, sizeof(v), "%" PRIu64, version);
-	snprintf(n, sizeof(n), "%" PRIu64, entries);
-	snprintf(a, sizeof(a), "%" PRIu64, added);
-	snprintf(c, sizeof(c), "%" PRIu64, changed);
-	snprintf(rm, sizeof(rm), "%" PRIu64, removed);
-	snprintf(ex, sizeof(ex), "%" PRIu64, expired);
-	uint64_t keep = keep_versions > 0 ? (uint64_t)keep_versions : 1;
-	/* Changes at versions <= floor are dropped; children below it get a snapshot. */
-	uint64_t fl = version > keep ? version - keep : 0;
-	if (full)
-		fl = version;
-	snprintf(floor, sizeof(floor), "%" PRIu64, fl);
-
-	const char *p1[] = { v, dhex, n, a, c, rm, ex, full ? "true" : "false" };
-	int ret = db_execp(conn,
-		"INSERT INTO catalog_versions (version, digest, entries, added, changed, removed, expired, full_pull) "
-		"VALUES ($1, $2::bytea, $3, $4, $5, $6, $7, $8) "
-		"ON CONFLICT (version) DO UPDATE SET digest = EXCLUDED.digest, entries = EXCLUDED.entries, "
-		"added = EXCLUDED.added, changed = EXCLUDED.changed, removed = EXCLUDED.removed, "
-		"expired = EXCLUDED.expired, full_pull = EXCLUDED.full_pull, created_at = now()",
-		8, p1, err, errlen);
-	if (ret != SS_EOK)
-		return ret;
-	const char *p2[] = { v, dhex, n, floor };
-	ret = db_execp(conn,
-		"UPDATE catalog_state SET version = $1, digest = $2::bytea, entries = $3, "
-		"change_floor = GREATEST(change_floor, $4::bigint), updated_at = now()",
-		4, p2, err, errlen);
-	if (ret != SS_EOK)
-		return ret;
-	const char *p3[] = { floor };
-	return db_execp(conn, "DELETE FROM changes WHERE version <= $1::bigint", 1, p3, err, errlen);
-}
 
 /* Read PullStart (after an optional BundleHeader). */
 static int read_start(stream_reader_t *rd, apply_t *a)
@@ -282,41 +210,13 @@ static int read_tail(stream_reader_t *rd, apply_t *a)
 	return SS_EOK;
 }
 
-/* Add the entry hashes of column \a col of every row to \a d; rows with
- * NULL there are skipped when \a skip_null (a merge that replaced nothing). */
-static int sum_hash_column(PGresult *r, int col, bool skip_null, digest_t *d,
-                           char *err, size_t errlen)
-{
-	for (int i = 0; i < PQntuples(r); i++) {
-		uint8_t h[SS_DIGEST_LEN];
-		if (skip_null && PQgetisnull(r, i, col))
-			continue;
-		if (bytea_digest(r, i, col, h) != SS_EOK) {
-			snprintf(err, errlen, "stored entry hash is not %d bytes", SS_DIGEST_LEN);
-			return SS_EDB;
-		}
-		digest_add(d, h);
-	}
-	return SS_EOK;
-}
-
-int apply_sum_hashes(PGconn *conn, const char *sql, digest_t *d, char *err, size_t errlen)
-{
-	PGresult *r = NULL;
-	int ret = db_query(conn, sql, 0, NULL, &r, err, errlen);
-	if (ret != SS_EOK)
-		return ret;
-	ret = sum_hash_column(r, 0, false, d, err, errlen);
-	PQclear(r);
-	return ret;
-}
-
 static int query_counts(PGconn *conn, apply_t *a)
 {
 	PGresult *r = NULL;
 	int ret = db_query(conn,
 		"SELECT count(*) FILTER (WHERE NOT s.deleted AND u.update_id IS NULL), "
-		"count(*) FILTER (WHERE NOT s.deleted AND u.update_id IS NOT NULL), "
+		"count(*) FILTER (WHERE NOT s.deleted AND u.update_id IS NOT NULL "
+		"  AND u.entry_hash IS DISTINCT FROM s.entry_hash), "
 		"count(*) FILTER (WHERE s.deleted AND u.update_id IS NOT NULL), "
 		"count(*) FILTER (WHERE NOT s.deleted AND s.expired AND NOT coalesce(u.expired, false)) "
 		"FROM ss_stage s LEFT JOIN updates u USING (update_id)",
@@ -389,7 +289,7 @@ static int merge_small(PGconn *conn, apply_t *a, const digest_t *held, const dig
 	a->expired = strtoull(PQgetvalue(r, 0, 3), NULL, 10);
 	digest_t minus;
 	digest_zero(&minus);
-	ret = sum_hash_column(r, 4, true, &minus, a->err, sizeof(a->err));
+	ret = state_sum_hash_column(r, 4, true, &minus, a->err, sizeof(a->err));
 	PQclear(r);
 	if (ret != SS_EOK)
 		return ret;
@@ -467,8 +367,8 @@ int apply_stream(PGconn *conn, apply_t *a)
 		goto out;
 	if ((ret = db_exec(conn, "BEGIN", a->err, sizeof(a->err))) != SS_EOK)
 		goto out;
-	if ((ret = apply_read_state(conn, true, &a->held, &held_digest, &held_entries,
-	                            a->err, sizeof(a->err))) != SS_EOK)
+	if ((ret = state_read(conn, true, &a->held, &held_digest, &held_entries,
+	                      a->err, sizeof(a->err))) != SS_EOK)
 		goto fail;
 
 	if (a->to < a->held || (a->to == a->held && !(a->full && a->allow_same))) {
@@ -507,6 +407,10 @@ int apply_stream(PGconn *conn, apply_t *a)
 	if (direct) {
 		a->added = a->upserts;
 		a->digest = plus;
+		/* As the top counted them when it made the version. */
+		if ((ret = db_query_u64(conn, "SELECT count(*) FROM updates WHERE expired", 0, NULL,
+		                        &a->expired, 1, a->err, sizeof(a->err))) != SS_EOK)
+			goto fail;
 	} else if (small) {
 		if ((ret = merge_small(conn, a, &held_digest, &plus)) != SS_EOK)
 			goto fail;
@@ -527,12 +431,25 @@ int apply_stream(PGconn *conn, apply_t *a)
 				goto fail;
 			a->removed += gone;
 			a->digest = plus;
-			ret = db_exec(conn, "DELETE FROM updates; DELETE FROM changes", a->err, sizeof(a->err));
+			/* The change log stays (keep_versions): the ids this snapshot
+			 * replaced with other content, or dropped, are what changed
+			 * at its version, so children behind still get a delta. */
+			char v[24];
+			snprintf(v, sizeof(v), "%" PRIu64, a->to);
+			const char *p[] = { v };
+			ret = db_execp(conn, "INSERT INTO changes (version, update_id) SELECT $1::bigint, id FROM ("
+			               "SELECT s.update_id AS id FROM ss_stage s LEFT JOIN updates u USING (update_id) "
+			               "WHERE NOT s.deleted AND u.entry_hash IS DISTINCT FROM s.entry_hash UNION "
+			               "SELECT u.update_id FROM updates u WHERE NOT EXISTS (SELECT 1 FROM ss_stage s "
+			               "WHERE s.update_id = u.update_id AND NOT s.deleted)) x "
+			               "ON CONFLICT DO NOTHING", 1, p, a->err, sizeof(a->err));
+			if (ret == SS_EOK)
+				ret = db_exec(conn, "DELETE FROM updates", a->err, sizeof(a->err));
 		} else {
 			digest_t minus;
 			digest_zero(&minus);
-			ret = apply_sum_hashes(conn, "SELECT u.entry_hash FROM updates u JOIN ss_stage s USING (update_id)",
-			                 &minus, a->err, sizeof(a->err));
+			ret = state_sum_hashes(conn, "SELECT u.entry_hash FROM updates u JOIN ss_stage s USING (update_id)",
+			                       &minus, a->err, sizeof(a->err));
 			if (ret != SS_EOK)
 				goto fail;
 			a->digest = held_digest;
@@ -567,20 +484,24 @@ int apply_stream(PGconn *conn, apply_t *a)
 		ret = SS_EDIGEST;
 		goto fail;
 	}
-	ret = apply_commit_version(conn, a->to, &a->digest, a->entries, a->added, a->changed,
-	                           a->removed, a->expired, a->full, a->keep_versions,
+	/* Only a first snapshot starts the change log afresh; one over a held
+	 * catalog recorded its changes above and keeps the older ones. */
+	ret = state_commit_version(conn, a->to, &a->digest, a->entries, a->added, a->changed,
+	                           a->removed, a->expired, a->full && direct, a->keep_versions,
 	                           a->err, sizeof(a->err));
+	if (ret == SS_EOK && a->full && !direct) {
+		char v[24];
+		snprintf(v, sizeof(v), "%" PRIu64, a->to);
+		const char *p[] = { v };
+		ret = db_execp(conn, "UPDATE catalog_versions SET full_pull = true WHERE version = $1::bigint",
+		               1, p, a->err, sizeof(a->err));
+	}
 	if (ret == SS_EOK)
 		ret = apply_manifest(conn, a);
-	if (ret != SS_EOK)
-		goto fail;
-	ret = db_exec(conn, "COMMIT", a->err, sizeof(a->err));
-	goto out;
-fail:
-	db_exec(conn, "ROLLBACK", NULL, 0);
+fail: /* also reached with ret == SS_EOK, to commit */
+	ret = txn_end(conn, ret, a->err, sizeof(a->err));
 out:
-	if (ret != SS_EOK && a->err[0] == '\0')
-		snprintf(a->err, sizeof(a->err), "%s", ss_strerror(ret));
+	ss_err_default(ret, a->err, sizeof(a->err));
 	stream_reader_close(&rd);
 	return ret;
 }

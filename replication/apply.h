@@ -12,8 +12,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "replication/digest.h"
-#include "replication/manifest.h"
+#include "catalog/digest.h"
+#include "catalog/manifest.h"
+#include "catalog/state.h"
 
 typedef struct {
 	/* Set by the caller. */
@@ -55,26 +56,3 @@ void apply_clear(apply_t *a);
  * SS_EDB; a->err says what happened.
  */
 int apply_stream(PGconn *conn, apply_t *a) __attribute__((warn_unused_result));
-
-/*!
- * \brief Record a new version in catalog_state / catalog_versions and
- * compact the change log, inside the caller's transaction. Shared with the
- * top site's upstream sync.
- */
-int apply_commit_version(PGconn *conn, uint64_t version, const digest_t *digest,
-                         uint64_t entries, uint64_t added, uint64_t changed,
-                         uint64_t removed, uint64_t expired, bool full,
-                         int keep_versions, char *err, size_t errlen)
-	__attribute__((warn_unused_result));
-
-/*!
- * \brief Add to \a d the entry hash in the first column of every row of
- * \a sql (the digest arithmetic both applies and upstream syncs need).
- */
-int apply_sum_hashes(PGconn *conn, const char *sql, digest_t *d, char *err, size_t errlen)
-	__attribute__((warn_unused_result));
-
-/*! \brief Read catalog_state (version, digest, entries), optionally FOR UPDATE. */
-int apply_read_state(PGconn *conn, bool lock, uint64_t *version, digest_t *digest,
-                     uint64_t *entries, char *err, size_t errlen)
-	__attribute__((warn_unused_result));

@@ -22,8 +22,8 @@
 
 #include "proto/frame.h"
 #include "proto/version.h"
-#include "replication/stream.h"
-#include "server/errcode.h"
+#include "catalog/stream.h"
+#include "common/errcode.h"
 
 #define BUNDLE_CHUNK (256u * 1024u)
 /* Header and BundleEnd are a few hundred bytes; anything far larger is not one. */
@@ -99,6 +99,10 @@ int bundle_export(PGconn *conn, bundle_export_t *e)
 	p.want_full = e->since == 0;
 	p.batch_entries = e->batch_entries;
 	p.batch_bytes = e->batch_bytes;
+	/* As a pull would: at the top, the manifest is signed here, so sites
+	 * with [trust] public_key accept the bundle. */
+	p.keys = e->keys;
+	p.site = e->source_site;
 	ret = stream_produce(conn, &p, raw);
 	if (ret != SS_EOK) {
 		snprintf(e->err, sizeof(e->err), "reading the catalog: %s", p.err);

@@ -19,7 +19,7 @@
 #include <stdint.h>
 
 #include "replication/apply.h"
-#include "replication/digest.h"
+#include "catalog/digest.h"
 
 #define SS_BUNDLE_ID_LEN 32        /* hierarchy id: sha256 of the CA certificate */
 
@@ -32,6 +32,7 @@ typedef struct {
 	uint8_t hierarchy_id[SS_BUNDLE_ID_LEN];
 	int batch_entries;
 	size_t batch_bytes;
+	const manifest_keys_t *keys;   /* top site: signs manifests not yet stored */
 
 	/* Results. */
 	uint64_t from;                 /* 0 for a snapshot */

@@ -8,9 +8,9 @@
 #include "proto/version.h"
 #include "replication/spool.h"
 #include "replication/status.h"
-#include "server/daemon.h"
-#include "server/errcode.h"
-#include "server/log.h"
+#include "replication/site.h"
+#include "common/errcode.h"
+#include "common/log.h"
 #include "storage/db.h"
 
 /* Spooled frames are up to 1 MiB (spool.c batch_bytes) and each is queued
@@ -23,11 +23,11 @@
 static void child_cb(conn_t *c, conn_event_t ev, const frame_t *f, void *arg);
 
 #define CL_LOG(lvl, cl, fmt, ...) \
-	log_msg(lvl, "child %s: " fmt, (cl)->site[0] ? (cl)->site : conn_peer_addr((cl)->conn), ##__VA_ARGS__)
+	log_peer(lvl, "child", (cl)->site[0] ? (cl)->site : conn_peer_addr((cl)->conn), fmt, ##__VA_ARGS__)
 
 static void child_unlink(child_link_t *cl)
 {
-	daemon_t *d = cl->d;
+	site_t *d = cl->d;
 	for (child_link_t **pp = &d->children; *pp; pp = &(*pp)->next) {
 		if (*pp == cl) {
 			*pp = cl->next;
@@ -39,7 +39,7 @@ static void child_unlink(child_link_t *cl)
 static void child_start_pull(child_link_t *cl, uint64_t have, bool full);
 
 /* Start queued pulls while slots are free, oldest first. */
-static void child_dequeue(daemon_t *d)
+static void child_dequeue(site_t *d)
 {
 	for (;;) {
 		int active = 0;
@@ -59,7 +59,7 @@ static void child_dequeue(daemon_t *d)
 /* The one exit path of a child session. */
 static void child_disconnect(child_link_t *cl, bool conn_gone, int code, const char *why)
 {
-	daemon_t *d = cl->d;
+	site_t *d = cl->d;
 	bool held_slot = cl->state == CL_WAIT_SPOOL || cl->state == CL_STREAMING;
 	child_unlink(cl);
 	if (cl->stream)
@@ -72,16 +72,16 @@ static void child_disconnect(child_link_t *cl, bool conn_gone, int code, const c
 	if (!conn_gone)
 		conn_close(cl->conn, code, "%s", why);
 	if (cl->state != CL_WAIT_HELLO) {
-		daemon_message(d, SS_MSG_CHILD_LOST, "warning", "Child site %s disconnected: %s",
-		               cl->site, why);
-		daemon_status_changed(d);
+		site_message(d, SS_MSG_CHILD_LOST, "warning", "Child site %s disconnected: %s",
+		             cl->site, why);
+		site_status_changed(d);
 	}
 	free(cl);
 	if (held_slot)
 		child_dequeue(d);
 }
 
-static child_link_t *child_find(daemon_t *d, const char *site)
+static child_link_t *child_find(site_t *d, const char *site)
 {
 	for (child_link_t *cl = d->children; cl; cl = cl->next)
 		if (cl->state != CL_WAIT_HELLO && strcmp(cl->site, site) == 0)
@@ -89,12 +89,12 @@ static child_link_t *child_find(daemon_t *d, const char *site)
 	return NULL;
 }
 
-bool child_link_connected(daemon_t *d, const char *site)
+bool child_link_connected(site_t *d, const char *site)
 {
 	return site && child_find(d, site) != NULL;
 }
 
-int child_link_count(daemon_t *d)
+int child_link_count(site_t *d)
 {
 	int n = 0;
 	for (child_link_t *cl = d->children; cl; cl = cl->next)
@@ -103,7 +103,7 @@ int child_link_count(daemon_t *d)
 	return n;
 }
 
-void child_link_accept(daemon_t *d, conn_t *c)
+void child_link_accept(site_t *d, conn_t *c)
 {
 	child_link_t *cl = calloc(1, sizeof(*cl));
 	if (cl == NULL) {
@@ -122,7 +122,7 @@ void child_link_accept(daemon_t *d, conn_t *c)
 
 static int child_send_hello(child_link_t *cl)
 {
-	daemon_t *d = cl->d;
+	site_t *d = cl->d;
 	Sitesync__Hello h = SITESYNC__HELLO__INIT;
 	/* The version this session speaks: the child's, which is never newer. */
 	h.protocol_version = cl->proto;
@@ -142,13 +142,13 @@ static void child_on_hello(child_link_t *cl, const Sitesync__Hello *h);
 
 static void child_refuse_unapproved(child_link_t *cl)
 {
-	daemon_t *d = cl->d;
+	site_t *d = cl->d;
 	log_warning("refusing site %s from %s: not an approved child of %s "
 	            "(approve it with: sitesync child add %s)", cl->site,
 	            conn_peer_addr(cl->conn), d->conf->site_code, cl->site);
-	daemon_message(d, SS_MSG_CHILD_REFUSED, "warning",
-	               "Refused connection from site %s (%s): not an approved child",
-	               cl->site, conn_peer_addr(cl->conn));
+	site_message(d, SS_MSG_CHILD_REFUSED, "warning",
+	             "Refused connection from site %s (%s): not an approved child",
+	             cl->site, conn_peer_addr(cl->conn));
 	char why[96];
 	snprintf(why, sizeof(why), "site %s is not an approved child of %s", cl->site,
 	         d->conf->site_code);
@@ -156,7 +156,7 @@ static void child_refuse_unapproved(child_link_t *cl)
 }
 
 typedef struct {
-	daemon_t *d;
+	site_t *d;
 	uint64_t id;
 	char site[4];
 	bool approved;
@@ -177,7 +177,7 @@ static int approval_work(PGconn *conn, void *arg)
 static void approval_done(int ret, void *arg)
 {
 	approval_job_t *j = arg;
-	daemon_t *d = j->d;
+	site_t *d = j->d;
 	child_link_t *cl = d->children;
 	while (cl && cl->id != j->id)
 		cl = cl->next;
@@ -194,7 +194,7 @@ static void approval_done(int ret, void *arg)
 			if (n)
 				memcpy(more, d->approved, n * sizeof(*more));
 			snprintf(more[n], 4, "%s", j->site);
-			daemon_set_approved(d, more, n + 1);
+			site_set_approved(d, more, n + 1);
 			free(more);
 		}
 		conn_set_idle_timeout(cl->conn, d->conf->heartbeat_timeout);
@@ -216,9 +216,9 @@ static void approval_done(int ret, void *arg)
 
 static void child_on_up(child_link_t *cl)
 {
-	daemon_t *d = cl->d;
+	site_t *d = cl->d;
 	snprintf(cl->site, sizeof(cl->site), "%s", conn_peer_site(cl->conn));
-	if (daemon_child_approved(d, cl->site)) {
+	if (site_child_approved(d, cl->site)) {
 		conn_set_idle_timeout(cl->conn, d->conf->heartbeat_timeout);
 		return;
 	}
@@ -241,7 +241,7 @@ static void child_on_up(child_link_t *cl)
 
 static void child_on_hello(child_link_t *cl, const Sitesync__Hello *h)
 {
-	daemon_t *d = cl->d;
+	site_t *d = cl->d;
 	char why[160];
 	if (h->protocol_version < SS_PROTO_MIN_VERSION || h->protocol_version > SS_PROTO_VERSION) {
 		snprintf(why, sizeof(why), "protocol version %u is not served here (%d to %d are)",
@@ -275,10 +275,10 @@ static void child_on_hello(child_link_t *cl, const Sitesync__Hello *h)
 		child_disconnect(cl, false, SS_ENOMEM, "out of memory");
 		return;
 	}
-	daemon_message(d, SS_MSG_CHILD_CONNECTED, "info",
-	               "Child site %s connected from %s, holds version %" PRIu64,
-	               cl->site, conn_peer_addr(cl->conn), cl->version);
-	daemon_status_changed(d);
+	site_message(d, SS_MSG_CHILD_CONNECTED, "info",
+	             "Child site %s connected from %s, holds version %" PRIu64,
+	             cl->site, conn_peer_addr(cl->conn), cl->version);
+	site_status_changed(d);
 }
 
 static void child_stream_more(child_link_t *cl);
@@ -311,7 +311,7 @@ static ssize_t child_read_frame(child_link_t *cl)
  * frame may overdraw it; the deficit is waited off). */
 static void child_stream_more(child_link_t *cl)
 {
-	daemon_t *d = cl->d;
+	site_t *d = cl->d;
 	bool limited = d->conf->rate_limit_kib > 0;
 	while (conn_pending_out(cl->conn) < STREAM_HIGH) {
 		if (limited && cl->rate_debt > 0) {
@@ -409,8 +409,10 @@ static void child_start_stream(child_link_t *cl)
 	child_stream_more(cl);
 }
 
-void child_link_spool_ready(daemon_t *d, spool_t *s)
+/* spool_ready_cb: start every session waiting on \a s. */
+static void child_spool_ready(spool_t *s, void *arg)
 {
+	site_t *d = arg;
 	child_link_t *cl = d->children;
 	while (cl) {
 		child_link_t *next = cl->next;    /* cl may go away below */
@@ -422,7 +424,7 @@ void child_link_spool_ready(daemon_t *d, spool_t *s)
 
 static void child_on_pull(child_link_t *cl, const Sitesync__PullRequest *p)
 {
-	daemon_t *d = cl->d;
+	site_t *d = cl->d;
 	cl->version = p->have_version;
 	cl->resume_to = p->resume_to;
 	cl->resume_offset = p->resume_offset;
@@ -445,12 +447,12 @@ static void child_on_pull(child_link_t *cl, const Sitesync__PullRequest *p)
 
 static void child_start_pull(child_link_t *cl, uint64_t have, bool full)
 {
-	daemon_t *d = cl->d;
+	site_t *d = cl->d;
 	Sitesync__PullRequest req = SITESYNC__PULL_REQUEST__INIT;
 	req.have_version = have;
 	req.full = full;
 	const Sitesync__PullRequest *p = &req;
-	spool_t *s = spool_get(d, p->have_version, p->full);
+	spool_t *s = spool_get(d, p->have_version, p->full, child_spool_ready, d);
 	if (s == NULL) {
 		child_disconnect(cl, false, SS_ENOMEM, "out of memory");
 		return;
@@ -465,7 +467,7 @@ static void child_start_pull(child_link_t *cl, uint64_t have, bool full)
 
 static void child_on_status(child_link_t *cl, const Sitesync__StatusReport *rep)
 {
-	daemon_t *d = cl->d;
+	site_t *d = cl->d;
 	int refused = 0;
 	char first[4], why[160];
 	status_accept_report(d, cl->site, rep, &refused, first, why, sizeof(why));
@@ -474,16 +476,16 @@ static void child_on_status(child_link_t *cl, const Sitesync__StatusReport *rep)
 		cl->version = own->row->catalog_version;
 	if (refused > 0) {
 		CL_LOG(SS_LOG_WARNING, cl, "refused %d status row(s) (first: %s: %s)", refused, first, why);
-		daemon_message(d, SS_MSG_ROWS_REFUSED, "warning",
-		               "Child site %s reported %d status row(s) that were refused (first: %s: %s)",
-		               cl->site, refused, first, why);
+		site_message(d, SS_MSG_ROWS_REFUSED, "warning",
+		             "Child site %s reported %d status row(s) that were refused (first: %s: %s)",
+		             cl->site, refused, first, why);
 	}
-	daemon_status_changed(d);
+	site_status_changed(d);
 }
 
 static void child_on_ping(child_link_t *cl, const Sitesync__Ping *p)
 {
-	daemon_t *d = cl->d;
+	site_t *d = cl->d;
 	Sitesync__Pong pong = SITESYNC__PONG__INIT;
 	pong.nonce = p->nonce;
 	pong.catalog_version = d->version;
@@ -570,7 +572,7 @@ static void child_cb(conn_t *c, conn_event_t ev, const frame_t *f, void *arg)
 }
 
 typedef struct {
-	daemon_t *d;
+	site_t *d;
 	uint64_t id;
 	Sitesync__SyncRequest req;
 } wave_send_t;
@@ -592,7 +594,7 @@ static void child_wave_cb(evutil_socket_t fd, short what, void *arg)
 	free(w);
 }
 
-void child_link_notify_all(daemon_t *d, bool full)
+void child_link_notify_all(site_t *d, bool full)
 {
 	Sitesync__SyncRequest req = SITESYNC__SYNC_REQUEST__INIT;
 	req.version = d->version;
@@ -628,12 +630,12 @@ void child_link_notify_all(daemon_t *d, bool full)
 			                         used ? ", " : "", cl->site);
 	}
 	if (used)
-		daemon_message(d, SS_MSG_REQUEST_SENT, "info",
-		               "Sending sync request to child site(s): %s (version %" PRIu64 "%s)",
-		               list, d->version, full ? ", full" : "");
+		site_message(d, SS_MSG_REQUEST_SENT, "info",
+		             "Sending sync request to child site(s): %s (version %" PRIu64 "%s)",
+		             list, d->version, full ? ", full" : "");
 }
 
-void child_link_drop(daemon_t *d, const char *site, const char *why)
+void child_link_drop(site_t *d, const char *site, const char *why)
 {
 	child_link_t *cl = d->children;
 	while (cl) {
@@ -644,7 +646,7 @@ void child_link_drop(daemon_t *d, const char *site, const char *why)
 	}
 }
 
-void child_link_free_all(daemon_t *d)
+void child_link_free_all(site_t *d)
 {
 	while (d->children)
 		child_disconnect(d->children, false, 0, "shutting down");

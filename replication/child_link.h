@@ -17,9 +17,9 @@
 #include <stdio.h>
 #include <time.h>
 
-#include "server/conn.h"
+#include "net/conn.h"
 
-struct daemon;
+struct site;
 struct spool;
 
 typedef enum {
@@ -32,7 +32,7 @@ typedef enum {
 
 typedef struct child_link {
 	struct child_link *next;
-	struct daemon *d;
+	struct site *d;
 	conn_t *conn;
 	char site[4];
 	child_state_t state;
@@ -63,22 +63,19 @@ typedef struct child_link {
 } child_link_t;
 
 /*! \brief Take an accepted TLS connection; the site is checked once verified. */
-void child_link_accept(struct daemon *d, conn_t *c);
+void child_link_accept(struct site *d, conn_t *c);
 
 /*! \brief Is \a site connected and past Hello? */
-bool child_link_connected(struct daemon *d, const char *site);
+bool child_link_connected(struct site *d, const char *site);
 
 /*! \brief Send SyncRequest for the current version to every ready child. */
-void child_link_notify_all(struct daemon *d, bool full);
-
-/*! \brief A spool finished: start streaming to the children waiting on it. */
-void child_link_spool_ready(struct daemon *d, struct spool *s);
+void child_link_notify_all(struct site *d, bool full);
 
 /*! \brief Close the session of \a site (no longer approved). */
-void child_link_drop(struct daemon *d, const char *site, const char *why);
+void child_link_drop(struct site *d, const char *site, const char *why);
 
 /*! \brief Close every session (shutdown). */
-void child_link_free_all(struct daemon *d);
+void child_link_free_all(struct site *d);
 
 /*! \brief Number of connected children. */
-int child_link_count(struct daemon *d);
+int child_link_count(struct site *d);

@@ -10,12 +10,13 @@
 #include "proto/version.h"
 #include "replication/apply.h"
 #include "replication/child_link.h"
-#include "replication/stream.h"
+#include "catalog/stream.h"
 #include "replication/status.h"
-#include "server/conn.h"
-#include "server/daemon.h"
-#include "server/errcode.h"
-#include "server/log.h"
+#include "net/conn.h"
+#include "replication/site.h"
+#include "replication/synchist.h"
+#include "common/errcode.h"
+#include "common/log.h"
 #include "storage/db.h"
 
 typedef enum {
@@ -33,7 +34,7 @@ static const char *const pl_state_names[] = {
 
 struct parent_link {
 	/* Set by the caller. */
-	struct daemon *d;
+	struct site *d;
 	/* Internal, starts at zero. */
 	conn_t *conn;
 	pl_state_t state;
@@ -62,6 +63,8 @@ struct parent_link {
 };
 
 static void pl_conn_cb(conn_t *c, conn_event_t ev, const frame_t *f, void *arg);
+
+#define PL_LOG(lvl, p, fmt, ...) log_peer(lvl, "parent", (p)->site, fmt, ##__VA_ARGS__)
 static void pl_schedule_connect(parent_link_t *p);
 
 static void pl_set_state(parent_link_t *p, pl_state_t s)
@@ -89,6 +92,22 @@ time_t parent_link_last_seen(const parent_link_t *p)
 bool parent_link_busy(const parent_link_t *p)
 {
 	return p->state == PL_PULLING || p->state == PL_APPLYING;
+}
+
+int parent_link_pull_now(parent_link_t *p, bool full)
+{
+	site_t *d = p->d;
+	if (parent_link_busy(p) || d->import_running)
+		return SS_EBUSY;
+	if (p->state != PL_READY || p->conn == NULL)
+		return SS_EAGAIN;
+	if (full)
+		p->want_full = true;
+	if (p->parent_version <= d->version && !p->want_full)
+		return SS_EEXIST;
+	d->self.next_retry = 0;     /* asked for now: no back-off */
+	parent_link_kick(p);
+	return parent_link_busy(p) ? SS_EOK : SS_EAGAIN;
 }
 
 Sitesync__LinkState parent_link_state(const parent_link_t *p)
@@ -137,7 +156,7 @@ void parent_link_report(parent_link_t *p)
 /* Drop the connection (and any partial pull); reconnect later. */
 static void pl_lost(parent_link_t *p, bool conn_gone, const char *why)
 {
-	daemon_t *d = p->d;
+	site_t *d = p->d;
 	if (!conn_gone && p->conn)
 		conn_close(p->conn, 0, "%s", why);
 	p->conn = NULL;
@@ -148,20 +167,16 @@ static void pl_lost(parent_link_t *p, bool conn_gone, const char *why)
 	}
 	bool was_up = p->state >= PL_READY;
 	if (p->state == PL_PULLING) {
-		sync_status_t *s = &d->self;
-		s->state = SITESYNC__SYNC_STATE__SYNC_FAILED;
-		s->last_end = time(NULL);
-		s->last_error_code = ss_errnum(SS_ETRUNC);
-		snprintf(s->last_error, sizeof(s->last_error), "connection to parent lost during pull");
-		s->consecutive_failures++;
+		sync_status_failed(d, SS_ETRUNC, "connection to parent lost during pull");
+		synchist_record(d, "pull", false, d->version, d->version);
 	}
 	/* An apply in flight finishes on its own; the link just goes down. */
 	if (p->state != PL_APPLYING)
 		pl_set_state(p, PL_IDLE);
 	if (was_up) {
-		daemon_message(d, SS_MSG_PARENT_LOST, "warning", "Lost connection to parent %s: %s",
-		               p->site[0] ? p->site : d->conf->parent_address, why);
-		daemon_status_changed(d);
+		site_message(d, SS_MSG_PARENT_LOST, "warning", "Lost connection to parent %s: %s",
+		             p->site[0] ? p->site : d->conf->parent_address, why);
+		site_status_changed(d);
 	}
 	pl_schedule_connect(p);
 }
@@ -169,7 +184,7 @@ static void pl_lost(parent_link_t *p, bool conn_gone, const char *why)
 static void pl_connect_cb(evutil_socket_t fd, short what, void *arg)
 {
 	parent_link_t *p = arg;
-	daemon_t *d = p->d;
+	site_t *d = p->d;
 	if (p->conn)
 		return;
 	/* Several addresses name daemons sharing the parent's database (HA):
@@ -210,7 +225,7 @@ static void pl_schedule_connect(parent_link_t *p)
 
 static void pl_send_hello(parent_link_t *p)
 {
-	daemon_t *d = p->d;
+	site_t *d = p->d;
 	Sitesync__Hello h = SITESYNC__HELLO__INIT;
 	h.protocol_version = SS_PROTO_VERSION;
 	h.site = d->conf->site_code;
@@ -226,12 +241,12 @@ static void pl_send_hello(parent_link_t *p)
 
 static void pl_learn_top(parent_link_t *p, uint64_t top)
 {
-	daemon_t *d = p->d;
+	site_t *d = p->d;
 	if (top > d->top_version) {
 		d->top_version = top;
 		if (top > d->version && d->self.behind_since == 0) {
 			d->self.behind_since = time(NULL);
-			daemon_status_changed(d);
+			site_status_changed(d);
 		}
 	}
 }
@@ -259,7 +274,7 @@ static void pl_partial_drop(parent_link_t *p)
  * whether it is in fact complete (the apply never ran). */
 static uint64_t pl_partial_usable(parent_link_t *p, uint64_t *to, bool *full, bool *complete)
 {
-	daemon_t *d = p->d;
+	site_t *d = p->d;
 	unsigned long long have = 0, mto = 0;
 	int mfull = 0;
 	*full = *complete = false;
@@ -302,7 +317,7 @@ static void pl_on_pull_done(parent_link_t *p);
 
 static void pl_start_pull(parent_link_t *p)
 {
-	daemon_t *d = p->d;
+	site_t *d = p->d;
 	uint64_t to = 0;
 	bool full = false, complete = false;
 	uint64_t offset = pl_partial_usable(p, &to, &full, &complete);
@@ -352,17 +367,18 @@ static void pl_start_pull(parent_link_t *p)
 	s->state = SITESYNC__SYNC_STATE__SYNC_SYNCING;
 	s->last_start = time(NULL);
 	s->progress_done = s->progress_total = 0;
-	daemon_synclog(d, "Starting sync");
-	daemon_message(d, SS_MSG_SYNC_STARTED, "info",
-	               "Performing sync on parent request: parent %s holds version %" PRIu64
-	               ", this site %" PRIu64 "%s", p->site, p->parent_version, d->version,
-	               p->want_full ? " (full snapshot)" : "");
-	daemon_status_changed(d);
+	site_synclog(d, "Starting sync");
+	site_message(d, SS_MSG_SYNC_STARTED, "info",
+	             "Performing sync on parent request: parent %s holds version %" PRIu64
+	             ", this site %" PRIu64 "%s", p->site, p->parent_version, d->version,
+	             p->want_full ? " (full snapshot)" : "");
+	site_message(d, SS_MSG_SYNC_FETCHING, "info", "Pulling from parent %s", p->site);
+	site_status_changed(d);
 }
 
 void parent_link_kick(parent_link_t *p)
 {
-	daemon_t *d = p->d;
+	site_t *d = p->d;
 	if (p->state != PL_READY || p->conn == NULL)
 		return;
 	/* An import is moving the catalog: pull after it, from its version.
@@ -383,7 +399,7 @@ void parent_link_want_full(parent_link_t *p)
 
 static void pl_on_hello(parent_link_t *p, const Sitesync__Hello *h)
 {
-	daemon_t *d = p->d;
+	site_t *d = p->d;
 	if (h->protocol_version < SS_PROTO_MIN_VERSION || h->protocol_version > SS_PROTO_VERSION) {
 		log_error("parent speaks protocol version %u; this site %d to %d",
 		          h->protocol_version, SS_PROTO_MIN_VERSION, SS_PROTO_VERSION);
@@ -405,14 +421,14 @@ static void pl_on_hello(parent_link_t *p, const Sitesync__Hello *h)
 	if (p->state != PL_APPLYING)
 		pl_set_state(p, PL_READY);
 	pl_learn_top(p, h->top_version);
-	daemon_message(d, SS_MSG_PARENT_CONNECTED, "info",
-	               "Connected to parent %s (%s), which holds version %" PRIu64,
-	               p->site, conn_peer_addr(p->conn), p->parent_version);
+	site_message(d, SS_MSG_PARENT_CONNECTED, "info",
+	             "Connected to parent %s (%s), which holds version %" PRIu64,
+	             p->site, conn_peer_addr(p->conn), p->parent_version);
 	if (p->parent_version < d->version)
-		log_warning("parent %s holds version %" PRIu64 ", older than this site's %" PRIu64,
-		            p->site, p->parent_version, d->version);
+		PL_LOG(SS_LOG_WARNING, p, "holds version %" PRIu64 ", older than this site's %" PRIu64,
+		       p->parent_version, d->version);
 	parent_link_report(p);
-	daemon_status_changed(d);
+	site_status_changed(d);
 	parent_link_kick(p);
 }
 
@@ -437,7 +453,7 @@ static void pl_stream_write(parent_link_t *p, const frame_t *f)
  * parent agreed to resume. */
 static void pl_on_pull_start(parent_link_t *p, const frame_t *f)
 {
-	daemon_t *d = p->d;
+	site_t *d = p->d;
 	const Sitesync__PullStart *ps = f->pull_start;
 	if (p->resuming && ps->resume_offset == p->resume_offset) {
 		log_info("parent %s resumes the pull at byte %" PRIu64, p->site, ps->resume_offset);
@@ -465,13 +481,9 @@ static void pl_on_pull_start(parent_link_t *p, const frame_t *f)
 
 static void pl_fail_sync(parent_link_t *p, int code, const char *msg)
 {
-	daemon_t *d = p->d;
+	site_t *d = p->d;
 	sync_status_t *s = &d->self;
-	s->state = SITESYNC__SYNC_STATE__SYNC_FAILED;
-	s->last_end = time(NULL);
-	s->last_error_code = ss_errnum(code);
-	snprintf(s->last_error, sizeof(s->last_error), "%s", msg);
-	s->consecutive_failures++;
+	sync_status_failed(d, code, "%s", msg);
 	/* Back off: heartbeat * 2^(n-1), capped by the configured retry interval. */
 	long delay = d->conf->heartbeat_seconds;
 	for (uint32_t i = 1; i < s->consecutive_failures && delay < 60L * d->conf->retry_minutes; i++)
@@ -479,15 +491,16 @@ static void pl_fail_sync(parent_link_t *p, int code, const char *msg)
 	if (delay > 60L * d->conf->retry_minutes)
 		delay = 60L * d->conf->retry_minutes;
 	s->next_retry = time(NULL) + delay;
-	daemon_synclog(d, "Sync failed: %s. Will retry in %ld seconds", msg, delay);
-	daemon_message(d, SS_MSG_SYNC_FAILED, "error", "Sync failed: %s (error %d)", msg,
-	               s->last_error_code);
-	daemon_status_changed(d);
+	site_synclog(d, "Sync failed: %s. Will retry in %ld seconds", msg, delay);
+	site_message(d, SS_MSG_SYNC_FAILED, "error", "Sync failed: %s (error %d)", msg,
+	             s->last_error_code);
+	synchist_record(d, "pull", false, d->version, d->version);
+	site_status_changed(d);
 }
 
 static void pl_on_pull_done(parent_link_t *p)
 {
-	daemon_t *d = p->d;
+	site_t *d = p->d;
 	/* No open stream: a complete one stored before a restart is applied. */
 	if (p->stream != NULL && fclose(p->stream) != 0) {
 		p->stream = NULL;
@@ -510,7 +523,7 @@ static void pl_on_pull_done(parent_link_t *p)
 	a->keys = &d->keys;
 	p->apply = a;
 	pl_set_state(p, PL_APPLYING);
-	daemon_message(d, SS_MSG_SYNC_WRITING, "info", "Writing the catalog into the site database");
+	site_message(d, SS_MSG_SYNC_WRITING, "info", "Writing the catalog into the site database");
 	if (db_submit(d->db, DB_BULK, pl_apply_work, pl_apply_done, p) != SS_EOK) {
 		p->apply = NULL;
 		free(a);
@@ -522,7 +535,7 @@ static void pl_on_pull_done(parent_link_t *p)
 static void pl_apply_done(int ret, void *arg)
 {
 	parent_link_t *p = arg;
-	daemon_t *d = p->d;
+	site_t *d = p->d;
 	apply_t *a = p->apply;
 	p->apply = NULL;
 	if (p->freeing) {
@@ -535,18 +548,32 @@ static void pl_apply_done(int ret, void *arg)
 	/* Applied or refused, the stored stream has served its purpose. */
 	pl_partial_drop(p);
 	if (ret == SS_EOK) {
-		daemon_sync_succeeded(d, a->added, a->changed, a->removed, a->expired,
-		                      a->upserts + a->deletes);
+		/* A full re-pull of the version held (sync --full) re-verifies it:
+		 * the version does not move, and the counts are what differed. */
+		bool same = a->to == a->held;
+		if (same) {
+			sync_status_succeeded(d, a->added, a->changed, a->removed, a->expired,
+			                      a->upserts + a->deletes);
+			site_synclog(d, "Re-verified version %" PRIu64 " against a full snapshot: %" PRIu64
+			             " added, %" PRIu64 " changed, %" PRIu64 " removed, version stays %"
+			             PRIu64, a->to, a->added, a->changed, a->removed, a->to);
+			site_synclog(d, "Successfully synced site with parent %s, version %" PRIu64, p->site,
+			             a->to);
+			site_synclog_time(d, NULL);
+		} else {
+			sync_status_applied(d, a, "Successfully synced site with parent %s, version %" PRIu64,
+			                    p->site, a->to);
+		}
 		p->want_full = false;
-		daemon_synclog_updated(d, a->upserts + a->deletes, a->added, a->changed, a->removed,
-		                       a->to, a->full ? " (full snapshot)" : "");
-		daemon_synclog(d, "Successfully synced site with parent %s, version %" PRIu64, p->site, a->to);
-		daemon_synclog_time(d, NULL);
-		daemon_message(d, SS_MSG_SYNC_DONE, "info", "Synced with parent %s: version %" PRIu64
-		               ", %" PRIu64 " added, %" PRIu64 " changed, %" PRIu64 " removed",
-		               p->site, a->to, a->added, a->changed, a->removed);
-		daemon_trust_announced(d, a->key_announced, a->next_key);
-		daemon_version_committed(d, a->to, &a->digest, a->entries, a->full);
+		site_message(d, SS_MSG_SYNC_DONE, "info", "Synced with parent %s: version %s%" PRIu64
+		             "%s, %" PRIu64 " added, %" PRIu64 " changed, %" PRIu64 " removed, %" PRIu64
+		             " expired", p->site, same ? "stays " : "", a->to,
+		             same ? " (full snapshot re-verified)" : "", a->added, a->changed,
+		             a->removed, a->expired);
+		site_trust_announced(d, a->key_announced, a->next_key);
+		synchist_record(d, "pull", same && a->added + a->changed + a->removed == 0, d->version,
+		                a->to);
+		site_version_committed(d, a->to, &a->digest, a->entries, a->full);
 	} else {
 		if (ret == SS_EDIGEST)
 			p->want_full = true;    /* repair with a snapshot next time */
@@ -559,7 +586,7 @@ static void pl_apply_done(int ret, void *arg)
 
 static void pl_on_frame(parent_link_t *p, const frame_t *f)
 {
-	daemon_t *d = p->d;
+	site_t *d = p->d;
 	p->last_seen = time(NULL);
 	if (p->state == PL_HELLO || (p->state == PL_APPLYING && p->site[0] == '\0')) {
 		if (f->msg_case == SITESYNC__FRAME__MSG_HELLO) {
@@ -571,7 +598,7 @@ static void pl_on_frame(parent_link_t *p, const frame_t *f)
 			sync_status_t *s = &d->self;
 			s->last_error_code = ss_errnum(f->error->code);
 			snprintf(s->last_error, sizeof(s->last_error), "parent refused: %s", f->error->message);
-			daemon_status_changed(d);
+			site_status_changed(d);
 			return;
 		}
 		pl_lost(p, false, "parent did not start with Hello");
@@ -622,7 +649,7 @@ static void pl_on_frame(parent_link_t *p, const frame_t *f)
 		}
 		return;
 	case SITESYNC__FRAME__MSG_ERROR:
-		log_error("parent %s reports error %d: %s", p->site, f->error->code, f->error->message);
+		PL_LOG(SS_LOG_ERROR, p, "reports error %d: %s", f->error->code, f->error->message);
 		if (p->state == PL_PULLING) {
 			if (p->stream)
 				fclose(p->stream);
@@ -684,7 +711,7 @@ static void pl_ping_cb(evutil_socket_t fd, short what, void *arg)
 	parent_link_kick(p);
 }
 
-int parent_link_start(daemon_t *d, parent_link_t **out)
+int parent_link_start(site_t *d, parent_link_t **out)
 {
 	parent_link_t *p = calloc(1, sizeof(*p));
 	if (p == NULL)

@@ -21,12 +21,12 @@
 
 #include "proto/sitesync.pb-c.h"
 
-struct daemon;
+struct site;
 
 typedef struct parent_link parent_link_t;
 
 /*! \brief Create the link and dial at once. */
-int parent_link_start(struct daemon *d, parent_link_t **out)
+int parent_link_start(struct site *d, parent_link_t **out)
 	__attribute__((warn_unused_result));
 
 /*! \brief Shutdown step one: close the connection, stop timers. */
@@ -49,6 +49,14 @@ uint64_t parent_link_version(const parent_link_t *p);
 Sitesync__LinkState parent_link_state(const parent_link_t *p);
 time_t parent_link_last_seen(const parent_link_t *p);
 bool parent_link_busy(const parent_link_t *p);
+
+/*!
+ * \brief An operator's `sitesync sync` at this child: pull from the parent
+ * now (a full snapshot with \a full), past any retry back-off.
+ * \return SS_EOK pull started, SS_EEXIST already at the parent's version,
+ *         SS_EBUSY a pull or import is running, SS_EAGAIN not connected.
+ */
+int parent_link_pull_now(parent_link_t *p, bool full);
 
 /*!
  * \brief Parent's digest at its version, when known from the last Pong.

@@ -8,9 +8,9 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 
-#include "server/conf.h"
-#include "server/errcode.h"
-#include "server/tls.h"
+#include "common/conf.h"
+#include "common/errcode.h"
+#include "net/tls.h"
 
 int rowsig_init(rowsig_t *r, const char *ca, const char *cert, const char *key,
                 char *err, size_t errlen)

@@ -10,13 +10,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "replication/child_link.h"
-#include "server/daemon.h"
-#include "server/errcode.h"
-#include "server/log.h"
+#include "replication/site.h"
+#include "common/errcode.h"
+#include "common/log.h"
 #include "storage/db.h"
 
-int spool_dir_prepare(daemon_t *d, char *err, size_t errlen)
+int spool_dir_prepare(site_t *d, char *err, size_t errlen)
 {
 	char dir[512];
 	if (mkdir(d->conf->state_dir, 0750) != 0 && errno != EEXIST) {
@@ -43,7 +42,7 @@ int spool_dir_prepare(daemon_t *d, char *err, size_t errlen)
 	return SS_EOK;
 }
 
-static void spool_destroy(daemon_t *d, spool_t *s)
+static void spool_destroy(site_t *d, spool_t *s)
 {
 	for (spool_t **pp = &d->spools; *pp; pp = &(*pp)->next) {
 		if (*pp == s) {
@@ -73,7 +72,7 @@ static int spool_produce_work(PGconn *conn, void *arg)
 static void spool_produce_done(int ret, void *arg)
 {
 	spool_t *s = arg;
-	daemon_t *d = s->d;
+	site_t *d = s->d;
 	s->busy = false;
 	s->ret = ret;
 	s->state = ret == SS_EOK ? SPOOL_READY : SPOOL_FAILED;
@@ -84,11 +83,13 @@ static void spool_produce_done(int ret, void *arg)
 	else
 		log_error("producing a pull stream from version %" PRIu64 " failed: %s", s->have, s->prod.err);
 	s->refs++;      /* hold it while waiters are told */
-	child_link_spool_ready(d, s);
+	if (s->ready)
+		s->ready(s, s->ready_arg);
 	spool_put(d, s);
 }
 
-spool_t *spool_get(daemon_t *d, uint64_t have, bool want_full)
+spool_t *spool_get(site_t *d, uint64_t have, bool want_full,
+                   spool_ready_cb ready, void *arg)
 {
 	/* From nothing it is a snapshot either way: one file for both asks. */
 	if (have == 0)
@@ -109,6 +110,8 @@ spool_t *spool_get(daemon_t *d, uint64_t have, bool want_full)
 	s->want_full = want_full;
 	s->at_version = d->version;
 	s->state = SPOOL_PRODUCING;
+	s->ready = ready;
+	s->ready_arg = arg;
 	s->refs = 1;
 	s->busy = true;
 	s->prod.have = have;
@@ -136,7 +139,7 @@ spool_t *spool_get(daemon_t *d, uint64_t have, bool want_full)
 	return s;
 }
 
-void spool_put(daemon_t *d, spool_t *s)
+void spool_put(site_t *d, spool_t *s)
 {
 	if (s == NULL)
 		return;
@@ -146,7 +149,7 @@ void spool_put(daemon_t *d, spool_t *s)
 		spool_destroy(d, s);
 }
 
-void spool_gc(daemon_t *d)
+void spool_gc(site_t *d)
 {
 	spool_t *s = d->spools;
 	while (s) {
@@ -157,7 +160,7 @@ void spool_gc(daemon_t *d)
 	}
 }
 
-void spool_free_all(daemon_t *d)
+void spool_free_all(site_t *d)
 {
 	while (d->spools)
 		spool_destroy(d, d->spools);

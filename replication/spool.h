@@ -8,9 +8,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "replication/stream.h"
+#include "catalog/stream.h"
 
-struct daemon;
+struct site;
 
 typedef enum {
 	SPOOL_PRODUCING,
@@ -18,9 +18,18 @@ typedef enum {
 	SPOOL_FAILED,
 } spool_state_t;
 
+struct spool;
+
+/*!
+ * \brief Called on the event loop when a stream is produced (or failed);
+ * the spool is held for the call. The consumer tells every session
+ * waiting on it.
+ */
+typedef void (*spool_ready_cb)(struct spool *s, void *arg);
+
 typedef struct spool {
 	struct spool *next;
-	struct daemon *d;
+	struct site *d;
 	/* Key. */
 	uint64_t have;
 	bool want_full;
@@ -30,24 +39,30 @@ typedef struct spool {
 	int refs;                   /* child sessions using or waiting */
 	bool busy;                  /* a worker is writing the file */
 	int ret;
+	spool_ready_cb ready;       /* the consumer, told when produced */
+	void *ready_arg;
 	char path[512];
 	stream_produce_t prod;
 } spool_t;
 
 /*!
  * \brief The stream from \a have to the current version, produced on first
- * request. Takes a reference; release with spool_put().
+ * request. Takes a reference; release with spool_put(). While it is
+ * SPOOL_PRODUCING, \a ready(s, \a arg) is called once it is produced; a
+ * stream shared by several requests keeps the \a ready of the first, so
+ * every caller passes the same consumer hook.
  */
-spool_t *spool_get(struct daemon *d, uint64_t have, bool want_full);
+spool_t *spool_get(struct site *d, uint64_t have, bool want_full,
+                   spool_ready_cb ready, void *arg);
 
 /*! \brief Drop a reference; unused streams of older versions are deleted. */
-void spool_put(struct daemon *d, spool_t *s);
+void spool_put(struct site *d, spool_t *s);
 
 /*! \brief Delete unused streams that no longer match the current version. */
-void spool_gc(struct daemon *d);
+void spool_gc(struct site *d);
 
 /*! \brief Remove every stream (shutdown). */
-void spool_free_all(struct daemon *d);
+void spool_free_all(struct site *d);
 
 /*! \brief Make the spool directory and empty it of leftovers. */
-int spool_dir_prepare(struct daemon *d, char *err, size_t errlen);
+int spool_dir_prepare(struct site *d, char *err, size_t errlen);

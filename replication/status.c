@@ -7,9 +7,9 @@
 #include "proto/version.h"
 #include "replication/child_link.h"
 #include "replication/parent_link.h"
-#include "server/daemon.h"
-#include "server/errcode.h"
-#include "server/log.h"
+#include "replication/site.h"
+#include "common/errcode.h"
+#include "common/log.h"
 #include "replication/rowsig.h"
 
 status_table_t *status_table_new(void)
@@ -85,7 +85,7 @@ static bool in_list(char (*list)[4], int n, const char *site)
 	return false;
 }
 
-int status_accept_report(daemon_t *d, const char *child,
+int status_accept_report(site_t *d, const char *child,
                          const Sitesync__StatusReport *rep, int *refused,
                          char first_refused[4], char *why, size_t whylen)
 {
@@ -180,7 +180,7 @@ int status_accept_report(daemon_t *d, const char *child,
 	return accepted;
 }
 
-void status_fill_self(daemon_t *d, Sitesync__SiteStatus *row)
+void status_fill_self(site_t *d, Sitesync__SiteStatus *row)
 {
 	sitesync__site_status__init(row);
 	const sync_status_t *s = &d->self;
@@ -246,7 +246,7 @@ static void status_forge(Sitesync__SignedRow *row)
 	sitesync__site_status__free_unpacked(r, NULL);
 }
 
-void status_report_build(daemon_t *d, Sitesync__StatusReport *rep, bool wire)
+void status_report_build(site_t *d, Sitesync__StatusReport *rep, bool wire)
 {
 	sitesync__status_report__init(rep);
 	size_t cap = 1;
@@ -380,7 +380,7 @@ static json_t *str_or_null(const char *s)
 	return (s && s[0]) ? json_string(s) : json_null();
 }
 
-static json_t *row_json(daemon_t *d, const Sitesync__SiteStatus *r, bool self,
+static json_t *row_json(site_t *d, const Sitesync__SiteStatus *r, bool self,
                         bool direct, bool connected, uint64_t top, time_t now)
 {
 	const char *state = status_state_name(r->state);
@@ -390,8 +390,13 @@ static json_t *row_json(daemon_t *d, const Sitesync__SiteStatus *r, bool self,
 		link = connected ? "active" : "down";
 	}
 	int64_t lag_v = top > r->catalog_version ? (int64_t)(top - r->catalog_version) : 0;
-	int64_t lag_s = (lag_v > 0 && r->behind_since > 0 && now > r->behind_since) ?
-	                now - r->behind_since : 0;
+	/* A site that went silent (or never heard of the newer version) never
+	 * said since when it is behind: it is at least since this site got a
+	 * version it lacks, so its lag grows instead of staying 0. */
+	time_t since = r->behind_since;
+	if (lag_v > 0 && since <= 0 && !self)
+		since = d->version > r->catalog_version ? d->version_at : d->self.behind_since;
+	int64_t lag_s = (lag_v > 0 && since > 0 && now > since) ? now - since : 0;
 	/* Silence longer than the heartbeat timeout, a dead link, or lagging
 	 * past the threshold all read as stale; a failure stays a failure. */
 	bool silent = !self && now - r->reported_at > d->conf->heartbeat_timeout + 1;
@@ -476,7 +481,7 @@ static json_t *certs_soonest_first(json_t *arr)
 	return out;
 }
 
-json_t *status_json(daemon_t *d)
+json_t *status_json(site_t *d)
 {
 	Sitesync__StatusReport rep;
 	status_report_build(d, &rep, false);

@@ -12,7 +12,7 @@
 
 #include "proto/sitesync.pb-c.h"
 
-struct daemon;
+struct site;
 
 typedef struct status_row {
 	struct status_row *next;
@@ -45,12 +45,12 @@ status_row_t *status_table_find(status_table_t *t, const char *site);
  *                 code copied into \a first_refused, the reason into why).
  * \return rows accepted.
  */
-int status_accept_report(struct daemon *d, const char *child,
+int status_accept_report(struct site *d, const char *child,
                          const Sitesync__StatusReport *rep, int *refused,
                          char first_refused[4], char *why, size_t whylen);
 
 /*! \brief Fill this site's own row (strings point into \a d; do not free). */
-void status_fill_self(struct daemon *d, Sitesync__SiteStatus *row);
+void status_fill_self(struct site *d, Sitesync__SiteStatus *row);
 
 /*!
  * \brief Build a StatusReport: own row, then the subtree parents-first.
@@ -58,11 +58,11 @@ void status_fill_self(struct daemon *d, Sitesync__SiteStatus *row);
  *              for sending; `rows` is always filled for local use.
  * Free with status_report_clear().
  */
-void status_report_build(struct daemon *d, Sitesync__StatusReport *rep, bool wire);
+void status_report_build(struct site *d, Sitesync__StatusReport *rep, bool wire);
 void status_report_clear(Sitesync__StatusReport *rep);
 
 /*! \brief The DESIGN §9 status object (new reference). */
-json_t *status_json(struct daemon *d);
+json_t *status_json(struct site *d);
 
 /*! \brief "idle", "syncing", ... */
 const char *status_state_name(Sitesync__SyncState s);

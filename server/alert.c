@@ -31,8 +31,8 @@
 
 #include "replication/status.h"
 #include "server/daemon.h"
-#include "server/errcode.h"
-#include "server/log.h"
+#include "common/errcode.h"
+#include "common/log.h"
 
 extern char **environ;
 
@@ -155,7 +155,7 @@ static void spawn_alert(daemon_t *d, struct alert_state *a, const char *cmd,
 	    env_add(env, &n, "SITESYNC_ERROR_CODE", num[0]) != SS_EOK ||
 	    env_add(env, &n, "SITESYNC_CATALOG_VERSION", num[1]) != SS_EOK ||
 	    env_add(env, &n, "SITESYNC_TOP_VERSION", num[2]) != SS_EOK ||
-	    env_add(env, &n, "SITESYNC_REPORTING_SITE", d->conf->site_code) != SS_EOK ||
+	    env_add(env, &n, "SITESYNC_REPORTING_SITE", d->site.conf->site_code) != SS_EOK ||
 	    env_add(env, &n, "SITESYNC_EVENT", alert_event_names[ev]) != SS_EOK ||
 	    env_add(env, &n, "SITESYNC_CERT_EXPIRES",
 	            json_string_value(json_object_get(row, "cert_expires"))) != SS_EOK)
@@ -267,14 +267,14 @@ static void observe_cert(daemon_t *d, struct alert_state *a, alert_site_t *s,
 	const char *when = json_string_value(json_object_get(row, "cert_expires"));
 	json_int_t left = json_integer_value(json_object_get(row, "cert_days_left"));
 	if (now)
-		daemon_message(d, SS_MSG_CERT_EXPIRING, "warning",
-		               "Certificate of site %s expires %s (%" JSON_INTEGER_FORMAT
-		               " days left, warning window %d days)", s->site,
-		               when ? when : "?", left, d->conf->cert_warning_days);
+		site_message(&d->site, SS_MSG_CERT_EXPIRING, "warning",
+		             "Certificate of site %s expires %s (%" JSON_INTEGER_FORMAT
+		             " days left, warning window %d days)", s->site,
+		             when ? when : "?", left, d->site.conf->cert_warning_days);
 	else
-		daemon_message(d, SS_MSG_CERT_RENEWED, "info",
-		               "Certificate of site %s renewed: expires %s", s->site,
-		               when ? when : "?");
+		site_message(&d->site, SS_MSG_CERT_RENEWED, "info",
+		             "Certificate of site %s renewed: expires %s", s->site,
+		             when ? when : "?");
 	if (cmd != NULL)
 		spawn_alert(d, a, cmd, doc, row, s->state[0] ? s->state : "unknown",
 		            now ? ALERT_CERT_EXPIRING : ALERT_CERT_RENEWED);
@@ -282,10 +282,10 @@ static void observe_cert(daemon_t *d, struct alert_state *a, alert_site_t *s,
 
 static void observe(daemon_t *d, struct alert_state *a)
 {
-	json_t *doc = status_json(d);
+	json_t *doc = status_json(&d->site);
 	if (doc == NULL)
 		return;
-	const char *cmd = d->conf->alert_command;
+	const char *cmd = d->site.conf->alert_command;
 	bool run = cmd != NULL && cmd[0] != '\0';
 	for (size_t i = 0; i < a->n_sites; i++)
 		a->sites[i].seen = false;
@@ -311,13 +311,13 @@ static void observe(daemon_t *d, struct alert_state *a)
 		/* Stale and recovered are this site's observations, so they go into
 		 * its history; a failure is recorded by the failing site itself. */
 		if (strcmp(state, "stale") == 0)
-			daemon_message(d, SS_MSG_SITE_STALE, "warning", "Site %s is stale (was %s)",
-			               site, prev);
+			site_message(&d->site, SS_MSG_SITE_STALE, "warning", "Site %s is stale (was %s)",
+			             site, prev);
 		else if (is_bad)
 			log_info("alert: %s is now %s (was %s)", site, state, prev);
 		else if (was_bad)
-			daemon_message(d, SS_MSG_SITE_RECOVERED, "info", "Site %s recovered: %s (was %s)",
-			               site, state, prev);
+			site_message(&d->site, SS_MSG_SITE_RECOVERED, "info", "Site %s recovered: %s (was %s)",
+			             site, state, prev);
 		if (run && (is_bad || was_bad))
 			spawn_alert(d, a, cmd, doc, row, prev, ALERT_STATE);
 		snprintf(s->state, sizeof(s->state), "%s", state);
@@ -346,7 +346,7 @@ static void alert_tick_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	/* Children connect within a heartbeat or two of our start; until then
 	 * they read as stale, which would alert on every restart. */
-	if (time(NULL) - a->started <= d->conf->heartbeat_timeout + 1)
+	if (time(NULL) - a->started <= d->site.conf->heartbeat_timeout + 1)
 		return;
 	observe(d, a);
 }
@@ -357,13 +357,13 @@ int alert_init(daemon_t *d)
 	if (a == NULL)
 		return SS_ENOMEM;
 	a->started = time(NULL);
-	a->timer = event_new(d->base, -1, EV_PERSIST, alert_tick_cb, d);
+	a->timer = event_new(d->site.base, -1, EV_PERSIST, alert_tick_cb, d);
 	struct timeval tv = { 1, 0 };
 	if (a->timer == NULL || event_add(a->timer, &tv) != 0)
 		goto fail;
 	d->alerts = a;
-	if (d->conf->alert_command && d->conf->alert_command[0])
-		log_info("alert: command configured: %s", d->conf->alert_command);
+	if (d->site.conf->alert_command && d->site.conf->alert_command[0])
+		log_info("alert: command configured: %s", d->site.conf->alert_command);
 	return SS_EOK;
 fail:
 	if (a->timer)

@@ -15,7 +15,7 @@ struct daemon;
 #define SS_ALERT_MAX_RUNNING 4
 
 /*!
- * \brief Start watching: a persistent 1 s timer on d->base.
+ * \brief Start watching: a persistent 1 s timer on d->site.base.
  * \return SS_EOK, or SS_ENOMEM when the timer cannot be created.
  */
 int alert_init(struct daemon *d);

@@ -31,8 +31,8 @@
 #include <event2/bufferevent.h>
 #include <event2/listener.h>
 
-#include "server/errcode.h"
-#include "server/log.h"
+#include "common/errcode.h"
+#include "common/log.h"
 
 typedef struct ctl_conn ctl_conn_t;
 

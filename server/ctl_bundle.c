@@ -18,23 +18,25 @@
 
 #include "replication/bundle.h"
 #include "replication/parent_link.h"
-#include "server/conf.h"
+#include "common/conf.h"
 #include "server/ctl.h"
 #include "server/daemon.h"
-#include "server/errcode.h"
-#include "server/log.h"
+#include "common/errcode.h"
+#include "common/log.h"
+#include "replication/synchist.h"
 #include "storage/db.h"
 
 /* One export or import: work on a worker, then answer on the loop. */
 typedef struct {
 	daemon_t *d;
 	ctl_req_t *req;
-	/* Copies: a reload may swap d->conf while the job runs. */
+	/* Copies: a reload may swap d->site.conf while the job runs. */
 	char path[PATH_MAX];
 	char scratch[PATH_MAX];
 	char site[8];
 	bundle_export_t ex;
 	bundle_import_t im;
+	sync_status_t before;   /* import: the row as it was, for "nothing to do" */
 } bundle_job_t;
 
 static int export_work(PGconn *conn, void *arg);
@@ -63,11 +65,11 @@ static bool have_hierarchy(ctl_req_t *req, const daemon_t *d)
 {
 	/* setup_tls() leaves the id zero unless [tls] ca, cert and key all load. */
 	static const uint8_t zero[SS_BUNDLE_ID_LEN];
-	if (memcmp(d->hierarchy_id, zero, sizeof(zero)) != 0)
+	if (memcmp(d->site.hierarchy_id, zero, sizeof(zero)) != 0)
 		return true;
 	ctl_reply_error(req, SS_ECONFIG, "%s has no [tls] ca, cert and key: bundles are checked "
 	                "against the hierarchy's CA certificate, configure them first",
-	                d->conf->site_code);
+	                d->site.conf->site_code);
 	return false;
 }
 
@@ -94,12 +96,12 @@ static void export_done(int ret, void *arg)
 	if (e->fell_back)
 		snprintf(note, sizeof(note), "this site's change log no longer reaches version %" PRIu64
 		         ": a full snapshot was written instead of a delta", e->since);
-	daemon_message(d, SS_MSG_EXPORTED, "info", "Exported %s of versions %" PRIu64 " to %" PRIu64
-	               " into %s: %" PRIu64 " upserts, %" PRIu64 " deletes, %" PRIu64 " bytes%s%s",
-	               e->full ? "a full snapshot" : "the changes", e->from, e->to, j->path,
-	               e->upserts, e->deletes, e->bytes, note[0] ? "; " : "", note);
-	daemon_synclog(d, "Exported bundle %s (versions %" PRIu64 " to %" PRIu64 "%s)", j->path,
-	               e->from, e->to, e->full ? ", full snapshot" : "");
+	site_message(&d->site, SS_MSG_EXPORTED, "info", "Exported %s of versions %" PRIu64 " to %" PRIu64
+	             " into %s: %" PRIu64 " upserts, %" PRIu64 " deletes, %" PRIu64 " bytes%s%s",
+	             e->full ? "a full snapshot" : "the changes", e->from, e->to, j->path,
+	             e->upserts, e->deletes, e->bytes, note[0] ? "; " : "", note);
+	site_synclog(&d->site, "Exported bundle %s (versions %" PRIu64 " to %" PRIu64 "%s)", j->path,
+	             e->from, e->to, e->full ? ", full snapshot" : "");
 	json_t *o = json_object();
 	json_object_set_new(o, "file", json_string(j->path));
 	json_object_set_new(o, "from_version", json_integer((json_int_t)e->from));
@@ -140,18 +142,19 @@ static void cmd_export(ctl_req_t *req, const json_t *args, void *arg)
 	j->d = d;
 	j->req = req;
 	snprintf(j->path, sizeof(j->path), "%s", out);
-	snprintf(j->scratch, sizeof(j->scratch), "%s", d->conf->state_dir);
-	snprintf(j->site, sizeof(j->site), "%s", d->conf->site_code);
+	snprintf(j->scratch, sizeof(j->scratch), "%s", d->site.conf->state_dir);
+	snprintf(j->site, sizeof(j->site), "%s", d->site.conf->site_code);
 	bundle_export_t *e = &j->ex;
 	e->out = j->path;
 	e->scratch_dir = j->scratch;
 	e->since = json_is_integer(since) ? (uint64_t)json_integer_value(since) : 0;
 	e->source_site = j->site;
-	memcpy(e->hierarchy_id, d->hierarchy_id, SS_BUNDLE_ID_LEN);
-	e->batch_entries = d->conf->batch_entries;
+	memcpy(e->hierarchy_id, d->site.hierarchy_id, SS_BUNDLE_ID_LEN);
+	e->batch_entries = d->site.conf->batch_entries;
+	e->keys = &d->site.keys;
 	/* Keep batches well inside the frame limit, as the spool does. */
-	e->batch_bytes = (size_t)d->conf->max_frame / 4;
-	if (db_submit(d->db, DB_BULK, export_work, export_done, j) != SS_EOK) {
+	e->batch_bytes = (size_t)d->site.conf->max_frame / 4;
+	if (db_submit(d->site.db, DB_BULK, export_work, export_done, j) != SS_EOK) {
 		free(j);
 		ctl_reply_error(req, SS_ENOMEM, "out of memory");
 	}
@@ -168,15 +171,16 @@ static int import_work(PGconn *conn, void *arg)
 static void import_failed(bundle_job_t *j, int ret)
 {
 	daemon_t *d = j->d;
-	sync_status_t *s = &d->self;
-	s->state = SITESYNC__SYNC_STATE__SYNC_FAILED;
-	s->last_end = time(NULL);
-	s->last_error_code = ss_errnum(ret);
-	snprintf(s->last_error, sizeof(s->last_error), "import: %s", j->im.err);
-	daemon_synclog(d, "Import of %s failed: %s", j->path, j->im.err);
-	daemon_message(d, SS_MSG_SYNC_FAILED, "error", "Import of %s failed: %s (error %d)",
-	               j->path, j->im.err, s->last_error_code);
-	daemon_status_changed(d);
+	/* The errno-range failures of an import are the bundle file's (missing,
+	 * unreadable, not a file): operators get a sitesync code, not errno. */
+	if (ret < 0 && ret > SS_ERROR_BASE && ret != SS_ENOMEM)
+		ret = SS_EFILE;
+	sync_status_failed(&d->site, ret, "import: %s", j->im.err);
+	site_synclog(&d->site, "Import of %s failed: %s", j->path, j->im.err);
+	site_message(&d->site, SS_MSG_SYNC_FAILED, "error", "Import of %s failed: %s (error %d)",
+	             j->path, j->im.err, d->site.self.last_error_code);
+	synchist_record(&d->site, "import", false, d->site.version, d->site.version);
+	site_status_changed(&d->site);
 	ctl_reply_error(j->req, ret, "import failed: %s", j->im.err);
 }
 
@@ -184,7 +188,24 @@ static void import_done(int ret, void *arg)
 {
 	bundle_job_t *j = arg;
 	daemon_t *d = j->d;
-	j->d->import_running = false;
+	j->d->site.import_running = false;
+	if (ret == SS_ESEQ && j->im.apply.to == j->im.apply.held && j->im.apply.held > 0) {
+		/* The site already holds what the bundle brings: not a failure,
+		 * so the status row goes back to what it said before. */
+		d->site.self = j->before;
+		site_synclog(&d->site, "Import of %s: nothing to do, %s", j->path, j->im.err);
+		site_status_changed(&d->site);
+		json_t *o = json_object();
+		json_object_set_new(o, "file", json_string(j->path));
+		json_object_set_new(o, "nothing_to_do", json_true());
+		json_object_set_new(o, "held_version", json_integer((json_int_t)j->im.apply.held));
+		json_object_set_new(o, "to_version", json_integer((json_int_t)j->im.apply.to));
+		json_object_set_new(o, "note", json_string(j->im.err));
+		ctl_reply(j->req, o);
+		apply_clear(&j->im.apply);
+		free(j);
+		return;
+	}
 	if (ret != SS_EOK) {
 		if (j->im.err[0] == '\0')
 			snprintf(j->im.err, sizeof(j->im.err), "%s", ss_strerror(ret));
@@ -195,15 +216,12 @@ static void import_done(int ret, void *arg)
 	}
 	const apply_t *a = &j->im.apply;
 	const bundle_info_t *in = &j->im.info;
-	daemon_sync_succeeded(d, a->added, a->changed, a->removed, a->expired, a->upserts + a->deletes);
-	daemon_synclog_updated(d, a->upserts + a->deletes, a->added, a->changed, a->removed, a->to,
-	                       a->full ? " (full snapshot)" : "");
-	daemon_synclog(d, "Successfully imported bundle %s exported by %s, version %" PRIu64,
-	               j->path, in->source_site, a->to);
-	daemon_synclog_time(d, NULL);
-	daemon_message(d, SS_MSG_IMPORTED, "info", "Imported bundle %s from %s: version %" PRIu64
-	               " to %" PRIu64 ", %" PRIu64 " added, %" PRIu64 " changed, %" PRIu64 " removed",
-	               j->path, in->source_site, a->held, a->to, a->added, a->changed, a->removed);
+	sync_status_applied(&d->site, a, "Successfully imported bundle %s exported by %s, version %" PRIu64,
+	                    j->path, in->source_site, a->to);
+	site_message(&d->site, SS_MSG_IMPORTED, "info", "Imported bundle %s from %s: version %" PRIu64
+	             " to %" PRIu64 ", %" PRIu64 " added, %" PRIu64 " changed, %" PRIu64 " removed, %"
+	             PRIu64 " expired", j->path, in->source_site, a->held, a->to, a->added,
+	             a->changed, a->removed, a->expired);
 
 	json_t *o = json_object();
 	json_object_set_new(o, "file", json_string(j->path));
@@ -220,8 +238,9 @@ static void import_done(int ret, void *arg)
 	json_object_set_new(o, "entries", json_integer((json_int_t)a->entries));
 	json_object_set_new(o, "digest", digest_json(&a->digest));
 	/* Children pull from here now; the status row goes up if a parent is linked. */
-	daemon_trust_announced(d, a->key_announced, a->next_key);
-	daemon_version_committed(d, a->to, &a->digest, a->entries, a->full);
+	site_trust_announced(&d->site, a->key_announced, a->next_key);
+	synchist_record(&d->site, "import", false, d->site.version, a->to);
+	site_version_committed(&d->site, a->to, &a->digest, a->entries, a->full);
 	ctl_reply(j->req, o);
 	apply_clear(&j->im.apply);
 	free(j);
@@ -235,19 +254,19 @@ static void cmd_import(ctl_req_t *req, const json_t *args, void *arg)
 		ctl_reply_error(req, SS_EINVAL, "import: \"file\" must be an absolute file path");
 		return;
 	}
-	if (conf_is_top(d->conf)) {
+	if (conf_is_top(d->site.conf)) {
 		ctl_reply_error(req, SS_ENOTTOP, "%s is the top site: it builds its catalog from "
-		                "upstream and imports no bundles", d->conf->site_code);
+		                "upstream and imports no bundles", d->site.conf->site_code);
 		return;
 	}
 	if (!have_hierarchy(req, d))
 		return;
-	if (d->parent && parent_link_busy(d->parent)) {
+	if (d->site.parent && parent_link_busy(d->site.parent)) {
 		ctl_reply_error(req, SS_EBUSY, "a pull from the parent is in progress; import when "
 		                "it is done");
 		return;
 	}
-	if (d->import_running) {
+	if (d->site.import_running) {
 		ctl_reply_error(req, SS_EBUSY, "another import is running");
 		return;
 	}
@@ -261,25 +280,26 @@ static void cmd_import(ctl_req_t *req, const json_t *args, void *arg)
 	snprintf(j->path, sizeof(j->path), "%s", file);
 	bundle_import_t *im = &j->im;
 	im->path = j->path;
-	im->limit = (size_t)d->conf->max_frame;
-	im->keep_versions = d->conf->keep_versions;
-	im->keys = &d->keys;
-	memcpy(im->hierarchy_id, d->hierarchy_id, SS_BUNDLE_ID_LEN);
-	if (db_submit(d->db, DB_BULK, import_work, import_done, j) != SS_EOK) {
+	im->limit = (size_t)d->site.conf->max_frame;
+	im->keep_versions = d->site.conf->keep_versions;
+	im->keys = &d->site.keys;
+	memcpy(im->hierarchy_id, d->site.hierarchy_id, SS_BUNDLE_ID_LEN);
+	if (db_submit(d->site.db, DB_BULK, import_work, import_done, j) != SS_EOK) {
 		free(j);
 		ctl_reply_error(req, SS_ENOMEM, "out of memory");
 		return;
 	}
-	d->import_running = true;
+	d->site.import_running = true;
+	j->before = d->site.self;
 
-	sync_status_t *s = &d->self;
+	sync_status_t *s = &d->site.self;
 	s->state = SITESYNC__SYNC_STATE__SYNC_SYNCING;
 	s->last_start = time(NULL);
 	s->progress_done = s->progress_total = 0;
-	daemon_synclog(d, "Starting import of bundle %s", j->path);
-	daemon_message(d, SS_MSG_SYNC_STARTED, "info", "Importing bundle %s: this site holds "
-	               "version %" PRIu64, j->path, d->version);
-	daemon_status_changed(d);
+	site_synclog(&d->site, "Starting import of bundle %s", j->path);
+	site_message(&d->site, SS_MSG_SYNC_STARTED, "info", "Importing bundle %s: this site holds "
+	             "version %" PRIu64, j->path, d->site.version);
+	site_status_changed(&d->site);
 }
 
 int ctl_bundle_register(struct daemon *d)

@@ -10,15 +10,15 @@
 #include <libpq-fe.h>
 
 #include "replication/child_link.h"
-#include "replication/digest.h"
+#include "catalog/digest.h"
 #include "replication/parent_link.h"
 #include "replication/status.h"
 #include "server/ctl.h"
 #include "server/ctl_bundle.h"
 #include "server/ctl_upstream.h"
 #include "server/daemon.h"
-#include "server/errcode.h"
-#include "server/log.h"
+#include "common/errcode.h"
+#include "common/log.h"
 #include "server/topsync.h"
 #include "storage/db.h"
 
@@ -74,7 +74,7 @@ static void ctl_job_submit(daemon_t *d, ctl_req_t *req, const json_t *args, ctl_
 	j->args = args ? json_deep_copy(args) : json_object();
 	j->fn = fn;
 	j->after = after;
-	if (db_submit(d->db, DB_QUICK, ctl_job_work, ctl_job_done, j) != SS_EOK) {
+	if (db_submit(d->site.db, DB_QUICK, ctl_job_work, ctl_job_done, j) != SS_EOK) {
 		json_decref(j->args);
 		free(j);
 		ctl_reply_error(req, SS_ENOMEM, "out of memory");
@@ -120,27 +120,79 @@ static json_t *rows_json(PGresult *r)
 
 /* ---- status, sync ---------------------------------------------------- */
 
+json_t *ctl_cmds_status_json(daemon_t *d)
+{
+	json_t *o = status_json(&d->site);
+	/* The daemon shell's own fact: when [schedule] cron runs the next sync. */
+	json_object_set_new(o, "next_upstream_sync",
+	                    d->next_run ? status_time_json(d->next_run) : json_null());
+	return o;
+}
+
 static void cmd_status(ctl_req_t *req, const json_t *args, void *arg)
 {
-	ctl_reply(req, status_json(arg));
+	ctl_reply(req, ctl_cmds_status_json(arg));
+}
+
+/* `sitesync sync` at a child: a pull from the parent now. */
+static void cmd_sync_child(ctl_req_t *req, daemon_t *d, bool full)
+{
+	if (d->site.parent == NULL) {
+		ctl_reply_error(req, SS_ENOTTOP, "%s is a disconnected site: it takes its catalog from "
+		                "bundles (sitesync import)", d->site.conf->site_code);
+		return;
+	}
+	if (!d->site.active) {
+		ctl_reply_error(req, SS_ELOCKED, "this daemon is a standby for site %s: the active "
+		                "writer pulls", d->site.conf->site_code);
+		return;
+	}
+	const char *parent = parent_link_site(d->site.parent);
+	int ret = parent_link_pull_now(d->site.parent, full);
+	if (ret == SS_EBUSY) {
+		ctl_reply_error(req, ret, "a pull or an import is already running at %s",
+		                d->site.conf->site_code);
+		return;
+	}
+	if (ret == SS_EAGAIN) {
+		ctl_reply_error(req, ret, "not connected to the parent %s: %s pulls as soon as the "
+		                "link is up", parent[0] ? parent : d->site.conf->parent_address,
+		                d->site.conf->site_code);
+		return;
+	}
+	json_t *o = json_object();
+	json_object_set_new(o, "started", json_boolean(ret == SS_EOK));
+	json_object_set_new(o, "pull", json_true());
+	json_object_set_new(o, "parent", json_string(parent));
+	json_object_set_new(o, "up_to_date", json_boolean(ret == SS_EEXIST));
+	json_object_set_new(o, "full", json_boolean(full));
+	json_object_set_new(o, "catalog_version", json_integer((json_int_t)d->site.version));
+	json_object_set_new(o, "parent_version",
+	                    json_integer((json_int_t)parent_link_version(d->site.parent)));
+	ctl_reply(req, o);
 }
 
 static void cmd_sync(ctl_req_t *req, const json_t *args, void *arg)
 {
 	daemon_t *d = arg;
 	bool full = json_is_true(json_object_get(args, "full"));
-	int ret = topsync_start(d, full);
+	bool allow = json_is_true(json_object_get(args, "allow_removal"));
+	if (!conf_is_top(d->site.conf)) {
+		cmd_sync_child(req, d, full);
+		return;
+	}
+	int ret = topsync_start_confirmed(d, full, allow);
 	if (ret == SS_ENOTTOP) {
-		ctl_reply_error(req, ret, "%s is not the top site: syncs start at the top and flow down", d->conf->site_code);
+		ctl_reply_error(req, ret, "%s is not the top site: syncs start at the top and flow down", d->site.conf->site_code);
 		return;
 	}
 	if (ret == SS_ECONFIG) {
-		ctl_reply_error(req, ret, "no [upstream] url is configured at %s", d->conf->site_code);
+		ctl_reply_error(req, ret, "no [upstream] url is configured at %s", d->site.conf->site_code);
 		return;
 	}
 	if (ret == SS_ELOCKED) {
 		ctl_reply_error(req, ret, "this daemon is a standby for site %s: the active writer runs syncs",
-		                d->conf->site_code);
+		                d->site.conf->site_code);
 		return;
 	}
 	if (ret != SS_EOK) {
@@ -150,7 +202,7 @@ static void cmd_sync(ctl_req_t *req, const json_t *args, void *arg)
 	json_t *o = json_object();
 	json_object_set_new(o, "started", json_true());
 	json_object_set_new(o, "full", json_boolean(full));
-	json_object_set_new(o, "catalog_version", json_integer((json_int_t)d->version));
+	json_object_set_new(o, "catalog_version", json_integer((json_int_t)d->site.version));
 	ctl_reply(req, o);
 }
 
@@ -171,7 +223,7 @@ int ctl_cmds_load_children(daemon_t *d, void *pgconn, char *err, size_t errlen)
 	for (int i = 0; i < n; i++)
 		snprintf(sites[i], 4, "%s", PQgetvalue(r, i, 0));
 	PQclear(r);
-	ret = daemon_set_approved(d, sites, (size_t)n);
+	ret = site_set_approved(&d->site, sites, (size_t)n);
 	free(sites);
 	return ret;
 }
@@ -197,10 +249,10 @@ static void child_list_after(ctl_job_t *j)
 	json_t *c;
 	json_array_foreach(json_object_get(j->result, "children"), i, c) {
 		const char *site = json_string_value(json_object_get(c, "site"));
-		bool up = child_link_connected(d, site);
+		bool up = child_link_connected(&d->site, site);
 		json_object_set_new(c, "connected", json_boolean(up));
 		json_object_set_new(c, "link", json_string(up ? "active" : "down"));
-		status_row_t *row = status_table_find(d->subtree, site);
+		status_row_t *row = status_table_find(d->site.subtree, site);
 		json_object_set_new(c, "catalog_version",
 		                    row ? json_integer((json_int_t)row->row->catalog_version) : json_null());
 	}
@@ -248,33 +300,33 @@ static void child_changed_after(ctl_job_t *j)
 {
 	daemon_t *d = j->d;
 	const char *site = json_string_value(json_object_get(j->result, "site"));
-	if (json_object_get(j->result, "added") && !daemon_child_approved(d, site)) {
-		char (*more)[4] = calloc(d->n_approved + 1, sizeof(*more));
+	if (json_object_get(j->result, "added") && !site_child_approved(&d->site, site)) {
+		char (*more)[4] = calloc(d->site.n_approved + 1, sizeof(*more));
 		if (more) {
-			if (d->n_approved)
-				memcpy(more, d->approved, d->n_approved * sizeof(*more));
-			snprintf(more[d->n_approved], 4, "%s", site);
-			daemon_set_approved(d, more, d->n_approved + 1);
+			if (d->site.n_approved)
+				memcpy(more, d->site.approved, d->site.n_approved * sizeof(*more));
+			snprintf(more[d->site.n_approved], 4, "%s", site);
+			site_set_approved(&d->site, more, d->site.n_approved + 1);
 			free(more);
 		}
 	}
 	if (json_is_true(json_object_get(j->result, "removed"))) {
 		/* Remove from the in-memory list and close its session. */
 		size_t n = 0;
-		char (*keep)[4] = calloc(d->n_approved + 1, sizeof(*keep));
+		char (*keep)[4] = calloc(d->site.n_approved + 1, sizeof(*keep));
 		if (keep) {
-			for (size_t i = 0; i < d->n_approved; i++)
-				if (strcmp(d->approved[i], site) != 0)
-					memcpy(keep[n++], d->approved[i], 4);
-			daemon_set_approved(d, keep, n);
+			for (size_t i = 0; i < d->site.n_approved; i++)
+				if (strcmp(d->site.approved[i], site) != 0)
+					memcpy(keep[n++], d->site.approved[i], 4);
+			site_set_approved(&d->site, keep, n);
 			free(keep);
 		}
-		child_link_drop(d, site, "site is no longer an approved child");
-		daemon_message(d, SS_MSG_CHILD_LOST, "info", "Child site %s removed by the operator", site);
+		child_link_drop(&d->site, site, "site is no longer an approved child");
+		site_message(&d->site, SS_MSG_CHILD_LOST, "info", "Child site %s removed by the operator", site);
 	} else if (json_is_true(json_object_get(j->result, "added"))) {
-		daemon_message(j->d, SS_MSG_CHILD_CONNECTED, "info", "Child site %s approved by the operator", site);
+		site_message(&j->d->site, SS_MSG_CHILD_CONNECTED, "info", "Child site %s approved by the operator", site);
 	}
-	daemon_status_changed(j->d);
+	site_status_changed(&j->d->site);
 }
 
 static bool check_site_arg(ctl_req_t *req, const json_t *args)
@@ -293,7 +345,7 @@ static void cmd_child_add(ctl_req_t *req, const json_t *args, void *arg)
 	daemon_t *d = arg;
 	if (!check_site_arg(req, args))
 		return;
-	if (strcmp(arg_str(args, "site"), d->conf->site_code) == 0) {
+	if (strcmp(arg_str(args, "site"), d->site.conf->site_code) == 0) {
 		ctl_reply_error(req, SS_EINVAL, "a site cannot be its own child");
 		return;
 	}
@@ -360,9 +412,9 @@ static void verify_after(ctl_job_t *j)
 	bool equal = self_ok;
 	uint64_t pv = 0;
 	uint8_t pd[32];
-	if (d->parent) {
-		json_object_set_new(o, "parent", json_string(parent_link_site(d->parent)));
-		if (parent_link_digest(d->parent, &pv, pd)) {
+	if (d->site.parent) {
+		json_object_set_new(o, "parent", json_string(parent_link_site(d->site.parent)));
+		if (parent_link_digest(d->site.parent, &pv, pd)) {
 			digest_t pdig;
 			memcpy(pdig.b, pd, 32);
 			char hex[65];
@@ -384,6 +436,10 @@ static void verify_after(ctl_job_t *j)
 	} else {
 		json_object_set_new(o, "parent", json_null());
 	}
+	/* Which comparison there was: none at the top, none by design at a
+	 * disconnected site (its bundles were checked on import). */
+	json_object_set_new(o, "mode", json_string(conf_is_top(d->site.conf) ? "top" : d->site.parent ?
+	                                           "connected" : "disconnected"));
 	if (!self_ok)
 		json_object_set_new(o, "reason", json_string("stored rows do not match the stored digest"));
 	json_object_set_new(o, "equal", json_boolean(equal));
@@ -549,6 +605,18 @@ static int category_list_work(PGconn *conn, ctl_job_t *j)
 	return SS_EOK;
 }
 
+/* The CLI command that lists a kind, for error messages. */
+static const char *category_cmd(const char *kind)
+{
+	if (strcmp(kind, "product") == 0)
+		return "products";
+	if (strcmp(kind, "classification") == 0)
+		return "classifications";
+	if (strcmp(kind, "language") == 0)
+		return "languages";
+	return "vendors";
+}
+
 static int category_select_work(PGconn *conn, ctl_job_t *j, bool selected)
 {
 	const char *kind = kind_arg(j->args);
@@ -556,34 +624,53 @@ static int category_select_work(PGconn *conn, ctl_job_t *j, bool selected)
 	json_t *done = json_array();
 	size_t i;
 	json_t *id;
+	uint64_t known = 0;
+	const char *kp[] = { kind };
+	/* All or nothing: one unknown id leaves the selection as it was. */
+	int ret = db_exec(conn, "BEGIN", j->err, sizeof(j->err));
+	if (ret == SS_EOK)
+		ret = db_query_u64(conn, "SELECT count(*) FROM categories WHERE kind = $1", 1, kp, &known, 1,
+		                   j->err, sizeof(j->err));
 	json_array_foreach(ids, i, id) {
+		if (ret != SS_EOK)
+			break;
 		if (!json_is_string(id))
 			continue;
 		const char *p[] = { kind, json_string_value(id), selected ? "true" : "false" };
 		PGresult *r = NULL;
-		int ret = db_query(conn, "UPDATE categories SET selected = $3::boolean WHERE kind = $1 "
-		                   "AND (id = $2 OR title = $2) RETURNING id", 3, p, &r, j->err, sizeof(j->err));
-		if (ret != SS_EOK) {
-			json_decref(done);
-			return ret;
-		}
+		/* Any case matches the known id or title; the row keeps its own spelling. */
+		ret = db_query(conn, "UPDATE categories SET selected = $3::boolean WHERE kind = $1 "
+		               "AND (lower(id) = lower($2) OR lower(title) = lower($2)) RETURNING id",
+		               3, p, &r, j->err, sizeof(j->err));
+		if (ret != SS_EOK)
+			break;
 		int n = PQntuples(r);
+		for (int k = 0; k < n; k++)
+			json_array_append_new(done, json_string(PQgetvalue(r, k, 0)));
 		PQclear(r);
-		if (n == 0) {
-			/* Selecting ahead of the first sync is allowed: it takes effect then. */
-			if (!selected) {
-				json_decref(done);
-				snprintf(j->err, sizeof(j->err), "no %s '%s' is known", kind, json_string_value(id));
-				return SS_ENOENT;
-			}
-			ret = db_execp(conn, "INSERT INTO categories (kind, id, title, selected) VALUES ($1, $2, $2, true)",
-			               2, p, j->err, sizeof(j->err));
-			if (ret != SS_EOK) {
-				json_decref(done);
-				return ret;
-			}
+		if (n > 0)
+			continue;
+		/* Before the first sync no category is known yet: a selection made
+		 * ahead of it is kept and takes effect then. */
+		if (!selected || known > 0) {
+			snprintf(j->err, sizeof(j->err), "no %s '%s' is known (see `sitesync %s list`); "
+			         "nothing was changed", kind, json_string_value(id), category_cmd(kind));
+			ret = SS_ENOENT;
+			break;
 		}
-		json_array_append(done, id);
+		ret = db_execp(conn, "INSERT INTO categories (kind, id, title, selected) VALUES ($1, $2, $2, true)",
+		               2, p, j->err, sizeof(j->err));
+		if (ret == SS_EOK)
+			json_array_append(done, id);
+	}
+	if (ret != SS_EOK) {
+		db_exec(conn, "ROLLBACK", NULL, 0);
+		json_decref(done);
+		return ret;
+	}
+	if ((ret = db_exec(conn, "COMMIT", j->err, sizeof(j->err))) != SS_EOK) {
+		json_decref(done);
+		return ret;
 	}
 	j->result = json_object();
 	json_object_set_new(j->result, selected ? "selected" : "deselected", done);
@@ -626,7 +713,7 @@ static int history_work(PGconn *conn, ctl_job_t *j)
 	const char *p[] = { limit };
 	PGresult *r = NULL;
 	int ret = db_query(conn, "SELECT to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS at, "
-	                   "site, msg_id, severity, text FROM status_messages ORDER BY id DESC LIMIT $1::bigint",
+	                   "site, msg_id, severity, text FROM status_messages ORDER BY status_messages.at DESC, id DESC LIMIT $1::bigint",
 	                   1, p, &r, j->err, sizeof(j->err));
 	if (ret != SS_EOK)
 		return ret;
@@ -641,7 +728,51 @@ static int history_work(PGconn *conn, ctl_job_t *j)
 		return ret;
 	json_object_set_new(j->result, "versions", rows_json(r));
 	PQclear(r);
+	/* What `history` prints as Syncs: one row per sync, pull or import. */
+	ret = db_query(conn, "SELECT kind, "
+	               "to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS started_at, "
+	               "to_char(ended_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS ended_at, "
+	               "result, from_version, to_version, added, changed, removed, expired, "
+	               "error_code, error FROM sync_history ORDER BY id DESC LIMIT $1::bigint",
+	               1, p, &r, j->err, sizeof(j->err));
+	if (ret != SS_EOK)
+		return ret;
+	json_object_set_new(j->result, "syncs", rows_json(r));
+	PQclear(r);
 	return SS_EOK;
+}
+
+/* What the next sync's selection would remove from the catalog as held:
+ * the entries from upstream that no longer match (the same rule as the
+ * sync's, upstream/sync.c), for `sitesync sync`'s confirmation. */
+static int preview_work(PGconn *conn, ctl_job_t *j)
+{
+	uint64_t v[2];
+	int ret = db_query_u64(conn, "SELECT count(*) FILTER (WHERE u.source = 'upstream' AND NOT ("
+		"(NOT EXISTS (SELECT 1 FROM categories WHERE kind = 'product' AND selected) "
+		"  OR u.products && ARRAY(SELECT id FROM categories WHERE kind = 'product' AND selected)) "
+		"AND (NOT EXISTS (SELECT 1 FROM categories WHERE kind = 'classification' AND selected) "
+		"  OR u.classification IN (SELECT id FROM categories WHERE kind = 'classification' AND selected)) "
+		"AND (NOT EXISTS (SELECT 1 FROM categories WHERE kind = 'language' AND selected) "
+		"  OR u.languages = '{}' "
+		"  OR u.languages && ARRAY(SELECT id FROM categories WHERE kind = 'language' AND selected)))), "
+		"count(*) FROM updates u", 0, NULL, v, 2, j->err, sizeof(j->err));
+	if (ret != SS_EOK)
+		return ret;
+	j->result = json_pack("{s:I, s:I}", "would_remove", (json_int_t)v[0],
+	                      "entries", (json_int_t)v[1]);
+	return SS_EOK;
+}
+
+/* On the loop: which kind of sync `sitesync sync` starts here. */
+static void preview_after(ctl_job_t *j)
+{
+	json_object_set_new(j->result, "top", json_boolean(conf_is_top(j->d->site.conf)));
+}
+
+static void cmd_sync_preview(ctl_req_t *req, const json_t *args, void *arg)
+{
+	ctl_job_submit(arg, req, args, preview_work, preview_after);
 }
 
 static void cmd_history(ctl_req_t *req, const json_t *args, void *arg)
@@ -678,7 +809,7 @@ static void where_after(ctl_job_t *j)
 	daemon_t *d = j->d;
 	json_t *rev = json_object_get(j->result, "revision");
 	json_int_t since = json_integer_value(json_object_get(j->result, "since_version"));
-	json_t *st = status_json(d);
+	json_t *st = status_json(&d->site);
 	json_t *sites = json_array();
 	size_t i;
 	json_t *row;
@@ -723,6 +854,7 @@ int ctl_cmds_register(daemon_t *d)
 		{ "category.select", cmd_category },
 		{ "category.deselect", cmd_category },
 		{ "history", cmd_history },
+		{ "sync.preview", cmd_sync_preview },
 		{ "where", cmd_where },
 	};
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {

@@ -13,11 +13,11 @@
 
 #include <jansson.h>
 
-#include "replication/entry.h"
+#include "catalog/entry.h"
 #include "server/ctl.h"
 #include "server/daemon.h"
-#include "server/errcode.h"
-#include "server/log.h"
+#include "common/errcode.h"
+#include "common/log.h"
 #include "server/topsync.h"
 #include "storage/db.h"
 #include "upstream/import.h"
@@ -35,19 +35,19 @@ static void import_done_cb(int ret, void *arg)
 	import_call_t *call = job->owner;
 	daemon_t *d = call->d;
 	if (ret != SS_EOK) {
-		daemon_synclog(d, "Import of update %s from %s failed: %s", job->import_id, job->url, job->err);
+		site_synclog(&d->site, "Import of update %s from %s failed: %s", job->import_id, job->url, job->err);
 		ctl_reply_error(call->req, ret, "import-update: %s", job->err);
 		goto done;
 	}
 	if (job->unchanged) {
-		daemon_synclog(d, "Imported update %s from %s: already present with the same content "
-		               "(revision %" PRIu32 "), version stays %" PRIu64,
-		               job->import_id, job->url, job->revision, job->version);
+		site_synclog(&d->site, "Imported update %s from %s: already present with the same content "
+		             "(revision %" PRIu32 "), version stays %" PRIu64,
+		             job->import_id, job->url, job->revision, job->version);
 	} else {
-		daemon_synclog(d, "Imported update %s revision %" PRIu32 " from %s (%s), new catalog "
-		               "version is %" PRIu64, job->import_id, job->revision, job->url,
-		               job->added ? "added" : "changed", job->version);
-		daemon_version_committed(d, job->version, &job->digest, job->entries, false);
+		site_synclog(&d->site, "Imported update %s revision %" PRIu32 " from %s (%s), new catalog "
+		             "version is %" PRIu64, job->import_id, job->revision, job->url,
+		             job->added ? "added" : "changed", job->version);
+		site_version_committed(&d->site, job->version, &job->digest, job->entries, false);
 	}
 	ctl_reply(call->req, json_pack("{s:s, s:I, s:I}", "update_id", job->import_id,
 	                               "revision", (json_int_t)job->revision,
@@ -66,13 +66,13 @@ static void cmd_import_update(ctl_req_t *req, const json_t *args, void *arg)
 		ctl_reply_error(req, SS_EINVAL, "import-update needs \"from\" and \"id\"");
 		return;
 	}
-	if (!conf_is_top(d->conf)) {
+	if (!conf_is_top(d->site.conf)) {
 		ctl_reply_error(req, SS_ENOTTOP, "import-update runs at the top site only; "
 		                "this site gets its catalog from its parent");
 		return;
 	}
 	/* A standby shares the database with the active writer: only it commits. */
-	if (!d->active) {
+	if (!d->site.active) {
 		ctl_reply_error(req, SS_ELOCKED, "this daemon is a standby; run import-update on the "
 		                "active one (it holds the writer lock)");
 		return;
@@ -102,7 +102,7 @@ static void cmd_import_update(ctl_req_t *req, const json_t *args, void *arg)
 		goto nomem;
 	call->d = d;
 	call->req = req;
-	const conf_t *c = d->conf;
+	const conf_t *c = d->site.conf;
 	job->owner = call;
 	job->url = strdup(from);
 	job->import_id = strdup(lid);
@@ -114,8 +114,8 @@ static void cmd_import_update(ctl_req_t *req, const json_t *args, void *arg)
 	job->keep_versions = c->keep_versions;
 	if (job->url == NULL || job->import_id == NULL || job->state_dir == NULL)
 		goto nomem;
-	daemon_synclog(d, "Importing update %s from %s", lid, from);
-	if (db_submit(d->db, DB_BULK, upstream_import_work, import_done_cb, job) != SS_EOK)
+	site_synclog(&d->site, "Importing update %s from %s", lid, from);
+	if (db_submit(d->site.db, DB_BULK, upstream_import_work, import_done_cb, job) != SS_EOK)
 		goto nomem;
 	return;
 nomem:

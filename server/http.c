@@ -20,8 +20,8 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
-#include "server/errcode.h"
-#include "server/log.h"
+#include "common/errcode.h"
+#include "common/log.h"
 
 #define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 

@@ -29,15 +29,17 @@
 #include "replication/spool.h"
 #include "replication/status.h"
 #include "server/alert.h"
-#include "server/conf.h"
-#include "server/conn.h"
+#include "common/conf.h"
+#include "net/conn.h"
 #include "server/ctl.h"
 #include "server/ctl_cmds.h"
 #include "server/daemon.h"
-#include "server/errcode.h"
+#include "common/errcode.h"
 #include "server/http.h"
-#include "server/log.h"
-#include "server/tls.h"
+#include "server/schedule.h"
+#include "common/log.h"
+#include "net/tls.h"
+#include "replication/synchist.h"
 #include "server/topsync.h"
 #include "storage/db.h"
 #include "storage/writer_lock.h"
@@ -83,13 +85,13 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
                       int salen, void *arg)
 {
 	daemon_t *d = arg;
-	conn_t *c = conn_accept(d->base, d->tls_server, fd, sa, salen);
+	conn_t *c = conn_accept(d->site.base, d->tls_server, fd, sa, salen);
 	if (c == NULL) {
 		log_error("cannot accept a connection: out of memory");
 		return;
 	}
-	conn_track(c, &d->live_conns);
-	child_link_accept(d, c);
+	conn_track(c, &d->site.live_conns);
+	child_link_accept(&d->site, c);
 }
 
 static void accept_error_cb(struct evconnlistener *l, void *arg)
@@ -100,7 +102,28 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
 
 static json_t *daemon_http_status_cb(void *arg)
 {
-	return status_json(arg);
+	return ctl_cmds_status_json(arg);
+}
+
+/* [children] approved (at start and on reload): add the listed codes to the
+ * children table. Additive: a code taken off the list stays approved until
+ * `sitesync child remove`. */
+static int approve_listed(PGconn *conn, const char *list, char *err, size_t errlen)
+{
+	if (list == NULL)
+		return SS_EOK;
+	int ret = SS_EOK;
+	char *copy = strdup(list), *save = NULL;
+	if (copy == NULL)
+		return SS_ENOMEM;
+	for (char *t = strtok_r(copy, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
+		const char *p[] = { t };
+		if ((ret = db_execp(conn, "INSERT INTO children (site) VALUES ($1) ON CONFLICT DO NOTHING",
+		                    1, p, err, errlen)) != SS_EOK)
+			break;
+	}
+	free(copy);
+	return ret;
 }
 
 /* Configuration facts that need the database, read once at startup. */
@@ -110,7 +133,7 @@ static int load_state(daemon_t *d, char *err, size_t errlen)
 	int ret = SS_EOK;
 	/* The database may still be starting: give it a little time. */
 	for (int attempt = 0; attempt < 10; attempt++) {
-		ret = db_connect(d->conf->db_conninfo, &conn, err, errlen);
+		ret = db_connect(d->site.conf->db_conninfo, &conn, err, errlen);
 		if (ret == SS_EOK)
 			break;
 		log_warning("database not reachable yet (%s); retrying", err);
@@ -120,22 +143,12 @@ static int load_state(daemon_t *d, char *err, size_t errlen)
 		return ret;
 	if ((ret = db_migrate(conn, err, errlen)) != SS_EOK)
 		goto out;
-	if ((ret = apply_read_state(conn, false, &d->version, &d->digest, &d->entries, err, errlen)) != SS_EOK)
+	if ((ret = state_read(conn, false, &d->site.version, &d->site.digest, &d->site.entries, err, errlen)) != SS_EOK)
 		goto out;
-	d->top_version = d->version;
-	d->version_at = time(NULL);
-	if (d->conf->children) {
-		char *copy = strdup(d->conf->children), *save = NULL;
-		for (char *t = copy ? strtok_r(copy, ", ", &save) : NULL; t; t = strtok_r(NULL, ", ", &save)) {
-			const char *p[] = { t };
-			if ((ret = db_execp(conn, "INSERT INTO children (site) VALUES ($1) ON CONFLICT DO NOTHING",
-			                    1, p, err, errlen)) != SS_EOK)
-				break;
-		}
-		free(copy);
-		if (ret != SS_EOK)
-			goto out;
-	}
+	d->site.top_version = d->site.version;
+	d->site.version_at = time(NULL);
+	if ((ret = approve_listed(conn, d->site.conf->children, err, errlen)) != SS_EOK)
+		goto out;
 	if ((ret = ctl_cmds_load_children(d, conn, err, errlen)) != SS_EOK)
 		goto out;
 	/* Keys announced by earlier manifests (rotation) stay trusted. */
@@ -150,7 +163,7 @@ static int load_state(daemon_t *d, char *err, size_t errlen)
 			continue;
 		for (int j = 0; j < 32; j++)
 			sscanf(hex + 2 * j, "%2hhx", &raw[j]);
-		if (manifest_keys_trust_raw(&d->keys, raw, 32) != SS_EOK)
+		if (manifest_keys_trust_raw(&d->site.keys, raw, 32) != SS_EOK)
 			log_warning("cannot trust announced key %s", hex);
 	}
 	PQclear(kr);
@@ -161,6 +174,8 @@ static int load_state(daemon_t *d, char *err, size_t errlen)
 	if (PQntuples(r) == 1)
 		d->last_upstream_sync = (time_t)strtoll(PQgetvalue(r, 0, 0), NULL, 10);
 	PQclear(r);
+	/* The last sync survives a restart (status, dashboard, metrics). */
+	ret = synchist_load(&d->site, conn, err, errlen);
 out:
 	PQfinish(conn);
 	return ret;
@@ -168,7 +183,7 @@ out:
 
 static int setup_tls(daemon_t *d, char *err, size_t errlen)
 {
-	const conf_t *c = d->conf;
+	const conf_t *c = d->site.conf;
 	if (!c->tls_ca || !c->tls_cert || !c->tls_key)
 		return SS_EOK;
 	char site[4];
@@ -187,21 +202,21 @@ static int setup_tls(daemon_t *d, char *err, size_t errlen)
 		SSL_CTX_free(srv);
 		return ret;
 	}
-	if ((ret = tls_hierarchy_id(c->tls_ca, d->hierarchy_id, err, errlen)) != SS_EOK) {
+	if ((ret = tls_hierarchy_id(c->tls_ca, d->site.hierarchy_id, err, errlen)) != SS_EOK) {
 		SSL_CTX_free(srv);
 		SSL_CTX_free(cli);
 		return ret;
 	}
 	/* Live connections keep their own reference to the old contexts. */
 	SSL_CTX_free(d->tls_server);
-	SSL_CTX_free(d->tls_client);
+	SSL_CTX_free(d->site.tls_client);
 	d->tls_server = srv;
-	d->tls_client = cli;
-	d->cert_expires = tls_cert_expiry(c->tls_cert);
+	d->site.tls_client = cli;
+	d->site.cert_expires = tls_cert_expiry(c->tls_cert);
 	time_t now = time(NULL);
-	if (status_cert_expiring(d->cert_expires, now, c->cert_warning_days)) {
-		int64_t left = ((int64_t)d->cert_expires - (int64_t)now) / 86400;
-		if (d->cert_expires <= now)
+	if (status_cert_expiring(d->site.cert_expires, now, c->cert_warning_days)) {
+		int64_t left = ((int64_t)d->site.cert_expires - (int64_t)now) / 86400;
+		if (d->site.cert_expires <= now)
 			log_warning("certificate %s has EXPIRED; renew it (sitesync-certs renew) "
 			            "and reload with SIGHUP", c->tls_cert);
 		else
@@ -213,29 +228,29 @@ static int setup_tls(daemon_t *d, char *err, size_t errlen)
 	rowsig_t rs;
 	if ((ret = rowsig_init(&rs, c->tls_ca, c->tls_cert, c->tls_key, err, errlen)) != SS_EOK)
 		return ret;
-	if (d->rowsig_ok)
-		rowsig_clear(&d->rowsig);
-	d->rowsig = rs;
-	d->rowsig_ok = true;
+	if (d->site.rowsig_ok)
+		rowsig_clear(&d->site.rowsig);
+	d->site.rowsig = rs;
+	d->site.rowsig_ok = true;
 	return SS_EOK;
 }
 
 static int setup_listener(daemon_t *d, char *err, size_t errlen)
 {
-	if (d->conf->listen_address == NULL)
+	if (d->site.conf->listen_address == NULL)
 		return SS_EOK;
 	struct sockaddr_storage ss;
 	int sslen = sizeof(ss);
-	if (evutil_parse_sockaddr_port(d->conf->listen_address, (struct sockaddr *)&ss, &sslen) != 0) {
+	if (evutil_parse_sockaddr_port(d->site.conf->listen_address, (struct sockaddr *)&ss, &sslen) != 0) {
 		snprintf(err, errlen, "[listen] address '%s' is not HOST:PORT with a numeric host",
-		         d->conf->listen_address);
+		         d->site.conf->listen_address);
 		return SS_ECONFIG;
 	}
-	d->listener = evconnlistener_new_bind(d->base, accept_cb, d,
+	d->listener = evconnlistener_new_bind(d->site.base, accept_cb, d,
 	                                      LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
 	                                      128, (struct sockaddr *)&ss, sslen);
 	if (d->listener == NULL) {
-		snprintf(err, errlen, "cannot listen on %s: %s", d->conf->listen_address, strerror(errno));
+		snprintf(err, errlen, "cannot listen on %s: %s", d->site.conf->listen_address, strerror(errno));
 		return -errno;
 	}
 	evconnlistener_set_error_cb(d->listener, accept_error_cb);
@@ -253,16 +268,16 @@ typedef struct {
 static int follow_work(PGconn *conn, void *arg)
 {
 	follow_job_t *f = arg;
-	return apply_read_state(conn, false, &f->version, &f->digest, &f->entries, f->err, sizeof(f->err));
+	return state_read(conn, false, &f->version, &f->digest, &f->entries, f->err, sizeof(f->err));
 }
 
 static void follow_done(int ret, void *arg)
 {
 	follow_job_t *f = arg;
 	daemon_t *d = f->d;
-	if (ret == SS_EOK && !d->active && f->version != d->version) {
+	if (ret == SS_EOK && !d->site.active && f->version != d->site.version) {
 		log_info("standby: the active writer committed version %" PRIu64, f->version);
-		daemon_version_committed(d, f->version, &f->digest, f->entries, false);
+		site_version_committed(&d->site, f->version, &f->digest, f->entries, false);
 	}
 	free(f);
 }
@@ -272,13 +287,13 @@ static void follow_done(int ret, void *arg)
 static void follow_cb(evutil_socket_t fd, short what, void *arg)
 {
 	daemon_t *d = arg;
-	if (d->active || d->db == NULL)
+	if (d->site.active || d->site.db == NULL)
 		return;
 	follow_job_t *f = calloc(1, sizeof(*f));
 	if (f == NULL)
 		return;
 	f->d = d;
-	if (db_submit(d->db, DB_QUICK, follow_work, follow_done, f) != SS_EOK)
+	if (db_submit(d->site.db, DB_QUICK, follow_work, follow_done, f) != SS_EOK)
 		free(f);
 }
 
@@ -291,33 +306,99 @@ static void writer_lock_cb_main(writer_lock_event_t ev, void *arg)
 		 * stand by; the lock thread takes it again when it can. A write
 		 * already running is fenced by its own transaction's version check. */
 		log_error("lost the writer lock for site %s (database session gone): standing by until "
-		          "it can be taken again", d->conf->site_code);
-		d->active = false;
-		daemon_status_changed(d);
+		          "it can be taken again", d->site.conf->site_code);
+		d->site.active = false;
+		site_status_changed(&d->site);
 		return;
 	}
-	d->active = true;
-	log_notice("this daemon is the active writer for site %s", d->conf->site_code);
-	if (d->parent)
-		parent_link_kick(d->parent);
-	if (d->conf->parent_address && strcmp(d->conf->parent_mode, "connected") == 0 &&
-	    d->parent == NULL && parent_link_start(d, &d->parent) != SS_EOK) {
+	d->site.active = true;
+	log_notice("this daemon is the active writer for site %s", d->site.conf->site_code);
+	if (d->site.parent)
+		parent_link_kick(d->site.parent);
+	if (d->site.conf->parent_address && strcmp(d->site.conf->parent_mode, "connected") == 0 &&
+	    d->site.parent == NULL && parent_link_start(&d->site, &d->site.parent) != SS_EOK) {
 		log_error("cannot start the parent link");
 		d->exit_code = 2;
-		event_base_loopbreak(d->base);
+		event_base_loopbreak(d->site.base);
 		return;
 	}
-	if (d->conf->schedule_cron && conf_is_top(d->conf) && d->schedule == NULL &&
+	if (d->site.conf->schedule_cron && conf_is_top(d->site.conf) && d->schedule == NULL &&
 	    topsync_schedule_arm(d, err, sizeof(err)) != SS_EOK) {
 		log_error("[schedule] cron: %s", err);
 		d->exit_code = 1;
-		event_base_loopbreak(d->base);
+		event_base_loopbreak(d->site.base);
 		return;
 	}
-	daemon_status_changed(d);
+	site_status_changed(&d->site);
 }
 
-/* SIGHUP: re-read the file; keep the old configuration if the new one is bad. */
+/* A reload's [children] approved: stored on a worker, listed on the loop. */
+typedef struct {
+	daemon_t *d;
+	char *list;
+	char (*sites)[4];
+	size_t n;
+	char err[256];
+} approve_job_t;
+
+static int approve_work(PGconn *conn, void *arg)
+{
+	approve_job_t *j = arg;
+	PGresult *r = NULL;
+	int ret = approve_listed(conn, j->list, j->err, sizeof(j->err));
+	if (ret == SS_EOK)
+		ret = db_query(conn, "SELECT site FROM children ORDER BY site", 0, NULL, &r,
+		               j->err, sizeof(j->err));
+	if (ret != SS_EOK)
+		return ret;
+	j->n = (size_t)PQntuples(r);
+	j->sites = calloc(j->n + 1, sizeof(*j->sites));
+	for (size_t i = 0; j->sites && i < j->n; i++)
+		snprintf(j->sites[i], 4, "%s", PQgetvalue(r, (int)i, 0));
+	PQclear(r);
+	return j->sites ? SS_EOK : SS_ENOMEM;
+}
+
+static void approve_done(int ret, void *arg)
+{
+	approve_job_t *j = arg;
+	if (ret == SS_EOK)
+		ret = site_set_approved(&j->d->site, j->sites, j->n);
+	if (ret == SS_EOK) {
+		log_notice("reload: [children] approved stored; %zu approved children", j->n);
+		site_status_changed(&j->d->site);
+	} else {
+		log_error("reload: [children] approved: %s", j->err[0] ? j->err : ss_strerror(ret));
+	}
+	free(j->list);
+	free(j->sites);
+	free(j);
+}
+
+static void approve_reloaded(daemon_t *d)
+{
+	approve_job_t *j = calloc(1, sizeof(*j));
+	if (j == NULL || (j->list = strdup(d->site.conf->children)) == NULL) {
+		free(j);
+		log_error("reload: [children] approved: out of memory");
+		return;
+	}
+	j->d = d;
+	if (db_submit(d->site.db, DB_QUICK, approve_work, approve_done, j) != SS_EOK) {
+		log_error("reload: [children] approved: cannot queue the database job");
+		free(j->list);
+		free(j);
+	}
+}
+
+static bool same_str(const char *a, const char *b)
+{
+	return (a == NULL && b == NULL) || (a && b && strcmp(a, b) == 0);
+}
+
+/* SIGHUP: re-read the file; keep the old configuration if the new one is
+ * bad. Keys the table (common/conf.c) marks not reloadable keep their
+ * running values; the others take effect here. */
 static void reload(daemon_t *d)
 {
 	char err[512] = "";
@@ -328,38 +409,41 @@ static void reload(daemon_t *d)
 		notify_systemd("READY=1");
 		return;
 	}
-	const conf_t *oc = d->conf;
-	#define SAME(f) ((oc->f == NULL && nc->f == NULL) || (oc->f && nc->f && !strcmp(oc->f, nc->f)))
-	if (!SAME(site_code) || !SAME(db_conninfo) || !SAME(listen_address) ||
-	    !SAME(parent_address) || !SAME(control_socket) || !SAME(http_listen) || !SAME(state_dir)) {
-		log_warning("reload: site code, database, listen, parent, control, http and state_dir "
-		            "changes need a restart; they are ignored");
-		free(nc->site_code); nc->site_code = strdup(oc->site_code);
+	conf_t *old = d->site.conf;
+	char fixed[512];
+	int n_fixed = 0;
+	schedule_t check;
+	if (conf_keep_fixed(nc, old, &n_fixed, fixed, sizeof(fixed)) != SS_EOK) {
+		snprintf(err, sizeof(err), "out of memory");
+		goto keep_old;
 	}
-	#undef SAME
-	conf_t *old = d->conf;
-	d->conf = nc;
+	/* Refused as at startup: a schedule that does not parse. */
+	if (nc->schedule_cron && conf_is_top(nc) &&
+	    schedule_parse(nc->schedule_cron, &check, err, sizeof(err)) != SS_EOK)
+		goto keep_old;
+	d->site.conf = nc;
 	if (setup_tls(d, err, sizeof(err)) != SS_EOK) {
-		log_error("reload: %s; keeping the running configuration", err);
-		d->conf = old;
-		conf_free(nc);
-		notify_systemd("READY=1");
-		return;
+		d->site.conf = old;
+		goto keep_old;
 	}
-	/* Keys that cannot change at run time keep their old values. */
-	char **keep[] = { &nc->db_conninfo, &nc->listen_address, &nc->parent_address,
-	                  &nc->control_socket, &nc->http_listen, &nc->state_dir, &nc->parent_mode };
-	char **from[] = { &old->db_conninfo, &old->listen_address, &old->parent_address,
-	                  &old->control_socket, &old->http_listen, &old->state_dir, &old->parent_mode };
-	for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++) {
-		free(*keep[i]);
-		*keep[i] = *from[i];
-		*from[i] = NULL;
-	}
-	nc->workers = old->workers;
-	conf_free(old);
+	if (n_fixed > 0)
+		log_warning("reload: %s: changes need a restart; they are ignored", fixed);
 	log_init((ss_log_level_t)log_level_parse(nc->log_level), nc->site_code);
+	if (!same_str(nc->schedule_cron, old->schedule_cron) || nc->schedule_utc != old->schedule_utc) {
+		if (topsync_schedule_rearm(d, err, sizeof(err)) != SS_EOK)
+			log_error("reload: [schedule] cron: %s", err);
+		else
+			log_notice("reload: [schedule] cron is now %s", nc->schedule_cron ? nc->schedule_cron : "unset");
+	}
+	if (nc->children && !same_str(nc->children, old->children))
+		approve_reloaded(d);
+	conf_free(old);
 	log_notice("configuration reloaded from %s", d->conf_path);
+	notify_systemd("READY=1");
+	return;
+keep_old:
+	log_error("reload: %s; keeping the running configuration", err);
+	conf_free(nc);
 	notify_systemd("READY=1");
 }
 
@@ -376,7 +460,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
 	}
 	log_notice("stopping (signal %d)", (int)sig);
 	notify_systemd("STOPPING=1");
-	event_base_loopbreak(d->base);
+	event_base_loopbreak(d->site.base);
 }
 
 static void shutdown_daemon(daemon_t *d)
@@ -388,8 +472,8 @@ static void shutdown_daemon(daemon_t *d)
 	d->ctl = NULL;
 	http_free(d->http);
 	d->http = NULL;
-	child_link_free_all(d);
-	parent_link_close(d->parent);
+	child_link_free_all(&d->site);
+	parent_link_close(d->site.parent);
 	/* Closing its session releases the lock for a standby. */
 	writer_lock_free(d->wlock);
 	d->wlock = NULL;
@@ -397,38 +481,38 @@ static void shutdown_daemon(daemon_t *d)
 		event_free(d->follow_ev);
 	d->follow_ev = NULL;
 	/* Let closing connections flush and free themselves. */
-	for (int i = 0; i < 40 && d->live_conns > 0; i++) {
+	for (int i = 0; i < 40 && d->site.live_conns > 0; i++) {
 		struct timeval tv = { 0, 50000 };
-		event_base_loopexit(d->base, &tv);
-		event_base_dispatch(d->base);
+		event_base_loopexit(d->site.base, &tv);
+		event_base_dispatch(d->site.base);
 	}
-	if (d->db) {
-		db_pool_drain(d->db);
-		db_pool_free(d->db);
-		d->db = NULL;
+	if (d->site.db) {
+		db_pool_drain(d->site.db);
+		db_pool_free(d->site.db);
+		d->site.db = NULL;
 	}
-	parent_link_free(d->parent);
-	d->parent = NULL;
-	spool_free_all(d);
-	status_table_free(d->subtree);
+	parent_link_free(d->site.parent);
+	d->site.parent = NULL;
+	spool_free_all(&d->site);
+	status_table_free(d->site.subtree);
 	topsync_free(d);
 	alert_free(d);
-	daemon_events_free(d);
+	site_events_free(&d->site);
 	for (size_t i = 0; i < sizeof(d->sig_ev) / sizeof(d->sig_ev[0]); i++)
 		if (d->sig_ev[i])
 			event_free(d->sig_ev[i]);
 	SSL_CTX_free(d->tls_server);
-	SSL_CTX_free(d->tls_client);
-	manifest_keys_clear(&d->keys);
-	if (d->rowsig_ok)
-		rowsig_clear(&d->rowsig);
-	if (d->dns)
-		evdns_base_free(d->dns, 0);
-	free(d->approved);
-	if (d->sync_log_fd >= 0)
-		close(d->sync_log_fd);
-	event_base_free(d->base);
-	conf_free(d->conf);
+	SSL_CTX_free(d->site.tls_client);
+	manifest_keys_clear(&d->site.keys);
+	if (d->site.rowsig_ok)
+		rowsig_clear(&d->site.rowsig);
+	if (d->site.dns)
+		evdns_base_free(d->site.dns, 0);
+	free(d->site.approved);
+	if (d->site.sync_log_fd >= 0)
+		close(d->site.sync_log_fd);
+	event_base_free(d->site.base);
+	conf_free(d->site.conf);
 }
 
 int main(int argc, char **argv)
@@ -468,20 +552,20 @@ int main(int argc, char **argv)
 	daemon_t dd;
 	memset(&dd, 0, sizeof(dd));
 	daemon_t *d = &dd;
-	d->sync_log_fd = -1;
+	d->site.sync_log_fd = -1;
 	d->conf_path = conf_path;
 	char err[512] = "";
-	if (conf_load(conf_path, &d->conf, err, sizeof(err)) != SS_EOK) {
+	if (conf_load(conf_path, &d->site.conf, err, sizeof(err)) != SS_EOK) {
 		fprintf(stderr, "sitesyncd: %s\n", err);
 		return 1;
 	}
 	if (check_only) {
 		int ret = setup_tls(d, err, sizeof(err));
 		SSL_CTX_free(d->tls_server);
-		SSL_CTX_free(d->tls_client);
-		if (d->rowsig_ok)
-			rowsig_clear(&d->rowsig);
-		conf_free(d->conf);
+		SSL_CTX_free(d->site.tls_client);
+		if (d->site.rowsig_ok)
+			rowsig_clear(&d->site.rowsig);
+		conf_free(d->site.conf);
 		if (ret != SS_EOK) {
 			fprintf(stderr, "sitesyncd: %s\n", err);
 			return 1;
@@ -489,45 +573,46 @@ int main(int argc, char **argv)
 		printf("configuration %s is valid\n", conf_path);
 		return 0;
 	}
-	log_init(verbose ? SS_LOG_DEBUG : (ss_log_level_t)log_level_parse(d->conf->log_level),
-	         d->conf->site_code);
+	log_init(verbose ? SS_LOG_DEBUG : (ss_log_level_t)log_level_parse(d->site.conf->log_level),
+	         d->site.conf->site_code);
 	signal(SIGPIPE, SIG_IGN);
 	int exit_code = 2;
 
-	if (evthread_use_pthreads() != 0 || (d->base = event_base_new()) == NULL) {
+	if (evthread_use_pthreads() != 0 || (d->site.base = event_base_new()) == NULL) {
 		log_error("cannot create the event loop");
-		conf_free(d->conf);
+		conf_free(d->site.conf);
 		return 2;
 	}
-	d->dns = evdns_base_new(d->base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
-	if (d->dns == NULL)
-		d->dns = evdns_base_new(d->base, 0);
-	d->subtree = status_table_new();
-	if (d->subtree == NULL || daemon_events_init(d) != SS_EOK)
+	d->site.dns = evdns_base_new(d->site.base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
+	if (d->site.dns == NULL)
+		d->site.dns = evdns_base_new(d->site.base, 0);
+	d->site.subtree = status_table_new();
+	daemon_subscribe(d);
+	if (d->site.subtree == NULL || site_events_init(&d->site) != SS_EOK)
 		goto out;
-	if (d->conf->sync_log) {
-		d->sync_log_fd = open(d->conf->sync_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-		if (d->sync_log_fd < 0) {
-			log_error("cannot open sync log %s: %s", d->conf->sync_log, strerror(errno));
+	if (d->site.conf->sync_log) {
+		d->site.sync_log_fd = open(d->site.conf->sync_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+		if (d->site.sync_log_fd < 0) {
+			log_error("cannot open sync log %s: %s", d->site.conf->sync_log, strerror(errno));
 			goto out;
 		}
 	}
-	if (spool_dir_prepare(d, err, sizeof(err)) != SS_EOK) {
+	if (spool_dir_prepare(&d->site, err, sizeof(err)) != SS_EOK) {
 		log_error("%s", err);
 		goto out;
 	}
-	if (manifest_keys_load(&d->keys, d->conf->trust_signing_key, d->conf->trust_public_key,
-	                       d->conf->trust_next_key, err, sizeof(err)) != SS_EOK) {
+	if (manifest_keys_load(&d->site.keys, d->site.conf->trust_signing_key, d->site.conf->trust_public_key,
+	                       d->site.conf->trust_next_key, err, sizeof(err)) != SS_EOK) {
 		log_error("[trust]: %s", err);
 		goto out;
 	}
-	if (d->keys.n_trusted == 0 && !conf_is_top(d->conf))
+	if (d->site.keys.n_trusted == 0 && !conf_is_top(d->site.conf))
 		log_warning("no [trust] public_key: catalog signatures are not verified at this site");
 	if (load_state(d, err, sizeof(err)) != SS_EOK) {
 		log_error("database: %s", err);
 		goto out;
 	}
-	if (db_pool_new(d->base, d->conf->db_conninfo, d->conf->workers, &d->db) != SS_EOK) {
+	if (db_pool_new(d->site.base, d->site.conf->db_conninfo, d->site.conf->workers, &d->site.db) != SS_EOK) {
 		log_error("cannot start database workers");
 		goto out;
 	}
@@ -535,14 +620,14 @@ int main(int argc, char **argv)
 		log_error("%s", err);
 		goto out;
 	}
-	if (ctl_start(d->base, d->conf->control_socket, &d->ctl, err, sizeof(err)) != SS_EOK) {
+	if (ctl_start(d->site.base, d->site.conf->control_socket, &d->ctl, err, sizeof(err)) != SS_EOK) {
 		log_error("control socket: %s", err);
 		goto out;
 	}
 	if (ctl_cmds_register(d) != SS_EOK)
 		goto out;
-	if (d->conf->http_listen &&
-	    http_start(d->base, d->conf->http_listen, daemon_http_status_cb, d, &d->http, err, sizeof(err)) != SS_EOK) {
+	if (d->site.conf->http_listen &&
+	    http_start(d->site.base, d->site.conf->http_listen, daemon_http_status_cb, d, &d->http, err, sizeof(err)) != SS_EOK) {
 		log_error("http: %s", err);
 		goto out;
 	}
@@ -551,11 +636,11 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	/* The parent link and the schedule start once this daemon holds the lock. */
-	if (writer_lock_start(d->base, d->conf->db_conninfo, writer_lock_cb_main, d, &d->wlock) != SS_EOK) {
+	if (writer_lock_start(d->site.base, d->site.conf->db_conninfo, writer_lock_cb_main, d, &d->wlock) != SS_EOK) {
 		log_error("cannot start the writer lock");
 		goto out;
 	}
-	d->follow_ev = event_new(d->base, -1, EV_PERSIST, follow_cb, d);
+	d->follow_ev = event_new(d->site.base, -1, EV_PERSIST, follow_cb, d);
 	struct timeval follow_tv = { 1, 0 };
 	if (d->follow_ev == NULL || event_add(d->follow_ev, &follow_tv) != 0)
 		goto out;
@@ -565,19 +650,19 @@ int main(int argc, char **argv)
 	}
 	const int sigs[] = { SIGTERM, SIGINT, SIGHUP };
 	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
-		d->sig_ev[i] = evsignal_new(d->base, sigs[i], signal_cb, d);
+		d->sig_ev[i] = evsignal_new(d->site.base, sigs[i], signal_cb, d);
 		if (d->sig_ev[i] == NULL || event_add(d->sig_ev[i], NULL) != 0)
 			goto out;
 	}
 	log_notice("sitesyncd %s started: site %s, catalog version %" PRIu64 " (%" PRIu64 " entries)%s%s%s%s",
-	           SS_SOFTWARE_VERSION, d->conf->site_code, d->version, d->entries,
-	           d->conf->listen_address ? ", listening on " : "",
-	           d->conf->listen_address ? d->conf->listen_address : "",
-	           d->conf->parent_address ? ", parent " : (conf_is_top(d->conf) ? ", top site" : ", disconnected"),
-	           d->conf->parent_address ? d->conf->parent_address : "");
-	daemon_status_changed(d);
+	           SS_SOFTWARE_VERSION, d->site.conf->site_code, d->site.version, d->site.entries,
+	           d->site.conf->listen_address ? ", listening on " : "",
+	           d->site.conf->listen_address ? d->site.conf->listen_address : "",
+	           d->site.conf->parent_address ? ", parent " : (conf_is_top(d->site.conf) ? ", top site" : ", disconnected"),
+	           d->site.conf->parent_address ? d->site.conf->parent_address : "");
+	site_status_changed(&d->site);
 	notify_systemd("READY=1");
-	event_base_dispatch(d->base);
+	event_base_dispatch(d->site.base);
 	exit_code = d->exit_code;
 out:
 	shutdown_daemon(d);

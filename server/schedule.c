@@ -13,7 +13,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "server/errcode.h"
+#include "common/errcode.h"
 
 /* How far schedule_next() looks before giving up. */
 #define SCHEDULE_HORIZON_YEARS 5
@@ -52,8 +52,6 @@ static const field_def_t fields[5] = {
 	{ "day-of-week", 0, 7, wday_names },
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
 static int parse_value(const field_def_t *f, const char **p, int *out,
                        char *err, size_t errlen);
 static int parse_field(const field_def_t *f, const char *text, uint64_t *bits,
@@ -70,17 +68,6 @@ static time_t civil_to_time(const civil_t *c, bool utc);
 static void civil_next_day(civil_t *c);
 static int next_bit(uint64_t bits, int from, int max);
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* One number or name; advances *p past it. */
 static int parse_value(const field_def_t *f, const char **p, int *out,
                        char *err, size_t errlen)
@@ -95,7 +82,7 @@ static int parse_value(const field_def_t *f, const char **p, int *out,
 			if (v <= 1000)  /* far out of range already; no overflow */
 				v = v * 10 + (*s - '0');
 		if (v < f->min || v > f->max) {
-			set_err(err, errlen, "%s: value %.*s out of range %d-%d",
+			ss_errf(err, errlen, "%s: value %.*s out of range %d-%d",
 			        f->name, (int)(s - start), start, f->min, f->max);
 			return SS_EINVAL;
 		}
@@ -115,9 +102,9 @@ static int parse_value(const field_def_t *f, const char **p, int *out,
 		}
 	}
 	if (*s == '\0' || *s == ',' || *s == '-' || *s == '/')
-		set_err(err, errlen, "%s: missing value", f->name);
+		ss_errf(err, errlen, "%s: missing value", f->name);
 	else
-		set_err(err, errlen, "%s: unexpected '%.*s'", f->name,
+		ss_errf(err, errlen, "%s: unexpected '%.*s'", f->name,
 		        (int)strcspn(s, ",-/"), s);
 	return SS_EINVAL;
 }
@@ -151,7 +138,7 @@ static int parse_field(const field_def_t *f, const char *text, uint64_t *bits,
 					return ret;
 				ranged = true;
 				if (hi < lo) {
-					set_err(err, errlen, "%s: range %d-%d is reversed",
+					ss_errf(err, errlen, "%s: range %d-%d is reversed",
 					        f->name, lo, hi);
 					return SS_EINVAL;
 				}
@@ -161,20 +148,20 @@ static int parse_field(const field_def_t *f, const char *text, uint64_t *bits,
 			long v = 0;
 
 			if (!ranged) {
-				set_err(err, errlen,
+				ss_errf(err, errlen,
 				        "%s: step needs '*' or a range before '/' (write %d-%d/N)",
 				        f->name, lo, f->max);
 				return SS_EINVAL;
 			}
 			p++;
 			if (!isdigit((unsigned char)*p)) {
-				set_err(err, errlen, "%s: missing step after '/'", f->name);
+				ss_errf(err, errlen, "%s: missing step after '/'", f->name);
 				return SS_EINVAL;
 			}
 			while (isdigit((unsigned char)*p) && v <= 1000)
 				v = v * 10 + (*p++ - '0');
 			if (v < 1 || v > f->max - f->min + 1 || isdigit((unsigned char)*p)) {
-				set_err(err, errlen, "%s: step %ld out of range 1-%d",
+				ss_errf(err, errlen, "%s: step %ld out of range 1-%d",
 				        f->name, v, f->max - f->min + 1);
 				return SS_EINVAL;
 			}
@@ -185,7 +172,7 @@ static int parse_field(const field_def_t *f, const char *text, uint64_t *bits,
 		if (*p == '\0')
 			break;
 		if (*p != ',') {
-			set_err(err, errlen, "%s: unexpected '%c'", f->name, *p);
+			ss_errf(err, errlen, "%s: unexpected '%c'", f->name, *p);
 			return SS_EINVAL;
 		}
 		p++;
@@ -203,7 +190,7 @@ int schedule_parse(const char *expr, schedule_t *out, char *err, size_t errlen)
 	int n = 0, ret = SS_EINVAL;
 
 	if (expr == NULL) {
-		set_err(err, errlen, "empty cron expression");
+		ss_errf(err, errlen, "empty cron expression");
 		return SS_EINVAL;
 	}
 	copy = strdup(expr);
@@ -218,7 +205,7 @@ int schedule_parse(const char *expr, schedule_t *out, char *err, size_t errlen)
 		parts[n++] = tok;
 	}
 	if (n != 5) {
-		set_err(err, errlen, "expected 5 fields (minute hour day-of-month month day-of-week), got %s%d",
+		ss_errf(err, errlen, "expected 5 fields (minute hour day-of-month month day-of-week), got %s%d",
 		        n > 5 ? "more than " : "", n > 5 ? 5 : n);
 		goto fail;
 	}
@@ -257,7 +244,7 @@ int schedule_parse(const char *expr, schedule_t *out, char *err, size_t errlen)
 			}
 		}
 		if (!possible) {
-			set_err(err, errlen, "day-of-month: '%s' never occurs in month '%s'",
+			ss_errf(err, errlen, "day-of-month: '%s' never occurs in month '%s'",
 			        parts[2], parts[3]);
 			ret = SS_EINVAL;
 			goto fail;

@@ -7,9 +7,10 @@
 #include <string.h>
 
 #include "replication/child_link.h"
+#include "replication/synchist.h"
 #include "server/daemon.h"
-#include "server/errcode.h"
-#include "server/log.h"
+#include "common/errcode.h"
+#include "common/log.h"
 #include "server/schedule.h"
 #include "storage/db.h"
 #include "upstream/remote.h"
@@ -24,15 +25,15 @@ bool topsync_running(const daemon_t *d)
 static void topsync_wsus_log(daemon_t *d, const upstream_job_t *job)
 {
 	const wsus_result_t *r = &job->wsus_res;
-	daemon_synclog(d, "WSUS: %zu categories (%" PRIu64 " documents asked for), %" PRIu64
-	               " update documents asked for (%s list), "
-	               "%" PRIu64 " held entries kept, %" PRIu64 " skipped, %" PRIu64 " bundles held back",
-	               r->n_cats, r->cats_requested, r->requested, r->delta ? "delta" : "full", (uint64_t)r->n_keep,
-	               r->skipped, r->held_back);
+	site_synclog(&d->site, "WSUS: %zu categories (%" PRIu64 " documents asked for), %" PRIu64
+	             " update documents asked for (%s list), "
+	             "%" PRIu64 " held entries kept, %" PRIu64 " skipped, %" PRIu64 " bundles held back",
+	             r->n_cats, r->cats_requested, r->requested, r->delta ? "delta" : "full", (uint64_t)r->n_keep,
+	             r->skipped, r->held_back);
 	for (const char *p = r->notes; p != NULL && *p;) {
 		const char *nl = strchr(p, '\n');
 		int n = nl ? (int)(nl - p) : (int)strlen(p);
-		daemon_synclog(d, "WSUS: %.*s", n, p);
+		site_synclog(&d->site, "WSUS: %.*s", n, p);
 		p = nl ? nl + 1 : p + n;
 	}
 }
@@ -41,109 +42,123 @@ static void topsync_done(int ret, void *arg)
 {
 	upstream_job_t *job = arg;
 	daemon_t *d = job->owner;
-	sync_status_t *s = &d->self;
+	sync_status_t *s = &d->site.self;
 	time_t now = time(NULL);
+	uint64_t from = d->site.version;
 	s->last_end = now;
 	if (job->wsus)
 		topsync_wsus_log(d, job);
 	if (ret == SS_EOK) {
-		daemon_sync_succeeded(d, s->added, s->changed, s->removed, s->expired, job->entries_seen);
+		sync_status_succeeded(&d->site, s->added, s->changed, s->removed, s->expired, job->entries_seen);
 		/* One line per phase, so an operator sees where time and entries went. */
 		if (job->same_bytes) {
-			daemon_synclog(d, "Download: catalog not modified (same size and SHA-256 as at the "
-			               "last sync, not parsed), version stays %" PRIu64, d->version);
+			site_synclog(&d->site, "Download: catalog not modified (same size and SHA-256 as at the "
+			             "last sync, not parsed), version stays %" PRIu64, d->site.version);
 		} else if (job->not_modified) {
-			daemon_synclog(d, "Download: catalog not modified (304), version stays %" PRIu64,
-			               d->version);
+			site_synclog(&d->site, "Download: catalog not modified (304), version stays %" PRIu64,
+			             d->site.version);
 		} else {
 			if (upstream_file_path(job->url) != NULL)
-				daemon_synclog(d, "Download: reading the catalog from %s", job->url);
+				site_synclog(&d->site, "Download: reading the catalog from %s", job->url);
 			else
-				daemon_synclog(d, "Download: %" PRIu64 " bytes from %s", job->fetched_bytes,
-				               job->url);
-			daemon_synclog(d, "Parse: %" PRIu64 " entries in the catalog", job->entries_seen);
+				site_synclog(&d->site, "Download: %" PRIu64 " bytes from %s", job->fetched_bytes,
+				             job->url);
+			site_synclog(&d->site, "Parse: %" PRIu64 " entries in the catalog", job->entries_seen);
 			if (job->n_sources > 0)
-				daemon_synclog(d, "Source upstream (%s): %" PRIu64 " entries", job->url,
-				               job->primary_entries);
+				site_synclog(&d->site, "Source upstream (%s): %" PRIu64 " entries", job->url,
+				             job->primary_entries);
 			for (size_t i = 0; i < job->n_sources; i++)
-				daemon_synclog(d, "Source %s (%s): %" PRIu64 " entries", job->sources[i].name,
-				               job->sources[i].url, job->sources[i].entries);
-			daemon_synclog(d, "Filter: %" PRIu64 " of %" PRIu64 " entries selected",
-			               job->selected, job->entries_seen);
-			daemon_synclog(d, "Diff: %" PRIu64 " added, %" PRIu64 " changed, %" PRIu64
-			               " removed, %" PRIu64 " expired, %" PRIu64 " purged",
-			               job->added, job->changed, job->removed, job->expired, job->purged);
+				site_synclog(&d->site, "Source %s (%s): %" PRIu64 " entries", job->sources[i].name,
+				             job->sources[i].url, job->sources[i].entries);
+			site_synclog(&d->site, "Filter: %" PRIu64 " of %" PRIu64 " entries selected",
+			             job->selected, job->entries_seen);
+			site_synclog(&d->site, "Diff: %" PRIu64 " added, %" PRIu64 " changed, %" PRIu64
+			             " removed, %" PRIu64 " expired, %" PRIu64 " purged",
+			             job->added, job->changed, job->removed, job->expired, job->purged);
 			if (job->first_direct)
-				daemon_synclog(d, "Write: first sync into an empty catalog, entries written "
-				               "as they were parsed");
+				site_synclog(&d->site, "Write: first sync into an empty catalog, entries written "
+				             "as they were parsed");
 			if (job->first_refused[0])
 				log_warning("first sync: the entries written as parsed were rolled back and "
 				            "the catalog staged instead (%s)", job->first_refused);
 		}
 		if (job->unchanged) {
 			s->added = s->changed = s->removed = s->expired = 0;
-			daemon_message(d, SS_MSG_UNCHANGED, "info", "Catalog unchanged, version stays %" PRIu64,
-			               d->version);
+			site_message(&d->site, SS_MSG_UNCHANGED, "info", "Catalog unchanged, version stays %" PRIu64,
+			             d->site.version);
+			/* An unchanged sync is still a sync that finished. */
+			site_message(&d->site, SS_MSG_SYNC_DONE, "info", "Synced from upstream: catalog unchanged, "
+			             "version stays %" PRIu64 ", 0 added, 0 changed, 0 removed, 0 expired",
+			             d->site.version);
 			if (job->full)
-				child_link_notify_all(d, true);
+				child_link_notify_all(&d->site, true);
 		} else {
 			s->added = job->added;
 			s->changed = job->changed;
 			s->removed = job->removed;
 			s->expired = job->expired;
-			daemon_synclog(d, "Updated %" PRIu64 " items (%" PRIu64 " added, %" PRIu64 " changed, %"
-			               PRIu64 " removed, %" PRIu64 " expired), new catalog version is %" PRIu64,
-			               job->added + job->changed + job->removed, job->added, job->changed,
-			               job->removed, job->expired, job->version);
-			daemon_message(d, SS_MSG_SYNC_DONE, "info", "Synced from upstream: version %" PRIu64
-			               ", %" PRIu64 " added, %" PRIu64 " changed, %" PRIu64 " removed",
-			               job->version, job->added, job->changed, job->removed);
-			daemon_version_committed(d, job->version, &job->digest, job->entries, job->full);
+			site_synclog(&d->site, "Updated %" PRIu64 " items (%" PRIu64 " added, %" PRIu64 " changed, %"
+			             PRIu64 " removed, %" PRIu64 " expired), new catalog version is %" PRIu64,
+			             job->added + job->changed + job->removed, job->added, job->changed,
+			             job->removed, job->expired, job->version);
+			site_message(&d->site, SS_MSG_SYNC_DONE, "info", "Synced from upstream: version %" PRIu64
+			             ", %" PRIu64 " added, %" PRIu64 " changed, %" PRIu64 " removed, %"
+			             PRIu64 " expired", job->version, job->added, job->changed, job->removed,
+			             job->expired);
+			site_version_committed(&d->site, job->version, &job->digest, job->entries, job->full);
 		}
 		if (job->unchanged && !job->not_modified)
-			daemon_synclog(d, "Catalog unchanged, version stays %" PRIu64, d->version);
-		daemon_synclog_time(d, "Sync finished. ");
+			site_synclog(&d->site, "Catalog unchanged, version stays %" PRIu64, d->site.version);
+		site_synclog_time(&d->site, "Sync finished. ");
+		synchist_record(&d->site, "upstream", job->unchanged, from, d->site.version);
 	} else {
-		s->state = SITESYNC__SYNC_STATE__SYNC_FAILED;
-		s->last_error_code = ss_errnum(ret);
-		snprintf(s->last_error, sizeof(s->last_error), "%s", job->err);
-		s->consecutive_failures++;
-		long delay = 60L * d->conf->retry_minutes;
+		sync_status_failed(&d->site, ret, "%s", job->err);
+		long delay = 60L * d->site.conf->retry_minutes;
 		s->next_retry = now + delay;
 		struct timeval tv = { delay, 0 };
 		evtimer_add(d->retry_ev, &tv);
-		daemon_synclog(d, "Sync failed: %s. Will retry in %ld minutes", job->err, delay / 60);
-		daemon_message(d, SS_MSG_SYNC_FAILED, "error", "Sync from upstream failed: %s (error %d)",
-		               job->err, s->last_error_code);
+		site_synclog(&d->site, "Sync failed: %s. Will retry in %ld minutes", job->err, delay / 60);
+		if (job->removal_refused)
+			site_message(&d->site, SS_MSG_REMOVAL_REFUSED, "error", "Sync stopped before removing "
+			             "entries: %s", job->err);
+		site_message(&d->site, SS_MSG_SYNC_FAILED, "error", "Sync from upstream failed: %s (error %d)",
+		             job->err, s->last_error_code);
+		synchist_record(&d->site, "upstream", false, from, from);
 	}
 	upstream_job_free(job);
 	d->upstream = NULL;
-	daemon_status_changed(d);
+	site_status_changed(&d->site);
 	if (d->sync_again) {
-		bool full = d->sync_again_full;
-		d->sync_again = d->sync_again_full = false;
-		topsync_start(d, full);
+		bool full = d->sync_again_full, allow = d->sync_again_allow;
+		d->sync_again = d->sync_again_full = d->sync_again_allow = false;
+		topsync_start_confirmed(d, full, allow);
 	}
 }
 
 int topsync_start(daemon_t *d, bool full)
 {
-	if (!conf_is_top(d->conf))
+	return topsync_start_confirmed(d, full, false);
+}
+
+int topsync_start_confirmed(daemon_t *d, bool full, bool allow_removal)
+{
+	if (!conf_is_top(d->site.conf))
 		return SS_ENOTTOP;
-	if (d->conf->upstream_url == NULL)
+	if (d->site.conf->upstream_url == NULL)
 		return SS_ECONFIG;
-	if (!d->active)
+	if (!d->site.active)
 		return SS_ELOCKED;
 	if (d->upstream) {
 		d->sync_again = true;
 		d->sync_again_full |= full;
+		d->sync_again_allow |= allow_removal;
 		return SS_EOK;
 	}
 	upstream_job_t *job = calloc(1, sizeof(*job));
 	if (job == NULL)
 		return SS_ENOMEM;
 	job->owner = d;
-	const conf_t *c = d->conf;
+	const conf_t *c = d->site.conf;
 	/* Own copies: a SIGHUP reload may free the configuration meanwhile. */
 	job->url = strdup(c->upstream_url);
 	job->ca_file = c->upstream_ca ? strdup(c->upstream_ca) : NULL;
@@ -184,22 +199,24 @@ int topsync_start(daemon_t *d, bool full)
 	const char *staged = getenv("SITESYNC_INGEST_STAGED");
 	job->staged_only = staged != NULL && strcmp(staged, "1") == 0;
 	job->keep_versions = c->keep_versions;
+	job->max_removal_percent = c->max_removal_percent;
+	job->allow_removal = allow_removal;
 	d->upstream = job;
-	sync_status_t *s = &d->self;
+	sync_status_t *s = &d->site.self;
 	s->state = SITESYNC__SYNC_STATE__SYNC_SYNCING;
 	s->last_start = time(NULL);
 	s->progress_done = s->progress_total = 0;
 	evtimer_del(d->retry_ev);
-	daemon_synclog(d, "Starting sync%s", full ? " (full)" : "");
-	daemon_message(d, SS_MSG_SYNC_STARTED, "info", "Sync from upstream %s started%s",
-	               c->upstream_url, full ? " (full)" : "");
-	daemon_message(d, SS_MSG_SYNC_FETCHING, "info", "Fetching the upstream catalog");
-	if (db_submit(d->db, DB_BULK, upstream_sync_work, topsync_done, job) != SS_EOK) {
+	site_synclog(&d->site, "Starting sync%s", full ? " (full)" : "");
+	site_message(&d->site, SS_MSG_SYNC_STARTED, "info", "Sync from upstream %s started%s",
+	             c->upstream_url, full ? " (full)" : "");
+	site_message(&d->site, SS_MSG_SYNC_FETCHING, "info", "Fetching the upstream catalog");
+	if (db_submit(d->site.db, DB_BULK, upstream_sync_work, topsync_done, job) != SS_EOK) {
 		d->upstream = NULL;
 		upstream_job_free(job);
 		return SS_ENOMEM;
 	}
-	daemon_status_changed(d);
+	site_status_changed(&d->site);
 	return SS_EOK;
 }
 
@@ -215,7 +232,7 @@ static void topsync_arm(daemon_t *d);
 static void topsync_schedule_cb(evutil_socket_t fd, short what, void *arg)
 {
 	daemon_t *d = arg;
-	log_notice("scheduled upstream sync (%s)", d->conf->schedule_cron);
+	log_notice("scheduled upstream sync (%s)", d->site.conf->schedule_cron);
 	topsync_start(d, false);
 	topsync_arm(d);
 }
@@ -224,9 +241,9 @@ static void topsync_arm(daemon_t *d)
 {
 	const schedule_t *sc = d->schedule;
 	time_t now = time(NULL);
-	time_t next = schedule_next(sc, now, d->conf->schedule_utc);
+	time_t next = schedule_next(sc, now, d->site.conf->schedule_utc);
 	if (next == (time_t)-1) {
-		log_warning("schedule '%s' never fires", d->conf->schedule_cron);
+		log_warning("schedule '%s' never fires", d->site.conf->schedule_cron);
 		return;
 	}
 	d->next_run = next;
@@ -236,34 +253,65 @@ static void topsync_arm(daemon_t *d)
 
 int topsync_schedule_init(daemon_t *d, char *err, size_t errlen)
 {
-	d->retry_ev = evtimer_new(d->base, topsync_retry_cb, d);
+	d->retry_ev = evtimer_new(d->site.base, topsync_retry_cb, d);
 	if (d->retry_ev == NULL)
 		return SS_ENOMEM;
 	/* Refuse a bad expression at startup, before any lock is held. */
 	schedule_t check;
-	if (d->conf->schedule_cron && conf_is_top(d->conf))
-		return schedule_parse(d->conf->schedule_cron, &check, err, errlen);
+	if (d->site.conf->schedule_cron && conf_is_top(d->site.conf))
+		return schedule_parse(d->site.conf->schedule_cron, &check, err, errlen);
 	return SS_EOK;
 }
 
-int topsync_schedule_arm(daemon_t *d, char *err, size_t errlen)
+/* Parse [schedule] cron into d->schedule and set the timer for its next run. */
+static int schedule_start(daemon_t *d, char *err, size_t errlen)
 {
 	schedule_t *sc = calloc(1, sizeof(*sc));
 	if (sc == NULL)
 		return SS_ENOMEM;
-	int ret = schedule_parse(d->conf->schedule_cron, sc, err, errlen);
+	int ret = schedule_parse(d->site.conf->schedule_cron, sc, err, errlen);
 	if (ret != SS_EOK) {
 		free(sc);
 		return ret;
 	}
 	d->schedule = sc;
-	d->schedule_ev = evtimer_new(d->base, topsync_schedule_cb, d);
+	d->schedule_ev = evtimer_new(d->site.base, topsync_schedule_cb, d);
 	if (d->schedule_ev == NULL)
 		return SS_ENOMEM;
 	topsync_arm(d);
+	return SS_EOK;
+}
+
+static void schedule_stop(daemon_t *d)
+{
+	if (d->schedule_ev)
+		event_free(d->schedule_ev);
+	d->schedule_ev = NULL;
+	free(d->schedule);
+	d->schedule = NULL;
+	d->next_run = 0;
+}
+
+int topsync_schedule_rearm(daemon_t *d, char *err, size_t errlen)
+{
+	schedule_stop(d);
+	if (d->site.conf->schedule_cron == NULL || !conf_is_top(d->site.conf) || !d->site.active)
+		return SS_EOK;
+	int ret = schedule_start(d, err, errlen);
+	if (ret != SS_EOK)
+		schedule_stop(d);
+	return ret;
+}
+
+int topsync_schedule_arm(daemon_t *d, char *err, size_t errlen)
+{
+	int ret = schedule_start(d, err, errlen);
+	if (ret != SS_EOK)
+		return ret;
+	const schedule_t *sc = d->schedule;
 	/* A run that fell due while the daemon was down runs now. */
 	time_t missed = d->last_upstream_sync > 0 ?
-		schedule_missed(sc, d->last_upstream_sync, time(NULL), d->conf->schedule_utc) : 0;
+		schedule_missed(sc, d->last_upstream_sync, time(NULL), d->site.conf->schedule_utc) : 0;
 	if (missed > 0) {
 		log_notice("the scheduled sync of %lld was missed while the daemon was down: running it now",
 		           (long long)missed);
@@ -276,9 +324,7 @@ void topsync_free(daemon_t *d)
 {
 	if (d->retry_ev)
 		event_free(d->retry_ev);
-	if (d->schedule_ev)
-		event_free(d->schedule_ev);
-	free(d->schedule);
+	schedule_stop(d);
 	upstream_job_free(d->upstream);
 	d->upstream = NULL;
 }

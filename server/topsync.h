@@ -15,11 +15,23 @@ struct daemon;
  */
 int topsync_start(struct daemon *d, bool full);
 
+/*!
+ * \brief As topsync_start(); \a allow_removal lets this one sync remove more
+ * than [upstream] max_removal_percent of the catalog (`sync --allow-removal`).
+ */
+int topsync_start_confirmed(struct daemon *d, bool full, bool allow_removal);
+
 /*! \brief Create the retry timer and check the cron expression. */
 int topsync_schedule_init(struct daemon *d, char *err, size_t errlen);
 
 /*! \brief Arm the cron schedule (active writer only); runs a missed run now. */
 int topsync_schedule_arm(struct daemon *d, char *err, size_t errlen);
+
+/*!
+ * \brief After a reload: drop the armed schedule and arm the configured one
+ * (top site, active writer); no catch-up run, the old schedule had its say.
+ */
+int topsync_schedule_rearm(struct daemon *d, char *err, size_t errlen);
 
 /*! \brief Items parsed by the running sync (progress). */
 bool topsync_running(const struct daemon *d);

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "server/errcode.h"
+#include "common/errcode.h"
 #include "storage/db.h"
 
 static void copy_reserve(copybuf_t *c, size_t extra)

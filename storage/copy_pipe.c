@@ -3,7 +3,7 @@
 
 #include <stdlib.h>
 
-#include "server/errcode.h"
+#include "common/errcode.h"
 #include "storage/db.h"
 #include "storage/handoff.h"
 

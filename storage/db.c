@@ -9,8 +9,8 @@
 
 #include <event2/event.h>
 
-#include "server/errcode.h"
-#include "server/log.h"
+#include "common/errcode.h"
+#include "common/log.h"
 #include "storage/schema_sql.h"
 
 typedef struct db_job {

@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "server/errcode.h"
+#include "common/errcode.h"
 
 #define HANDOFF_MAX 8
 

@@ -9,8 +9,8 @@
 #include <event2/event.h>
 #include <libpq-fe.h>
 
-#include "server/errcode.h"
-#include "server/log.h"
+#include "common/errcode.h"
+#include "common/log.h"
 #include "storage/db.h"
 
 /* Fixed key: one writer per site database. */

@@ -15,22 +15,10 @@
 #include <strings.h>
 #include <sys/stat.h>
 
-#include "server/errcode.h"
+#include "common/errcode.h"
 
-static void cab_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
 static const char *cab_mspack_strerror(int e);
 static bool cab_is_xml(const char *name);
-
-static void cab_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	if (err == NULL || errlen == 0)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 static const char *cab_mspack_strerror(int e)
 {
@@ -69,14 +57,14 @@ int cab_extract_first(const char *cab_path, const char *dest_path, char *err,
 	 * so a missing file reports -ENOENT rather than "bad cabinet". */
 	if (stat(cab_path, &st) != 0) {
 		ret = -errno;
-		cab_err(err, errlen, "%s: %s", cab_path, strerror(errno));
+		ss_errf(err, errlen, "%s: %s", cab_path, strerror(errno));
 		goto fail;
 	}
 
 	d = mspack_create_cab_decompressor(NULL);
 	if (d == NULL) {
 		ret = SS_ENOMEM;
-		cab_err(err, errlen, "%s: cannot create cab decompressor",
+		ss_errf(err, errlen, "%s: cannot create cab decompressor",
 			cab_path);
 		goto fail;
 	}
@@ -86,7 +74,7 @@ int cab_extract_first(const char *cab_path, const char *dest_path, char *err,
 	cab = d->open(d, cab_path);
 	if (cab == NULL) {
 		ret = SS_ECAB;
-		cab_err(err, errlen, "%s: %s", cab_path,
+		ss_errf(err, errlen, "%s: %s", cab_path,
 			cab_mspack_strerror(d->last_error(d)));
 		goto fail;
 	}
@@ -102,14 +90,14 @@ int cab_extract_first(const char *cab_path, const char *dest_path, char *err,
 	}
 	if (pick == NULL) {
 		ret = SS_ECAB;
-		cab_err(err, errlen, "%s: cabinet holds no file", cab_path);
+		ss_errf(err, errlen, "%s: cabinet holds no file", cab_path);
 		goto fail;
 	}
 
 	int e = d->extract(d, pick, dest_path);
 	if (e != MSPACK_ERR_OK) {
 		ret = SS_ECAB;
-		cab_err(err, errlen, "%s: extracting %s: %s", cab_path,
+		ss_errf(err, errlen, "%s: extracting %s: %s", cab_path,
 			pick->filename, cab_mspack_strerror(e));
 		remove(dest_path);
 		goto fail;

@@ -34,7 +34,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "server/errcode.h"
+#include "common/errcode.h"
 #include "upstream/cab.h"
 
 /* Reader options: no network, no DTD, no entity substitution, and no

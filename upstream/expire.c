@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "server/errcode.h"
+#include "common/errcode.h"
 #include "storage/db.h"
 
 static bool read_varint(const uint8_t *p, size_t n, size_t *off, uint64_t *v)

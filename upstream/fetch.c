@@ -17,7 +17,7 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "server/errcode.h"
+#include "common/errcode.h"
 
 #define FETCH_MAX_REDIRS 5L
 #define FETCH_MAX_BACKOFF 60u   /* seconds; caps 1, 2, 4, ... */
@@ -36,8 +36,6 @@ static pthread_once_t fetch_once_ctl = PTHREAD_ONCE_INIT;
 static CURLcode fetch_global_rc = CURLE_FAILED_INIT;
 
 static void fetch_global_init(void);
-static void fetch_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
 static char *fetch_header_value(const char *line, size_t len, const char *name);
 static size_t fetch_write_cb(char *ptr, size_t size, size_t nmemb, void *arg);
 static size_t fetch_header_cb(char *ptr, size_t size, size_t nmemb, void *arg);
@@ -48,16 +46,6 @@ static void fetch_state_clear(fetch_state_t *st);
 static void fetch_global_init(void)
 {
 	fetch_global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
-static void fetch_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	if (err == NULL || errlen == 0)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
 }
 
 static size_t fetch_write_cb(char *ptr, size_t size, size_t nmemb, void *arg)
@@ -166,13 +154,13 @@ int fetch_to_file(const fetch_opts_t *o, const char *dest_path,
 	memset(res, 0, sizeof(*res));
 	if (o == NULL || o->url == NULL || *o->url == '\0' || dest_path == NULL) {
 		ret = SS_EINVAL;
-		fetch_err(err, errlen, "fetch: no URL or destination");
+		ss_errf(err, errlen, "fetch: no URL or destination");
 		goto fail;
 	}
 	pthread_once(&fetch_once_ctl, fetch_global_init);
 	if (fetch_global_rc != CURLE_OK) {
 		ret = SS_EFETCH;
-		fetch_err(err, errlen, "libcurl initialisation failed: %s",
+		ss_errf(err, errlen, "libcurl initialisation failed: %s",
 			  curl_easy_strerror(fetch_global_rc));
 		goto fail;
 	}
@@ -184,7 +172,7 @@ int fetch_to_file(const fetch_opts_t *o, const char *dest_path,
 	h = curl_easy_init();
 	if (h == NULL) {
 		ret = SS_ENOMEM;
-		fetch_err(err, errlen, "cannot create a libcurl handle");
+		ss_errf(err, errlen, "cannot create a libcurl handle");
 		goto fail;
 	}
 
@@ -246,7 +234,7 @@ int fetch_to_file(const fetch_opts_t *o, const char *dest_path,
 	rc |= curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, FETCH_STALL_SECS);
 	if (rc != CURLE_OK) {
 		ret = SS_EFETCH;
-		fetch_err(err, errlen, "cannot configure libcurl for %s", o->url);
+		ss_errf(err, errlen, "cannot configure libcurl for %s", o->url);
 		goto fail;
 	}
 
@@ -260,7 +248,7 @@ int fetch_to_file(const fetch_opts_t *o, const char *dest_path,
 		st.out = fopen(tmp, "wb");
 		if (st.out == NULL) {
 			ret = -errno;
-			fetch_err(err, errlen, "%s: %s", tmp, strerror(errno));
+			ss_errf(err, errlen, "%s: %s", tmp, strerror(errno));
 			goto fail;
 		}
 		errbuf[0] = '\0';
@@ -269,12 +257,12 @@ int fetch_to_file(const fetch_opts_t *o, const char *dest_path,
 			st.write_errno = errno;
 		if (st.write_errno != 0) {
 			ret = -st.write_errno;
-			fetch_err(err, errlen, "%s: %s", tmp, strerror(st.write_errno));
+			ss_errf(err, errlen, "%s: %s", tmp, strerror(st.write_errno));
 			goto fail;
 		}
 		if (rc != CURLE_OK) {
 			ret = SS_EFETCH;
-			fetch_err(err, errlen, "fetching %s: %s", o->url,
+			ss_errf(err, errlen, "fetching %s: %s", o->url,
 				  errbuf[0] ? errbuf : curl_easy_strerror(rc));
 			done = !fetch_transient(rc);
 			continue;
@@ -284,7 +272,7 @@ int fetch_to_file(const fetch_opts_t *o, const char *dest_path,
 		 * useless as an error. */
 		if (status != 0 && status != 304 && (status < 200 || status >= 300)) {
 			ret = SS_EFETCH;
-			fetch_err(err, errlen, "HTTP %ld from %s", status, o->url);
+			ss_errf(err, errlen, "HTTP %ld from %s", status, o->url);
 			/* The server may recover from a 5xx; a 4xx stays. */
 			done = status < 500;
 			continue;
@@ -312,19 +300,19 @@ int fetch_to_file(const fetch_opts_t *o, const char *dest_path,
 	}
 	if (fsync(fileno(st.out)) != 0 && errno != EINVAL) {
 		ret = -errno;
-		fetch_err(err, errlen, "%s: %s", tmp, strerror(errno));
+		ss_errf(err, errlen, "%s: %s", tmp, strerror(errno));
 		goto fail;
 	}
 	FILE *out = st.out;
 	st.out = NULL;
 	if (fclose(out) != 0) {
 		ret = -errno;
-		fetch_err(err, errlen, "%s: %s", tmp, strerror(errno));
+		ss_errf(err, errlen, "%s: %s", tmp, strerror(errno));
 		goto fail;
 	}
 	if (rename(tmp, dest_path) != 0) {
 		ret = -errno;
-		fetch_err(err, errlen, "renaming %s: %s", tmp, strerror(errno));
+		ss_errf(err, errlen, "renaming %s: %s", tmp, strerror(errno));
 		goto fail;
 	}
 	res->bytes = st.bytes;

@@ -8,8 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "replication/apply.h"
-#include "server/errcode.h"
+#include "catalog/state.h"
+#include "common/errcode.h"
 #include "storage/db.h"
 #include "upstream/expire.h"
 
@@ -283,11 +283,11 @@ int first_sync_commit(PGconn *conn, upstream_job_t *job, first_sync_t *f)
 	const char *p[] = { ver };
 	if ((ret = db_execp(conn, "INSERT INTO changes (version, update_id) "
 	                    "SELECT $1::bigint, update_id FROM updates", 1, p, err, errlen)) != SS_EOK ||
-	    (ret = apply_sum_hashes(conn, "SELECT entry_hash FROM updates", &job->digest,
+	    (ret = state_sum_hashes(conn, "SELECT entry_hash FROM updates", &job->digest,
 	                            err, errlen)) != SS_EOK)
 		return ret;
 	job->entries = kept;
-	return apply_commit_version(conn, job->version, &job->digest, job->entries, job->added,
+	return state_commit_version(conn, job->version, &job->digest, job->entries, job->added,
 	                            0, 0, job->expired, false, job->keep_versions, err, errlen);
 }
 

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "server/errcode.h"
+#include "common/errcode.h"
 
 void idset_init(idset_t *s)
 {

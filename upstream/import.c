@@ -7,8 +7,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "replication/apply.h"
-#include "server/errcode.h"
+#include "catalog/state.h"
+#include "catalog/txn.h"
+#include "common/errcode.h"
 #include "storage/db.h"
 #include "upstream/fetch.h"
 
@@ -85,8 +86,8 @@ int upstream_import_work(PGconn *conn, void *arg)
 	if ((ret = db_exec(conn, "BEGIN", job->err, sizeof(job->err))) != SS_EOK)
 		goto out;
 	/* FOR UPDATE: serialises with an upstream sync committing meanwhile. */
-	if ((ret = apply_read_state(conn, true, &job->held, &held_digest, &held_entries,
-	                            job->err, sizeof(job->err))) != SS_EOK ||
+	if ((ret = state_read(conn, true, &job->held, &held_digest, &held_entries,
+	                      job->err, sizeof(job->err))) != SS_EOK ||
 	    (ret = upstream_stage(conn, job, path)) != SS_EOK)
 		goto rollback;
 	atomic_store(&job->phase, 2);
@@ -100,13 +101,10 @@ int upstream_import_work(PGconn *conn, void *arg)
 	    (ret = read_revision(conn, job)) != SS_EOK)
 		goto rollback;
 	job->selected = 1;
-	ret = db_exec(conn, "COMMIT", job->err, sizeof(job->err));
-	goto out;
-rollback:
-	db_exec(conn, "ROLLBACK", NULL, 0);
+rollback: /* also reached with ret == SS_EOK, to commit */
+	ret = txn_end(conn, ret, job->err, sizeof(job->err));
 out:
-	if (ret != SS_EOK && job->err[0] == '\0')
-		snprintf(job->err, sizeof(job->err), "%s", ss_strerror(ret));
+	ss_err_default(ret, job->err, sizeof(job->err));
 	if (download[0] != '\0')
 		unlink(download);
 	return ret;

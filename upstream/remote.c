@@ -17,9 +17,9 @@
 
 #include "proto/frame.h"
 #include "proto/version.h"
-#include "server/conn.h"
-#include "server/errcode.h"
-#include "server/tls.h"
+#include "net/conn.h"
+#include "common/errcode.h"
+#include "net/tls.h"
 
 int remote_is_url(const char *url)
 {

@@ -9,10 +9,10 @@
 #include <strings.h>
 
 #include "proto/sitesync.pb-c.h"
-#include "replication/digest.h"
-#include "replication/entry.h"
-#include "replication/stream.h"
-#include "server/errcode.h"
+#include "catalog/digest.h"
+#include "catalog/entry.h"
+#include "catalog/stream.h"
+#include "common/errcode.h"
 #include "storage/copy.h"
 #include "storage/db.h"
 #include "storage/handoff.h"

@@ -16,16 +16,18 @@
 #include <openssl/evp.h>
 
 #include "proto/sitesync.pb-c.h"
-#include "replication/apply.h"
-#include "replication/entry.h"
-#include "replication/stream.h"
-#include "server/errcode.h"
+#include "catalog/state.h"
+#include "catalog/txn.h"
+#include "catalog/entry.h"
+#include "catalog/stream.h"
+#include "common/errcode.h"
 #include "storage/copy.h"
 #include "storage/db.h"
 #include "upstream/catalog.h"
 #include "upstream/expire.h"
 #include "upstream/fetch.h"
 #include "upstream/first.h"
+#include "upstream/removal.h"
 #include "upstream/stage.h"
 #include "upstream/remote.h"
 #include "upstream/wsus_sync.h"
@@ -292,8 +294,8 @@ static int commit_changes(PGconn *conn, upstream_job_t *job, const digest_t *hel
 	digest_zero(&plus);
 	char *err = job->err;
 	size_t errlen = sizeof(job->err);
-	int ret = apply_sum_hashes(conn, "SELECT u.entry_hash FROM updates u JOIN ss_diff d USING (update_id) "
-	                     "WHERE d.kind IN ('c', 'r')", &minus, err, errlen);
+	int ret = state_sum_hashes(conn, "SELECT u.entry_hash FROM updates u JOIN ss_diff d USING (update_id) "
+	                           "WHERE d.kind IN ('c', 'r')", &minus, err, errlen);
 	if (ret == SS_EOK)
 		ret = db_exec(conn, "DELETE FROM updates u USING ss_diff d WHERE u.update_id = d.update_id "
 		              "AND d.kind IN ('c', 'r')", err, errlen);
@@ -309,8 +311,8 @@ static int commit_changes(PGconn *conn, upstream_job_t *job, const digest_t *hel
 		              "CROSS JOIN LATERAL (SELECT " UPSTREAM_CONTENT_SQL " AS content) c "
 		              "WHERE d.kind IN ('a', 'c')", err, errlen);
 	if (ret == SS_EOK)
-		ret = apply_sum_hashes(conn, "SELECT u.entry_hash FROM updates u JOIN ss_diff d USING (update_id) "
-		                 "WHERE d.kind IN ('a', 'c')", &plus, err, errlen);
+		ret = state_sum_hashes(conn, "SELECT u.entry_hash FROM updates u JOIN ss_diff d USING (update_id) "
+		                       "WHERE d.kind IN ('a', 'c')", &plus, err, errlen);
 	if (ret != SS_EOK)
 		return ret;
 	char v[24];
@@ -324,7 +326,7 @@ static int commit_changes(PGconn *conn, upstream_job_t *job, const digest_t *hel
 	digest_sub(&job->digest, minus.b);
 	digest_add(&job->digest, plus.b);
 	job->entries = held_entries + job->added - job->removed;
-	return apply_commit_version(conn, job->version, &job->digest, job->entries, job->added,
+	return state_commit_version(conn, job->version, &job->digest, job->entries, job->added,
 	                            job->changed, job->removed, job->expired, false,
 	                            job->keep_versions, err, errlen);
 }
@@ -344,6 +346,8 @@ int upstream_diff_commit(PGconn *conn, upstream_job_t *job, bool removals,
 		job->unchanged = true;
 		return SS_EOK;
 	}
+	if (removals && (ret = upstream_removal_check(job, held_entries)) != SS_EOK)
+		return ret;
 	job->version = job->held + 1;
 	return commit_changes(conn, job, held_digest, held_entries);
 }
@@ -480,8 +484,8 @@ int upstream_sync_work(PGconn *conn, void *arg)
 again:
 	if ((ret = db_exec(conn, "BEGIN", job->err, sizeof(job->err))) != SS_EOK)
 		goto out;
-	if ((ret = apply_read_state(conn, true, &job->held, &held_digest, &held_entries,
-	                            job->err, sizeof(job->err))) != SS_EOK)
+	if ((ret = state_read(conn, true, &job->held, &held_digest, &held_entries,
+	                      job->err, sizeof(job->err))) != SS_EOK)
 		goto rollback;
 	bool same = false;
 	if (!job->full && (ret = source_unchanged(conn, job, &sp, sel_now, &same)) != SS_EOK)
@@ -543,13 +547,10 @@ again:
 	if ((ret = set_setting(conn, "last_upstream_sync", now, job->err, sizeof(job->err))) != SS_EOK ||
 	    (ret = set_setting(conn, "upstream_selection", sel_now, job->err, sizeof(job->err))) != SS_EOK)
 		goto rollback;
-	ret = db_exec(conn, "COMMIT", job->err, sizeof(job->err));
-	goto out;
-rollback:
-	db_exec(conn, "ROLLBACK", NULL, 0);
+rollback: /* also reached with ret == SS_EOK, to commit */
+	ret = txn_end(conn, ret, job->err, sizeof(job->err));
 out:
-	if (ret != SS_EOK && job->err[0] == '\0')
-		snprintf(job->err, sizeof(job->err), "%s", ss_strerror(ret));
+	ss_err_default(ret, job->err, sizeof(job->err));
 	first_sync_end(&first);
 #ifdef __GLIBC__
 	/* The parse's batches, window and id sets were freed, partly in the

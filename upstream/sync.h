@@ -13,7 +13,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "replication/digest.h"
+#include "catalog/digest.h"
 #include "upstream/wsus.h"
 
 /* A further catalog merged into the sync ([source NAME]). */
@@ -41,6 +41,8 @@ typedef struct upstream_job {
 	bool full;                 /* ignore "not modified" */
 	bool staged_only;          /* never write a first sync straight into updates */
 	int keep_versions;
+	int max_removal_percent;   /* removal guard (removal.h); 100 = off */
+	bool allow_removal;        /* the operator confirmed a large removal */
 	void *owner;               /* the caller's; the job never touches it */
 	char *import_id;           /* set: import this one update (import.c) */
 	bool wsus;                 /* url is a WSUS server / Microsoft Update ([MS-WSUSSS]) */
@@ -58,6 +60,7 @@ typedef struct upstream_job {
 	bool same_bytes;           /* the catalog's bytes are those of the last sync */
 	bool unchanged;            /* parsed, but nothing differs */
 	bool first_direct;         /* a first sync written straight into updates (first.h) */
+	bool removal_refused;      /* stopped by the removal guard (removal.h) */
 	char first_refused[256];   /* why that was rolled back and staged instead */
 	uint64_t fetched_bytes;
 	uint64_t entries_seen;     /* packages in the catalog */

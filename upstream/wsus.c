@@ -11,8 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "replication/entry.h"
-#include "server/errcode.h"
+#include "catalog/entry.h"
+#include "common/errcode.h"
 #include "upstream/idset.h"
 #include "upstream/wsus_xml.h"
 

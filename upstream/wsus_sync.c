@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "replication/entry.h"
-#include "server/errcode.h"
+#include "catalog/entry.h"
+#include "common/errcode.h"
 #include "storage/db.h"
 #include "upstream/wsus.h"
 

@@ -17,7 +17,7 @@
 #include <strings.h>
 #include <time.h>
 
-#include "server/errcode.h"
+#include "common/errcode.h"
 
 /* No network, no DTD loading, no entity substitution. HUGE lifts
  * libxml2's 10 MB text-node cap: real blobs exceed it, and max_text

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 
 #include "proto/sitesync.pb-c.h"
-#include "server/errcode.h"
+#include "common/errcode.h"
 #include "upstream/catalog.h"
 
 static int fuzz_catalog_entry(const Sitesync__UpdateContent *u, void *arg)

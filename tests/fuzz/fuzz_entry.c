@@ -1,5 +1,5 @@
 /*
- * libFuzzer target: catalog entries (replication/entry.h). The input is
+ * libFuzzer target: catalog entries (catalog/entry.h). The input is
  * 4 bytes of revision then an UpdateContent as relayed in a Batch: decode
  * it, then write its COPY row under the id it names (and under a fixed
  * id, which must be refused unless it matches).
@@ -9,8 +9,8 @@
 #include <string.h>
 
 #include "proto/sitesync.pb-c.h"
-#include "replication/entry.h"
-#include "server/errcode.h"
+#include "catalog/entry.h"
+#include "common/errcode.h"
 #include "storage/copy.h"
 
 static const char fuzz_fixed_id[] = "00000000-0000-4000-8000-000000000000";

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "proto/frame.h"
-#include "server/errcode.h"
+#include "common/errcode.h"
 
 static void fuzz_frame_body(const uint8_t *body, size_t len)
 {

@@ -1,5 +1,5 @@
 /*
- * libFuzzer target: stream files (replication/stream.h). The input is
+ * libFuzzer target: stream files (catalog/stream.h). The input is
  * written to a temporary file and read back frame by frame until the end
  * or an error, as a child reads its stored pull stream or an import reads
  * a bundle.
@@ -11,8 +11,8 @@
 #include <unistd.h>
 
 #include "proto/frame.h"
-#include "replication/stream.h"
-#include "server/errcode.h"
+#include "catalog/stream.h"
+#include "common/errcode.h"
 
 static char fuzz_path[64];
 

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "server/errcode.h"
+#include "common/errcode.h"
 #include "upstream/wsus_xml.h"
 
 static char *fuzz_b64(const uint8_t *d, size_t n)

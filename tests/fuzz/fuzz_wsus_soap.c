@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "proto/sitesync.pb-c.h"
-#include "server/errcode.h"
+#include "common/errcode.h"
 #include "upstream/wsus_xml.h"
 
 static int fuzz_soap_cb(void *arg, const char *path, const char *text, size_t len)

@@ -438,6 +438,18 @@ def _is_root():
     return os.geteuid() == 0
 
 
+def temp_parent():
+    """Where ROOT goes: $TMPDIR, unless as root the postgres user cannot
+    reach it (TMPDIR inside root's 0700 home); then /tmp."""
+    d = tempfile.gettempdir()
+    if not _is_root() or d == "/tmp":
+        return d
+    p = subprocess.run(["runuser", "-u", "postgres", "--", "test", "-x", d],
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+    return d if p.returncode == 0 else "/tmp"
+
+
 class PgCluster:
     """A throwaway cluster listening on a unix socket only."""
 
@@ -836,7 +848,8 @@ class Harness:
         _ACTIVE.append(self)
         atexit.register(self.teardown)
         signal.signal(signal.SIGTERM, _on_sigterm)
-        self.root = tempfile.mkdtemp(prefix="ss-%s-" % self.name)
+        self.root = tempfile.mkdtemp(prefix="ss-%s-" % self.name,
+                                     dir=temp_parent())
         os.chmod(self.root, 0o755)     # the postgres user must reach ROOT/pg
         os.makedirs(os.path.join(self.root, "pids"))
         log("temp dir %s" % self.root)

@@ -14,12 +14,20 @@ bundle that starts at a version D01 does not hold, a replayed bundle and a
 bundle from another hierarchy (a second top site under its own CA). Then
 the good delta is imported and G01 follows again. Round 3 asks for changes
 CAS's change log no longer holds: the export falls back to a full snapshot,
-says so, and that snapshot imports over D01's populated catalog.
+says so (in the text output too), and that snapshot imports over D01's
+populated catalog.
+
+Every site checks signed manifests ([trust] public_key, CAS signs): a
+bundle exported at the top carries the signed manifest. Each refusal
+turns D01 failed with a sitesync error code (500+) and counts in
+consecutive_failures; a replayed bundle is "nothing to do" (exit 0, the
+status row unchanged), not a failure.
 """
 
 import json
 import os
 import shutil
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -65,9 +73,44 @@ def import_ok(site, path):
     return json.loads(out)
 
 
-def refused(site, path, words, what):
-    """Import `path` at `site`: exit 2, `words` in the message, nothing changed."""
+def keypair(h, name):
+    key = h.path("keys", name + ".key")
+    pub = h.path("keys", name + ".pub")
+    os.makedirs(os.path.dirname(key), exist_ok=True)
+    for argv in (["openssl", "genpkey", "-algorithm", "ed25519", "-out", key],
+                 ["openssl", "pkey", "-in", key, "-pubout", "-out", pub]):
+        p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+        check(p.returncode == 0, "%s failed: %s" % (argv[:2], p.stderr))
+    return key, pub
+
+
+def replayed(site, path, held):
+    """Import a bundle `site` already applied: nothing to do, nothing failed."""
+    before_row = own_row(site)
     before = (site.catalog_state(), site.fingerprint())
+    rc, out, err = site.cli("import", path, timeout=TIMEOUT)
+    want = "Nothing to do: bundle was already applied: this site holds version %d" % held
+    check(rc == 0 and want in out, "%s: replaying %s: exit %d, %r %r (want %r)"
+          % (site.code, path, rc, out, err, want))
+    rc, out, err = site.cli("import", path, "--json", timeout=TIMEOUT)
+    data = json.loads(out) if rc == 0 else {}
+    check(rc == 0 and data.get("nothing_to_do") is True and data.get("held_version") == held,
+          "%s: replay --json: exit %d %r %r" % (site.code, rc, out, err))
+    check((site.catalog_state(), site.fingerprint()) == before,
+          "%s: a replayed bundle changed the catalog" % site.code)
+    row = own_row(site)
+    for k in ("state", "last_error", "last_error_code", "consecutive_failures",
+              "last_sync_end"):
+        check(row.get(k) == before_row.get(k), "%s: replay changed %s: %r -> %r"
+              % (site.code, k, before_row.get(k), row.get(k)))
+    log("replayed bundle at version %d: nothing to do" % held)
+
+
+def refused(site, path, words, what, code=None):
+    """Import `path` at `site`: exit 2, `words` in the message, nothing changed;
+    the row turns failed with error `code` and one more consecutive failure."""
+    before = (site.catalog_state(), site.fingerprint())
+    fails = own_row(site).get("consecutive_failures", 0)
     rc, out, err = site.cli("import", path, timeout=TIMEOUT)
     text = (out + err).strip()
     check(rc == 2, "%s: importing %s exited %d, want 2: %s" % (site.code, what, rc, text))
@@ -80,6 +123,12 @@ def refused(site, path, words, what):
     check(row.get("state") == "failed" and words in (row.get("last_error") or ""),
           "%s: status after refusing %s is %r / %r" % (site.code, what, row.get("state"),
                                                       row.get("last_error")))
+    check(row.get("consecutive_failures") == fails + 1,
+          "%s: consecutive_failures %r after refusing %s (was %r)"
+          % (site.code, row.get("consecutive_failures"), what, fails))
+    if code is not None:
+        check(row.get("last_error_code") == code, "%s: last_error_code %r after refusing %s,"
+              " want %d" % (site.code, row.get("last_error_code"), what, code))
     log("refused %s: %s" % (what, text))
 
 
@@ -142,11 +191,14 @@ def test(h):
     os.makedirs(media)
 
     # A one-version change log at CAS, so a late --since falls back to a
-    # snapshot in round 3.
+    # snapshot in round 3. CAS signs manifests, every other site checks them.
+    key, pub = keypair(h, "manifest")
     cas = h.add_site("CAS", upstream="file://" + h.catalog,
-                     extra={"replication": {"keep_versions": "1"}})
-    d01 = h.add_site("D01", extra={"parent": {"mode": "disconnected"}})
-    g01 = h.add_site("G01", parent=d01, listen=False)
+                     extra={"replication": {"keep_versions": "1"},
+                            "trust": {"signing_key": key, "public_key": pub}})
+    d01 = h.add_site("D01", extra={"parent": {"mode": "disconnected"},
+                                   "trust": {"public_key": pub}})
+    g01 = h.add_site("G01", parent=d01, listen=False, extra={"trust": {"public_key": pub}})
     cas.start()
     d01.start()
     d01.cli_ok("child", "add", "G01")
@@ -175,6 +227,23 @@ def test(h):
           "D01 status after import: %r" % row)
     h.wait_converged(cas, [d01, g01], TIMEOUT, "G01 to pull version 1 from D01")
     log("round 1: D01 and G01 hold version %d (%d entries)" % (st1[0], st1[2]))
+
+    # verify at the disconnected site says what it is, not "Top site".
+    text = d01.cli_ok("verify")
+    check("Disconnected site: no link to a parent" in text and "Top site" not in text
+          and st1[1] in text, "verify at D01 said %r" % text)
+    v = json.loads(d01.cli_ok("verify", "--json"))
+    check(v.get("mode") == "disconnected" and v.get("equal") is True and v.get("parent") is None,
+          "verify --json at D01: %r" % v)
+    check("Top site" in cas.cli_ok("verify"), "verify at CAS")
+    # sync at a disconnected site: refused (no parent link), nothing starts.
+    before = own_row(d01)
+    rc, out, err = d01.cli("sync", "--yes")
+    check(rc == 2 and "D01 is a disconnected site: it takes its catalog from bundles" in err,
+          "sync at D01: exit %d %r %r" % (rc, out, err))
+    after = own_row(d01)
+    check(after["state"] == before["state"] and after["last_sync_start"] == before["last_sync_start"],
+          "sync at D01 changed its row: %r -> %r" % (before, after))
 
     # The top site makes its catalog from upstream, never from a bundle.
     rc, out, err = cas.cli("import", b1)
@@ -207,7 +276,11 @@ def test(h):
     flipped[len(flipped) // 2] ^= 0x5A
     with open(bad, "wb") as f:
         f.write(flipped)
-    refused(d01, bad, "checksum mismatch: the file is corrupted", "a corrupted bundle")
+    refused(d01, bad, "checksum mismatch: the file is corrupted", "a corrupted bundle",
+            code=514)
+    # A missing file: a sitesync code, not errno 2.
+    refused(d01, os.path.join(media, "missing.bundle"), "cannot open", "a missing file",
+            code=521)
 
     cut = os.path.join(media, "truncated.bundle")
     with open(cut, "wb") as f:
@@ -220,13 +293,19 @@ def test(h):
     refused(d01, cut, "truncated bundle", "a bundle without its checksum frame")
 
     refused(d01, b22, "bundle starts at version 2 but this site holds 1",
-            "a bundle starting after the held version")
-    refused(d01, b1, "bundle was already applied: this site holds version 1",
-            "a replayed bundle")
+            "a bundle starting after the held version", code=513)
 
     bo = os.path.join(media, "other.bundle")
     other_hierarchy_bundle(h, bo)
-    refused(d01, bo, "bundle belongs to another hierarchy", "another hierarchy's bundle")
+    refused(d01, bo, "bundle belongs to another hierarchy", "another hierarchy's bundle",
+            code=515)
+    # The history lists each refused import as a failed sync.
+    def failed_imports():
+        hist = json.loads(d01.cli_ok("history", "--json"))
+        got = [s for s in hist.get("syncs", []) if s.get("kind") == "import"
+               and s.get("result") == "failed"]
+        return got if len(got) == 6 and got[0].get("error_code") == 515 else None
+    wait_for(failed_imports, 20, "D01 history to list the 6 refused imports")
 
     # The good delta still applies after all that.
     i12 = import_ok(d01, b12)
@@ -239,8 +318,7 @@ def test(h):
           "D01 status after the delta: %r" % row)
     log("round 2: D01 and G01 hold version 2")
 
-    refused(d01, b12, "bundle was already applied: this site holds version 2",
-            "the delta replayed")
+    replayed(d01, b12, 2)
 
     # Round 3: CAS's change log no longer reaches version 1, so asking for
     # the changes after 1 yields a full snapshot, and says so. D01 (at 2)
@@ -252,6 +330,11 @@ def test(h):
           and e13.get("from_version") == 0 and e13.get("to_version") == st3[0]
           and "snapshot" in e13.get("note", ""),
           "export --since 1 at version 3 with one version of change log: %r" % e13)
+    # The text output says it too, not only --json.
+    text = cas.cli_ok("export", "--out", os.path.join(media, "since-1-text.bundle"),
+                      "--since", "1", timeout=TIMEOUT)
+    check("Full snapshot instead of the changes asked for: " + e13["note"] in text,
+          "export text output hides the fallback: %r" % text)
     i13 = import_ok(d01, b13)
     check(i13.get("full") is True and i13.get("held_version") == 2
           and i13.get("to_version") == st3[0], "snapshot import reply %r" % i13)

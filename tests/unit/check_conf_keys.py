@@ -3,7 +3,7 @@
 
 Usage: check_conf_keys.py SOURCE_ROOT [SITESYNCD]
 
-Reads the key table of server/conf.c (the K(section, key, type, field,
+Reads the key table of common/conf.c (the K(section, key, type, field,
 default, reloadable) lines) and checks, for each deploy/*.conf.example:
   - it is valid INI (Python's configparser, ';' comments);
   - every key of the table appears in its section, set or commented out
@@ -44,14 +44,14 @@ def fail(msg):
 
 
 def conf_keys(src):
-    text = open(os.path.join(src, "server", "conf.c")).read()
+    text = open(os.path.join(src, "common", "conf.c")).read()
     keys = []
     for sec, key, typ, default, rl in K_RE.findall(text):
         keys.append((sec, key, typ, None if default == "NULL" else default.strip('"')))
     # A K( line the pattern missed would silently go unchecked.
     n_lines = len(re.findall(r'^\s*K\(\s*"', text, re.M))
     if n_lines != len(keys) or not keys:
-        fail("server/conf.c: parsed %d of %d K(...) lines" % (len(keys), n_lines))
+        fail("common/conf.c: parsed %d of %d K(...) lines" % (len(keys), n_lines))
     return keys
 
 
@@ -199,7 +199,7 @@ def main():
         return 1
     src = sys.argv[1]
     keys = conf_keys(src)
-    print("%d keys in server/conf.c" % len(keys))
+    print("%d keys in common/conf.c" % len(keys))
     examples = {}
     paths = []
     for n in EXAMPLES:

@@ -14,8 +14,8 @@
 #include "proto/frame.h"
 #include "proto/version.h"
 #include "replication/bundle.h"
-#include "replication/stream.h"
-#include "server/errcode.h"
+#include "catalog/stream.h"
+#include "common/errcode.h"
 #include "check_run.h"
 
 #define LIMIT (1u << 20)

@@ -10,7 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "server/errcode.h"
+#include "common/errcode.h"
 #include "upstream/cab.h"
 #include "upstream/catalog.h"
 #include "check_run.h"

@@ -5,8 +5,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "server/conf.h"
-#include "server/errcode.h"
+#include "common/conf.h"
+#include "common/errcode.h"
 #include "check_run.h"
 
 static char *write_conf(const char *text)
@@ -40,6 +40,8 @@ START_TEST(defaults_and_values)
 	ck_assert_str_eq(c->parent_address, "127.0.0.1:7443");
 	ck_assert_int_eq(c->retry_minutes, 5);
 	ck_assert_int_eq(c->heartbeat_seconds, 10);
+	ck_assert_int_eq(c->max_removal_percent, 50);
+	ck_assert_int_eq(c->sync_history_rows, 10000);
 	ck_assert_str_eq(c->parent_mode, "connected");
 	ck_assert(!conf_is_top(c));
 	conf_free(c);
@@ -67,6 +69,22 @@ START_TEST(rejects_bad_input)
 	ck_assert_int_eq(load("[site]\ncode = CAS\n[database]\nconninfo=x\n[parent]\nmode=sometimes\n",
 	                      &c, err, sizeof(err)), SS_ECONFIG);
 	ck_assert_int_eq(conf_load("/nonexistent/x.conf", &c, err, sizeof(err)), -ENOENT);
+	/* The removal guard's share is a percentage; the sync history keeps
+	 * at least a few rows. The edges themselves are accepted. */
+	ck_assert_int_eq(load("[site]\ncode = CAS\n[database]\nconninfo=x\n[upstream]\n"
+	                      "max_removal_percent = 101\n", &c, err, sizeof(err)), SS_ECONFIG);
+	ck_assert_ptr_nonnull(strstr(err, "max_removal_percent must be 0 to 100"));
+	ck_assert_int_eq(load("[site]\ncode = CAS\n[database]\nconninfo=x\n[upstream]\n"
+	                      "max_removal_percent = -1\n", &c, err, sizeof(err)), SS_ECONFIG);
+	ck_assert_int_eq(load("[site]\ncode = CAS\n[database]\nconninfo=x\n[status]\n"
+	                      "sync_history_rows = 9\n", &c, err, sizeof(err)), SS_ECONFIG);
+	ck_assert_ptr_nonnull(strstr(err, "sync_history_rows must be >= 10"));
+	ck_assert_int_eq(load("[site]\ncode = CAS\n[database]\nconninfo=x\n[upstream]\n"
+	                      "max_removal_percent = 100\n[status]\nsync_history_rows = 10\n",
+	                      &c, err, sizeof(err)), SS_EOK);
+	ck_assert_int_eq(c->max_removal_percent, 100);
+	conf_free(c);
+	c = NULL;
 }
 END_TEST
 
@@ -149,6 +167,36 @@ START_TEST(site_codes)
 }
 END_TEST
 
+/* A reload keeps the running value of every key the table marks not
+ * reloadable, names those that changed, and takes the others. */
+START_TEST(reload_keeps_fixed_keys)
+{
+	conf_t *old = NULL, *nc = NULL;
+	char err[512] = "", changed[256];
+	int n = -1;
+	ck_assert_int_eq(load("[site]\ncode = P01\n[database]\nconninfo = dbname=x\n"
+	                      "[tls]\nca=/a\ncert=/b\nkey=/c\n[parent]\naddress = 127.0.0.1:7443\n"
+	                      "[replication]\nworkers = 4\n"
+	                      "[schedule]\nretry_minutes = 5\n", &old, err, sizeof(err)), SS_EOK);
+	ck_assert_int_eq(load("[site]\ncode = P02\n[database]\nconninfo = dbname=x\n"
+	                      "[tls]\nca=/a\ncert=/b\nkey=/c\n[parent]\naddress = 127.0.0.1:7443\n"
+	                      "[replication]\nworkers = 2\n"
+	                      "[schedule]\nretry_minutes = 9\n", &nc, err, sizeof(err)), SS_EOK);
+	ck_assert_int_eq(conf_keep_fixed(nc, old, &n, changed, sizeof(changed)), SS_EOK);
+	ck_assert_int_eq(n, 2);
+	ck_assert_str_eq(changed, "[site] code, [replication] workers");
+	ck_assert_str_eq(nc->site_code, "P01");
+	ck_assert_int_eq(nc->workers, 4);
+	ck_assert_int_eq(nc->retry_minutes, 9);         /* reloadable: the new value */
+	ck_assert_str_eq(old->site_code, "P01");        /* a copy: old stays whole */
+	ck_assert_int_eq(conf_keep_fixed(nc, old, &n, changed, sizeof(changed)), SS_EOK);
+	ck_assert_int_eq(n, 0);
+	ck_assert_str_eq(changed, "");
+	conf_free(old);
+	conf_free(nc);
+}
+END_TEST
+
 static Suite *conf_suite(void)
 {
 	Suite *s = suite_create("conf");
@@ -158,6 +206,7 @@ static Suite *conf_suite(void)
 	tcase_add_test(tc, site_codes);
 	tcase_add_test(tc, upstream_kind);
 	tcase_add_test(tc, sources);
+	tcase_add_test(tc, reload_keeps_fixed_keys);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -26,7 +26,7 @@
 #include <jansson.h>
 
 #include "server/ctl.h"
-#include "server/errcode.h"
+#include "common/errcode.h"
 #include "check_run.h"
 
 static char tmpdir[64];
@@ -457,7 +457,7 @@ END_TEST
 
 static char cli_path[PATH_MAX];
 
-/* The CLI is built at <builddir>/server/sitesync, this test at
+/* The CLI is built at <builddir>/cli/sitesync, this test at
  * <builddir>/tests/unit/test_ctl. */
 static void find_cli(void)
 {
@@ -465,7 +465,7 @@ static void find_cli(void)
 	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
 	ck_assert(n > 0);
 	self[n] = '\0';
-	snprintf(cli_path, sizeof(cli_path), "%s/../../server/sitesync",
+	snprintf(cli_path, sizeof(cli_path), "%s/../../cli/sitesync",
 	         dirname(self));
 	ck_assert_msg(access(cli_path, X_OK) == 0, "no CLI at %s", cli_path);
 }
@@ -561,11 +561,18 @@ START_TEST(test_cli_basics)
 
 	const char *bad_code[] = { "-s", sockpath, "child", "add", "p01", NULL };
 	ck_assert_int_eq(run_cli(bad_code, &out, &err), 1);
-	ck_assert_ptr_nonnull(strstr(err, "Try 'sitesync --help'."));
+	/* A usage error points at the command's own help. */
+	ck_assert_ptr_nonnull(strstr(err, "Try 'sitesync child --help'."));
 	free(out), free(err);
 
 	const char *bad_opt[] = { "-s", sockpath, "status", "--bogus", NULL };
 	ck_assert_int_eq(run_cli(bad_opt, &out, &err), 1);
+	ck_assert_ptr_nonnull(strstr(err, "Try 'sitesync status --help'."));
+	free(out), free(err);
+
+	const char *bad_cmd[] = { "-s", sockpath, "nosuch", NULL };
+	ck_assert_int_eq(run_cli(bad_cmd, &out, &err), 1);
+	ck_assert_ptr_nonnull(strstr(err, "Try 'sitesync --help'."));
 	free(out), free(err);
 
 	/* Not registered in this server: the error reply is shown, exit 2. */
@@ -581,6 +588,44 @@ START_TEST(test_cli_basics)
 	ck_assert_ptr_nonnull(strstr(err, "sitesync: cannot reach sitesyncd at "));
 	ck_assert_ptr_nonnull(strstr(err, nowhere));
 	free(out), free(err);
+}
+END_TEST
+
+/* Every command's --help: the option descriptions (and -h, --help) start
+ * in one column, and --json is in the usage line of each command that
+ * accepts it. */
+START_TEST(test_cli_help_columns)
+{
+	static const char *const cmds[] = {
+		"status", "sync", "child", "products", "classifications", "languages", "updates",
+		"where", "history", "export", "import", "import-update", "verify",
+	};
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+		char *out, *err;
+		const char *args[] = { cmds[i], "--help", NULL };
+		ck_assert_int_eq(run_cli(args, &out, &err), 0);
+		const char *nl = strchr(out, '\n');
+		ck_assert_ptr_nonnull(nl);
+		bool json_ok = strcmp(cmds[i], "sync") == 0;
+		if (!json_ok)
+			ck_assert_msg(memmem(out, (size_t)(nl - out), "--json", 6) != NULL,
+			              "%s: --json missing from the usage line", cmds[i]);
+		/* Option lines follow the summary's blank line. */
+		const char *p = strstr(out, "\n\n");
+		p = p ? strstr(p + 2, "\n\n") : NULL;
+		ck_assert_msg(p != NULL, "%s: no option block", cmds[i]);
+		int lines = 0;
+		for (p += 2; *p; p = strchr(p, '\n') + 1) {
+			size_t len = strcspn(p, "\n");
+			ck_assert_msg(len > 24 && p[22] == ' ' && p[23] != ' ',
+			              "%s: option line out of column: '%.*s'", cmds[i], (int)len, p);
+			lines++;
+			if (p[len] == '\0')
+				break;
+		}
+		ck_assert_int_ge(lines, 1);
+		free(out), free(err);
+	}
 }
 END_TEST
 
@@ -689,6 +734,7 @@ static Suite *ctl_suite(void)
 	tcase_add_checked_fixture(tc, server_setup, server_teardown);
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_cli_basics);
+	tcase_add_test(tc, test_cli_help_columns);
 	tcase_add_test(tc, test_cli_status_tree);
 	tcase_add_test(tc, test_cli_status_watch);
 	tcase_add_test(tc, test_cli_sync_wait);

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "replication/digest.h"
+#include "catalog/digest.h"
 #include "check_run.h"
 
 #define N 200

@@ -16,7 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "server/errcode.h"
+#include "common/errcode.h"
 #include "upstream/fetch.h"
 #include "check_run.h"
 

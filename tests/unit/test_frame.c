@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "proto/frame.h"
-#include "server/errcode.h"
+#include "common/errcode.h"
 #include "check_run.h"
 
 START_TEST(header_incomplete_vs_malformed)

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "server/errcode.h"
+#include "common/errcode.h"
 #include "storage/handoff.h"
 #include "check_run.h"
 

@@ -15,7 +15,7 @@
 #include <event2/http.h>
 #include <jansson.h>
 
-#include "server/errcode.h"
+#include "common/errcode.h"
 #include "server/http.h"
 #include "check_run.h"
 

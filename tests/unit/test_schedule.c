@@ -6,7 +6,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "server/errcode.h"
+#include "common/errcode.h"
 #include "server/schedule.h"
 #include "check_run.h"
 

@@ -5,8 +5,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "replication/stream.h"
-#include "server/errcode.h"
+#include "catalog/stream.h"
+#include "common/errcode.h"
 #include "check_run.h"
 
 static char path[64];

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "server/errcode.h"
+#include "common/errcode.h"
 #include "upstream/wsus_xml.h"
 #include "check_run.h"
 

@@ -1,0 +1,45 @@
+/*
+ * Catalog state (catalog_state, catalog_versions, the change log's floor):
+ * read the version a site holds, record a new one, and sum entry hashes
+ * into a digest. The applies (replication/) and the top site's upstream
+ * syncs (upstream/) commit versions through here.
+ */
+#pragma once
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "catalog/digest.h"
+
+/*!
+ * \brief Record a new version in catalog_state / catalog_versions and
+ * compact the change log, inside the caller's transaction. Shared by the
+ * applies and the top site's upstream sync.
+ */
+int state_commit_version(PGconn *conn, uint64_t version, const digest_t *digest,
+                         uint64_t entries, uint64_t added, uint64_t changed,
+                         uint64_t removed, uint64_t expired, bool full,
+                         int keep_versions, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
+
+/*!
+ * \brief Add to \a d the entry hash in the first column of every row of
+ * \a sql (the digest arithmetic both applies and upstream syncs need).
+ */
+int state_sum_hashes(PGconn *conn, const char *sql, digest_t *d, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
+
+/*! \brief Read catalog_state (version, digest, entries), optionally FOR UPDATE. */
+int state_read(PGconn *conn, bool lock, uint64_t *version, digest_t *digest,
+               uint64_t *entries, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
+
+/*!
+ * \brief Add to \a d the entry hash in column \a col of every row of \a r;
+ * rows with NULL there are skipped when \a skip_null.
+ */
+int state_sum_hash_column(PGresult *r, int col, bool skip_null, digest_t *d,
+                          char *err, size_t errlen)
+	__attribute__((warn_unused_result));

@@ -1,0 +1,453 @@
+/* Configuration key table, INI parsing and validation. */
+#include "common/conf.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <ini.h>
+
+#include "common/errcode.h"
+#include "common/log.h"
+
+typedef enum { CF_STR, CF_INT, CF_BOOL } conf_type_t;
+
+typedef struct {
+	const char *section;
+	const char *key;
+	conf_type_t type;
+	size_t offset;
+	const char *def;          /* default as text, NULL = unset */
+	bool reloadable;          /* SIGHUP may change it */
+} conf_key_t;
+
+#define K(sec, key, type, field, def, rl) \
+	{ sec, key, type, offsetof(conf_t, field), def, rl }
+
+static const conf_key_t conf_keys[] = {
+	K("site", "code", CF_STR, site_code, NULL, false),
+	K("site", "state_dir", CF_STR, state_dir, "/var/lib/sitesync", false),
+	K("database", "conninfo", CF_STR, db_conninfo, NULL, false),
+	K("tls", "ca", CF_STR, tls_ca, NULL, true),
+	K("tls", "cert", CF_STR, tls_cert, NULL, true),
+	K("tls", "key", CF_STR, tls_key, NULL, true),
+	K("listen", "address", CF_STR, listen_address, NULL, false),
+	K("parent", "address", CF_STR, parent_address, NULL, false),
+	K("parent", "mode", CF_STR, parent_mode, "connected", false),
+	K("upstream", "url", CF_STR, upstream_url, NULL, true),
+	K("upstream", "kind", CF_STR, upstream_kind, "catalog", true),
+	K("upstream", "max_document", CF_INT, upstream_max_document, "134217728", true),
+	K("upstream", "ca", CF_STR, upstream_ca, NULL, true),
+	K("upstream", "proxy", CF_STR, upstream_proxy, NULL, true),
+	K("upstream", "cert", CF_STR, upstream_cert, NULL, true),
+	K("upstream", "key", CF_STR, upstream_key, NULL, true),
+	K("upstream", "connect_timeout", CF_INT, upstream_connect_timeout, "30", true),
+	K("upstream", "timeout", CF_INT, upstream_timeout, "600", true),
+	K("upstream", "max_removal_percent", CF_INT, max_removal_percent, "50", true),
+	K("schedule", "cron", CF_STR, schedule_cron, NULL, true),
+	K("schedule", "utc", CF_BOOL, schedule_utc, "false", true),
+	K("schedule", "retry_minutes", CF_INT, retry_minutes, "60", true),
+	K("http", "listen", CF_STR, http_listen, NULL, false),
+	K("control", "socket", CF_STR, control_socket, "/run/sitesync/control.sock", false),
+	K("log", "sync_log", CF_STR, sync_log, NULL, true),
+	K("log", "level", CF_STR, log_level, "info", true),
+	K("replication", "heartbeat_seconds", CF_INT, heartbeat_seconds, "10", true),
+	K("replication", "heartbeat_timeout", CF_INT, heartbeat_timeout, "30", true),
+	K("replication", "poll_seconds", CF_INT, poll_seconds, "60", true),
+	K("replication", "max_frame", CF_INT, max_frame, "16777216", true),
+	K("replication", "batch_entries", CF_INT, batch_entries, "1000", true),
+	K("replication", "workers", CF_INT, workers, "4", false),
+	K("replication", "reconnect_max", CF_INT, reconnect_max, "60", true),
+	K("replication", "keep_versions", CF_INT, keep_versions, "100", true),
+	K("replication", "max_concurrent_pulls", CF_INT, max_pulls, "16", true),
+	K("replication", "rate_limit_kib", CF_INT, rate_limit_kib, "0", true),
+	K("replication", "request_wave", CF_INT, wave_size, "25", true),
+	K("replication", "request_wave_ms", CF_INT, wave_ms, "100", true),
+	K("status", "stale_seconds", CF_INT, stale_seconds, "3600", true),
+	K("status", "cert_warning_days", CF_INT, cert_warning_days, "30", true),
+	K("status", "sync_history_rows", CF_INT, sync_history_rows, "10000", true),
+	K("alerts", "command", CF_STR, alert_command, NULL, true),
+	K("children", "approved", CF_STR, children, NULL, true),
+	K("trust", "signing_key", CF_STR, trust_signing_key, NULL, false),
+	K("trust", "public_key", CF_STR, trust_public_key, NULL, false),
+	K("trust", "next_public_key", CF_STR, trust_next_key, NULL, false),
+};
+
+#define N_KEYS (sizeof(conf_keys) / sizeof(conf_keys[0]))
+
+typedef struct {
+	conf_t *conf;
+	char *err;
+	size_t errlen;
+	int failed;
+} conf_parse_t;
+
+static int conf_set(conf_t *c, const conf_key_t *k, const char *value,
+                    char *err, size_t errlen)
+{
+	char *base = (char *)c;
+	switch (k->type) {
+	case CF_STR: {
+		char **dst = (char **)(base + k->offset);
+		free(*dst);
+		*dst = strdup(value);
+		if (*dst == NULL)
+			return SS_ENOMEM;
+		return SS_EOK;
+	}
+	case CF_INT: {
+		char *end = NULL;
+		errno = 0;
+		long v = strtol(value, &end, 10);
+		if (errno || end == value || *end != '\0' || v < 0 || v > 2147483647L) {
+			snprintf(err, errlen, "[%s] %s: '%s' is not a non-negative integer",
+			         k->section, k->key, value);
+			return SS_ECONFIG;
+		}
+		*(int *)(base + k->offset) = (int)v;
+		return SS_EOK;
+	}
+	case CF_BOOL: {
+		bool *dst = (bool *)(base + k->offset);
+		if (!strcasecmp(value, "true") || !strcasecmp(value, "yes") ||
+		    !strcmp(value, "1") || !strcasecmp(value, "on"))
+			*dst = true;
+		else if (!strcasecmp(value, "false") || !strcasecmp(value, "no") ||
+		         !strcmp(value, "0") || !strcasecmp(value, "off"))
+			*dst = false;
+		else {
+			snprintf(err, errlen, "[%s] %s: '%s' is not a boolean",
+			         k->section, k->key, value);
+			return SS_ECONFIG;
+		}
+		return SS_EOK;
+	}
+	}
+	return SS_EINVAL;
+}
+
+/* [source NAME] key = value: further catalogs of the top site. */
+static int conf_source_key(conf_parse_t *p, const char *sname, const char *name,
+                           const char *value)
+{
+	conf_t *c = p->conf;
+	size_t n = strlen(sname);
+	bool ok = n > 0 && n <= 32;
+	for (size_t i = 0; ok && i < n; i++)
+		ok = (sname[i] >= 'a' && sname[i] <= 'z') || (sname[i] >= '0' && sname[i] <= '9') ||
+		     sname[i] == '-' || sname[i] == '_';
+	if (!ok || strcmp(sname, "upstream") == 0) {
+		snprintf(p->err, p->errlen, "[source %s]: a source name is 1-32 of a-z, 0-9, - and _ "
+		         "(and not 'upstream')", sname);
+		p->failed = SS_ECONFIG;
+		return 0;
+	}
+	conf_source_t *src = NULL;
+	for (size_t i = 0; i < c->n_sources; i++)
+		if (strcmp(c->sources[i].name, sname) == 0)
+			src = &c->sources[i];
+	if (src == NULL) {
+		if (c->n_sources == CONF_MAX_SOURCES) {
+			snprintf(p->err, p->errlen, "at most %d [source NAME] sections", CONF_MAX_SOURCES);
+			p->failed = SS_ECONFIG;
+			return 0;
+		}
+		src = &c->sources[c->n_sources++];
+		if ((src->name = strdup(sname)) == NULL) {
+			p->failed = SS_ENOMEM;
+			return 0;
+		}
+	}
+	char **dst = !strcmp(name, "url") ? &src->url : !strcmp(name, "ca") ? &src->ca :
+	             !strcmp(name, "proxy") ? &src->proxy : NULL;
+	if (dst == NULL) {
+		snprintf(p->err, p->errlen, "unknown key '%s' in section [source %s] (url, ca, proxy)",
+		         name, sname);
+		p->failed = SS_ECONFIG;
+		return 0;
+	}
+	free(*dst);
+	if ((*dst = strdup(value)) == NULL) {
+		p->failed = SS_ENOMEM;
+		return 0;
+	}
+	return 1;
+}
+
+static int conf_ini_cb(void *user, const char *section, const char *name,
+                       const char *value)
+{
+	conf_parse_t *p = user;
+	if (p->failed)
+		return 0;
+	if (strncmp(section, "source ", 7) == 0)
+		return conf_source_key(p, section + 7, name, value);
+	for (size_t i = 0; i < N_KEYS; i++) {
+		if (strcmp(conf_keys[i].section, section) == 0 &&
+		    strcmp(conf_keys[i].key, name) == 0) {
+			int ret = conf_set(p->conf, &conf_keys[i], value, p->err, p->errlen);
+			if (ret != SS_EOK) {
+				if (ret == SS_ENOMEM)
+					snprintf(p->err, p->errlen, "out of memory");
+				p->failed = ret;
+				return 0;
+			}
+			return 1;
+		}
+	}
+	snprintf(p->err, p->errlen, "unknown key '%s' in section [%s]", name, section);
+	p->failed = SS_ECONFIG;
+	return 0;
+}
+
+bool conf_site_code_valid(const char *code)
+{
+	if (code == NULL || strlen(code) != 3)
+		return false;
+	for (int i = 0; i < 3; i++)
+		if (!(isupper((unsigned char)code[i]) || isdigit((unsigned char)code[i])))
+			return false;
+	return true;
+}
+
+bool conf_is_top(const conf_t *c)
+{
+	return c->parent_address == NULL &&
+	       strcmp(c->parent_mode, "disconnected") != 0;
+}
+
+int conf_validate(const conf_t *c, char *err, size_t errlen)
+{
+	if (c->site_code == NULL) {
+		snprintf(err, errlen, "[site] code is required");
+		return SS_ECONFIG;
+	}
+	if (!conf_site_code_valid(c->site_code)) {
+		snprintf(err, errlen, "[site] code '%s' must be 3 upper-case letters or digits",
+		         c->site_code);
+		return SS_ECONFIG;
+	}
+	if (c->db_conninfo == NULL) {
+		snprintf(err, errlen, "[database] conninfo is required");
+		return SS_ECONFIG;
+	}
+	if (strcmp(c->parent_mode, "connected") != 0 &&
+	    strcmp(c->parent_mode, "disconnected") != 0) {
+		snprintf(err, errlen, "[parent] mode must be 'connected' or 'disconnected', not '%s'",
+		         c->parent_mode);
+		return SS_ECONFIG;
+	}
+	if (strcmp(c->parent_mode, "connected") == 0 && c->parent_address &&
+	    c->upstream_url) {
+		snprintf(err, errlen, "[upstream] url is for the top site only; this site has a [parent]");
+		return SS_ECONFIG;
+	}
+	if (strcmp(c->upstream_kind, "catalog") != 0 && strcmp(c->upstream_kind, "wsus") != 0) {
+		snprintf(err, errlen, "[upstream] kind must be 'catalog' or 'wsus', not '%s'",
+		         c->upstream_kind);
+		return SS_ECONFIG;
+	}
+	if (strcmp(c->upstream_kind, "wsus") == 0 && c->upstream_url &&
+	    strncmp(c->upstream_url, "http://", 7) != 0 && strncmp(c->upstream_url, "https://", 8) != 0) {
+		snprintf(err, errlen, "[upstream] kind = wsus needs an http:// or https:// url "
+		         "(the server root, e.g. https://sws.update.microsoft.com)");
+		return SS_ECONFIG;
+	}
+	for (size_t i = 0; i < c->n_sources; i++) {
+		const conf_source_t *src = &c->sources[i];
+		if (c->upstream_url == NULL) {
+			snprintf(err, errlen, "[source %s] needs [upstream] url: it is merged into the "
+			         "upstream's catalog", src->name);
+			return SS_ECONFIG;
+		}
+		if (src->url == NULL || (strncmp(src->url, "http://", 7) != 0 &&
+		                         strncmp(src->url, "https://", 8) != 0 &&
+		                         strncmp(src->url, "file://", 7) != 0)) {
+			snprintf(err, errlen, "[source %s] url must be an http://, https:// or file:// "
+			         "catalog", src->name);
+			return SS_ECONFIG;
+		}
+	}
+	if (c->upstream_max_document < 65536) {
+		snprintf(err, errlen, "[upstream] max_document must be at least 65536 bytes, not %d",
+		         c->upstream_max_document);
+		return SS_ECONFIG;
+	}
+	bool disconnected = strcmp(c->parent_mode, "disconnected") == 0;
+	if ((c->listen_address || c->parent_address || disconnected) &&
+	    (!c->tls_ca || !c->tls_cert || !c->tls_key)) {
+		/* A disconnected site needs the CA too: it tells its hierarchy's bundles. */
+		snprintf(err, errlen, "[tls] ca, cert and key are required when [listen] or [parent] is set "
+		         "or [parent] mode is disconnected");
+		return SS_ECONFIG;
+	}
+	if (log_level_valid(c->log_level) == false) {
+		snprintf(err, errlen, "[log] level '%s' must be error, warning, notice, info or debug",
+		         c->log_level);
+		return SS_ECONFIG;
+	}
+	if (c->heartbeat_seconds < 1 || c->heartbeat_timeout <= c->heartbeat_seconds) {
+		snprintf(err, errlen, "[replication] heartbeat_timeout must exceed heartbeat_seconds (>= 1)");
+		return SS_ECONFIG;
+	}
+	if (c->max_pulls < 1 || c->wave_size < 1) {
+		snprintf(err, errlen, "[replication] max_concurrent_pulls and request_wave must be >= 1");
+		return SS_ECONFIG;
+	}
+	if (c->max_frame < 65536 || c->batch_entries < 1 || c->workers < 2 ||
+	    c->poll_seconds < 1 || c->reconnect_max < 1) {
+		snprintf(err, errlen, "[replication] max_frame >= 65536, batch_entries >= 1, workers >= 2, poll_seconds and reconnect_max >= 1");
+		return SS_ECONFIG;
+	}
+	if (c->sync_history_rows < 10) {
+		snprintf(err, errlen, "[status] sync_history_rows must be >= 10");
+		return SS_ECONFIG;
+	}
+	if (c->max_removal_percent < 0 || c->max_removal_percent > 100) {
+		snprintf(err, errlen, "[upstream] max_removal_percent must be 0 to 100");
+		return SS_ECONFIG;
+	}
+	if (c->trust_signing_key && !conf_is_top(c)) {
+		snprintf(err, errlen, "[trust] signing_key belongs to the top site only");
+		return SS_ECONFIG;
+	}
+	if (c->children) {
+		char *copy = strdup(c->children);
+		if (copy == NULL)
+			return SS_ENOMEM;
+		char *save = NULL;
+		int ret = SS_EOK;
+		for (char *t = strtok_r(copy, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
+			if (!conf_site_code_valid(t)) {
+				snprintf(err, errlen, "[children] approved: '%s' is not a site code", t);
+				ret = SS_ECONFIG;
+				break;
+			}
+		}
+		free(copy);
+		return ret;
+	}
+	return SS_EOK;
+}
+
+int conf_keep_fixed(conf_t *nc, const conf_t *old, int *n_changed, char *changed, size_t len)
+{
+	int n = 0;
+	size_t used = 0;
+	if (len > 0)
+		changed[0] = '\0';
+	for (size_t i = 0; i < N_KEYS; i++) {
+		const conf_key_t *k = &conf_keys[i];
+		if (k->reloadable)
+			continue;
+		char *nf = (char *)nc + k->offset;
+		const char *of = (const char *)old + k->offset;
+		bool same;
+		switch (k->type) {
+		case CF_STR: {
+			char **ns = (char **)nf;
+			char *const *os = (char *const *)of;
+			same = (*ns == NULL && *os == NULL) || (*ns && *os && strcmp(*ns, *os) == 0);
+			if (same)
+				break;
+			/* A copy, so \a old stays whole if the reload fails later. */
+			char *v = *os ? strdup(*os) : NULL;
+			if (*os && v == NULL)
+				return SS_ENOMEM;
+			free(*ns);
+			*ns = v;
+			break;
+		}
+		case CF_INT:
+			same = *(int *)nf == *(const int *)of;
+			*(int *)nf = *(const int *)of;
+			break;
+		default:
+			same = *(bool *)nf == *(const bool *)of;
+			*(bool *)nf = *(const bool *)of;
+			break;
+		}
+		if (same)
+			continue;
+		n++;
+		if (used < len) {
+			int w = snprintf(changed + used, len - used, "%s[%s] %s", used ? ", " : "",
+			                 k->section, k->key);
+			used += w > 0 ? (size_t)w : 0;
+		}
+	}
+	*n_changed = n;
+	return SS_EOK;
+}
+
+void conf_free(conf_t *c)
+{
+	if (c == NULL)
+		return;
+	for (size_t i = 0; i < N_KEYS; i++)
+		if (conf_keys[i].type == CF_STR)
+			free(*(char **)((char *)c + conf_keys[i].offset));
+	for (size_t i = 0; i < c->n_sources; i++) {
+		free(c->sources[i].name);
+		free(c->sources[i].url);
+		free(c->sources[i].ca);
+		free(c->sources[i].proxy);
+	}
+	free(c);
+}
+
+int conf_load(const char *path, conf_t **out, char *err, size_t errlen)
+{
+	conf_t *c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		return SS_ENOMEM;
+	int ret = SS_EOK;
+	for (size_t i = 0; i < N_KEYS; i++) {
+		if (conf_keys[i].def == NULL)
+			continue;
+		ret = conf_set(c, &conf_keys[i], conf_keys[i].def, err, errlen);
+		if (ret != SS_EOK)
+			goto fail;
+	}
+	FILE *f = fopen(path, "r");
+	if (f == NULL) {
+		ret = -errno;
+		snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+		goto fail;
+	}
+	conf_parse_t p = { .conf = c, .err = err, .errlen = errlen };
+	int line = ini_parse_file(f, conf_ini_cb, &p);
+	fclose(f);
+	if (p.failed) {
+		ret = p.failed;
+		if (line > 0) {
+			char tmp[512];
+			snprintf(tmp, sizeof(tmp), "%s:%d: %s", path, line, err);
+			snprintf(err, errlen, "%s", tmp);
+		}
+		goto fail;
+	}
+	if (line != 0) {
+		snprintf(err, errlen, "%s:%d: syntax error", path, line);
+		ret = SS_ECONFIG;
+		goto fail;
+	}
+	ret = conf_validate(c, err, errlen);
+	if (ret != SS_EOK)
+		goto fail;
+	*out = c;
+	return SS_EOK;
+fail:
+	conf_free(c);
+	return ret;
+}
+
+void conf_print_keys(void)
+{
+	for (size_t i = 0; i < N_KEYS; i++)
+		printf("%s.%s\n", conf_keys[i].section, conf_keys[i].key);
+}

@@ -1,0 +1,204 @@
+/* The site context: sync log, own sync status, version fan-out, events. */
+#include "replication/site.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/errcode.h"
+#include "common/log.h"
+#include "replication/child_link.h"
+#include "replication/parent_link.h"
+#include "replication/spool.h"
+
+#define RAISE(d, ev, ...) \
+	do { \
+		if ((d)->events && (d)->events->ev) \
+			(d)->events->ev((d), ##__VA_ARGS__); \
+	} while (0)
+
+static void site_vsynclog(site_t *d, const char *fmt, va_list ap)
+{
+	char line[1024];
+	struct tm tm;
+	time_t now = time(NULL);
+	localtime_r(&now, &tm);
+	int n = snprintf(line, sizeof(line), "%04d-%02d-%02d %02d:%02d:%02d %s ",
+	                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+	                 tm.tm_min, tm.tm_sec, d->conf->site_code);
+	n += vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
+	if ((size_t)n > sizeof(line) - 2)
+		n = (int)sizeof(line) - 2;
+	line[n++] = '\n';
+	log_info("sync: %.*s", n - 1 - 24, line + 24);
+	if (d->sync_log_fd >= 0) {
+		/* O_APPEND + one write per line: safe from several threads. */
+		ssize_t w = write(d->sync_log_fd, line, (size_t)n);
+		(void)w;
+	}
+}
+
+void site_synclog(site_t *d, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	site_vsynclog(d, fmt, ap);
+	va_end(ap);
+}
+
+void sync_status_succeeded(site_t *d, uint64_t added, uint64_t changed, uint64_t removed,
+                           uint64_t expired, uint64_t items)
+{
+	sync_status_t *s = &d->self;
+	time_t now = time(NULL);
+	s->state = SITESYNC__SYNC_STATE__SYNC_SUCCEEDED;
+	s->last_end = now;
+	s->last_success = now;
+	s->last_error_code = 0;
+	s->last_error[0] = '\0';
+	s->consecutive_failures = 0;
+	s->next_retry = 0;
+	s->added = added;
+	s->changed = changed;
+	s->removed = removed;
+	s->expired = expired;
+	s->progress_done = s->progress_total = items;
+	RAISE(d, sync_finished, true);
+}
+
+void sync_status_applied(site_t *d, const apply_t *a, const char *fmt, ...)
+{
+	sync_status_succeeded(d, a->added, a->changed, a->removed, a->expired, a->upserts + a->deletes);
+	site_synclog_updated(d, a->upserts + a->deletes, a->added, a->changed, a->removed,
+	                     a->to, a->full ? " (full snapshot)" : "");
+	va_list ap;
+	va_start(ap, fmt);
+	site_vsynclog(d, fmt, ap);
+	va_end(ap);
+	site_synclog_time(d, NULL);
+}
+
+void sync_status_failed(site_t *d, int code, const char *fmt, ...)
+{
+	sync_status_t *s = &d->self;
+	s->state = SITESYNC__SYNC_STATE__SYNC_FAILED;
+	s->last_end = time(NULL);
+	s->last_error_code = ss_errnum(code);
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(s->last_error, sizeof(s->last_error), fmt, ap);
+	va_end(ap);
+	s->consecutive_failures++;
+	RAISE(d, sync_finished, false);
+}
+
+void site_synclog_updated(site_t *d, uint64_t items, uint64_t added, uint64_t changed,
+                          uint64_t removed, uint64_t version, const char *suffix)
+{
+	site_synclog(d, "Updated %" PRIu64 " items (%" PRIu64 " added, %" PRIu64 " changed, %"
+	             PRIu64 " removed), new catalog version is %" PRIu64 "%s",
+	             items, added, changed, removed, version, suffix ? suffix : "");
+}
+
+void site_synclog_time(site_t *d, const char *prefix)
+{
+	long secs = (long)(time(NULL) - d->self.last_start);
+	if (secs < 0)
+		secs = 0;
+	site_synclog(d, "%sSync time: %ldd%02ldh%02ldm%02lds", prefix ? prefix : "", secs / 86400,
+	             secs / 3600 % 24, secs / 60 % 60, secs % 60);
+}
+
+void site_trust_announced(site_t *d, bool announced, const uint8_t key[32])
+{
+	if (announced && manifest_keys_trust_raw(&d->keys, key, 32) == SS_EOK)
+		log_notice("the top site announced a new manifest key; it is trusted from now on");
+}
+
+void site_message(site_t *d, int msg_id, const char *severity, const char *fmt, ...)
+{
+	char text[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	ss_log_level_t lvl = strcmp(severity, "error") == 0 ? SS_LOG_ERROR :
+	                     strcmp(severity, "warning") == 0 ? SS_LOG_WARNING : SS_LOG_INFO;
+	log_msg(lvl, "[%d] %s", msg_id, text);
+	RAISE(d, message, msg_id, severity, text);
+}
+
+void site_version_committed(site_t *d, uint64_t version, const digest_t *digest,
+                            uint64_t entries, bool full)
+{
+	d->version = version;
+	d->digest = *digest;
+	d->entries = entries;
+	d->version_at = time(NULL);
+	if (version >= d->top_version) {
+		d->top_version = version;
+		d->self.behind_since = 0;
+	}
+	spool_gc(d);
+	child_link_notify_all(d, full);
+	site_status_changed(d);
+	RAISE(d, version_committed, version, full);
+}
+
+static void status_report_cb(evutil_socket_t fd, short what, void *arg)
+{
+	site_t *d = arg;
+	d->status_dirty = false;
+	if (d->parent)
+		parent_link_report(d->parent);
+}
+
+void site_status_changed(site_t *d)
+{
+	RAISE(d, status_changed);
+	if (d->status_dirty || d->status_ev == NULL)
+		return;
+	d->status_dirty = true;
+	/* Coalesce bursts of changes into one report. */
+	struct timeval tv = { 0, 50000 };
+	evtimer_add(d->status_ev, &tv);
+}
+
+int site_events_init(site_t *d)
+{
+	d->status_ev = evtimer_new(d->base, status_report_cb, d);
+	return d->status_ev ? SS_EOK : SS_ENOMEM;
+}
+
+void site_events_free(site_t *d)
+{
+	if (d->status_ev)
+		event_free(d->status_ev);
+	d->status_ev = NULL;
+}
+
+bool site_child_approved(const site_t *d, const char *site)
+{
+	for (size_t i = 0; i < d->n_approved; i++)
+		if (strcmp(d->approved[i], site) == 0)
+			return true;
+	return false;
+}
+
+int site_set_approved(site_t *d, char (*sites)[4], size_t n)
+{
+	char (*copy)[4] = NULL;
+	if (n > 0) {
+		copy = calloc(n, sizeof(*copy));
+		if (copy == NULL)
+			return SS_ENOMEM;
+		memcpy(copy, sites, n * sizeof(*copy));
+	}
+	free(d->approved);
+	d->approved = copy;
+	d->n_approved = n;
+	return SS_EOK;
+}

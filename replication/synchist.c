@@ -1,0 +1,144 @@
+/* Sync history rows: written at the end of every sync, read back at start. */
+#include "replication/synchist.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include "common/errcode.h"
+#include "common/log.h"
+#include "replication/site.h"
+#include "storage/db.h"
+
+typedef struct {
+	char kind[12];
+	char result[12];
+	char started[40];
+	char ended[40];
+	char from[24], to[24];
+	char added[24], changed[24], removed[24], expired[24];
+	char code[16];
+	char error[256];
+	char keep[24];          /* [status] sync_history_rows */
+} synchist_job_t;
+
+static pthread_mutex_t stamp_lock = PTHREAD_MUTEX_INITIALIZER;
+static int64_t stamp_last;      /* microseconds since the epoch */
+
+void synchist_stamp(char *buf, size_t len)
+{
+	struct timeval tv;
+	gettimeofday(&tv, NULL);
+	int64_t us = (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
+	pthread_mutex_lock(&stamp_lock);
+	if (us <= stamp_last)
+		us = stamp_last + 1;
+	stamp_last = us;
+	pthread_mutex_unlock(&stamp_lock);
+	time_t secs = (time_t)(us / 1000000);
+	struct tm tm;
+	gmtime_r(&secs, &tm);
+	char day[32];
+	strftime(day, sizeof(day), "%Y-%m-%d %H:%M:%S", &tm);
+	snprintf(buf, len, "%s.%06d+00", day, (int)(us % 1000000));
+}
+
+static void epoch_param(char *buf, size_t len, time_t t)
+{
+	snprintf(buf, len, "%lld", (long long)t);
+}
+
+static int record_work(PGconn *conn, void *arg)
+{
+	synchist_job_t *j = arg;
+	const char *p[] = { j->kind, j->result, j->started, j->ended, j->from, j->to, j->added,
+	                    j->changed, j->removed, j->expired, j->code,
+	                    j->error[0] ? j->error : NULL };
+	int ret = db_execp(conn, "INSERT INTO sync_history (kind, result, started_at, ended_at, "
+	                   "from_version, to_version, added, changed, removed, expired, error_code, error) "
+	                   "VALUES ($1, $2, to_timestamp($3::bigint), to_timestamp($4::bigint), $5, $6, "
+	                   "$7, $8, $9, $10, $11, $12)", 12, p, NULL, 0);
+	/* Bounded: a parent that makes many versions must not grow it forever. */
+	const char *k[] = { j->keep };
+	if (ret == SS_EOK)
+		ret = db_execp(conn, "DELETE FROM sync_history WHERE id <= (SELECT id FROM sync_history "
+		               "ORDER BY id DESC OFFSET $1::bigint LIMIT 1)", 1, k, NULL, 0);
+	return ret;
+}
+
+static void record_done(int ret, void *arg)
+{
+	if (ret != SS_EOK)
+		log_warning("cannot record the sync in the history (%s)", ss_strerror(ret));
+	free(arg);
+}
+
+void synchist_record(site_t *d, const char *kind, bool unchanged, uint64_t from, uint64_t to)
+{
+	const sync_status_t *s = &d->self;
+	synchist_job_t *j = calloc(1, sizeof(*j));
+	if (j == NULL)
+		return;
+	bool failed = s->state == SITESYNC__SYNC_STATE__SYNC_FAILED;
+	snprintf(j->kind, sizeof(j->kind), "%s", kind);
+	snprintf(j->result, sizeof(j->result), "%s",
+	         failed ? "failed" : unchanged ? "unchanged" : "succeeded");
+	epoch_param(j->started, sizeof(j->started), s->last_start ? s->last_start : s->last_end);
+	epoch_param(j->ended, sizeof(j->ended), s->last_end);
+	snprintf(j->from, sizeof(j->from), "%" PRIu64, from);
+	snprintf(j->to, sizeof(j->to), "%" PRIu64, failed ? from : to);
+	uint64_t c[4] = { s->added, s->changed, s->removed, s->expired };
+	if (failed || unchanged)
+		memset(c, 0, sizeof(c));
+	snprintf(j->added, sizeof(j->added), "%" PRIu64, c[0]);
+	snprintf(j->changed, sizeof(j->changed), "%" PRIu64, c[1]);
+	snprintf(j->removed, sizeof(j->removed), "%" PRIu64, c[2]);
+	snprintf(j->expired, sizeof(j->expired), "%" PRIu64, c[3]);
+	snprintf(j->code, sizeof(j->code), "%d", failed ? s->last_error_code : 0);
+	if (failed)
+		snprintf(j->error, sizeof(j->error), "%s", s->last_error);
+	snprintf(j->keep, sizeof(j->keep), "%d", d->conf->sync_history_rows);
+	if (d->db == NULL || db_submit(d->db, DB_QUICK, record_work, record_done, j) != SS_EOK)
+		free(j);
+}
+
+int synchist_load(site_t *d, PGconn *conn, char *err, size_t errlen)
+{
+	sync_status_t *s = &d->self;
+	PGresult *r = NULL;
+	/* The newest sync, the newest success and the failures since it. */
+	int ret = db_query(conn,
+		"WITH last AS (SELECT * FROM sync_history WHERE result <> 'running' "
+		"  ORDER BY id DESC LIMIT 1), "
+		"ok AS (SELECT max(id) AS id, max(extract(epoch FROM ended_at))::bigint AS at "
+		"  FROM sync_history WHERE result IN ('succeeded', 'unchanged')) "
+		"SELECT result, extract(epoch FROM started_at)::bigint, "
+		"  coalesce(extract(epoch FROM ended_at)::bigint, 0), added, changed, removed, expired, "
+		"  error_code, coalesce(error, ''), coalesce((SELECT at FROM ok), 0), "
+		"  (SELECT count(*) FROM sync_history h WHERE h.result = 'failed' "
+		"   AND h.id > coalesce((SELECT id FROM ok), 0)) "
+		"FROM last", 0, NULL, &r, err, errlen);
+	if (ret != SS_EOK)
+		return ret;
+	if (PQntuples(r) == 1) {
+		const char *result = PQgetvalue(r, 0, 0);
+		s->state = strcmp(result, "failed") == 0 ? SITESYNC__SYNC_STATE__SYNC_FAILED :
+		           SITESYNC__SYNC_STATE__SYNC_SUCCEEDED;
+		s->last_start = (time_t)strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+		s->last_end = (time_t)strtoll(PQgetvalue(r, 0, 2), NULL, 10);
+		s->added = strtoull(PQgetvalue(r, 0, 3), NULL, 10);
+		s->changed = strtoull(PQgetvalue(r, 0, 4), NULL, 10);
+		s->removed = strtoull(PQgetvalue(r, 0, 5), NULL, 10);
+		s->expired = strtoull(PQgetvalue(r, 0, 6), NULL, 10);
+		s->last_error_code = atoi(PQgetvalue(r, 0, 7));
+		snprintf(s->last_error, sizeof(s->last_error), "%s", PQgetvalue(r, 0, 8));
+		s->last_success = (time_t)strtoll(PQgetvalue(r, 0, 9), NULL, 10);
+		s->consecutive_failures = (uint32_t)strtoul(PQgetvalue(r, 0, 10), NULL, 10);
+	}
+	PQclear(r);
+	return SS_EOK;
+}

@@ -1,0 +1,40 @@
+/*
+ * Sync history of this site (table sync_history): one row per upstream
+ * sync, pull or import, written when it ends; read back at start so a
+ * restart keeps the last sync's times, result and counts.
+ */
+#pragma once
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct site;
+
+/*!
+ * \brief Record the sync that just ended, from this site's status row
+ * (start and end times, state, counts, error), asynchronously.
+ * \param kind       "upstream", "pull" or "import"
+ * \param unchanged  it succeeded without a new version
+ * \param from, to   catalog versions before and after (to = from when unchanged
+ *                   or failed)
+ */
+void synchist_record(struct site *d, const char *kind, bool unchanged, uint64_t from,
+                     uint64_t to);
+
+/*!
+ * \brief At start: restore this site's status row (state, last start and
+ * end, last success, counts, error, consecutive failures) from the newest
+ * recorded syncs.
+ */
+int synchist_load(struct site *d, PGconn *conn, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
+
+/*!
+ * \brief Microsecond UTC timestamp for a status message or sync row,
+ * strictly increasing within this process, so rows sort in the order the
+ * loop emitted them even when several database workers insert them.
+ * \param buf  Output: "2026-11-24 02:00:20.123456+00"
+ */
+void synchist_stamp(char *buf, size_t len);
