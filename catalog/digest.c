@@ -1,10 +1,26 @@
-/* Order-independent catalog digest arithmetic. */
+/* Order-independent catalog digest arithmetic: LtHash16 and the protocol-2 sum. */
 #include "catalog/digest.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <openssl/evp.h>
+
+/* Domain separation: an LtHash element is SHAKE128(tag || entry hash), so
+ * no other use of SHAKE128 over entry hashes yields the same lanes. */
+static const uint8_t LT_TAG[] = "sitesync lthash16 v1";
+static const uint8_t SET_TAG[] = "sitesync set digest v1";
+
+static EVP_MD *shake;
+static pthread_once_t shake_once = PTHREAD_ONCE_INIT;
+
+/* Fetched once: the implicit fetch behind EVP_shake128() costs more than
+ * the hashing of a small entry. */
+static void shake_fetch(void)
+{
+	shake = EVP_MD_fetch(NULL, "SHAKE128", NULL);
+}
 
 void digest_entry_hash(uint32_t revision, const uint8_t *content, size_t len,
                        uint8_t out[SS_DIGEST_LEN])
@@ -24,42 +40,127 @@ void digest_entry_hash(uint32_t revision, const uint8_t *content, size_t len,
 	EVP_MD_CTX_free(ctx);
 }
 
-void digest_zero(digest_t *d)
+/* The 1024 lanes of one entry: SHAKE128 output read as little-endian u16. */
+static void lt_expand(const uint8_t h[SS_DIGEST_LEN], uint16_t lanes[SS_LTHASH_LANES])
 {
-	memset(d->b, 0, sizeof(d->b));
+	uint8_t buf[SS_LTHASH_BYTES];
+	pthread_once(&shake_once, shake_fetch);
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	if (shake == NULL || ctx == NULL || !EVP_DigestInit_ex(ctx, shake, NULL) ||
+	    !EVP_DigestUpdate(ctx, LT_TAG, sizeof(LT_TAG) - 1) ||
+	    !EVP_DigestUpdate(ctx, h, SS_DIGEST_LEN) ||
+	    !EVP_DigestFinalXOF(ctx, buf, sizeof(buf)))
+		abort();
+	EVP_MD_CTX_free(ctx);
+	for (int i = 0; i < SS_LTHASH_LANES; i++)
+		lanes[i] = (uint16_t)(buf[2 * i] | (buf[2 * i + 1] << 8));
 }
 
-void digest_add(digest_t *d, const uint8_t h[SS_DIGEST_LEN])
+void digest_sum_add(uint8_t b[SS_DIGEST_LEN], const uint8_t h[SS_DIGEST_LEN])
 {
 	unsigned carry = 0;
 	for (int i = SS_DIGEST_LEN - 1; i >= 0; i--) {
-		unsigned s = (unsigned)d->b[i] + h[i] + carry;
-		d->b[i] = (uint8_t)s;
+		unsigned s = (unsigned)b[i] + h[i] + carry;
+		b[i] = (uint8_t)s;
 		carry = s >> 8;
 	}
 }
 
-void digest_sub(digest_t *d, const uint8_t h[SS_DIGEST_LEN])
+void digest_sum_sub(uint8_t b[SS_DIGEST_LEN], const uint8_t h[SS_DIGEST_LEN])
 {
 	int borrow = 0;
 	for (int i = SS_DIGEST_LEN - 1; i >= 0; i--) {
-		int s = (int)d->b[i] - h[i] - borrow;
+		int s = (int)b[i] - h[i] - borrow;
 		borrow = s < 0;
-		d->b[i] = (uint8_t)(s + (borrow ? 256 : 0));
+		b[i] = (uint8_t)(s + (borrow ? 256 : 0));
 	}
+}
+
+void digest_zero(digest_t *d)
+{
+	memset(d, 0, sizeof(*d));
+}
+
+void digest_add(digest_t *d, const uint8_t h[SS_DIGEST_LEN])
+{
+	uint16_t x[SS_LTHASH_LANES];
+	lt_expand(h, x);
+	for (int i = 0; i < SS_LTHASH_LANES; i++)
+		d->lane[i] = (uint16_t)(d->lane[i] + x[i]);
+	digest_sum_add(d->b, h);
+}
+
+void digest_sub(digest_t *d, const uint8_t h[SS_DIGEST_LEN])
+{
+	uint16_t x[SS_LTHASH_LANES];
+	lt_expand(h, x);
+	for (int i = 0; i < SS_LTHASH_LANES; i++)
+		d->lane[i] = (uint16_t)(d->lane[i] - x[i]);
+	digest_sum_sub(d->b, h);
+}
+
+void digest_merge(digest_t *d, const digest_t *x, bool neg)
+{
+	for (int i = 0; i < SS_LTHASH_LANES; i++)
+		d->lane[i] = (uint16_t)(neg ? d->lane[i] - x->lane[i] : d->lane[i] + x->lane[i]);
+	if (neg)
+		digest_sum_sub(d->b, x->b);
+	else
+		digest_sum_add(d->b, x->b);
 }
 
 bool digest_equal(const digest_t *a, const digest_t *b)
 {
-	return memcmp(a->b, b->b, SS_DIGEST_LEN) == 0;
+	return memcmp(a->b, b->b, SS_DIGEST_LEN) == 0 &&
+	       memcmp(a->lane, b->lane, sizeof(a->lane)) == 0;
+}
+
+void digest_state_bytes(const digest_t *d, uint8_t out[SS_LTHASH_BYTES])
+{
+	for (int i = 0; i < SS_LTHASH_LANES; i++) {
+		out[2 * i] = (uint8_t)d->lane[i];
+		out[2 * i + 1] = (uint8_t)(d->lane[i] >> 8);
+	}
+}
+
+void digest_state_load(digest_t *d, const uint8_t in[SS_LTHASH_BYTES])
+{
+	for (int i = 0; i < SS_LTHASH_LANES; i++)
+		d->lane[i] = (uint16_t)(in[2 * i] | (in[2 * i + 1] << 8));
+}
+
+void digest_set_hash(const digest_t *d, uint8_t out[SS_DIGEST_LEN])
+{
+	uint8_t st[SS_LTHASH_BYTES];
+	digest_state_bytes(d, st);
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	unsigned int n = 0;
+	if (ctx == NULL || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) ||
+	    !EVP_DigestUpdate(ctx, SET_TAG, sizeof(SET_TAG) - 1) ||
+	    !EVP_DigestUpdate(ctx, st, sizeof(st)) ||
+	    !EVP_DigestFinal_ex(ctx, out, &n))
+		abort();
+	EVP_MD_CTX_free(ctx);
+}
+
+void digest_bytes_hex(const uint8_t b[SS_DIGEST_LEN], char out[2 * SS_DIGEST_LEN + 1])
+{
+	static const char hex[] = "0123456789abcdef";
+	for (int i = 0; i < SS_DIGEST_LEN; i++) {
+		out[2 * i] = hex[b[i] >> 4];
+		out[2 * i + 1] = hex[b[i] & 15];
+	}
+	out[2 * SS_DIGEST_LEN] = '\0';
 }
 
 void digest_hex(const digest_t *d, char out[2 * SS_DIGEST_LEN + 1])
 {
-	static const char hex[] = "0123456789abcdef";
-	for (int i = 0; i < SS_DIGEST_LEN; i++) {
-		out[2 * i] = hex[d->b[i] >> 4];
-		out[2 * i + 1] = hex[d->b[i] & 15];
-	}
-	out[2 * SS_DIGEST_LEN] = '\0';
+	digest_bytes_hex(d->b, out);
+}
+
+void digest_set_hex(const digest_t *d, char out[2 * SS_DIGEST_LEN + 1])
+{
+	uint8_t h[SS_DIGEST_LEN];
+	digest_set_hash(d, h);
+	digest_bytes_hex(h, out);
 }

@@ -120,7 +120,7 @@ fail:
 
 int manifest_verify(const manifest_keys_t *k, const uint8_t *m, size_t mlen,
                     const uint8_t *sig, size_t siglen, uint64_t version,
-                    const uint8_t digest[32], uint64_t entries,
+                    const uint8_t set_digest[32], uint64_t entries,
                     Sitesync__Manifest **out, char *err, size_t errlen)
 {
 	if (mlen == 0 || siglen == 0) {
@@ -145,8 +145,10 @@ int manifest_verify(const manifest_keys_t *k, const uint8_t *m, size_t mlen,
 		snprintf(err, errlen, "the signed manifest does not decode");
 		return SS_ESIG;
 	}
-	if (mf->version != version || mf->entries != entries || mf->digest.len != 32 ||
-	    memcmp(mf->digest.data, digest, 32) != 0) {
+	/* The set digest, not the protocol-2 sum: a manifest without one was
+	 * signed by a protocol-2 top and vouches only for a forgeable sum. */
+	if (mf->version != version || mf->entries != entries || mf->set_digest.len != 32 ||
+	    memcmp(mf->set_digest.data, set_digest, 32) != 0) {
 		snprintf(err, errlen, "the data received does not match the signed manifest of version %llu "
 		         "(altered on the way?)", (unsigned long long)version);
 		sitesync__manifest__free_unpacked(mf, NULL);

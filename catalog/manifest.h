@@ -52,13 +52,15 @@ int manifest_sign(const manifest_keys_t *k, const Sitesync__Manifest *m,
 
 /*!
  * \brief Check a manifest's signature against the trusted keys and that it
- * vouches for exactly (version, digest, entries).
+ * vouches for exactly (version, set digest, entries). Protocol 3: the
+ * manifest's protocol-2 `digest` is not checked (it is forgeable), and a
+ * manifest without `set_digest` is refused.
  * \param out  Output: the decoded manifest (free with
  *             sitesync__manifest__free_unpacked), may be NULL.
  * \return SS_EOK or SS_ESIG with a message.
  */
 int manifest_verify(const manifest_keys_t *k, const uint8_t *m, size_t mlen,
                     const uint8_t *sig, size_t siglen, uint64_t version,
-                    const uint8_t digest[32], uint64_t entries,
+                    const uint8_t set_digest[32], uint64_t entries,
                     Sitesync__Manifest **out, char *err, size_t errlen)
 	__attribute__((warn_unused_result));

@@ -31,6 +31,26 @@ int state_commit_version(PGconn *conn, uint64_t version, const digest_t *digest,
 int state_sum_hashes(PGconn *conn, const char *sql, digest_t *d, char *err, size_t errlen)
 	__attribute__((warn_unused_result));
 
+typedef struct {
+	bool computed;             /* the set hash was missing and is now computed */
+	bool sum_mismatch;         /* ... and the rows do not give the stored sum */
+	bool bumped;               /* ... and the top recorded version + 1 */
+	uint64_t version;          /* version held when it was computed */
+	digest_t stored;           /* the stored sum and the computed state */
+} state_upgrade_t;
+
+/*!
+ * \brief Migration 005's data step, run at every start (cheap when done):
+ * when catalog_state has no LtHash state, compute it from the stored entry
+ * hashes, store it and the current version's set digest; at the top site
+ * (\a top) also record a no-change version + 1, whose manifest will carry
+ * the set digest. One transaction.
+ * \param u  Output: what was done.
+ */
+int state_lthash_upgrade(PGconn *conn, bool top, int keep_versions, state_upgrade_t *u,
+                         char *err, size_t errlen)
+	__attribute__((warn_unused_result));
+
 /*! \brief Read catalog_state (version, digest, entries), optionally FOR UPDATE. */
 int state_read(PGconn *conn, bool lock, uint64_t *version, digest_t *digest,
                uint64_t *entries, char *err, size_t errlen)

@@ -16,6 +16,13 @@
 #include "catalog/digest.h"
 #include "catalog/manifest.h"
 
+/* Test hooks (SITESYNC_TEST_TAMPER) making a relay forge what it serves. */
+typedef enum {
+	STREAM_TAMPER_NONE = 0,
+	STREAM_TAMPER_BATCH,       /* alter one entry, fix up both digests */
+	STREAM_TAMPER_SET,         /* alter one entry, fix up the protocol-2 sum only */
+} stream_tamper_t;
+
 typedef struct {
 	/* Set by the caller. */
 	uint64_t have;             /* version the receiver holds */
@@ -24,7 +31,7 @@ typedef struct {
 	size_t batch_bytes;        /* soft cap on a Batch frame's size */
 	const manifest_keys_t *keys; /* top site: signs manifests it has not stored */
 	const char *site;          /* this site's code, for manifests it signs */
-	bool tamper;               /* test hook: forge one entry consistently */
+	stream_tamper_t tamper;    /* test hook: forge one entry */
 
 	/* Results. */
 	uint64_t from;             /* 0 when full */
@@ -33,7 +40,8 @@ typedef struct {
 	uint64_t upserts;
 	uint64_t deletes;
 	uint64_t entries;          /* catalog size at `to` */
-	digest_t digest;           /* catalog digest at `to` */
+	digest_t digest;           /* catalog digest at `to` (both forms) */
+	uint8_t set_digest[SS_DIGEST_LEN]; /* its set digest, signed and sent */
 	uint64_t bytes;            /* bytes written */
 	char err[256];
 } stream_produce_t;

@@ -722,12 +722,23 @@ int cli_verify_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv)
 			printf(top ? "Top site: no parent to compare with; the catalog matches its own "
 			       "digest.\n" : "Catalog equal to the parent's.\n");
 	}
-	const char *why = json_string_value(json_object_get(data, "reason"));
-	if (!equal && why && json_is_null(json_object_get(data, "parent")))
-		ret = cli_fail("verify: %s", why);
-	else if (!equal)
-		ret = cli_fail("catalog differs from parent %s",
-		               cli_cell(data, "parent", b[5], 80));
+	const char *reason = json_string_value(json_object_get(data, "reason"));
+	if (!equal && reason && strcmp(reason, "stored rows do not match the stored digest") == 0) {
+		/* Not the parent's fault: the local rows drifted from the local
+		 * digest, which the two lines above cannot show. */
+		char r[3][80];
+		ret = cli_fail("local rows do not match the local digest: %s rows recompute to %s, "
+		               "stored digest is for %s entries",
+		               cli_cell(data, "rows", r[0], 80),
+		               cli_cell(data, "recomputed_digest", r[1], 80),
+		               cli_cell(data, "entries", r[2], 80));
+	} else if (!equal && reason && json_is_null(json_object_get(data, "parent"))) {
+		ret = cli_fail("verify: %s", reason);
+	} else if (!equal) {
+		ret = cli_fail("catalog differs from parent %s%s%s",
+		               cli_cell(data, "parent", b[5], 80), reason ? ": " : "",
+		               reason ? reason : "");
+	}
 	json_decref(data);
 	return ret;
 }

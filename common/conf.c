@@ -36,6 +36,9 @@ static const conf_key_t conf_keys[] = {
 	K("tls", "cert", CF_STR, tls_cert, NULL, true),
 	K("tls", "key", CF_STR, tls_key, NULL, true),
 	K("listen", "address", CF_STR, listen_address, NULL, false),
+	K("listen", "max_pending", CF_INT, max_pending, "256", true),
+	K("listen", "max_pending_per_address", CF_INT, max_pending_addr, "16", true),
+	K("listen", "handshake_timeout", CF_INT, handshake_timeout, "10", true),
 	K("parent", "address", CF_STR, parent_address, NULL, false),
 	K("parent", "mode", CF_STR, parent_mode, "connected", false),
 	K("upstream", "url", CF_STR, upstream_url, NULL, true),
@@ -48,10 +51,15 @@ static const conf_key_t conf_keys[] = {
 	K("upstream", "connect_timeout", CF_INT, upstream_connect_timeout, "30", true),
 	K("upstream", "timeout", CF_INT, upstream_timeout, "600", true),
 	K("upstream", "max_removal_percent", CF_INT, max_removal_percent, "50", true),
+	K("upstream", "max_catalog_mib", CF_INT, upstream_max_mib, "1024", true),
 	K("schedule", "cron", CF_STR, schedule_cron, NULL, true),
 	K("schedule", "utc", CF_BOOL, schedule_utc, "false", true),
 	K("schedule", "retry_minutes", CF_INT, retry_minutes, "60", true),
 	K("http", "listen", CF_STR, http_listen, NULL, false),
+	K("http", "max_header_bytes", CF_INT, http_max_header, "8192", false),
+	K("http", "max_body_bytes", CF_INT, http_max_body, "4096", false),
+	K("http", "timeout", CF_INT, http_timeout, "10", false),
+	K("http", "max_connections", CF_INT, http_max_conns, "64", false),
 	K("control", "socket", CF_STR, control_socket, "/run/sitesync/control.sock", false),
 	K("log", "sync_log", CF_STR, sync_log, NULL, true),
 	K("log", "level", CF_STR, log_level, "info", true),
@@ -70,6 +78,9 @@ static const conf_key_t conf_keys[] = {
 	K("status", "stale_seconds", CF_INT, stale_seconds, "3600", true),
 	K("status", "cert_warning_days", CF_INT, cert_warning_days, "30", true),
 	K("status", "sync_history_rows", CF_INT, sync_history_rows, "10000", true),
+	K("status", "refusal_log_seconds", CF_INT, refusal_log_seconds, "60", true),
+	K("status", "messages_keep", CF_INT, messages_keep, "100000", true),
+	K("status", "messages_days", CF_INT, messages_days, "90", true),
 	K("alerts", "command", CF_STR, alert_command, NULL, true),
 	K("children", "approved", CF_STR, children, NULL, true),
 	K("trust", "signing_key", CF_STR, trust_signing_key, NULL, false),
@@ -311,6 +322,20 @@ int conf_validate(const conf_t *c, char *err, size_t errlen)
 		snprintf(err, errlen, "[upstream] max_removal_percent must be 0 to 100");
 		return SS_ECONFIG;
 	}
+	if (c->max_pending < 1 || c->max_pending_addr < 1 || c->handshake_timeout < 1) {
+		snprintf(err, errlen, "[listen] max_pending, max_pending_per_address and handshake_timeout must be >= 1");
+		return SS_ECONFIG;
+	}
+	if (c->upstream_max_mib < 1 || c->http_max_header < 1024 || c->http_max_body < 0 ||
+	    c->http_timeout < 1 || c->http_max_conns < 1) {
+		snprintf(err, errlen, "[upstream] max_catalog_mib >= 1, [http] max_header_bytes >= 1024, "
+		         "timeout and max_connections >= 1");
+		return SS_ECONFIG;
+	}
+	if (c->messages_keep < 100 || c->messages_days < 1) {
+		snprintf(err, errlen, "[status] messages_keep >= 100 and messages_days >= 1");
+		return SS_ECONFIG;
+	}
 	if (c->trust_signing_key && !conf_is_top(c)) {
 		snprintf(err, errlen, "[trust] signing_key belongs to the top site only");
 		return SS_ECONFIG;
@@ -397,6 +422,7 @@ void conf_free(conf_t *c)
 		free(c->sources[i].ca);
 		free(c->sources[i].proxy);
 	}
+	free(c->upstream_url_shown);
 	free(c);
 }
 
@@ -439,6 +465,15 @@ int conf_load(const char *path, conf_t **out, char *err, size_t errlen)
 	ret = conf_validate(c, err, errlen);
 	if (ret != SS_EOK)
 		goto fail;
+	if (c->upstream_url) {
+		/* What the log, the history and /status show of the URL. */
+		char shown[1024];
+		c->upstream_url_shown = strdup(log_url_redact(c->upstream_url, shown, sizeof(shown)));
+		if (c->upstream_url_shown == NULL) {
+			ret = SS_ENOMEM;
+			goto fail;
+		}
+	}
 	*out = c;
 	return SS_EOK;
 fail:

@@ -29,6 +29,9 @@ typedef struct {
 	char *tls_cert;           /* [tls] cert */
 	char *tls_key;            /* [tls] key */
 	char *listen_address;     /* [listen] address, NULL on a leaf */
+	int max_pending;          /* [listen] max_pending: connections before Hello, all addresses */
+	int max_pending_addr;     /* [listen] max_pending_per_address */
+	int handshake_timeout;    /* [listen] handshake_timeout: seconds from accept to Hello */
 	char *parent_address;     /* [parent] address, NULL on the top */
 	char *parent_mode;        /* [parent] mode: connected | disconnected */
 	char *upstream_url;       /* [upstream] url, top site only */
@@ -41,10 +44,16 @@ typedef struct {
 	int upstream_connect_timeout; /* [upstream] connect_timeout seconds */
 	int upstream_timeout;     /* [upstream] timeout seconds */
 	int max_removal_percent;  /* [upstream] a sync removing more stops unless confirmed */
+	int upstream_max_mib;     /* [upstream] max_catalog_mib: download and cabinet, expanded */
+	char *upstream_url_shown; /* upstream_url with credentials redacted (derived, not a key) */
 	char *schedule_cron;      /* [schedule] cron */
 	bool schedule_utc;        /* [schedule] utc */
 	int retry_minutes;        /* [schedule] retry_minutes */
 	char *http_listen;        /* [http] listen */
+	int http_max_header;      /* [http] max_header_bytes */
+	int http_max_body;        /* [http] max_body_bytes */
+	int http_timeout;         /* [http] timeout seconds */
+	int http_max_conns;       /* [http] max_connections */
 	char *control_socket;     /* [control] socket */
 	char *sync_log;           /* [log] sync_log */
 	char *log_level;          /* [log] level */
@@ -63,6 +72,9 @@ typedef struct {
 	int stale_seconds;        /* [status] stale_seconds behind the top */
 	int cert_warning_days;    /* [status] cert_warning_days before expiry; 0 = off */
 	int sync_history_rows;    /* [status] sync_history_rows kept (newest) */
+	int refusal_log_seconds;  /* [status] refusal_log_seconds: one line per peer per window */
+	int messages_keep;        /* [status] messages_keep: newest history rows kept */
+	int messages_days;        /* [status] messages_days: older history rows pruned */
 	char *alert_command;      /* [alerts] command */
 	char *children;           /* [children] approved = P01,P02 */
 	char *trust_signing_key;  /* [trust] signing_key: Ed25519 private key (top) */

@@ -1,6 +1,8 @@
 /* TLS connections over libevent bufferevents, with length-prefixed frames. */
 #include "net/conn.h"
 
+#include <errno.h>
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +12,7 @@
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/dns.h>
+#include <event2/listener.h>
 #include <openssl/err.h>
 
 #include "common/errcode.h"
@@ -28,6 +31,7 @@ struct conn {
 	bool up;
 	bool closing;            /* no more callbacks to the owner */
 	struct event *linger;    /* bounds the wait for a final flush */
+	struct event *deadline;  /* absolute: until the owner says the peer is in */
 	int *live;               /* owner's count of live connections */
 	uint64_t bytes_in;
 	uint64_t bytes_out;
@@ -40,11 +44,33 @@ struct conn {
 static void conn_read_cb(struct bufferevent *bev, void *arg);
 static void conn_write_cb(struct bufferevent *bev, void *arg);
 static void conn_event_bev_cb(struct bufferevent *bev, short what, void *arg);
+static void conn_trim_later(struct event_base *base);
+
+/* Lines about peers that have not authenticated are rate-limited: a
+ * flood of them must not become a flood of log lines. Event loop only. */
+static int conn_quiet_seconds = 60;
+static log_rate_t conn_preauth_rate;
+
+/* Freed-connection memory goes back to the system after a burst. */
+static unsigned conn_freed;
+static bool conn_trim_scheduled;
+#define CONN_TRIM_AFTER 32      /* connections freed before a trim is worth it */
+
+static void conn_stop_deadline(conn_t *c)
+{
+	if (c->deadline) {
+		event_free(c->deadline);
+		c->deadline = NULL;
+	}
+}
 
 static void conn_destroy(conn_t *c)
 {
 	if (c->live)
 		(*c->live)--;
+	conn_stop_deadline(c);
+	if (++conn_freed >= CONN_TRIM_AFTER)
+		conn_trim_later(c->base);
 	if (c->linger)
 		event_free(c->linger);
 	if (c->bev) {
@@ -66,6 +92,7 @@ static void conn_destroy_later(conn_t *c)
 {
 	bufferevent_disable(c->bev, EV_READ | EV_WRITE);
 	bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
+	conn_stop_deadline(c);
 	if (c->linger) {
 		event_free(c->linger);
 		c->linger = NULL;
@@ -82,6 +109,7 @@ static void conn_linger_cb(evutil_socket_t fd, short what, void *arg)
 
 static void conn_flush_then_destroy(conn_t *c)
 {
+	conn_stop_deadline(c);
 	if (!c->up || evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
 		conn_destroy_later(c);
 		return;
@@ -115,11 +143,36 @@ static void conn_send_error(conn_t *c, int code, const char *msg)
 	(void)conn_send(c, &f);
 }
 
+/* A line about a peer: always once it is authenticated, rate-limited
+ * before (anyone can open connections). */
+static void conn_log(const conn_t *c, ss_log_level_t lvl, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void conn_log(const conn_t *c, ss_log_level_t lvl, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (c->up && c->peer_site[0]) {
+		log_msg(lvl, "%s", msg);
+		return;
+	}
+	unsigned long skipped = 0;
+	if (!log_rate_allow(&conn_preauth_rate, conn_quiet_seconds, &skipped))
+		return;
+	if (skipped)
+		log_msg(lvl, "%s (and %lu more such events from unauthenticated peers since the last "
+		        "line)", msg, skipped);
+	else
+		log_msg(lvl, "%s", msg);
+}
+
 /* A protocol violation by the peer: tell it, tell the owner, go. */
 static void conn_fail(conn_t *c, int code, const char *msg)
 {
-	log_warning("closing connection from %s%s%s: %s", c->peer_addr,
-	            c->peer_site[0] ? " site " : "", c->peer_site, msg);
+	conn_log(c, SS_LOG_WARNING, "closing connection from %s%s%s: %s", c->peer_addr,
+	         c->peer_site[0] ? " site " : "", c->peer_site, msg);
 	if (c->up)
 		conn_send_error(c, code, msg);
 	conn_report_down(c);
@@ -197,8 +250,8 @@ static void conn_event_bev_cb(struct bufferevent *bev, short what, void *arg)
 	if (what & BEV_EVENT_CONNECTED) {
 		if (tls_peer_site(c->ssl, c->peer_site) != SS_EOK) {
 			c->peer_site[0] = '\0';
-			log_warning("refusing %s: peer certificate has no site code in its common name",
-			            c->peer_addr);
+			conn_log(c, SS_LOG_WARNING, "refusing %s: peer certificate has no site code in its "
+			         "common name", c->peer_addr);
 			c->up = true;
 			conn_send_error(c, SS_EDENIED, "certificate common name is not a site code");
 			conn_report_down(c);
@@ -216,8 +269,8 @@ static void conn_event_bev_cb(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (what & BEV_EVENT_TIMEOUT)
-		log_warning("connection %s%s%s: no data within the idle timeout", c->peer_addr,
-		            c->peer_site[0] ? " site " : "", c->peer_site);
+		conn_log(c, SS_LOG_WARNING, "connection %s%s%s: no data within the idle timeout",
+		         c->peer_addr, c->peer_site[0] ? " site " : "", c->peer_site);
 	else if (what & BEV_EVENT_ERROR) {
 		int se = EVUTIL_SOCKET_ERROR();
 		const char *why = tls_last_error(ebuf, sizeof(ebuf));
@@ -226,9 +279,9 @@ static void conn_event_bev_cb(struct bufferevent *bev, short what, void *arg)
 		if (c->up)
 			log_info("connection %s site %s lost: %s", c->peer_addr, c->peer_site, why);
 		else
-			log_warning("TLS handshake with %s failed: %s", c->peer_addr, why);
+			conn_log(c, SS_LOG_WARNING, "TLS handshake with %s failed: %s", c->peer_addr, why);
 	} else if (what & BEV_EVENT_EOF)
-		log_info("connection %s%s%s closed by peer", c->peer_addr,
+		conn_log(c, SS_LOG_INFO, "connection %s%s%s closed by peer", c->peer_addr,
 		         c->peer_site[0] ? " site " : "", c->peer_site);
 	conn_report_down(c);
 	conn_destroy_later(c);
@@ -415,6 +468,145 @@ void conn_close(conn_t *c, int code, const char *fmt, ...)
 	}
 	c->closing = true;
 	conn_flush_then_destroy(c);
+}
+
+static void conn_deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	conn_t *c = arg;
+	conn_log(c, SS_LOG_WARNING, "closing connection from %s%s%s: not through its handshake "
+	         "within the deadline", c->peer_addr, c->peer_site[0] ? " site " : "", c->peer_site);
+	conn_report_down(c);
+	conn_destroy_later(c);
+}
+
+int conn_set_deadline(conn_t *c, int seconds)
+{
+	if (seconds <= 0) {
+		conn_stop_deadline(c);
+		return SS_EOK;
+	}
+	if (c->deadline == NULL)
+		c->deadline = evtimer_new(c->base, conn_deadline_cb, c);
+	struct timeval tv = { seconds, 0 };
+	if (c->deadline == NULL || evtimer_add(c->deadline, &tv) != 0)
+		return SS_ENOMEM;
+	return SS_EOK;
+}
+
+void conn_set_quiet(int seconds)
+{
+	conn_quiet_seconds = seconds > 0 ? seconds : 1;
+}
+
+static void conn_trim_cb(evutil_socket_t fd, short what, void *arg)
+{
+	conn_trim_scheduled = false;
+	conn_freed = 0;
+	/* glibc keeps freed heap for reuse; after a flood that is tens of MB
+	 * the daemon will not need again. */
+	malloc_trim(0);
+}
+
+static void conn_trim_later(struct event_base *base)
+{
+	if (conn_trim_scheduled)
+		return;
+	/* Once the burst is over, not for each connection of it. */
+	struct timeval tv = { 2, 0 };
+	if (event_base_once(base, -1, EV_TIMEOUT, conn_trim_cb, NULL, &tv) == 0)
+		conn_trim_scheduled = true;
+}
+
+struct conn_listen_guard {
+	struct evconnlistener *lev;
+	struct event *resume;
+	log_rate_t rate;
+	char what[32];
+	bool paused;            /* by an accept error, until the timer */
+	bool held;              /* by the owner (a connection cap) */
+};
+
+/* A listener's error callback gets the listener's own argument (evhttp's
+ * for the HTTP server), so guards are found by listener. */
+#define CONN_GUARDS 8
+static conn_listen_guard_t *conn_guards[CONN_GUARDS];
+
+static void conn_guard_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	conn_listen_guard_t *g = arg;
+	g->paused = false;
+	if (!g->held)
+		evconnlistener_enable(g->lev);
+}
+
+void conn_listen_guard_hold(conn_listen_guard_t *g, bool hold)
+{
+	g->held = hold;
+	if (hold)
+		evconnlistener_disable(g->lev);
+	else if (!g->paused)
+		evconnlistener_enable(g->lev);
+}
+
+/* accept() failed for a reason other than a retriable one (EMFILE, ENFILE,
+ * ENOBUFS...): the socket stays readable, so an enabled listener would
+ * call here again on every loop turn. Pause it instead. */
+static void conn_guard_error_cb(struct evconnlistener *lev, void *arg)
+{
+	int err = EVUTIL_SOCKET_ERROR();
+	conn_listen_guard_t *g = NULL;
+	for (int i = 0; i < CONN_GUARDS && g == NULL; i++)
+		if (conn_guards[i] && conn_guards[i]->lev == lev)
+			g = conn_guards[i];
+	if (g == NULL)
+		return;
+	struct timeval tv = { CONN_ACCEPT_PAUSE, 0 };
+	evconnlistener_disable(lev);
+	g->paused = true;
+	if (evtimer_add(g->resume, &tv) != 0) {
+		g->paused = false;
+		if (!g->held)
+			evconnlistener_enable(lev);     /* cannot pause: better spin than go deaf */
+	}
+	unsigned long skipped = 0;
+	if (log_rate_allow(&g->rate, conn_quiet_seconds, &skipped))
+		log_error("%s: accepting connections: %s; not accepting for %d s%s%.0lu%s",
+		          g->what, evutil_socket_error_to_string(err), CONN_ACCEPT_PAUSE,
+		          skipped ? " (" : "", skipped, skipped ? " more such errors since the last line)" : "");
+}
+
+conn_listen_guard_t *conn_listen_guard_new(struct event_base *base, struct evconnlistener *lev,
+                                           const char *what)
+{
+	conn_listen_guard_t *g = calloc(1, sizeof(*g));
+	if (g == NULL)
+		return NULL;
+	g->lev = lev;
+	snprintf(g->what, sizeof(g->what), "%s", what);
+	g->resume = evtimer_new(base, conn_guard_resume_cb, g);
+	int slot = 0;
+	while (slot < CONN_GUARDS && conn_guards[slot])
+		slot++;
+	if (g->resume == NULL || slot == CONN_GUARDS) {
+		if (g->resume)
+			event_free(g->resume);
+		free(g);
+		return NULL;
+	}
+	conn_guards[slot] = g;
+	evconnlistener_set_error_cb(lev, conn_guard_error_cb);
+	return g;
+}
+
+void conn_listen_guard_free(conn_listen_guard_t *g)
+{
+	if (g == NULL)
+		return;
+	for (int i = 0; i < CONN_GUARDS; i++)
+		if (conn_guards[i] == g)
+			conn_guards[i] = NULL;
+	event_free(g->resume);
+	free(g);
 }
 
 void conn_track(conn_t *c, int *live)

@@ -14,6 +14,7 @@
 #include <openssl/ssl.h>
 
 #include "proto/frame.h"
+#include "common/log.h"
 
 struct evdns_base;
 
@@ -81,6 +82,37 @@ void conn_want_drain(conn_t *c, size_t low);
  */
 void conn_close(conn_t *c, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+
+/*!
+ * \brief Close the connection \a seconds from now unless cleared first
+ * (0 clears). An absolute deadline: bytes arriving do not extend it, so a
+ * peer sending its handshake one byte at a time is closed all the same.
+ * \return SS_EOK or SS_ENOMEM.
+ */
+int conn_set_deadline(conn_t *c, int seconds);
+
+/*! \brief Lines about unauthenticated peers: at most one per \a seconds. */
+void conn_set_quiet(int seconds);
+
+/* Seconds a listener stays paused after accept() failed (EMFILE...). */
+#define CONN_ACCEPT_PAUSE 1
+
+struct evconnlistener;
+typedef struct conn_listen_guard conn_listen_guard_t;
+
+/*!
+ * \brief Pause \a lev for CONN_ACCEPT_PAUSE s whenever accept() fails
+ * (out of file descriptors: the socket stays readable, so an enabled
+ * listener would spin), with one rate-limited log line naming \a what.
+ * Replaces the listener's error callback.
+ * \return the guard (free after the listener), or NULL.
+ */
+conn_listen_guard_t *conn_listen_guard_new(struct event_base *base, struct evconnlistener *lev,
+                                           const char *what);
+void conn_listen_guard_free(conn_listen_guard_t *g);
+
+/*! \brief Stop accepting while \a hold (a connection cap is reached). */
+void conn_listen_guard_hold(conn_listen_guard_t *g, bool hold);
 
 /*! \brief Count this connection in *live until it is freed (shutdown waits on it). */
 void conn_track(conn_t *c, int *live);

@@ -37,7 +37,8 @@ typedef struct {
 	uint64_t added, changed, removed, expired;
 	uint64_t upserts, deletes;
 	uint64_t entries;
-	digest_t digest;
+	digest_t digest;           /* both forms, after the apply */
+	uint8_t set_digest[SS_DIGEST_LEN]; /* SHA-256 of digest's LtHash state */
 	uint8_t *manifest;         /* as received, stored for relaying (owned) */
 	size_t manifest_len;
 	uint8_t *signature;
@@ -52,7 +53,8 @@ void apply_clear(apply_t *a);
 
 /*!
  * \brief Apply \a a->path. Returns SS_EOK, SS_ESEQ (does not start at the
- * version held, or already applied), SS_EDIGEST, SS_ETRUNC, SS_EMALF,
+ * version held, or already applied), SS_EDIGEST, SS_EVERSION (no set
+ * digest: made by a protocol-2 site), SS_ETRUNC, SS_EMALF,
  * SS_EDB; a->err says what happened.
  */
 int apply_stream(PGconn *conn, apply_t *a) __attribute__((warn_unused_result));

@@ -103,7 +103,21 @@ int child_link_count(site_t *d)
 	return n;
 }
 
-void child_link_accept(site_t *d, conn_t *c)
+int child_link_pending(site_t *d, const char *host, int *same)
+{
+	int n = 0;
+	*same = 0;
+	for (child_link_t *cl = d->children; cl; cl = cl->next) {
+		if (cl->state != CL_WAIT_HELLO)
+			continue;
+		n++;
+		if (strcmp(cl->host, host) == 0)
+			(*same)++;
+	}
+	return n;
+}
+
+void child_link_accept(site_t *d, conn_t *c, const char *host)
 {
 	child_link_t *cl = calloc(1, sizeof(*cl));
 	if (cl == NULL) {
@@ -115,9 +129,14 @@ void child_link_accept(site_t *d, conn_t *c)
 	cl->id = ++d->next_child_id;
 	cl->state = CL_WAIT_HELLO;
 	cl->connected_at = cl->last_seen = time(NULL);
+	snprintf(cl->host, sizeof(cl->host), "%s", host);
 	cl->next = d->children;
 	d->children = cl;
 	conn_set_cb(c, child_cb, cl);
+	/* Absolute, unlike the idle timeout: a handshake sent a byte at a
+	 * time must not hold a pre-Hello slot for ever. */
+	if (conn_set_deadline(c, d->conf->handshake_timeout) != SS_EOK)
+		child_disconnect(cl, false, 0, "out of memory");
 }
 
 static int child_send_hello(child_link_t *cl)
@@ -143,12 +162,18 @@ static void child_on_hello(child_link_t *cl, const Sitesync__Hello *h);
 static void child_refuse_unapproved(child_link_t *cl)
 {
 	site_t *d = cl->d;
-	log_warning("refusing site %s from %s: not an approved child of %s "
-	            "(approve it with: sitesync child add %s)", cl->site,
-	            conn_peer_addr(cl->conn), d->conf->site_code, cl->site);
-	site_message(d, SS_MSG_CHILD_REFUSED, "warning",
-	             "Refused connection from site %s (%s): not an approved child",
-	             cl->site, conn_peer_addr(cl->conn));
+	/* Anyone with a certificate of the CA can repeat this at will: one
+	 * warning and one history row per site per window, refusals counted. */
+	unsigned long skipped = 0;
+	if (site_refusal_allow(d, cl->site, &skipped)) {
+		log_warning("refusing site %s from %s: not an approved child of %s "
+		            "(approve it with: sitesync child add %s); %lu more refusals of it "
+		            "since the last line", cl->site, conn_peer_addr(cl->conn),
+		            d->conf->site_code, cl->site, skipped);
+		site_message(d, SS_MSG_CHILD_REFUSED, "warning",
+		             "Refused connection from site %s (%s): not an approved child",
+		             cl->site, conn_peer_addr(cl->conn));
+	}
 	char why[96];
 	snprintf(why, sizeof(why), "site %s is not an approved child of %s", cl->site,
 	         d->conf->site_code);
@@ -269,6 +294,7 @@ static void child_on_hello(child_link_t *cl, const Sitesync__Hello *h)
 	cl->proto = h->protocol_version;
 	cl->version = h->catalog_version;
 	cl->state = CL_READY;
+	conn_set_deadline(cl->conn, 0);
 	conn_set_limit(cl->conn, (size_t)d->conf->max_frame);
 
 	if (child_send_hello(cl) != SS_EOK) {
@@ -529,8 +555,9 @@ static void child_cb(conn_t *c, conn_event_t ev, const frame_t *f, void *arg)
 			                         h->hierarchy_id.len : sizeof(cl->held_hierarchy) + 1;
 			if (cl->held_hierarchy_len > 0 && cl->held_hierarchy_len <= sizeof(cl->held_hierarchy))
 				memcpy(cl->held_hierarchy, h->hierarchy_id.data, cl->held_hierarchy_len);
-			else
+			else if (cl->held_hierarchy_len > 0)
 				cl->held_hierarchy_len = 1;    /* wrong length: refused as another hierarchy */
+			/* No hierarchy_id at all stays 0: an older child, checked as such. */
 			return;
 		}
 		if (cl->checking) {

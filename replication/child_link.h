@@ -60,10 +60,21 @@ typedef struct child_link {
 	uint64_t held_version;
 	uint8_t held_hierarchy[32];
 	size_t held_hierarchy_len;
+	char host[64];              /* peer address without the port */
 } child_link_t;
 
-/*! \brief Take an accepted TLS connection; the site is checked once verified. */
-void child_link_accept(struct site *d, conn_t *c);
+/*!
+ * \brief Take an accepted TLS connection; the site is checked once
+ * verified. It must complete Hello within [listen] handshake_timeout.
+ * \param host  The peer's address without the port (for the per-address cap).
+ */
+void child_link_accept(struct site *d, conn_t *c, const char *host);
+
+/*!
+ * \brief Connections that have not completed Hello yet.
+ * \param same  Output: how many of them come from \a host.
+ */
+int child_link_pending(struct site *d, const char *host, int *same);
 
 /*! \brief Is \a site connected and past Hello? */
 bool child_link_connected(struct site *d, const char *site);

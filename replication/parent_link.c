@@ -597,7 +597,9 @@ static void pl_on_frame(parent_link_t *p, const frame_t *f)
 			log_error("parent refused this site: %s (error %d)", f->error->message, f->error->code);
 			sync_status_t *s = &d->self;
 			s->last_error_code = ss_errnum(f->error->code);
-			snprintf(s->last_error, sizeof(s->last_error), "parent refused: %s", f->error->message);
+			char said[sizeof(s->last_error)];
+			log_escape(f->error->message, said, sizeof(said));
+			snprintf(s->last_error, sizeof(s->last_error), "parent refused: %s", said);
 			site_status_changed(d);
 			return;
 		}

@@ -29,9 +29,13 @@ static void site_vsynclog(site_t *d, const char *fmt, va_list ap)
 	int n = snprintf(line, sizeof(line), "%04d-%02d-%02d %02d:%02d:%02d %s ",
 	                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
 	                 tm.tm_min, tm.tm_sec, d->conf->site_code);
-	n += vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
-	if ((size_t)n > sizeof(line) - 2)
-		n = (int)sizeof(line) - 2;
+	char raw[sizeof(line)];
+	vsnprintf(raw, sizeof(raw), fmt, ap);
+	/* One step, one line: upstream and peer text cannot add another. */
+	if (n < 0 || (size_t)n >= sizeof(line) - 1)
+		return;
+	log_escape(raw, line + n, sizeof(line) - 1 - (size_t)n);
+	n += (int)strlen(line + n);
 	line[n++] = '\n';
 	log_info("sync: %.*s", n - 1 - 24, line + 24);
 	if (d->sync_log_fd >= 0) {
@@ -87,10 +91,13 @@ void sync_status_failed(site_t *d, int code, const char *fmt, ...)
 	s->state = SITESYNC__SYNC_STATE__SYNC_FAILED;
 	s->last_end = time(NULL);
 	s->last_error_code = ss_errnum(code);
+	char raw[sizeof(s->last_error)];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(s->last_error, sizeof(s->last_error), fmt, ap);
+	vsnprintf(raw, sizeof(raw), fmt, ap);
 	va_end(ap);
+	/* The text may be a peer's or an upstream's: it travels up in status rows. */
+	log_escape(raw, s->last_error, sizeof(s->last_error));
 	s->consecutive_failures++;
 	RAISE(d, sync_finished, false);
 }
@@ -120,11 +127,13 @@ void site_trust_announced(site_t *d, bool announced, const uint8_t key[32])
 
 void site_message(site_t *d, int msg_id, const char *severity, const char *fmt, ...)
 {
-	char text[512];
+	char raw[512], text[512];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(text, sizeof(text), fmt, ap);
+	vsnprintf(raw, sizeof(raw), fmt, ap);
 	va_end(ap);
+	/* History rows are read on terminals: no control characters. */
+	log_escape(raw, text, sizeof(text));
 	ss_log_level_t lvl = strcmp(severity, "error") == 0 ? SS_LOG_ERROR :
 	                     strcmp(severity, "warning") == 0 ? SS_LOG_WARNING : SS_LOG_INFO;
 	log_msg(lvl, "[%d] %s", msg_id, text);
@@ -165,6 +174,23 @@ void site_status_changed(site_t *d)
 	/* Coalesce bursts of changes into one report. */
 	struct timeval tv = { 0, 50000 };
 	evtimer_add(d->status_ev, &tv);
+}
+
+bool site_refusal_allow(site_t *d, const char *key, unsigned long *skipped)
+{
+	int slot = -1, oldest = 0;
+	for (int i = 0; i < SITE_REFUSALS && slot < 0; i++)
+		if (strcmp(d->refusals[i].key, key) == 0)
+			slot = i;
+	if (slot < 0) {
+		for (int i = 1; i < SITE_REFUSALS; i++)
+			if (d->refusals[i].rate.last < d->refusals[oldest].rate.last)
+				oldest = i;
+		slot = oldest;
+		snprintf(d->refusals[slot].key, sizeof(d->refusals[slot].key), "%s", key);
+		memset(&d->refusals[slot].rate, 0, sizeof(d->refusals[slot].rate));
+	}
+	return log_rate_allow(&d->refusals[slot].rate, d->conf->refusal_log_seconds, skipped);
 }
 
 int site_events_init(site_t *d)

@@ -18,6 +18,7 @@
 #include "catalog/digest.h"
 #include "catalog/manifest.h"
 #include "common/conf.h"
+#include "common/log.h"
 #include "proto/sitesync.pb-c.h"
 #include "replication/apply.h"
 #include "replication/rowsig.h"
@@ -71,6 +72,9 @@ typedef struct {
 } sync_status_t;
 
 struct site;
+
+/* Peers whose refusals are rate-limited one by one; more share the oldest slot. */
+#define SITE_REFUSALS 64
 
 /*
  * What the site tells its owner (the daemon shell); any may be NULL. They
@@ -131,6 +135,12 @@ typedef struct site {
 	bool active;
 	bool import_running;          /* a bundle import is being applied */
 	int live_conns;               /* connections not yet freed */
+
+	/* Refused peers: one log line and history row per window each. */
+	struct {
+		char key[64];             /* site code, or address without one */
+		log_rate_t rate;
+	} refusals[SITE_REFUSALS];    /* oldest replaced */
 } site_t;
 
 /*! \brief Append one line to the site's sync log (thread-safe). */
@@ -184,6 +194,16 @@ void site_version_committed(site_t *d, uint64_t version, const digest_t *digest,
 
 /*! \brief Own status changed: schedule a report to the parent. */
 void site_status_changed(site_t *d);
+
+/*!
+ * \brief A refused peer (\a key: its site code, or its address) is logged
+ * and written to the history at most once per [status]
+ * refusal_log_seconds: a flood of refusals must not become a flood of
+ * lines and rows.
+ * \param skipped  Output: refusals of this peer not recorded since.
+ * \return true when this one is to be recorded.
+ */
+bool site_refusal_allow(site_t *d, const char *key, unsigned long *skipped);
 
 /*! \brief Create the site's own timers (status report debounce). */
 int site_events_init(site_t *d);

@@ -126,7 +126,10 @@ spool_t *spool_get(site_t *d, uint64_t have, bool want_full,
 	s->prod.site = d->conf->site_code;
 	/* Test hook for the compromised-relay test: never set in production. */
 	const char *tamper = getenv("SITESYNC_TEST_TAMPER");
-	s->prod.tamper = tamper && strcmp(tamper, "batch") == 0 && !conf_is_top(d->conf);
+	s->prod.tamper = STREAM_TAMPER_NONE;
+	if (tamper && !conf_is_top(d->conf))
+		s->prod.tamper = strcmp(tamper, "batch") == 0 ? STREAM_TAMPER_BATCH :
+		                 strcmp(tamper, "set") == 0 ? STREAM_TAMPER_SET : STREAM_TAMPER_NONE;
 	snprintf(s->path, sizeof(s->path), "%s/spool/%s-%" PRIu64 "-%" PRIu64 ".stream",
 	         d->conf->state_dir, kinds[want_full], have, d->version);
 	s->next = d->spools;

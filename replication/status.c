@@ -187,7 +187,8 @@ void status_fill_self(site_t *d, Sitesync__SiteStatus *row)
 	row->site = d->conf->site_code;
 	row->parent = d->parent ? (char *)parent_link_site(d->parent) : "";
 	if (conf_is_top(d->conf))
-		row->sync_source = d->conf->upstream_url ? d->conf->upstream_url : "";
+		/* Credentials in the URL stay in the config file. */
+		row->sync_source = d->conf->upstream_url_shown ? d->conf->upstream_url_shown : "";
 	else if (strcmp(d->conf->parent_mode, "disconnected") == 0)
 		row->sync_source = "import";
 	else

@@ -33,6 +33,7 @@
 
 #include "common/errcode.h"
 #include "common/log.h"
+#include "net/conn.h"
 
 typedef struct ctl_conn ctl_conn_t;
 
@@ -65,6 +66,7 @@ struct ctl {
 	struct event_base *base;
 	char *path;
 	struct evconnlistener *lev;
+	conn_listen_guard_t *guard;  /* pauses accepting when out of descriptors */
 	ctl_cmd_t *cmds;
 	size_t ncmds;
 	unsigned timeout_ms;
@@ -236,6 +238,7 @@ int ctl_start(struct event_base *base, const char *path, ctl_t **out,
 		snprintf(err, errlen, "cannot listen on %s", path);
 		goto fail;
 	}
+	c->guard = conn_listen_guard_new(base, c->lev, "control socket");
 	*out = c;
 	return SS_EOK;
 fail:
@@ -549,6 +552,7 @@ void ctl_free(ctl_t *c)
 	if (c == NULL)
 		return;
 	evconnlistener_free(c->lev);
+	conn_listen_guard_free(c->guard);
 	while (c->conns != NULL)
 		ctl_conn_close(c->conns);
 	unlink(c->path);

@@ -50,10 +50,13 @@ static const char *arg_path(const json_t *args, const char *key)
 	return s && s[0] == '/' && strlen(s) < PATH_MAX ? s : NULL;
 }
 
-static json_t *digest_json(const digest_t *dg)
+static json_t *digest_json(const digest_t *dg, bool set)
 {
 	char hex[2 * SS_DIGEST_LEN + 1];
-	digest_hex(dg, hex);
+	if (set)
+		digest_set_hex(dg, hex);
+	else
+		digest_hex(dg, hex);
 	return json_string(hex);
 }
 
@@ -111,7 +114,8 @@ static void export_done(int ret, void *arg)
 	json_object_set_new(o, "upserts", json_integer((json_int_t)e->upserts));
 	json_object_set_new(o, "deletes", json_integer((json_int_t)e->deletes));
 	json_object_set_new(o, "entries", json_integer((json_int_t)e->entries));
-	json_object_set_new(o, "digest", digest_json(&e->digest));
+	json_object_set_new(o, "digest", digest_json(&e->digest, false));
+	json_object_set_new(o, "set_digest", digest_json(&e->digest, true));
 	json_object_set_new(o, "bytes", json_integer((json_int_t)e->bytes));
 	if (note[0])
 		json_object_set_new(o, "note", json_string(note));
@@ -236,7 +240,8 @@ static void import_done(int ret, void *arg)
 	json_object_set_new(o, "changed", json_integer((json_int_t)a->changed));
 	json_object_set_new(o, "removed", json_integer((json_int_t)a->removed));
 	json_object_set_new(o, "entries", json_integer((json_int_t)a->entries));
-	json_object_set_new(o, "digest", digest_json(&a->digest));
+	json_object_set_new(o, "digest", digest_json(&a->digest, false));
+	json_object_set_new(o, "set_digest", digest_json(&a->digest, true));
 	/* Children pull from here now; the status row goes up if a parent is linked. */
 	site_trust_announced(&d->site, a->key_announced, a->next_key);
 	synchist_record(&d->site, "import", false, d->site.version, a->to);

@@ -9,6 +9,7 @@
 #include <jansson.h>
 #include <libpq-fe.h>
 
+#include "replication/apply.h"
 #include "replication/child_link.h"
 #include "catalog/digest.h"
 #include "replication/parent_link.h"
@@ -371,7 +372,9 @@ static int verify_work(PGconn *conn, ctl_job_t *j)
 	PGresult *r = NULL;
 	int ret = db_exec(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", j->err, sizeof(j->err));
 	if (ret == SS_EOK)
-		ret = db_query(conn, "SELECT version, encode(digest, 'hex'), entries FROM catalog_state",
+		ret = db_query(conn, "SELECT version, encode(digest, 'hex'), entries, "
+		               "encode(sha256(convert_to('sitesync set digest v1', 'UTF8') || lthash), 'hex'), "
+		               "(SELECT count(*) FROM updates) FROM catalog_state",
 		               0, NULL, &r, j->err, sizeof(j->err));
 	if (ret != SS_EOK)
 		return ret;
@@ -379,24 +382,21 @@ static int verify_work(PGconn *conn, ctl_job_t *j)
 	json_object_set_new(j->result, "version", json_integer(strtoll(PQgetvalue(r, 0, 0), NULL, 10)));
 	json_object_set_new(j->result, "digest", json_string(PQgetvalue(r, 0, 1)));
 	json_object_set_new(j->result, "entries", json_integer(strtoll(PQgetvalue(r, 0, 2), NULL, 10)));
+	json_object_set_new(j->result, "set_digest", json_string(PQgetvalue(r, 0, 3)));
+	json_object_set_new(j->result, "rows", json_integer(strtoll(PQgetvalue(r, 0, 4), NULL, 10)));
 	PQclear(r);
-	ret = db_query(conn, "SELECT entry_hash FROM updates", 0, NULL, &r, j->err, sizeof(j->err));
-	if (ret != SS_EOK)
-		return ret;
+	/* Both forms from the rows, streamed: the set digest is what counts,
+	 * the sum is what the parent's Pong carries. */
 	digest_t sum;
 	digest_zero(&sum);
-	for (int i = 0; i < PQntuples(r); i++) {
-		size_t n = 0;
-		unsigned char *h = PQunescapeBytea((const unsigned char *)PQgetvalue(r, i, 0), &n);
-		if (h && n == SS_DIGEST_LEN)
-			digest_add(&sum, h);
-		PQfreemem(h);
-	}
+	ret = state_sum_hashes(conn, "SELECT entry_hash FROM updates", &sum, j->err, sizeof(j->err));
+	if (ret != SS_EOK)
+		return ret;
 	char hex[65];
 	digest_hex(&sum, hex);
 	json_object_set_new(j->result, "recomputed_digest", json_string(hex));
-	json_object_set_new(j->result, "rows", json_integer(PQntuples(r)));
-	PQclear(r);
+	digest_set_hex(&sum, hex);
+	json_object_set_new(j->result, "recomputed_set_digest", json_string(hex));
 	return db_exec(conn, "COMMIT", j->err, sizeof(j->err));
 }
 
@@ -406,7 +406,10 @@ static void verify_after(ctl_job_t *j)
 	json_t *o = j->result;
 	const char *stored = json_string_value(json_object_get(o, "digest"));
 	const char *recomputed = json_string_value(json_object_get(o, "recomputed_digest"));
+	const char *set = json_string_value(json_object_get(o, "set_digest"));
+	const char *reset = json_string_value(json_object_get(o, "recomputed_set_digest"));
 	bool self_ok = stored && recomputed && strcmp(stored, recomputed) == 0 &&
+	               set && reset && strcmp(set, reset) == 0 &&
 	               json_integer_value(json_object_get(o, "rows")) ==
 	               json_integer_value(json_object_get(o, "entries"));
 	bool equal = self_ok;

@@ -34,18 +34,20 @@ static void import_done_cb(int ret, void *arg)
 	upstream_job_t *job = arg;
 	import_call_t *call = job->owner;
 	daemon_t *d = call->d;
+	char shown[512];
+	log_url_redact(job->url, shown, sizeof(shown));
 	if (ret != SS_EOK) {
-		site_synclog(&d->site, "Import of update %s from %s failed: %s", job->import_id, job->url, job->err);
+		site_synclog(&d->site, "Import of update %s from %s failed: %s", job->import_id, shown, job->err);
 		ctl_reply_error(call->req, ret, "import-update: %s", job->err);
 		goto done;
 	}
 	if (job->unchanged) {
 		site_synclog(&d->site, "Imported update %s from %s: already present with the same content "
 		             "(revision %" PRIu32 "), version stays %" PRIu64,
-		             job->import_id, job->url, job->revision, job->version);
+		             job->import_id, shown, job->revision, job->version);
 	} else {
 		site_synclog(&d->site, "Imported update %s revision %" PRIu32 " from %s (%s), new catalog "
-		             "version is %" PRIu64, job->import_id, job->revision, job->url,
+		             "version is %" PRIu64, job->import_id, job->revision, shown,
 		             job->added ? "added" : "changed", job->version);
 		site_version_committed(&d->site, job->version, &job->digest, job->entries, false);
 	}
@@ -111,6 +113,7 @@ static void cmd_import_update(ctl_req_t *req, const json_t *args, void *arg)
 	job->proxy = c->upstream_proxy ? strdup(c->upstream_proxy) : NULL;
 	job->connect_timeout = c->upstream_connect_timeout;
 	job->timeout = c->upstream_timeout;
+	job->max_bytes = (uint64_t)c->upstream_max_mib * 1024 * 1024;
 	job->keep_versions = c->keep_versions;
 	if (job->url == NULL || job->import_id == NULL || job->state_dir == NULL)
 		goto nomem;

@@ -8,6 +8,7 @@
 
 #include "common/errcode.h"
 #include "replication/synchist.h"
+#include "common/log.h"
 #include "storage/db.h"
 
 typedef struct {
@@ -51,6 +52,69 @@ static void on_message(site_t *s, int msg_id, const char *severity, const char *
 	synchist_stamp(m->at, sizeof(m->at));
 	if (s->db == NULL || db_submit(s->db, DB_QUICK, message_work, message_done, m) != SS_EOK)
 		free(m);
+	/* A tenth of the kept rows written since the last prune: prune again,
+	 * so the table stays near its bound however fast rows come. */
+	daemon_t *d = s->owner;
+	if (++d->messages_since_prune >= (unsigned)s->conf->messages_keep / 10)
+		daemon_prune_messages(d);
+}
+
+typedef struct {
+	char keep[16];
+	char days[16];
+} prune_job_t;
+
+static int prune_work(PGconn *conn, void *arg)
+{
+	prune_job_t *j = arg;
+	const char *p[] = { j->days, j->keep };
+	/* Older than the age limit, or beyond the newest `keep` rows. */
+	return db_execp(conn, "DELETE FROM status_messages WHERE at < now() - make_interval(days => $1::int) "
+	                "OR id <= (SELECT id FROM status_messages ORDER BY id DESC OFFSET $2::int LIMIT 1)",
+	                2, p, NULL, 0);
+}
+
+static void prune_done(int ret, void *arg)
+{
+	if (ret != SS_EOK)
+		log_warning("pruning the history failed (%s)", ss_strerror(ret));
+	free(arg);
+}
+
+void daemon_prune_messages(daemon_t *d)
+{
+	d->messages_since_prune = 0;
+	prune_job_t *j = calloc(1, sizeof(*j));
+	if (j == NULL)
+		return;
+	snprintf(j->keep, sizeof(j->keep), "%d", d->site.conf->messages_keep);
+	snprintf(j->days, sizeof(j->days), "%d", d->site.conf->messages_days);
+	if (d->site.db == NULL || db_submit(d->site.db, DB_BULK, prune_work, prune_done, j) != SS_EOK)
+		free(j);
+}
+
+static void prune_cb(evutil_socket_t fd, short what, void *arg)
+{
+	daemon_prune_messages(arg);
+}
+
+int daemon_events_init(daemon_t *d)
+{
+	/* At start, then every ten minutes (and after a burst of rows,
+	 * on_message()). */
+	d->prune_ev = event_new(d->site.base, -1, EV_PERSIST, prune_cb, d);
+	struct timeval every = { 600, 0 };
+	if (d->prune_ev == NULL || event_add(d->prune_ev, &every) != 0)
+		return SS_ENOMEM;
+	event_active(d->prune_ev, EV_TIMEOUT, 0);
+	return SS_EOK;
+}
+
+void daemon_events_free(daemon_t *d)
+{
+	if (d->prune_ev)
+		event_free(d->prune_ev);
+	d->prune_ev = NULL;
 }
 
 static const site_events_t daemon_events = {

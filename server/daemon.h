@@ -13,6 +13,7 @@
 #include <event2/event.h>
 #include <openssl/ssl.h>
 
+#include "common/log.h"
 #include "replication/site.h"
 
 struct evconnlistener;
@@ -29,6 +30,11 @@ typedef struct daemon {
 	const char *conf_path;
 	SSL_CTX *tls_server;
 	struct evconnlistener *listener;
+	struct conn_listen_guard *listen_guard;  /* pauses it on EMFILE */
+	log_rate_t pending_rate;      /* "refusing a connection": one line per window */
+	struct event *prune_ev;       /* history (status_messages) pruning */
+	unsigned messages_since_prune;
+	uint64_t pending_refused;     /* connections refused by the pre-Hello caps */
 	struct ctl *ctl;
 	struct http *http;
 
@@ -62,3 +68,13 @@ typedef struct daemon {
  * stored for `sitesync history`.
  */
 void daemon_subscribe(daemon_t *d);
+
+/*!
+ * \brief Create the shell's own timers: the history is pruned at start,
+ * then every ten minutes (and after a burst of rows).
+ */
+int daemon_events_init(daemon_t *d);
+
+/*! \brief Prune the history now: [status] messages_keep and messages_days. */
+void daemon_prune_messages(daemon_t *d);
+void daemon_events_free(daemon_t *d);

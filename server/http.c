@@ -16,12 +16,15 @@
 #include <time.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <event2/listener.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
 #include "common/errcode.h"
 #include "common/log.h"
+#include "net/conn.h"
 
 #define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
@@ -31,6 +34,12 @@ struct http {
 	http_status_cb cb;                  /* builds the status object */
 	void *arg;                          /* for cb */
 	int port;                           /* bound port */
+	conn_listen_guard_t *guard;         /* pauses accepting: EMFILE, the cap */
+	int conns;                          /* open connections, as of the last sweep */
+	int max_conns;                      /* [http] max_connections */
+	struct bufferevent **tracked;       /* each connection's, with our reference */
+	int ntracked, captracked;
+	struct event *sweep_ev;             /* once a second */
 };
 
 /* One per-site numeric gauge or counter read straight from a row field. */
@@ -115,6 +124,76 @@ bad:
 	return SS_EINVAL;
 }
 
+/*
+ * libevent 2.1's evhttp has no connection cap and tells nobody when a
+ * connection that never sent a request goes. So each connection's
+ * bufferevent (made here, through evhttp_set_bevcb) is tracked with a
+ * reference of ours: evhttp's bufferevent_free() clears its callbacks, and
+ * a sweep (at each new connection and once a second) drops the ones so
+ * freed. At the cap, accepting pauses: further clients wait in the
+ * kernel's backlog, costing us nothing, until a sweep finds room.
+ */
+/* The one place the cap is applied. */
+static void http_apply_cap(http_t *h)
+{
+	if (h->guard)
+		conn_listen_guard_hold(h->guard, h->conns >= h->max_conns);
+}
+
+static void http_sweep(http_t *h)
+{
+	int n = 0;
+	for (int i = 0; i < h->ntracked; i++) {
+		struct bufferevent *bev = h->tracked[i];
+		bufferevent_event_cb ecb = NULL;
+		bufferevent_getcb(bev, NULL, NULL, &ecb, NULL);
+		if (ecb == NULL) {
+			bufferevent_decref(bev);    /* evhttp is done with it */
+			continue;
+		}
+		h->tracked[n++] = bev;
+	}
+	h->ntracked = n;
+	h->conns = n;
+	http_apply_cap(h);
+}
+
+static void http_sweep_cb(evutil_socket_t fd, short what, void *arg)
+{
+	http_sweep(arg);
+}
+
+static struct bufferevent *http_bev_cb(struct event_base *base, void *arg)
+{
+	http_t *h = arg;
+	struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (bev == NULL)
+		return NULL;
+	http_sweep(h);
+	if (h->ntracked == h->captracked) {
+		int cap = h->captracked ? h->captracked * 2 : 16;
+		struct bufferevent **t = realloc(h->tracked, (size_t)cap * sizeof(*t));
+		if (t == NULL)
+			return bev;         /* untracked: the cap counts one less */
+		h->tracked = t;
+		h->captracked = cap;
+	}
+	bufferevent_incref(bev);
+	h->tracked[h->ntracked++] = bev;
+	h->conns = h->ntracked;
+	http_apply_cap(h);
+	return bev;
+}
+
+void http_set_limits(http_t *h, int max_header, int max_body, int timeout, int max_conns)
+{
+	evhttp_set_max_headers_size(h->evh, max_header);
+	evhttp_set_max_body_size(h->evh, max_body);
+	evhttp_set_timeout(h->evh, timeout);
+	h->max_conns = max_conns;
+	http_apply_cap(h);
+}
+
 int http_start(struct event_base *base, const char *listen, http_status_cb cb,
                void *arg, http_t **out, char *err, size_t errlen)
 {
@@ -143,15 +222,24 @@ int http_start(struct event_base *base, const char *listen, http_status_cb cb,
 	                           EVHTTP_REQ_POST | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
 	                           EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
 	                           EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
-	/* Monitoring requests are small; keep slow clients from piling up. */
-	evhttp_set_timeout(h->evh, 30);
-	evhttp_set_max_body_size(h->evh, 64 * 1024);
+	/* Monitoring requests are small; keep slow clients from piling up.
+	 * These are the defaults of the [http] keys (http_set_limits()). */
+	http_set_limits(h, 8192, 4096, 10, 64);
+	evhttp_set_bevcb(h->evh, http_bev_cb, h);
 	evhttp_set_gencb(h->evh, request_cb, h);
 	h->sock = evhttp_bind_socket_with_handle(h->evh, host, (ev_uint16_t)port);
 	if (h->sock == NULL) {
 		ret = SS_EIO;
 		snprintf(err, errlen, "http: cannot listen on %s (address in use or not local)",
 		         listen);
+		goto fail;
+	}
+	h->guard = conn_listen_guard_new(base, evhttp_bound_socket_get_listener(h->sock), "http");
+	h->sweep_ev = event_new(base, -1, EV_PERSIST, http_sweep_cb, h);
+	struct timeval second = { 1, 0 };
+	if (h->guard == NULL || h->sweep_ev == NULL || event_add(h->sweep_ev, &second) != 0) {
+		ret = SS_ENOMEM;
+		snprintf(err, errlen, "http: out of memory");
 		goto fail;
 	}
 	h->port = -1;
@@ -178,9 +266,15 @@ void http_free(http_t *h)
 {
 	if (h == NULL)
 		return;
+	if (h->sweep_ev != NULL)
+		event_free(h->sweep_ev);
 	/* evhttp_free closes the listener and every open connection. */
 	if (h->evh != NULL)
 		evhttp_free(h->evh);
+	for (int i = 0; i < h->ntracked; i++)
+		bufferevent_decref(h->tracked[i]);
+	free(h->tracked);
+	conn_listen_guard_free(h->guard);
 	free(h);
 }
 

@@ -43,6 +43,14 @@ int http_start(struct event_base *base, const char *listen, http_status_cb cb,
 	__attribute__((warn_unused_result));
 
 /*!
+ * \brief What one client may cost: request line + headers and body in
+ * bytes (evhttp answers more with an error and closes), seconds of
+ * silence, and open connections (at the cap, accepting pauses until one
+ * closes). http_start() sets 8192, 4096, 10, 64.
+ */
+void http_set_limits(http_t *h, int max_header, int max_body, int timeout, int max_conns);
+
+/*!
  * \brief The port the server is bound to (useful with port 0).
  *
  * \return The port, or -1 if unknown.

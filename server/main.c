@@ -85,19 +85,34 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
                       int salen, void *arg)
 {
 	daemon_t *d = arg;
+	char host[64] = "?";
+	if (sa->sa_family == AF_INET)
+		evutil_inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, host, sizeof(host));
+	else if (sa->sa_family == AF_INET6)
+		evutil_inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr, host, sizeof(host));
+	/* Before Hello nobody is known: a cap on all such connections and one
+	 * per address, closed before any TLS work or memory is spent. */
+	int same = 0;
+	int pending = child_link_pending(&d->site, host, &same);
+	if (pending >= d->site.conf->max_pending || same >= d->site.conf->max_pending_addr) {
+		evutil_closesocket(fd);
+		d->pending_refused++;
+		unsigned long skipped = 0;
+		if (log_rate_allow(&d->pending_rate, d->site.conf->refusal_log_seconds, &skipped))
+			log_warning("refusing a connection from %s: %d connections before Hello "
+			            "([listen] max_pending %d), %d from this address "
+			            "(max_pending_per_address %d); %lu more refused since the last line",
+			            host, pending, d->site.conf->max_pending, same, d->site.conf->max_pending_addr,
+			            skipped);
+		return;
+	}
 	conn_t *c = conn_accept(d->site.base, d->tls_server, fd, sa, salen);
 	if (c == NULL) {
 		log_error("cannot accept a connection: out of memory");
 		return;
 	}
 	conn_track(c, &d->site.live_conns);
-	child_link_accept(&d->site, c);
-}
-
-static void accept_error_cb(struct evconnlistener *l, void *arg)
-{
-	int err = EVUTIL_SOCKET_ERROR();
-	log_error("accepting connections: %s", evutil_socket_error_to_string(err));
+	child_link_accept(&d->site, c, host);
 }
 
 static json_t *daemon_http_status_cb(void *arg)
@@ -143,6 +158,19 @@ static int load_state(daemon_t *d, char *err, size_t errlen)
 		return ret;
 	if ((ret = db_migrate(conn, err, errlen)) != SS_EOK)
 		goto out;
+	state_upgrade_t up;
+	if ((ret = state_lthash_upgrade(conn, conf_is_top(d->site.conf), d->site.conf->keep_versions, &up,
+	                                err, errlen)) != SS_EOK)
+		goto out;
+	if (up.computed)
+		log_notice("computed the catalog's LtHash set digest from its rows at version %" PRIu64
+		           " (schema migration 005)", up.version);
+	if (up.sum_mismatch)
+		log_warning("the stored rows do not give the stored catalog digest: run 'sitesync verify' "
+		            "and repair this site");
+	if (up.bumped)
+		log_notice("recorded version %" PRIu64 " (no changes) so that the manifest sites relay "
+		           "carries the set digest (protocol 3)", up.version + 1);
 	if ((ret = state_read(conn, false, &d->site.version, &d->site.digest, &d->site.entries, err, errlen)) != SS_EOK)
 		goto out;
 	d->site.top_version = d->site.version;
@@ -253,7 +281,11 @@ static int setup_listener(daemon_t *d, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot listen on %s: %s", d->site.conf->listen_address, strerror(errno));
 		return -errno;
 	}
-	evconnlistener_set_error_cb(d->listener, accept_error_cb);
+	d->listen_guard = conn_listen_guard_new(d->site.base, d->listener, "replication listener");
+	if (d->listen_guard == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return SS_ENOMEM;
+	}
 	return SS_EOK;
 }
 
@@ -429,6 +461,7 @@ static void reload(daemon_t *d)
 	if (n_fixed > 0)
 		log_warning("reload: %s: changes need a restart; they are ignored", fixed);
 	log_init((ss_log_level_t)log_level_parse(nc->log_level), nc->site_code);
+	conn_set_quiet(nc->refusal_log_seconds);
 	if (!same_str(nc->schedule_cron, old->schedule_cron) || nc->schedule_utc != old->schedule_utc) {
 		if (topsync_schedule_rearm(d, err, sizeof(err)) != SS_EOK)
 			log_error("reload: [schedule] cron: %s", err);
@@ -468,6 +501,8 @@ static void shutdown_daemon(daemon_t *d)
 	if (d->listener)
 		evconnlistener_free(d->listener);
 	d->listener = NULL;
+	conn_listen_guard_free(d->listen_guard);
+	d->listen_guard = NULL;
 	ctl_free(d->ctl);
 	d->ctl = NULL;
 	http_free(d->http);
@@ -498,6 +533,7 @@ static void shutdown_daemon(daemon_t *d)
 	topsync_free(d);
 	alert_free(d);
 	site_events_free(&d->site);
+	daemon_events_free(d);
 	for (size_t i = 0; i < sizeof(d->sig_ev) / sizeof(d->sig_ev[0]); i++)
 		if (d->sig_ev[i])
 			event_free(d->sig_ev[i]);
@@ -575,6 +611,7 @@ int main(int argc, char **argv)
 	}
 	log_init(verbose ? SS_LOG_DEBUG : (ss_log_level_t)log_level_parse(d->site.conf->log_level),
 	         d->site.conf->site_code);
+	conn_set_quiet(d->site.conf->refusal_log_seconds);
 	signal(SIGPIPE, SIG_IGN);
 	int exit_code = 2;
 
@@ -588,7 +625,8 @@ int main(int argc, char **argv)
 		d->site.dns = evdns_base_new(d->site.base, 0);
 	d->site.subtree = status_table_new();
 	daemon_subscribe(d);
-	if (d->site.subtree == NULL || site_events_init(&d->site) != SS_EOK)
+	if (d->site.subtree == NULL || site_events_init(&d->site) != SS_EOK ||
+	    daemon_events_init(d) != SS_EOK)
 		goto out;
 	if (d->site.conf->sync_log) {
 		d->site.sync_log_fd = open(d->site.conf->sync_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
@@ -631,6 +669,9 @@ int main(int argc, char **argv)
 		log_error("http: %s", err);
 		goto out;
 	}
+	if (d->http)
+		http_set_limits(d->http, d->site.conf->http_max_header, d->site.conf->http_max_body,
+		                d->site.conf->http_timeout, d->site.conf->http_max_conns);
 	if (topsync_schedule_init(d, err, sizeof(err)) != SS_EOK) {
 		log_error("[schedule] cron: %s", err);
 		goto out;

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "replication/child_link.h"
 #include "replication/synchist.h"
@@ -58,11 +59,13 @@ static void topsync_done(int ret, void *arg)
 			site_synclog(&d->site, "Download: catalog not modified (304), version stays %" PRIu64,
 			             d->site.version);
 		} else {
+			char shown[512];
+			log_url_redact(job->url, shown, sizeof(shown));
 			if (upstream_file_path(job->url) != NULL)
-				site_synclog(&d->site, "Download: reading the catalog from %s", job->url);
+				site_synclog(&d->site, "Download: reading the catalog from %s", shown);
 			else
 				site_synclog(&d->site, "Download: %" PRIu64 " bytes from %s", job->fetched_bytes,
-				             job->url);
+				             shown);
 			site_synclog(&d->site, "Parse: %" PRIu64 " entries in the catalog", job->entries_seen);
 			if (job->n_sources > 0)
 				site_synclog(&d->site, "Source upstream (%s): %" PRIu64 " entries", job->url,
@@ -165,6 +168,7 @@ int topsync_start_confirmed(daemon_t *d, bool full, bool allow_removal)
 	job->proxy = c->upstream_proxy ? strdup(c->upstream_proxy) : NULL;
 	job->connect_timeout = c->upstream_connect_timeout;
 	job->timeout = c->upstream_timeout;
+	job->max_bytes = (uint64_t)c->upstream_max_mib * 1024 * 1024;
 	job->state_dir = strdup(c->state_dir);
 	/* sitesync:// upstreams: the certificate to present there, [tls]'s by default. */
 	const char *cert = c->upstream_cert ? c->upstream_cert : c->tls_cert;
@@ -209,7 +213,7 @@ int topsync_start_confirmed(daemon_t *d, bool full, bool allow_removal)
 	evtimer_del(d->retry_ev);
 	site_synclog(&d->site, "Starting sync%s", full ? " (full)" : "");
 	site_message(&d->site, SS_MSG_SYNC_STARTED, "info", "Sync from upstream %s started%s",
-	             c->upstream_url, full ? " (full)" : "");
+	             c->upstream_url_shown, full ? " (full)" : "");
 	site_message(&d->site, SS_MSG_SYNC_FETCHING, "info", "Fetching the upstream catalog");
 	if (db_submit(d->site.db, DB_BULK, upstream_sync_work, topsync_done, job) != SS_EOK) {
 		d->upstream = NULL;
@@ -313,8 +317,12 @@ int topsync_schedule_arm(daemon_t *d, char *err, size_t errlen)
 	time_t missed = d->last_upstream_sync > 0 ?
 		schedule_missed(sc, d->last_upstream_sync, time(NULL), d->site.conf->schedule_utc) : 0;
 	if (missed > 0) {
-		log_notice("the scheduled sync of %lld was missed while the daemon was down: running it now",
-		           (long long)missed);
+		char when[32] = "?";
+		struct tm tm;
+		if (gmtime_r(&missed, &tm))
+			strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+		log_notice("the scheduled sync of %s was missed while the daemon was down: running it now",
+		           when);
 		topsync_start(d, false);
 	}
 	return SS_EOK;

@@ -7,6 +7,7 @@
  */
 #include "upstream/cab.h"
 
+#include <inttypes.h>
 #include <mspack.h>
 #include <stdbool.h>
 #include <stdarg.h>
@@ -45,8 +46,8 @@ static bool cab_is_xml(const char *name)
 	return n >= 4 && strcasecmp(name + n - 4, ".xml") == 0;
 }
 
-int cab_extract_first(const char *cab_path, const char *dest_path, char *err,
-		      size_t errlen)
+int cab_extract_first(const char *cab_path, const char *dest_path, uint64_t max_bytes,
+		      char *err, size_t errlen)
 {
 	int ret = SS_EOK;
 	struct mscab_decompressor *d = NULL;
@@ -91,6 +92,16 @@ int cab_extract_first(const char *cab_path, const char *dest_path, char *err,
 	if (pick == NULL) {
 		ret = SS_ECAB;
 		ss_errf(err, errlen, "%s: cabinet holds no file", cab_path);
+		goto fail;
+	}
+
+	/* libmspack writes exactly the member's declared length (or fails):
+	 * checking it bounds what extraction can put on the disk. */
+	if (max_bytes && (uint64_t)pick->length > max_bytes) {
+		ret = SS_ETOOBIG;
+		ss_errf(err, errlen, "%s: %s would extract to %u bytes, more than %" PRIu64
+			" ([upstream] max_catalog_mib)", cab_path, pick->filename,
+			pick->length, max_bytes);
 		goto fail;
 	}
 

@@ -8,9 +8,12 @@
  * frees the nodes it has passed, so memory stays bounded by one package
  * whatever the catalog's size.
  *
- * Parts of a package are matched by local name only: catalogs qualify them
- * with smc:/sdp: prefixes, single .sdp files differently, and some vendors
- * redeclare prefixes on every element.
+ * Elements are matched by namespace URI and local name, never by prefix:
+ * catalogs qualify them with smc:/sdp: prefixes, single .sdp files
+ * differently, and some vendors redeclare prefixes on every element. The
+ * catalog and package namespaces are published under both a .../sms/...
+ * and a .../wsus/... path; both are accepted, anything else is foreign
+ * (kept in the original XML, never mapped).
  *
  * Catalogs come from the internet, so the parser never loads anything over
  * the network, never loads a DTD and never substitutes entities; a document
@@ -92,7 +95,8 @@ static char *cat_trimmed(cat_pkg_t *p, xmlChar *x);
 static char *cat_attr(cat_pkg_t *p, xmlNodePtr node, const char *name);
 static char *cat_text(cat_pkg_t *p, xmlNodePtr node);
 static void cat_strv_push(cat_pkg_t *p, cat_strv_t *v, char *s);
-static bool cat_is_local(xmlNodePtr n, const char *name);
+static bool cat_is_part(xmlNodePtr n, const char *name);
+static bool cat_ns_ours(const xmlChar *href);
 static bool cat_is_uuid(const char *s);
 static void cat_lower(char *s);
 static void cat_collect_ids(cat_pkg_t *p, xmlNodePtr node, cat_strv_t *v);
@@ -287,10 +291,39 @@ static void cat_strv_push(cat_pkg_t *p, cat_strv_t *v, char *s)
 	v->v[v->n++] = s;
 }
 
-static bool cat_is_local(xmlNodePtr n, const char *name)
+/* The two published forms of the SDP namespaces (DESIGN §2). */
+static const char *const cat_ns_forms[] = {
+	"http://schemas.microsoft.com/sms/2005/04/CorporatePublishing/",
+	"http://schemas.microsoft.com/wsus/2005/04/CorporatePublishing/",
+};
+
+static bool cat_ns_is(const xmlChar *href, const char *schema)
+{
+	if (href == NULL)
+		return false;
+	for (size_t i = 0; i < sizeof(cat_ns_forms) / sizeof(cat_ns_forms[0]); i++) {
+		size_t n = strlen(cat_ns_forms[i]);
+		if (strncmp((const char *)href, cat_ns_forms[i], n) == 0 &&
+		    strcmp((const char *)href + n, schema) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* The catalog namespace (smc) or the package namespace (sdp). */
+static bool cat_ns_ours(const xmlChar *href)
+{
+	return cat_ns_is(href, "SoftwareDistributionPackage.xsd") ||
+	       cat_ns_is(href, "SystemsManagementCatalog.xsd");
+}
+
+/* An element of ours with this local name: a same-named element of a
+ * foreign namespace must not stand in for it (it could override an id). */
+static bool cat_is_part(xmlNodePtr n, const char *name)
 {
 	return n->type == XML_ELEMENT_NODE &&
-	       strcmp((const char *)n->name, name) == 0;
+	       strcmp((const char *)n->name, name) == 0 &&
+	       n->ns != NULL && cat_ns_ours(n->ns->href);
 }
 
 static bool cat_is_uuid(const char *s)
@@ -321,7 +354,7 @@ static void cat_collect_ids(cat_pkg_t *p, xmlNodePtr node, cat_strv_t *v)
 	for (xmlNodePtr n = node->children; n != NULL; n = n->next) {
 		if (n->type != XML_ELEMENT_NODE)
 			continue;
-		if (cat_is_local(n, "PackageID")) {
+		if (cat_is_part(n, "PackageID")) {
 			char *id = cat_text(p, n);
 			if (id == NULL || *id == '\0')
 				continue;
@@ -347,12 +380,12 @@ static void cat_properties(cat_pkg_t *p, xmlNodePtr node)
 	if ((s = cat_attr(p, node, "VendorName")) != NULL)
 		p->u.vendor = s;
 	for (xmlNodePtr n = node->children; n != NULL; n = n->next) {
-		if (cat_is_local(n, "ProductName")) {
+		if (cat_is_part(n, "ProductName")) {
 			cat_strv_push(p, &p->products, cat_text(p, n));
-		} else if (cat_is_local(n, "MoreInfoUrl")) {
+		} else if (cat_is_part(n, "MoreInfoUrl")) {
 			if ((s = cat_text(p, n)) != NULL)
 				p->u.more_info_url = s;
-		} else if (cat_is_local(n, "SupportUrl")) {
+		} else if (cat_is_part(n, "SupportUrl")) {
 			if ((s = cat_text(p, n)) != NULL)
 				p->u.support_url = s;
 		}
@@ -363,11 +396,11 @@ static void cat_localized(cat_pkg_t *p, xmlNodePtr node)
 {
 	char *lang = NULL, *title = NULL, *desc = NULL;
 	for (xmlNodePtr n = node->children; n != NULL; n = n->next) {
-		if (cat_is_local(n, "Language"))
+		if (cat_is_part(n, "Language"))
 			lang = cat_text(p, n);
-		else if (cat_is_local(n, "Title"))
+		else if (cat_is_part(n, "Title"))
 			title = cat_text(p, n);
-		else if (cat_is_local(n, "Description"))
+		else if (cat_is_part(n, "Description"))
 			desc = cat_text(p, n);
 	}
 	if (lang != NULL && *lang != '\0') {
@@ -396,13 +429,13 @@ static void cat_update_data(cat_pkg_t *p, xmlNodePtr node)
 	if ((s = cat_attr(p, node, "UpdateClassification")) != NULL)
 		p->u.classification = s;
 	for (xmlNodePtr n = node->children; n != NULL; n = n->next) {
-		if (cat_is_local(n, "KBArticleID")) {
+		if (cat_is_part(n, "KBArticleID")) {
 			if ((s = cat_text(p, n)) != NULL)
 				p->u.kb_article = s;
-		} else if (cat_is_local(n, "SecurityBulletinID")) {
+		} else if (cat_is_part(n, "SecurityBulletinID")) {
 			if ((s = cat_text(p, n)) != NULL)
 				p->u.security_bulletin = s;
-		} else if (cat_is_local(n, "CveID")) {
+		} else if (cat_is_part(n, "CveID")) {
 			cat_strv_push(p, &p->cves, cat_text(p, n));
 		}
 	}
@@ -411,7 +444,7 @@ static void cat_update_data(cat_pkg_t *p, xmlNodePtr node)
 static void cat_installable(cat_pkg_t *p, xmlNodePtr node)
 {
 	for (xmlNodePtr n = node->children; n != NULL; n = n->next) {
-		if (!cat_is_local(n, "OriginFile"))
+		if (!cat_is_part(n, "OriginFile"))
 			continue;
 		if (p->nfiles == p->capfiles) {
 			size_t cap = p->capfiles ? p->capfiles * 2 : 2;
@@ -486,19 +519,19 @@ static int cat_package(cat_ctx_t *c, xmlNodePtr node)
 	for (xmlNodePtr n = node->children; n != NULL; n = n->next) {
 		if (n->type != XML_ELEMENT_NODE)
 			continue;
-		if (cat_is_local(n, "Properties"))
+		if (cat_is_part(n, "Properties"))
 			cat_properties(&p, n);
-		else if (cat_is_local(n, "LocalizedProperties"))
+		else if (cat_is_part(n, "LocalizedProperties"))
 			cat_localized(&p, n);
-		else if (cat_is_local(n, "UpdateSpecificData"))
+		else if (cat_is_part(n, "UpdateSpecificData"))
 			cat_update_data(&p, n);
-		else if (cat_is_local(n, "SupersededPackages"))
+		else if (cat_is_part(n, "SupersededPackages"))
 			cat_collect_ids(&p, n, &p.supersedes);
-		else if (cat_is_local(n, "PrerequisitePackages"))
+		else if (cat_is_part(n, "PrerequisitePackages"))
 			cat_collect_ids(&p, n, &p.prereqs);
-		else if (cat_is_local(n, "BundledPackages"))
+		else if (cat_is_part(n, "BundledPackages"))
 			cat_collect_ids(&p, n, &p.bundled);
-		else if (cat_is_local(n, "InstallableItem"))
+		else if (cat_is_part(n, "InstallableItem"))
 			cat_installable(&p, n);
 	}
 	if (p.oom) {
@@ -606,14 +639,18 @@ static int cat_run(cat_ctx_t *c, xmlTextReaderPtr r)
 		}
 		const char *local = (const char *)xmlTextReaderConstLocalName(r);
 		int depth = xmlTextReaderDepth(r);
-		bool is_pkg = local != NULL && strcmp(local, CAT_PKG) == 0;
+		const xmlChar *uri = xmlTextReaderConstNamespaceUri(r);
+		bool ours = cat_ns_ours(uri);
+		bool is_pkg = ours && local != NULL && strcmp(local, CAT_PKG) == 0;
 		if (!seen_root) {
 			seen_root = true;
-			if (!is_pkg && (local == NULL || strcmp(local, CAT_ROOT) != 0)) {
+			if (!is_pkg && (!ours || local == NULL || strcmp(local, CAT_ROOT) != 0)) {
 				ret = SS_EXML;
-				cat_err(c, "%s:%d: root element <%s> is neither %s nor %s",
+				cat_err(c, "%s:%d: root element <%s> (namespace %s) is neither %s nor %s "
+					"of the SDP catalog namespaces",
 					c->name, xmlTextReaderGetParserLineNumber(r),
-					local ? local : "?", CAT_ROOT, CAT_PKG);
+					local ? local : "?", uri ? (const char *)uri : "none",
+					CAT_ROOT, CAT_PKG);
 				goto fail;
 			}
 		}
@@ -755,6 +792,12 @@ fail:
 int catalog_parse_file(const char *path, catalog_entry_cb cb, void *arg,
 		       catalog_stats_t *stats, char *err, size_t errlen)
 {
+	return catalog_parse_file_max(path, 0, cb, arg, stats, err, errlen);
+}
+
+int catalog_parse_file_max(const char *path, uint64_t max_bytes, catalog_entry_cb cb, void *arg,
+		       catalog_stats_t *stats, char *err, size_t errlen)
+{
 	int ret = SS_EOK;
 	char *tmp = NULL;
 	char magic[4] = { 0 };
@@ -793,7 +836,7 @@ int catalog_parse_file(const char *path, catalog_entry_cb cb, void *arg,
 		goto fail;
 	}
 	close(fd);
-	ret = cab_extract_first(path, tmp, err, errlen);
+	ret = cab_extract_first(path, tmp, max_bytes, err, errlen);
 	if (ret != SS_EOK)
 		goto fail;
 	ret = cat_parse_xml_file(tmp, path, cb, arg, stats, err, errlen);

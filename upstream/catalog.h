@@ -57,6 +57,15 @@ int catalog_parse_file(const char *path, catalog_entry_cb cb, void *arg,
 	__attribute__((warn_unused_result));
 
 /*!
+ * \brief catalog_parse_file() with a bound on what a cabinet may expand
+ * to (\a max_bytes, 0 = none): SS_ETOOBIG before anything is extracted.
+ * What the daemon uses ([upstream] max_catalog_bytes).
+ */
+int catalog_parse_file_max(const char *path, uint64_t max_bytes, catalog_entry_cb cb,
+			   void *arg, catalog_stats_t *stats, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
+
+/*!
  * \brief Parse catalog XML held in memory (not a cabinet); same rules and
  *        results as catalog_parse_file().
  *

@@ -9,6 +9,8 @@
 #include "upstream/fetch.h"
 
 #include <curl/curl.h>
+#include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -18,6 +20,7 @@
 #include <unistd.h>
 
 #include "common/errcode.h"
+#include "common/log.h"
 
 #define FETCH_MAX_REDIRS 5L
 #define FETCH_MAX_BACKOFF 60u   /* seconds; caps 1, 2, 4, ... */
@@ -28,6 +31,8 @@ typedef struct {
 	FILE *out;
 	uint64_t bytes;
 	int write_errno;        /* set when writing the body failed */
+	uint64_t max_bytes;     /* 0 = no limit */
+	bool too_big;           /* the body passed max_bytes */
 	char *etag;
 	char *last_modified;
 } fetch_state_t;
@@ -52,6 +57,12 @@ static size_t fetch_write_cb(char *ptr, size_t size, size_t nmemb, void *arg)
 {
 	fetch_state_t *st = arg;
 	size_t n = size * nmemb;
+	/* Counted after decompression: Accept-Encoding must not turn a few
+	 * kB on the wire into a full disk. */
+	if (st->max_bytes && st->bytes + n > st->max_bytes) {
+		st->too_big = true;
+		return 0;
+	}
 	if (fwrite(ptr, 1, n, st->out) != n) {
 		st->write_errno = errno ? errno : EIO;
 		return 0;       /* makes libcurl stop with CURLE_WRITE_ERROR */
@@ -146,6 +157,7 @@ int fetch_to_file(const fetch_opts_t *o, const char *dest_path,
 	struct curl_slist *hdrs = NULL, *tmp_h;
 	char *tmp = NULL, *line = NULL;
 	char errbuf[CURL_ERROR_SIZE];
+	char shown[512];
 	fetch_state_t st;
 	long status = 0;
 	bool done = false;
@@ -157,6 +169,7 @@ int fetch_to_file(const fetch_opts_t *o, const char *dest_path,
 		ss_errf(err, errlen, "fetch: no URL or destination");
 		goto fail;
 	}
+	log_url_redact(o->url, shown, sizeof(shown));
 	pthread_once(&fetch_once_ctl, fetch_global_init);
 	if (fetch_global_rc != CURLE_OK) {
 		ret = SS_EFETCH;
@@ -204,7 +217,10 @@ int fetch_to_file(const fetch_opts_t *o, const char *dest_path,
 	 * an operator, the libcurl build is. */
 	rc |= curl_easy_setopt(h, CURLOPT_URL, o->url);
 	rc |= curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https,file");
-	rc |= curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+	/* https stays https: a redirect to http would hand the catalog (and
+	 * any credentials) to whoever sits on the path. */
+	bool secure = strncasecmp(o->url, "https://", 8) == 0;
+	rc |= curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, secure ? "https" : "http,https");
 	rc |= curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
 	rc |= curl_easy_setopt(h, CURLOPT_MAXREDIRS, FETCH_MAX_REDIRS);
 	rc |= curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
@@ -232,9 +248,13 @@ int fetch_to_file(const fetch_opts_t *o, const char *dest_path,
 	 * forever: give up (and retry) after a minute without progress. */
 	rc |= curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
 	rc |= curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, FETCH_STALL_SECS);
+	/* Refused early when the server announces a larger body; the write
+	 * callback enforces it on what decompression really yields. */
+	if (o->max_bytes)
+		rc |= curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)o->max_bytes);
 	if (rc != CURLE_OK) {
 		ret = SS_EFETCH;
-		ss_errf(err, errlen, "cannot configure libcurl for %s", o->url);
+		ss_errf(err, errlen, "cannot configure libcurl for %s", shown);
 		goto fail;
 	}
 
@@ -245,6 +265,7 @@ int fetch_to_file(const fetch_opts_t *o, const char *dest_path,
 			sleep(wait < FETCH_MAX_BACKOFF ? wait : FETCH_MAX_BACKOFF);
 		}
 		fetch_state_clear(&st);
+		st.max_bytes = o->max_bytes;
 		st.out = fopen(tmp, "wb");
 		if (st.out == NULL) {
 			ret = -errno;
@@ -255,6 +276,12 @@ int fetch_to_file(const fetch_opts_t *o, const char *dest_path,
 		rc = curl_easy_perform(h);
 		if (st.write_errno == 0 && fflush(st.out) != 0)
 			st.write_errno = errno;
+		if (st.too_big || rc == CURLE_FILESIZE_EXCEEDED) {
+			ret = SS_ETOOBIG;
+			ss_errf(err, errlen, "%s: the catalog exceeds %" PRIu64 " bytes "
+				  "([upstream] max_catalog_mib)", shown, o->max_bytes);
+			goto fail;
+		}
 		if (st.write_errno != 0) {
 			ret = -st.write_errno;
 			ss_errf(err, errlen, "%s: %s", tmp, strerror(st.write_errno));
@@ -262,8 +289,12 @@ int fetch_to_file(const fetch_opts_t *o, const char *dest_path,
 		}
 		if (rc != CURLE_OK) {
 			ret = SS_EFETCH;
-			ss_errf(err, errlen, "fetching %s: %s", o->url,
-				  errbuf[0] ? errbuf : curl_easy_strerror(rc));
+			if (rc == CURLE_UNSUPPORTED_PROTOCOL && secure)
+				ss_errf(err, errlen, "fetching %s: refused a redirect away from https (%s)",
+					  shown, errbuf[0] ? errbuf : curl_easy_strerror(rc));
+			else
+				ss_errf(err, errlen, "fetching %s: %s", shown,
+					  errbuf[0] ? errbuf : curl_easy_strerror(rc));
 			done = !fetch_transient(rc);
 			continue;
 		}
@@ -272,7 +303,7 @@ int fetch_to_file(const fetch_opts_t *o, const char *dest_path,
 		 * useless as an error. */
 		if (status != 0 && status != 304 && (status < 200 || status >= 300)) {
 			ret = SS_EFETCH;
-			ss_errf(err, errlen, "HTTP %ld from %s", status, o->url);
+			ss_errf(err, errlen, "HTTP %ld from %s", status, shown);
 			/* The server may recover from a 5xx; a 4xx stays. */
 			done = status < 500;
 			continue;

@@ -19,6 +19,7 @@ typedef struct {
 	const char *last_modified;  /* from the last download, or NULL */
 	bool ignore_cache;          /* fetch even if unchanged */
 	int retries;                /* extra attempts after a transient failure */
+	uint64_t max_bytes;         /* body bytes after decompression, 0 = no limit */
 } fetch_opts_t;
 
 typedef struct {
@@ -45,9 +46,15 @@ typedef struct {
  * \param err        Output: message on failure (may be NULL).
  * \param errlen     Size of err.
  *
+ * An https URL is never redirected to anything but https (no downgrade),
+ * and a body that grows past o->max_bytes once decompressed is refused
+ * (a small compressed response must not fill the disk). Messages name the
+ * URL with its credentials redacted (log_url_redact()).
+ *
  * \return SS_EOK (also for 304, see res->not_modified); SS_EFETCH on
- *         transfer or HTTP errors ("HTTP 404 from <url>"); SS_EINVAL
- *         without a URL; -errno when the destination cannot be written.
+ *         transfer or HTTP errors ("HTTP 404 from <url>") and refused
+ *         downgrades; SS_ETOOBIG past o->max_bytes; SS_EINVAL without a
+ *         URL; -errno when the destination cannot be written.
  */
 int fetch_to_file(const fetch_opts_t *o, const char *dest_path,
 		  fetch_result_t *res, char *err, size_t errlen)

@@ -25,7 +25,7 @@ static int import_fetch(upstream_job_t *job, char *download, size_t dlen, const 
 		fetch_opts_t fo = {
 			.url = url, .ca_file = job->ca_file, .proxy = job->proxy,
 			.connect_timeout = job->connect_timeout, .timeout = job->timeout,
-			.ignore_cache = true, .retries = 3,
+			.ignore_cache = true, .retries = 3, .max_bytes = job->max_bytes,
 		};
 		fetch_result_t fr;
 		memset(&fr, 0, sizeof(fr));

@@ -555,14 +555,16 @@ int upstream_stage_catalog(PGconn *conn, upstream_job_t *job, const char *path,
 	else if (remote_is_url(job->url) && job->import_id == NULL)
 		ret = stage_stream(&s, path, &stats);
 	else
-		ret = catalog_parse_file(path, stage_entry_cb, &s, &stats, perr, sizeof(perr));
+		ret = catalog_parse_file_max(path, job->max_bytes, stage_entry_cb, &s, &stats, perr,
+		                             sizeof(perr));
 	job->primary_entries = stats.entries;
 	/* Further sources ([source NAME]) follow the url's catalog in the stage:
 	 * of an id two sources carry, the first staged wins. */
 	for (size_t i = 0; ret == SS_EOK && i < job->n_sources; i++) {
 		upstream_source_t *src = &job->sources[i];
 		catalog_stats_t ss = { 0 };
-		ret = catalog_parse_file(src->path, stage_entry_cb, &s, &ss, perr, sizeof(perr));
+		ret = catalog_parse_file_max(src->path, job->max_bytes, stage_entry_cb, &s, &ss, perr,
+		                             sizeof(perr));
 		src->entries = ss.entries;
 		stats.entries += ss.entries;
 		stats.bytes += ss.bytes;

@@ -323,8 +323,8 @@ static int commit_changes(PGconn *conn, upstream_job_t *job, const digest_t *hel
 	if (ret != SS_EOK)
 		return ret;
 	job->digest = *held_digest;
-	digest_sub(&job->digest, minus.b);
-	digest_add(&job->digest, plus.b);
+	digest_merge(&job->digest, &minus, true);
+	digest_merge(&job->digest, &plus, false);
 	job->entries = held_entries + job->added - job->removed;
 	return state_commit_version(conn, job->version, &job->digest, job->entries, job->added,
 	                            job->changed, job->removed, job->expired, false,
@@ -422,7 +422,7 @@ int upstream_sync_work(PGconn *conn, void *arg)
 			.url = job->url, .ca_file = job->ca_file, .proxy = job->proxy,
 			.connect_timeout = job->connect_timeout, .timeout = job->timeout,
 			.etag = cache ? etag : NULL, .last_modified = cache ? last_mod : NULL,
-			.ignore_cache = !cache, .retries = 3,
+			.ignore_cache = !cache, .retries = 3, .max_bytes = job->max_bytes,
 		};
 		ret = fetch_to_file(&fo, download, &fr, job->err, sizeof(job->err));
 		if (ret != SS_EOK)
@@ -459,7 +459,7 @@ int upstream_sync_work(PGconn *conn, void *arg)
 		fetch_opts_t so = {
 			.url = src->url, .ca_file = src->ca_file, .proxy = src->proxy,
 			.connect_timeout = job->connect_timeout, .timeout = job->timeout,
-			.ignore_cache = true, .retries = 3,
+			.ignore_cache = true, .retries = 3, .max_bytes = job->max_bytes,
 		};
 		fetch_result_t sfr;
 		memset(&sfr, 0, sizeof(sfr));

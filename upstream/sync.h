@@ -33,6 +33,7 @@ typedef struct upstream_job {
 	char *proxy;
 	long connect_timeout;
 	long timeout;
+	uint64_t max_bytes;        /* [upstream] max_catalog_bytes: download and cabinet */
 	char *state_dir;
 	char *cert_file;           /* sitesync:// upstreams: our certificate there */
 	char *key_file;

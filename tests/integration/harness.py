@@ -32,6 +32,7 @@ import atexit
 import errno
 import fcntl
 import glob
+import hashlib
 import json
 import os
 import pwd
@@ -282,14 +283,23 @@ def frame(field, body):
     return struct.pack(">I", len(payload)) + payload
 
 
-def hello_body(site, catalog_version=0, protocol_version=1,
+def proto_version():
+    """SS_PROTO_VERSION of the source tree: what a raw child speaks unless
+    a test asks for another version (older ones may no longer be served)."""
+    text = open(os.path.join(source_root(), "proto", "version.h")).read()
+    return int(re.search(r"#define SS_PROTO_VERSION (\d+)", text).group(1))
+
+
+def hello_body(site, catalog_version=0, protocol_version=None,
                software_version="0.1.0-test"):
+    if protocol_version is None:
+        protocol_version = proto_version()
     return (pb_field_varint(1, protocol_version) + pb_field_bytes(2, site)
             + pb_field_bytes(3, software_version)
             + pb_field_varint(4, catalog_version))
 
 
-def hello_frame(site, catalog_version=0, protocol_version=1):
+def hello_frame(site, catalog_version=0, protocol_version=None):
     return frame(FRAME_HELLO, hello_body(site, catalog_version, protocol_version))
 
 
@@ -401,6 +411,67 @@ def send_quietly(sock, data):
         return None
     except (OSError, ssl.SSLError) as e:
         return "send failed: %s" % (e,)
+
+
+FRAME_BATCH = 5
+
+
+def entry_hash(revision, content):
+    """sha256(be32(revision) || content): an entry's hash, as digest_entry_hash()."""
+    return hashlib.sha256(struct.pack(">I", revision) + content).digest()
+
+
+def sum_digest(hashes):
+    """The protocol-2 catalog digest: entry hashes added mod 2^256 (hex)."""
+    total = sum(int.from_bytes(x, "big") for x in hashes) % (1 << 256)
+    return "%064x" % total
+
+
+def set_digest(hashes):
+    """The protocol-3 set digest (docs/ARCHITECTURE.md): SHAKE128 of each
+    entry hash into 1024 little-endian 16-bit lanes, added lane-wise mod
+    2^16, then SHA-256 of the state; written from the definition, not from
+    catalog/digest.c, so the two check each other."""
+    lanes = [0] * 1024
+    for x in hashes:
+        ex = struct.unpack("<1024H", hashlib.shake_128(b"sitesync lthash16 v1" + x).digest(2048))
+        lanes = [(a + b) & 0xFFFF for a, b in zip(lanes, ex)]
+    return hashlib.sha256(b"sitesync set digest v1" + struct.pack("<1024H", *lanes)).hexdigest()
+
+
+def raw_pull(h, port, code, protocol_version, have=0, timeout=60):
+    """Pull as a bare child speaking `protocol_version`: Hello, PullRequest
+    (have), then every frame up to PullDone. Returns (entries as
+    [(id, revision, content)], PullDone as {field: value}, PeerResult)."""
+    c = h.certs
+    res = PeerResult()
+    s, err = tls_connect(port, c.ca, c.cert(code), c.key(code))
+    check(s is not None, "TLS to the parent failed: %s" % err)
+    try:
+        e = send_quietly(s, hello_frame(code, have, protocol_version=protocol_version))
+        check(not e, "sending Hello failed: %s" % e)
+        read_frames(s, timeout, stop_after=FRAME_HELLO, result=res)
+        check(res.has(FRAME_HELLO), "no Hello from the parent: %r %r" % (res, res.errors()))
+        e = send_quietly(s, frame(FRAME_PULL_REQUEST, pb_field_varint(1, have)))
+        check(not e, "sending PullRequest failed: %s" % e)
+        read_frames(s, timeout, stop_after=FRAME_PULL_DONE, result=res)
+    finally:
+        s.close()
+    check(res.has(FRAME_PULL_DONE), "no PullDone: %r %r" % (res, res.errors()))
+    entries = []
+    for f, body in res.frames:
+        if f != FRAME_BATCH:
+            continue
+        ids, ents = [], []
+        for fld, _, v in pb_decode(body):
+            if fld == 1:
+                ids.append(v.decode())
+            elif fld == 2:
+                ent = dict((ef, ev) for ef, _, ev in pb_decode(v))
+                ents.append((ent.get(1, 0), ent.get(2, b"")))
+        entries += [(i, r, c_) for i, (r, c_) in zip(ids, ents)]
+    done = [b for f, b in res.frames if f == FRAME_PULL_DONE][-1]
+    return entries, dict((fld, v) for fld, _, v in pb_decode(done)), res
 
 
 def tls_client_context(ca, cert=None, key=None):
@@ -618,13 +689,16 @@ class Site:
     def running(self):
         return self.proc is not None and self.proc.poll() is None
 
-    def start(self, wait=True, timeout=60, env=None):
-        """env: variables added to the daemon's environment for this start."""
+    def start(self, wait=True, timeout=60, env=None, writer=True):
+        """env: variables added to the daemon's environment for this start.
+        writer: with wait, also wait until it holds the writer lock (False
+        for a daemon meant to be a standby)."""
         check(not self.running(), "%s already running" % self.code)
         self.starts += 1
         with open(self.logfile, "a") as f:
             f.write("=== harness: start #%d of %s at %s ===\n"
                     % (self.starts, self.code, time.strftime("%H:%M:%S")))
+        self.start_mark = self.log_mark()
         out = open(self.logfile, "a")
         try:
             self.proc = subprocess.Popen([self.h.sitesyncd, "-c", self.conf],
@@ -636,10 +710,15 @@ class Site:
             out.close()
         self.h.record_pid(self.code, self.proc.pid)
         if wait:
-            self.wait_ready(timeout)
+            self.wait_ready(timeout, writer=writer)
         return self
 
-    def wait_ready(self, timeout=60):
+    def wait_ready(self, timeout=60, writer=True):
+        """The control socket answers and, with writer, this start took the
+        writer lock: until then the daemon is a standby and refuses syncs
+        and imports ("this daemon is a standby for site ...")."""
+        active = "this daemon is the active writer for site %s" % self.code
+
         def ready():
             if not self.running():
                 raise TestFailure("%s exited during start (status %s); log:\n%s"
@@ -647,9 +726,12 @@ class Site:
                                      self.log_tail(40)))
             if not os.path.exists(self.control):
                 return False
+            if writer and active not in self.log_since(getattr(self, "start_mark", 0)):
+                return False
             rc, _, _ = self.cli("status", "--json", timeout=10)
             return rc == 0
-        wait_for(ready, timeout, "%s to answer on its control socket" % self.code)
+        wait_for(ready, timeout, "%s to answer on its control socket%s"
+                 % (self.code, " as the active writer" if writer else ""))
 
     def _reap(self, timeout):
         try:
@@ -1126,7 +1208,7 @@ def _selftest_proto():
     field, body = decode_frame_payload(f[4:])
     check(field == FRAME_HELLO, "frame field")
     hl = decode_hello(body)
-    check(hl == {"protocol_version": 1, "site": "P01",
+    check(hl == {"protocol_version": proto_version(), "site": "P01",
                  "software_version": "0.1.0-test", "catalog_version": 300},
           "hello roundtrip %r" % hl)
     check(pb_varint(300) == b"\xac\x02", "varint 300")

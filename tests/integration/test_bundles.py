@@ -342,6 +342,11 @@ def test(h):
     h.wait_converged(cas, [d01, g01], TIMEOUT, "G01 to pull version 3 from D01")
     log("round 3: snapshot fallback imported, D01 and G01 hold version 3")
 
+    # An older full bundle is refused too: a full bundle may replace a
+    # populated catalog, but never with an older version.
+    refused(d01, b1, "bundle is older than this site's catalog: it brings version 1, "
+            "this site holds %d" % st3[0], "an older full bundle")
+
     # The bundle on the media is the only copy D01 ever read: removing it
     # must not matter, and nothing was left in D01's state dir.
     shutil.rmtree(media)

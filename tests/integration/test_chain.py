@@ -51,6 +51,19 @@ def test(h):
         log("round %d: L04 holds version %d with CAS's digest %s…"
             % (rnd, st[0], st[1][:16]))
 
+    # Status rolls up from every depth: CAS lists L02..L04, which only L01
+    # reports to it, each under its own parent and at the top's version.
+    want = {s.code: (p.code, st[0]) for p, s in zip(chain, chain[1:])}
+
+    def rolled_up():
+        rows = {r["site"]: r for r in top.status_json()["sites"]}
+        got = {c: (rows[c].get("parent"), rows[c].get("catalog_version"))
+               for c in want if c in rows}
+        return got == want and rows
+    rows = wait_for(rolled_up, 30, "CAS to list every level with its parent")
+    check(rows["L04"]["state"] == "succeeded", "L04 at CAS: %r" % rows["L04"])
+    log("CAS lists L01..L04 under their parents at version %d" % st[0])
+
     rc, out, err = leaf.cli("verify")
     check(rc == 0, "verify at L04 exited %d: %s%s" % (rc, out, err))
 

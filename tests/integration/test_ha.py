@@ -79,7 +79,7 @@ def test(h):
     a.start()
     wait_for(lambda: log_has(a, r"active writer for site CAS"), 20, "A to become the active writer")
     b = Standby(h, a)
-    b.start()
+    b.start(writer=False)
     time.sleep(2.5)     # several lock attempts: B must stay a standby while A lives
     check(not log_has(b, r"active writer for site CAS"),
           "B became the active writer while A holds the lock")
@@ -110,7 +110,7 @@ def test(h):
     log("P01 holds version 2 after failing over to B")
 
     # The old active daemon comes back as a standby.
-    a.start()
+    a.start(writer=False)
     time.sleep(2.5)
     rc, out, err = a.cli("sync", "--yes")
     check(rc == 2 and "standby" in (out + err),

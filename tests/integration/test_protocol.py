@@ -5,6 +5,13 @@ A parent serves children of its own protocol version and of the one before
 (proto/version.h): it answers each in the child's version. Versions outside
 that range are refused with an Error naming the versions it serves, and the
 refusal affects no other child.
+
+Protocol 3 (LtHash set digest) against protocol-2 children: a bare child
+of each version pulls a full snapshot. Both get the same stream; its
+PullDone carries the protocol-2 sum, which equals the sum of the received
+entries' hashes (what a protocol-2 child checks), and the set digest, which
+equals the set digest computed here from its definition (what a protocol-3
+child checks).
 """
 
 import os
@@ -13,10 +20,12 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import (FRAME_HELLO, PeerResult, check, decode_hello, hello_frame,  # noqa: E402
-                     log, read_frames, send_quietly, tls_connect)
+from harness import (FRAME_HELLO, PeerResult, check, decode_hello, entry_hash,  # noqa: E402
+                     hello_frame, log, raw_pull, read_frames, send_quietly, set_digest,
+                     sum_digest, tls_connect, wait_for)
 
 PEER_TIMEOUT = 10
+ENTRIES = 150
 
 
 def proto_versions(src):
@@ -44,7 +53,9 @@ def test(h):
     low, cur = proto_versions(h.src)
     check(low == cur - 1, "a parent must serve one protocol version older (min %d, current %d)"
           % (low, cur))
-    cas = h.add_site("CAS")
+    catalog = h.path("upstream", "catalog.xml")
+    h.gen_catalog(catalog, ENTRIES, 1, 2)
+    cas = h.add_site("CAS", upstream="file://" + catalog)
     cas.start()
     h.certs.site("P09")
     cas.cli_ok("child", "add", "P09")
@@ -65,6 +76,26 @@ def test(h):
         check(str(low) in errs[0][1] and str(cur) in errs[0][1],
               "the refusal should name the versions served: %r" % (errs[0][1],))
         log("version %d child refused: %s" % (v, errs[0][1]))
+
+    cas.cli_ok("sync", "--yes")
+    version, digest, entries = wait_for(lambda: cas.catalog_state()[0] == 1 and cas.catalog_state(),
+                                        60, "CAS to commit version 1")
+    stored_set = cas.sql("SELECT encode(set_digest, 'hex') FROM catalog_versions "
+                         "WHERE version = 1").strip()
+    for v in (low, cur):
+        got, done, res = raw_pull(h, cas.port, "P09", v)
+        hashes = [entry_hash(r, c) for _, r, c in got]
+        check(len(got) == done.get(3) == entries == ENTRIES,
+              "version-%d child: %d entries, PullDone says %r, CAS holds %d"
+              % (v, len(got), done.get(3), entries))
+        check(done.get(2, b"").hex() == digest == sum_digest(hashes),
+              "version-%d child: PullDone sum %s, CAS %s, entries give %s"
+              % (v, done.get(2, b"").hex(), digest, sum_digest(hashes)))
+        check(done.get(6, b"").hex() == stored_set == set_digest(hashes),
+              "version-%d child: PullDone set digest %s, CAS %s, entries give %s"
+              % (v, done.get(6, b"").hex(), stored_set, set_digest(hashes)))
+        log("version %d child: full pull of %d entries; sum %s… and set digest %s… both check"
+            % (v, len(got), digest[:16], stored_set[:16]))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ Finally CAS is still up, P01 is still linked and picks up round 2 with
 CAS's digest.
 """
 
+import json
 import os
 import re
 import socket
@@ -31,6 +32,8 @@ ENTRIES = 500
 SEED = 3
 TIMEOUT = 180
 PEER_TIMEOUT = 15       # how long a refused peer may be kept waiting
+SS_EDENIED = -509
+MSG_CHILD_REFUSED = 7104
 
 # Something in the parent's log must say why it dropped the peer.
 REASON_RE = re.compile(
@@ -92,6 +95,11 @@ def expect_error_or_close(res, what):
                       ", Error %r" % (res.errors(),) if res.errors() else ""))
 
 
+def history_messages(site, msg_id):
+    hist = json.loads(site.cli_ok("history", "--json", "--limit", "500"))
+    return [m for m in hist.get("messages", []) if str(m.get("msg_id")) == str(msg_id)]
+
+
 def expect_logged(site, mark, what, must_contain=None):
     def logged():
         text = site.log_since(mark)
@@ -132,12 +140,44 @@ def test(h):
     expect_logged(cas, mark, "the foreign-CA client")
     alive()
 
-    # 2. A good certificate for a site nobody approved.
+    # 2. A good certificate for a site nobody approved: CAS asks its
+    # database (another daemon of an HA pair may have approved it), finds
+    # nothing, and refuses with exactly this error and message.
     mark = cas.log_mark()
     res = tls_peer(port, certs.ca, certs.cert("X99"), certs.key("X99"),
                    [hello_frame("X99", 0)])
     expect_refused(res, "unapproved X99")
-    expect_logged(cas, mark, "X99", must_contain="X99")
+    # The Error frame can be lost: CAS may close before it has read X99's
+    # Hello, and the reset then discards what X99 had not read yet. When it
+    # arrives it must be exactly this one; the log and 7104 always are.
+    check(res.errors() in ([], [(SS_EDENIED, "site X99 is not an approved child of CAS")]),
+          "unapproved X99 got errors %r" % (res.errors(),))
+    expect_logged(cas, mark, "X99", must_contain="refusing site X99 from ")
+    check("not an approved child of CAS" in cas.log_since(mark), "CAS log: %s"
+          % cas.log_since(mark))
+    refusals = wait_for(lambda: [m for m in history_messages(cas, MSG_CHILD_REFUSED)
+                                 if "X99" in m["text"]], 15, "message 7104 for X99")
+    check("not an approved child" in refusals[0]["text"], "7104: %r" % refusals[0])
+    check(cas.sql("SELECT count(*) FROM children WHERE site = 'X99'") == "0",
+          "X99 got into CAS's children table")
+    alive()
+
+    # 2b. A site approved only in the database (as the other daemon of an HA
+    # pair would) whose Hello carries no hierarchy id (an older child) is
+    # accepted, not refused as "another hierarchy".
+    certs.site("X98")
+    cas.sql("INSERT INTO children (site) VALUES ('X98')")
+    s, err = tls_connect(port, certs.ca, certs.cert("X98"), certs.key("X98"))
+    check(s is not None, "X98 TLS connect: %s" % err)
+    try:
+        e = send_quietly(s, hello_frame("X98", 0))
+        res = read_frames(s, PEER_TIMEOUT, stop_after=FRAME_HELLO)
+    finally:
+        s.close()
+    check(not e and res.has(FRAME_HELLO) and not res.errors(),
+          "X98, approved in the database, Hello without hierarchy id: %r %r %s"
+          % (res, res.errors(), e or ""))
+    log("X98 (approved in the database only, no hierarchy id) got CAS's Hello")
     alive()
 
     # 3. Plain TCP, no TLS at all.
@@ -151,6 +191,15 @@ def test(h):
     p02 = (port, certs.ca, certs.cert("P02"), certs.key("P02"))
     garbage = b"\xff" * 9 + b"\x0f\x07garbage"      # bad varint, bad wire type
     bad_frame = struct.pack(">I", len(garbage)) + garbage
+
+    # An approved child whose Hello names another approved site.
+    mark = cas.log_mark()
+    res = tls_peer(*p02, [hello_frame("P01", 1)])
+    expect_refused(res, "P02 claiming to be P01")
+    want = "Hello claims site 'P01' but the certificate says P02"
+    check(res.errors() in ([], [(SS_EDENIED, want)]), "P02 as P01 got %r" % (res.errors(),))
+    wait_for(lambda: want in cas.log_since(mark), 15, "CAS to log %r" % want)
+    alive()
 
     mark = cas.log_mark()
     res = tls_peer(*p02, [bad_frame])

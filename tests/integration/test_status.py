@@ -16,7 +16,10 @@
    every site, and S01's catalog version as `status --json` reports it.
 3. P02's certificate sends a StatusReport with its own row plus rows for
    S01 (outside its subtree) and ZZZ under YYY: CAS keeps S01 under P01,
-   lists no ZZZ, and records message 7112 (rows refused).
+   lists no ZZZ, and records message 7112 (rows refused). The same with
+   protocol 2 and rows validly signed by their own sites, one rule at a
+   time: S01 claimed under P02 (P01 reports it) and X77 under P01 (outside
+   P02's subtree), each refused with its own reason.
 4. S01 is SIGKILLed: CAS shows it "stale" within heartbeat_timeout plus a
    small margin.
 
@@ -260,6 +263,61 @@ def foreign_rows_refused(h, hy, v):
     log("P02's rows for S01 and ZZZ refused; S01 stays under P01")
 
 
+def signed_row(h, code, row):
+    """A SignedRow as site `code` would sign it (EC P-256 test keys)."""
+    certs = h.certs
+    sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", certs.key(code)],
+                         input=row, capture_output=True, check=True).stdout
+    der = subprocess.run(["openssl", "x509", "-in", certs.cert(code), "-outform", "DER"],
+                         capture_output=True, check=True).stdout
+    return pb_field_bytes(1, row) + pb_field_bytes(2, sig) + pb_field_bytes(3, der)
+
+
+def signed_rows_refused(h, hy, v):
+    """Protocol 2, every row validly signed by its own site: only the
+    subtree rule and the owning-child rule can refuse them, one at a time."""
+    cas = hy["CAS"]
+    certs = h.certs
+    certs.site("X77")
+    now = int(time.time())
+    cases = (
+        # S01 claimed under P02: inside P02's subtree by its parent, but
+        # P01 (connected) reports it.
+        ("S01", "P02", "site reported through another child"),
+        # X77, unknown at CAS, under P01: outside P02's subtree.
+        ("X77", "P01", "site outside the child's subtree"),
+    )
+    for site, parent, reason in cases:
+        s, err = tls_connect(cas.port, certs.ca, certs.cert("P02"), certs.key("P02"))
+        check(s is not None, "P02 TLS connect: %s" % err)
+        try:
+            e = send_quietly(s, hello_frame("P02", v, protocol_version=2))
+            res = read_frames(s, 15, stop_after=FRAME_HELLO)
+            check(not e and res.has(FRAME_HELLO), "CAS did not answer P02's Hello: %r" % res)
+            report = b"".join(pb_field_bytes(2, signed_row(h, code, row)) for code, row in (
+                ("P02", site_status("P02", "CAS", 2, v, now)),
+                (site, site_status(site, parent, SYNC_FAILED, 0, now))))
+            check(send_quietly(s, frame(FRAME_STATUS_REPORT, report)) is None,
+                  "sending the StatusReport")
+            want = "Child site P02 reported 1 status row(s) that were refused (first: %s: %s)" % (
+                site, reason)
+
+            def refused():
+                _, rows = rows_of(cas)
+                check("X77" not in rows, "CAS took X77 from P02: %r" % rows.get("X77"))
+                check(rows["S01"].get("parent") == "P01" and rows["S01"]["state"] != "failed",
+                      "P02 took over S01: %s" % json.dumps(rows["S01"]))
+                hist = json.loads(cas.cli_ok("history", "--json", "--limit", "200"))
+                return [m for m in hist["messages"] if str(m["msg_id"]) == str(MSG_ROWS_REFUSED)
+                        and m["text"] == want]
+            wait_for(refused, 30, "CAS to record %r" % want)
+            _, rows = rows_of(cas)
+            check(rows["P02"].get("parent") == "CAS", "P02's own row %r" % rows.get("P02"))
+        finally:
+            s.close()
+        log("signed row for %s under %s refused: %s" % (site, parent, reason))
+
+
 def leaf_goes_stale(h, hy):
     cas, s01 = hy["CAS"], hy["S01"]
     wait_state(cas, "S01", lambda r, d: r.get("state") == "succeeded", 30,
@@ -279,6 +337,7 @@ def test(h):
     v = failure_at_leaf(h, hy)
     metrics_for_every_site(h, hy, v)
     foreign_rows_refused(h, hy, v)
+    signed_rows_refused(h, hy, v)
     leaf_goes_stale(h, hy)
 
 

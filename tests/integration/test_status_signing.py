@@ -44,6 +44,8 @@ def test(h):
     wait_for(lambda: "S01" in rows(p01), TIMEOUT, "S01's row to reach P01")
 
     def refused():
+        check("S01" not in rows(cas), "CAS shows S01 from rows P01 forged: %r"
+              % rows(cas).get("S01"))
         out = cas.cli_ok("history", "--json")
         msgs = json.loads(out)["messages"]
         return [m for m in msgs if m["msg_id"] == 7112 and "S01" in m["text"]]

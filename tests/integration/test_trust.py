@@ -71,6 +71,8 @@ def test(h):
     log("version 1 verified at P01, P02 and S02")
 
     def s01_refused():
+        check((s01.catalog_state() or (0,))[0] == 0, "S01 applied a forged catalog: %r"
+              % (s01.catalog_state(),))
         r = row(cas, "S01")
         if r is None or r["state"] != "failed":
             return False

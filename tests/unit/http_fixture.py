@@ -11,10 +11,13 @@ Exits when its stdin closes, so a crashed test never leaves it behind.
   GET /flaky/<file>     500 on the first request for that path, then as
                         /<file>
   GET /redirect/<file>  302 to /<file>
+  GET /downgrade/<file> 302 to http://127.0.0.1:<http_port>/<file> (from https)
+  GET /gzip/<n>         n zero bytes sent gzip-compressed (Content-Encoding)
   GET http://any/<file> as a forward proxy: serves /<file>
 """
 import argparse
 import email.utils
+import gzip
 import hashlib
 import os
 import ssl
@@ -23,6 +26,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 ROOT = "."
+HTTP_PORT = 0
 FLAKY_SEEN = set()
 LOCK = threading.Lock()
 
@@ -60,6 +64,20 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
+        if path.startswith("/downgrade/"):
+            self.send_response(302)
+            self.send_header("Location", "http://127.0.0.1:%d%s" % (HTTP_PORT, path[len("/downgrade"):]))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if path.startswith("/gzip/"):
+            body = gzip.compress(b"\0" * int(path[len("/gzip/"):]))
+            self.send_response(200)
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         name = os.path.normpath(path.lstrip("/"))
         full = os.path.join(ROOT, name)
         if name.startswith("..") or not os.path.isfile(full):
@@ -84,7 +102,7 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main():
-    global ROOT
+    global ROOT, HTTP_PORT
     ap = argparse.ArgumentParser()
     ap.add_argument("--dir", required=True)
     ap.add_argument("--cert")
@@ -103,6 +121,7 @@ def main():
         s.daemon_threads = True
         threading.Thread(target=s.serve_forever, daemon=True).start()
     ports = [s.server_address[1] for s in servers] + [0]
+    HTTP_PORT = ports[0]
     print("%d %d" % (ports[0], ports[1]), flush=True)
     sys.stdin.read()    # until the test closes our stdin or exits
 

@@ -17,6 +17,15 @@
 
 #define MAX_ENTRIES 64
 
+/* The catalog (smc) and package (sdp) namespaces, each in its .../sms/...
+ * and .../wsus/... form (DESIGN §2). */
+#define NS_BASE_SMS "http://schemas.microsoft.com/sms/2005/04/CorporatePublishing/"
+#define NS_BASE_WSUS "http://schemas.microsoft.com/wsus/2005/04/CorporatePublishing/"
+#define NS_SMC_SMS NS_BASE_SMS "SystemsManagementCatalog.xsd"
+#define NS_SMC_WSUS NS_BASE_WSUS "SystemsManagementCatalog.xsd"
+#define NS_SDP_SMS NS_BASE_SMS "SoftwareDistributionPackage.xsd"
+#define NS_SDP_WSUS NS_BASE_WSUS "SoftwareDistributionPackage.xsd"
+
 /* Entries are only valid during the callback: keep packed copies. */
 typedef struct {
 	size_t n;
@@ -488,13 +497,28 @@ START_TEST(cabinet_with_signature)
 	/* cab_extract_first on its own gives back the catalog bytes. */
 	char out[256];
 	snprintf(out, sizeof(out), "%s/out.xml", dir);
-	ck_assert_int_eq(cab_extract_first(cab, out, err, sizeof(err)), SS_EOK);
+	ck_assert_int_eq(cab_extract_first(cab, out, 0, err, sizeof(err)), SS_EOK);
 	size_t a, b;
 	char *x1 = read_file(xml, &a), *x2 = read_file(out, &b);
 	ck_assert_uint_eq(a, b);
 	ck_assert(memcmp(x1, x2, a) == 0);
 	free(x1);
 	free(x2);
+
+	/* A member that would extract past the limit is refused before a byte
+	 * is written, through the parser too, and no scratch file stays. */
+	char big[256];
+	snprintf(big, sizeof(big), "%s/big.xml", dir);
+	ck_assert_int_eq(cab_extract_first(cab, big, a - 1, err, sizeof(err)), SS_ETOOBIG);
+	ck_assert_msg(strstr(err, "max_catalog_mib") != NULL, "%s", err);
+	struct stat sb;
+	ck_assert_int_ne(stat(big, &sb), 0);
+	ck_assert_int_eq(cab_extract_first(cab, big, a, err, sizeof(err)), SS_EOK);
+	n = 0;
+	ret = catalog_parse_file_max(cab, a - 1, count_cb, &n, NULL, err, sizeof(err));
+	ck_assert_int_eq(ret, SS_ETOOBIG);
+	ck_assert_uint_eq(n, 0);
+	ck_assert_int_eq(count_entries_in(tmpdir), 0);
 
 	/* Without an .xml member the largest file is the catalog. */
 	snprintf(cmd, sizeof(cmd), "cd '%s' && cp catalog.xml catalog.dat && "
@@ -516,7 +540,7 @@ START_TEST(cabinet_with_signature)
 	ck_assert_int_eq(count_entries_in(tmpdir), 0);
 	unsetenv("TMPDIR");
 
-	ck_assert_int_eq(cab_extract_first("/nonexistent.cab", out, err, sizeof(err)),
+	ck_assert_int_eq(cab_extract_first("/nonexistent.cab", out, 0, err, sizeof(err)),
 			 SS_ENOENT);
 	rm_rf(dir);
 	free(dir);
@@ -547,7 +571,7 @@ START_TEST(truncated_and_malformed)
 	collect_free(&c);
 
 	const char *bad = "<?xml version=\"1.0\"?>\n"
-		"<smc:SystemsManagementCatalog xmlns:smc=\"urn:x\">\n"
+		"<smc:SystemsManagementCatalog xmlns:smc=\"" NS_SMC_SMS "\">\n"
 		"<smc:SoftwareDistributionPackage></smc:Oops>\n"
 		"</smc:SystemsManagementCatalog>\n";
 	ret = catalog_parse_memory(bad, strlen(bad), collect_cb, &c, NULL, err, sizeof(err));
@@ -555,8 +579,8 @@ START_TEST(truncated_and_malformed)
 	ck_assert_msg(strstr(err, ":3:") != NULL, "no line number: %s", err);
 	ck_assert_uint_eq(c.n, 0);
 
-	const char *noid = "<smc:SystemsManagementCatalog xmlns:smc=\"urn:x\">"
-		"<smc:SoftwareDistributionPackage><Properties PackageID=\"not-a-uuid\"/>"
+	const char *noid = "<smc:SystemsManagementCatalog xmlns:smc=\"" NS_SMC_SMS "\">"
+		"<smc:SoftwareDistributionPackage><smc:Properties PackageID=\"not-a-uuid\"/>"
 		"</smc:SoftwareDistributionPackage></smc:SystemsManagementCatalog>";
 	ret = catalog_parse_memory(noid, strlen(noid), collect_cb, &c, NULL, err, sizeof(err));
 	ck_assert_int_eq(ret, SS_EXML);
@@ -689,6 +713,117 @@ START_TEST(memory_bounded)
 }
 END_TEST
 
+
+/* One catalog with the given root and package namespaces; its single
+ * package carries id `id` in the package namespace. */
+static int parse_ns(const char *smc, const char *sdp, const char *extra, collect_t *c,
+		    char *err, size_t errlen)
+{
+	char *doc = NULL;
+	ck_assert_int_ge(asprintf(&doc,
+		"<smc:SystemsManagementCatalog xmlns:smc=\"%s\" xmlns:sdp=\"%s\" xmlns:evil=\"urn:evil\">"
+		"<smc:SoftwareDistributionPackage>"
+		"<sdp:Properties PackageID=\"6F2C1A9E-0B7D-4C55-9A3E-1D2B3C4D5E6F\" VendorName=\"Contoso\"/>"
+		"<sdp:LocalizedProperties><sdp:Language>en</sdp:Language>"
+		"<sdp:Title>Real title</sdp:Title></sdp:LocalizedProperties>"
+		"%s"
+		"</smc:SoftwareDistributionPackage></smc:SystemsManagementCatalog>",
+		smc, sdp, extra), 0);
+	int ret = catalog_parse_memory(doc, strlen(doc), collect_cb, c, NULL, err, errlen);
+	free(doc);
+	return ret;
+}
+
+/* Both published forms of each namespace are the catalog's, in any mix. */
+START_TEST(namespaces_both_forms)
+{
+	const char *smc[] = { NS_SMC_SMS, NS_SMC_WSUS };
+	const char *sdp[] = { NS_SDP_SMS, NS_SDP_WSUS };
+	for (int i = 0; i < 2; i++) {
+		for (int j = 0; j < 2; j++) {
+			collect_t c = { 0 };
+			char err[256] = "";
+			int ret = parse_ns(smc[i], sdp[j], "", &c, err, sizeof(err));
+			ck_assert_msg(ret == SS_EOK, "%s / %s: %s", smc[i], sdp[j], err);
+			ck_assert_uint_eq(c.n, 1);
+			Sitesync__UpdateContent *u = entry(&c, 0);
+			ck_assert_str_eq(u->update_id, "6f2c1a9e-0b7d-4c55-9a3e-1d2b3c4d5e6f");
+			ck_assert_str_eq(u->title, "Real title");
+			ck_assert_str_eq(u->vendor, "Contoso");
+			sitesync__update_content__free_unpacked(u, NULL);
+			collect_free(&c);
+		}
+	}
+	/* A single .sdp file: the package is the root, in the wsus form. */
+	const char *single = "<p:SoftwareDistributionPackage xmlns:p=\"" NS_SDP_WSUS "\">"
+		"<p:Properties PackageID=\"00004850-0000-0000-5350-000000094728\"/>"
+		"</p:SoftwareDistributionPackage>";
+	collect_t c = { 0 };
+	char err[256] = "";
+	ck_assert_int_eq(catalog_parse_memory(single, strlen(single), collect_cb, &c, NULL,
+					      err, sizeof(err)), SS_EOK);
+	ck_assert_uint_eq(c.n, 1);
+	collect_free(&c);
+}
+END_TEST
+
+/* Same local names in a foreign namespace are not ours: they neither
+ * override a field nor count as a package or a catalog. */
+START_TEST(namespaces_foreign_ignored)
+{
+	collect_t c = { 0 };
+	char err[256] = "";
+	/* A foreign Properties after ours must not replace the id; a foreign
+	 * LocalizedProperties must not replace the title. */
+	int ret = parse_ns(NS_SMC_SMS, NS_SDP_WSUS,
+		"<evil:Properties PackageID=\"11111111-1111-4111-8111-111111111111\" VendorName=\"Evil\"/>"
+		"<evil:LocalizedProperties><evil:Language>en</evil:Language>"
+		"<evil:Title>Forged</evil:Title></evil:LocalizedProperties>"
+		"<sdp:SupersededPackages><evil:PackageID>22222222-2222-4222-8222-222222222222"
+		"</evil:PackageID></sdp:SupersededPackages>",
+		&c, err, sizeof(err));
+	ck_assert_msg(ret == SS_EOK, "%s", err);
+	ck_assert_uint_eq(c.n, 1);
+	Sitesync__UpdateContent *u = entry(&c, 0);
+	ck_assert_str_eq(u->update_id, "6f2c1a9e-0b7d-4c55-9a3e-1d2b3c4d5e6f");
+	ck_assert_str_eq(u->title, "Real title");
+	ck_assert_str_eq(u->vendor, "Contoso");
+	ck_assert_uint_eq(u->n_supersedes, 0);
+	/* ...but it is kept in the original XML. */
+	ck_assert_ptr_nonnull(strstr(u->original_xml, "Forged"));
+	sitesync__update_content__free_unpacked(u, NULL);
+	collect_free(&c);
+
+	/* A package element of a foreign namespace is not a package. */
+	const char *pkg = "<smc:SystemsManagementCatalog xmlns:smc=\"" NS_SMC_SMS "\" "
+		"xmlns:sdp=\"" NS_SDP_SMS "\" xmlns:evil=\"urn:evil\">"
+		"<evil:SoftwareDistributionPackage><sdp:Properties "
+		"PackageID=\"11111111-1111-4111-8111-111111111111\"/></evil:SoftwareDistributionPackage>"
+		"</smc:SystemsManagementCatalog>";
+	ck_assert_int_eq(catalog_parse_memory(pkg, strlen(pkg), collect_cb, &c, NULL, err,
+					      sizeof(err)), SS_EOK);
+	ck_assert_uint_eq(c.n, 0);
+	collect_free(&c);
+
+	/* A root of a foreign namespace (or of none) is refused, by name. */
+	const char *roots[] = {
+		"<x:SystemsManagementCatalog xmlns:x=\"http://schemas.microsoft.com/sms/2005/04/"
+		"CorporatePublishing/Other.xsd\"/>",
+		"<SystemsManagementCatalog/>",
+		"<x:SoftwareDistributionPackage xmlns:x=\"http://example.org/wsus/2005/04/"
+		"CorporatePublishing/SoftwareDistributionPackage.xsd\"/>",
+	};
+	for (size_t i = 0; i < sizeof(roots) / sizeof(roots[0]); i++) {
+		err[0] = '\0';
+		ret = catalog_parse_memory(roots[i], strlen(roots[i]), collect_cb, &c, NULL, err,
+					   sizeof(err));
+		ck_assert_int_eq(ret, SS_EXML);
+		ck_assert_msg(strstr(err, "namespace") != NULL, "%s", err);
+		ck_assert_uint_eq(c.n, 0);
+	}
+}
+END_TEST
+
 static Suite *catalog_suite(void)
 {
 	Suite *s = suite_create("catalog");
@@ -703,6 +838,8 @@ static Suite *catalog_suite(void)
 	tcase_add_test(tc, truncated_and_malformed);
 	tcase_add_test(tc, hostile_entities);
 	tcase_add_test(tc, memory_bounded);
+	tcase_add_test(tc, namespaces_both_forms);
+	tcase_add_test(tc, namespaces_foreign_ignored);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -167,6 +167,42 @@ START_TEST(site_codes)
 }
 END_TEST
 
+
+/* The hostile-peer limits: defaults, zero refused, the URL shown redacted. */
+START_TEST(hostile_limits)
+{
+	conf_t *c = NULL;
+	char err[256] = "";
+	const char *base = "[site]\ncode = CAS\n[database]\nconninfo=x\n";
+	char text[512];
+	snprintf(text, sizeof(text), "%s[upstream]\nurl = https://user:pw@up.example/c.cab\n", base);
+	ck_assert_msg(load(text, &c, err, sizeof(err)) == SS_EOK, "%s", err);
+	ck_assert_int_eq(c->max_pending, 256);
+	ck_assert_int_eq(c->max_pending_addr, 16);
+	ck_assert_int_eq(c->handshake_timeout, 10);
+	ck_assert_int_eq(c->upstream_max_mib, 1024);
+	ck_assert_int_eq(c->http_max_header, 8192);
+	ck_assert_int_eq(c->http_max_conns, 64);
+	ck_assert_int_eq(c->refusal_log_seconds, 60);
+	ck_assert_int_eq(c->messages_keep, 100000);
+	ck_assert_str_eq(c->upstream_url_shown, "https://***@up.example/c.cab");
+	conf_free(c);
+	const char *bad[] = {
+		"[listen]\nmax_pending = 0\n", "[listen]\nmax_pending_per_address = 0\n",
+		"[listen]\nhandshake_timeout = 0\n", "[upstream]\nmax_catalog_mib = 0\n",
+		"[http]\nmax_header_bytes = 100\n", "[http]\nmax_connections = 0\n",
+		"[http]\ntimeout = 0\n", "[status]\nmessages_keep = 10\n",
+		"[status]\nmessages_days = 0\n",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(text, sizeof(text), "%s%s", base, bad[i]);
+		c = NULL;
+		ck_assert_msg(load(text, &c, err, sizeof(err)) == SS_ECONFIG, "accepted: %s", bad[i]);
+		ck_assert_ptr_null(c);
+	}
+}
+END_TEST
+
 /* A reload keeps the running value of every key the table marks not
  * reloadable, names those that changed, and takes the others. */
 START_TEST(reload_keeps_fixed_keys)
@@ -206,6 +242,7 @@ static Suite *conf_suite(void)
 	tcase_add_test(tc, site_codes);
 	tcase_add_test(tc, upstream_kind);
 	tcase_add_test(tc, sources);
+	tcase_add_test(tc, hostile_limits);
 	tcase_add_test(tc, reload_keeps_fixed_keys);
 	suite_add_tcase(s, tc);
 	return s;

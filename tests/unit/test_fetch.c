@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "common/errcode.h"
+#include "common/log.h"
 #include "upstream/fetch.h"
 #include "check_run.h"
 
@@ -400,6 +401,76 @@ START_TEST(connection_refused_retries)
 }
 END_TEST
 
+/* https never turns into http on a redirect: the catalog and any
+ * credentials would travel in the clear. Nothing is written. */
+START_TEST(https_downgrade_refused)
+{
+	char ca[256];
+	snprintf(ca, sizeof(ca), "%s/pki/ca.crt", g_dir);
+	fetch_opts_t o = { .url = url(true, "/downgrade/catalog.xml"), .ca_file = ca,
+			   .connect_timeout = 10, .timeout = 20, .retries = 2 };
+	fetch_result_t r;
+	char err[256] = "";
+	char *d = dest("downgrade.xml");
+	int ret = fetch_to_file(&o, d, &r, err, sizeof(err));
+	ck_assert_int_eq(ret, SS_EFETCH);
+	ck_assert_msg(strstr(err, "refused a redirect away from https") != NULL, "%s", err);
+	ck_assert(!exists(d));
+	ck_assert(no_tmp_left(d));
+	/* An https to https redirect is still followed. */
+	o.url = url(true, "/redirect/catalog.xml");
+	ret = fetch_to_file(&o, d, &r, err, sizeof(err));
+	ck_assert_msg(ret == SS_EOK, "%s", err);
+	fetch_result_clear(&r);
+}
+END_TEST
+
+/* A 4 MiB body compressed to a few kB: the limit counts what decompression
+ * yields, so it is refused and nothing stays on the disk. */
+START_TEST(decompression_bounded)
+{
+	fetch_opts_t o = { .url = url(false, "/gzip/4194304"), .timeout = 20,
+			   .max_bytes = 1024 * 1024 };
+	fetch_result_t r;
+	char err[256] = "";
+	char *d = dest("bomb.xml");
+	int ret = fetch_to_file(&o, d, &r, err, sizeof(err));
+	ck_assert_int_eq(ret, SS_ETOOBIG);
+	ck_assert_msg(strstr(err, "max_catalog_mib") != NULL, "%s", err);
+	ck_assert(!exists(d));
+	ck_assert(no_tmp_left(d));
+	/* Under the limit the same answer is whole. */
+	o.max_bytes = 8 * 1024 * 1024;
+	ret = fetch_to_file(&o, d, &r, err, sizeof(err));
+	ck_assert_msg(ret == SS_EOK, "%s", err);
+	ck_assert_uint_eq(r.bytes, 4194304);
+	fetch_result_clear(&r);
+}
+END_TEST
+
+/* Credentials in a URL never reach a message. */
+START_TEST(url_credentials_redacted)
+{
+	char out[256];
+	ck_assert_str_eq(log_url_redact("https://user:s3cr@t@host.example:8443/a@b?c=d@e", out,
+					  sizeof(out)), "https://***@host.example:8443/a@b?c=d@e");
+	ck_assert_str_eq(log_url_redact("https://host.example/cat.cab", out, sizeof(out)),
+			 "https://host.example/cat.cab");
+	ck_assert_str_eq(log_url_redact("file:///srv/cat.xml", out, sizeof(out)),
+			 "file:///srv/cat.xml");
+	ck_assert_str_eq(log_url_redact(NULL, out, sizeof(out)), "");
+	/* ...nor an error message. */
+	char u[256];
+	snprintf(u, sizeof(u), "http://admin:hunter2@127.0.0.1:%d/missing.xml", g_http_port);
+	fetch_opts_t o = { .url = u };
+	fetch_result_t r;
+	char err[256] = "";
+	ck_assert_int_eq(fetch_to_file(&o, dest("m.xml"), &r, err, sizeof(err)), SS_EFETCH);
+	ck_assert_msg(strstr(err, "hunter2") == NULL && strstr(err, "***@127.0.0.1") != NULL,
+		      "%s", err);
+}
+END_TEST
+
 static Suite *fetch_suite(void)
 {
 	Suite *s = suite_create("fetch");
@@ -414,6 +485,9 @@ static Suite *fetch_suite(void)
 	tcase_add_test(tc, https_wrong_ca_refused);
 	tcase_add_test(tc, retry_after_500);
 	tcase_add_test(tc, connection_refused_retries);
+	tcase_add_test(tc, https_downgrade_refused);
+	tcase_add_test(tc, decompression_bounded);
+	tcase_add_test(tc, url_credentials_redacted);
 	suite_add_tcase(s, tc);
 	return s;
 }

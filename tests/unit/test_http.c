@@ -3,7 +3,12 @@
  * check_metrics.py), the dashboard, 404/405/503, and metrics rendering of
  * edge cases. Server and client share one event base.
  */
+#include <arpa/inet.h>
 #include <check.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -570,6 +575,115 @@ START_TEST(iso8601)
 }
 END_TEST
 
+
+/* Runs the server's loop for ms milliseconds. */
+static void spin(struct event_base *base, int ms)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+	event_base_loopexit(base, &tv);
+	event_base_dispatch(base);
+}
+
+static int raw_connect(int port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	ck_assert_int_ge(fd, 0);
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	return fd;
+}
+
+/* Bytes waiting on fd now; 0 at EOF, -1 when nothing has come yet. */
+static ssize_t raw_read(int fd, char *buf, size_t len)
+{
+	ssize_t n = recv(fd, buf, len - 1, MSG_DONTWAIT);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		return -1;
+	if (n < 0)
+		return 0;       /* reset: closed all the same */
+	buf[n] = '\0';
+	return n;
+}
+
+/* An endless request line or header is cut off at [http] max_header_bytes:
+ * refused and closed, not buffered. */
+START_TEST(header_flood_refused)
+{
+	struct event_base *base = event_base_new();
+	http_t *h = start(base, fixture_status_cb);
+	http_set_limits(h, 1024, 1024, 10, 8);
+	int fd = raw_connect(http_port(h));
+	char junk[4096];
+	memset(junk, 'a', sizeof(junk));
+	const char *head = "GET /status HTTP/1.1\r\nHost: x\r\nX-Flood: ";
+	ck_assert_int_eq(send(fd, head, strlen(head), 0), (ssize_t)strlen(head));
+	ssize_t sent = 0;
+	for (int i = 0; i < 4; i++) {
+		ssize_t n = send(fd, junk, sizeof(junk), MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n > 0)
+			sent += n;
+		spin(base, 50);
+	}
+	ck_assert_int_gt(sent, 1024);
+	spin(base, 200);
+	/* Whatever evhttp answered (413 or nothing), the connection is over. */
+	char buf[4096];
+	ssize_t n;
+	bool closed = false;
+	for (int i = 0; i < 20 && !closed; i++) {
+		while ((n = raw_read(fd, buf, sizeof(buf))) > 0)
+			ck_assert_msg(strncmp(buf, "HTTP/1.1 2", 10) != 0, "answered: %s", buf);
+		closed = n == 0;
+		if (!closed)
+			spin(base, 50);
+	}
+	ck_assert_msg(closed, "a request with %zd bytes of headers is still open", sent);
+	close(fd);
+	/* The server still answers others. */
+	fetch_t f = fetch(base, http_port(h), EVHTTP_REQ_GET, "/status");
+	ck_assert_int_eq(f.code, 200);
+	fetch_clear(&f);
+	http_free(h);
+	event_base_free(base);
+}
+END_TEST
+
+/* At [http] max_connections open connections accepting pauses; the next
+ * client is served as soon as one of them closes. */
+START_TEST(connection_cap)
+{
+	struct event_base *base = event_base_new();
+	http_t *h = start(base, fixture_status_cb);
+	http_set_limits(h, 8192, 1024, 10, 3);
+	int idle[3];
+	for (int i = 0; i < 3; i++)
+		idle[i] = raw_connect(http_port(h));
+	spin(base, 100);
+	int fd = raw_connect(http_port(h));     /* the kernel queues it */
+	const char *req = "GET /status HTTP/1.0\r\nHost: x\r\n\r\n";
+	ck_assert_int_eq(send(fd, req, strlen(req), 0), (ssize_t)strlen(req));
+	spin(base, 300);
+	char buf[8192];
+	ck_assert_int_eq(raw_read(fd, buf, sizeof(buf)), -1);
+	close(idle[0]);
+	ssize_t n = -1;
+	for (int i = 0; i < 40 && n < 0; i++) {
+		spin(base, 50);
+		n = raw_read(fd, buf, sizeof(buf));
+	}
+	ck_assert_msg((n > 0 && strncmp(buf, "HTTP/1.0 200", 12) == 0) ||
+		      (n > 0 && strncmp(buf, "HTTP/1.1 200", 12) == 0), "got %zd: %s", n,
+		      n > 0 ? buf : "");
+	close(fd);
+	close(idle[1]);
+	close(idle[2]);
+	spin(base, 50);
+	http_free(h);
+	event_base_free(base);
+}
+END_TEST
+
 static Suite *http_suite(void)
 {
 	Suite *s = suite_create("http");
@@ -586,6 +700,8 @@ static Suite *http_suite(void)
 	tcase_add_test(tc, listen_addresses);
 	tcase_add_test(tc, render_edge_cases);
 	tcase_add_test(tc, iso8601);
+	tcase_add_test(tc, header_flood_refused);
+	tcase_add_test(tc, connection_cap);
 	suite_add_tcase(s, tc);
 	return s;
 }
