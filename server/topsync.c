@@ -68,11 +68,14 @@ static void topsync_done(int ret, void *arg)
 				             shown);
 			site_synclog(&d->site, "Parse: %" PRIu64 " entries in the catalog", job->entries_seen);
 			if (job->n_sources > 0)
-				site_synclog(&d->site, "Source upstream (%s): %" PRIu64 " entries", job->url,
+				site_synclog(&d->site, "Source upstream (%s): %" PRIu64 " entries", shown,
 				             job->primary_entries);
-			for (size_t i = 0; i < job->n_sources; i++)
+			for (size_t i = 0; i < job->n_sources; i++) {
+				char src_shown[512];
+				log_url_redact(job->sources[i].url, src_shown, sizeof(src_shown));
 				site_synclog(&d->site, "Source %s (%s): %" PRIu64 " entries", job->sources[i].name,
-				             job->sources[i].url, job->sources[i].entries);
+				             src_shown, job->sources[i].entries);
+			}
 			site_synclog(&d->site, "Filter: %" PRIu64 " of %" PRIu64 " entries selected",
 			             job->selected, job->entries_seen);
 			site_synclog(&d->site, "Diff: %" PRIu64 " added, %" PRIu64 " changed, %" PRIu64

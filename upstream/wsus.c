@@ -13,6 +13,7 @@
 
 #include "catalog/entry.h"
 #include "common/errcode.h"
+#include "common/log.h"
 #include "upstream/idset.h"
 #include "upstream/wsus_xml.h"
 
@@ -45,6 +46,7 @@ typedef struct {
 	size_t errlen;
 	CURL *h;
 	char root[512];
+	char shown[512];               /* root with credentials redacted, for messages */
 	char *cookie;                 /* <Expiration/><EncryptedData/> as sent back */
 	FILE *resp;                   /* response scratch file (unlinked) */
 	size_t resp_bytes;            /* of the answer being received */
@@ -162,6 +164,8 @@ static int wsus_post(wsus_t *w, const char *url, const char *action, const char 
 {
 	const wsus_opts_t *o = w->o;
 	char errbuf[CURL_ERROR_SIZE];
+	char shown[1024];             /* url in messages: no credentials */
+	log_url_redact(url, shown, sizeof(shown));
 	char soapaction[256];
 	snprintf(soapaction, sizeof(soapaction), "SOAPAction: \"%s\"", action);
 	struct curl_slist *hdrs = curl_slist_append(NULL, "Content-Type: text/xml; charset=utf-8");
@@ -191,6 +195,8 @@ static int wsus_post(wsus_t *w, const char *url, const char *action, const char 
 		CURLcode rc = CURLE_OK;
 		rc |= curl_easy_setopt(h, CURLOPT_URL, url);
 		rc |= curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+		/* No redirects: a 3xx fails the request (so never https -> http). */
+		rc |= curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
 		rc |= curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
 		rc |= curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
 		rc |= curl_easy_setopt(h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
@@ -214,19 +220,19 @@ static int wsus_post(wsus_t *w, const char *url, const char *action, const char 
 		rc |= curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
 		rc |= curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 60L);
 		if (rc != CURLE_OK) {
-			werr(w, "cannot set up the request to %s", url);
+			werr(w, "cannot set up the request to %s", shown);
 			ret = SS_EFETCH;
 			break;
 		}
 		rc = curl_easy_perform(h);
 		if (rc == CURLE_WRITE_ERROR && w->resp_too_big) {
-			werr(w, "%s: the answer is over %zu bytes (8 x [upstream] max_document)", url,
+			werr(w, "%s: the answer is over %zu bytes (8 x [upstream] max_document)", shown,
 			     8 * (o->max_document ? o->max_document : (size_t)WSUS_MAX_TEXT));
 			ret = SS_ETOOBIG;
 			break;
 		}
 		if (rc != CURLE_OK) {
-			werr(w, "%s: %s", url, errbuf[0] ? errbuf : curl_easy_strerror(rc));
+			werr(w, "%s: %s", shown, errbuf[0] ? errbuf : curl_easy_strerror(rc));
 			ret = SS_EFETCH;
 			if (curl_transient(rc))
 				continue;
@@ -239,7 +245,7 @@ static int wsus_post(wsus_t *w, const char *url, const char *action, const char 
 			break;
 		}
 		if (status != 200 && status != 500) {
-			werr(w, "HTTP %ld from %s", status, url);
+			werr(w, "HTTP %ld from %s", status, shown);
 			ret = SS_EFETCH;
 			if (status >= 500)
 				continue;
@@ -257,13 +263,13 @@ static int wsus_post(wsus_t *w, const char *url, const char *action, const char 
 		}
 		if (ret != SS_EOK && status == 500) {
 			/* A 500 that is no SOAP fault: a server in trouble, retried. */
-			werr(w, "HTTP 500 from %s", url);
+			werr(w, "HTTP 500 from %s", shown);
 			ret = SS_EFETCH;
 			continue;
 		}
 		/* The walker's own error; a callback's is in w->err already. */
 		if (ret != SS_EOK && (xerr[0] || w->err[0] == '\0'))
-			werr(w, "%s: %s", url, xerr[0] ? xerr : ss_strerror(ret));
+			werr(w, "%s: %s", shown, xerr[0] ? xerr : ss_strerror(ret));
 		break;
 	}
 	curl_slist_free_all(hdrs);
@@ -344,7 +350,7 @@ static void auth_clear(auth_t *a)
 static int fault_error(wsus_t *w, const char *op)
 {
 	werr(w, "%s: SOAP fault %s%s%s from %s", op, w->fault.code, w->fault.message[0] ? ": " : "",
-	     w->fault.message, w->root);
+	     w->fault.message, w->shown);
 	return SS_EFETCH;
 }
 
@@ -361,7 +367,7 @@ static int wsus_auth(wsus_t *w)
 	if (ret != SS_EOK)
 		goto out;
 	if (a.service_url == NULL) {
-		werr(w, "GetAuthConfig: %s offers no DssTargeting authorization plug-in", w->root);
+		werr(w, "GetAuthConfig: %s offers no DssTargeting authorization plug-in", w->shown);
 		ret = SS_EFETCH;
 		goto out;
 	}
@@ -370,8 +376,9 @@ static int wsus_auth(wsus_t *w)
 	if (strstr(a.service_url, "://") != NULL) {
 		size_t rl = strlen(w->root);
 		if (strncmp(a.service_url, w->root, rl) != 0 || a.service_url[rl] != '/') {
-			werr(w, "GetAuthConfig: authorization service %.200s is not on %s", a.service_url,
-			     w->root);
+			char svc[512];
+			werr(w, "GetAuthConfig: authorization service %.200s is not on %s",
+			     log_url_redact(a.service_url, svc, sizeof(svc)), w->shown);
 			ret = SS_EFETCH;
 			goto out;
 		}
@@ -408,7 +415,7 @@ static int wsus_auth(wsus_t *w)
 	if (ret != SS_EOK)
 		goto out;
 	if (a.encrypted == NULL) {
-		werr(w, "GetCookie: no cookie from %s", w->root);
+		werr(w, "GetCookie: no cookie from %s", w->shown);
 		ret = SS_EFETCH;
 		goto out;
 	}
@@ -1169,6 +1176,7 @@ int wsus_fetch(const wsus_opts_t *o, const char *dest, wsus_result_t *res,
 	size_t rl = strlen(w.root);
 	while (rl > 0 && w.root[rl - 1] == '/')
 		w.root[--rl] = '\0';
+	log_url_redact(w.root, w.shown, sizeof(w.shown));
 	snprintf(tmp, sizeof(tmp), "%s.all", dest);
 	snprintf(rpath, sizeof(rpath), "%s/wsus.response.XXXXXX", o->state_dir);
 	int fd = mkstemp(rpath);

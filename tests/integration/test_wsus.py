@@ -26,7 +26,8 @@ and categories).
 6. Faults that cannot be handled fail the sync and change nothing: an
    InvalidCookie that re-authenticating does not cure (its ErrorCode in
    the sync log and `status`), and an authorization service URL on another
-   host (never followed).
+   host (never followed). The URL now carries credentials: every message,
+   `status` and `history` show it redacted.
 """
 
 import json
@@ -200,21 +201,31 @@ def body(h, up):
           % up.data_ids)
     log("refused anchor: full list, nothing re-fetched")
 
-    # 6. Faults not handled: the sync fails, naming them, and changes nothing.
+    # 6. Faults not handled: the sync fails, naming them, and changes nothing;
+    # the upstream URL carries credentials, shown redacted everywhere.
     before = cas.catalog_state()
+    secret = "s3cret-wsus-pw"
+    shown = up.url.replace("http://", "http://***@", 1)
+    cas.stop()
+    cas.extra["upstream"]["url"] = up.url.replace("http://", "http://sync:%s@" % secret, 1)
+    cas.write_config()
+    cas.start()
     up.invalid_cookie = 2
     out = run_sync(cas)
-    check("Sync failed: GetConfigData: SOAP fault InvalidCookie from %s" % up.url in out,
+    check("Sync failed: GetConfigData: SOAP fault InvalidCookie from %s" % shown in out,
           "a lasting InvalidCookie: %s" % out)
     st = cas.status_json()
     me = [x for x in st["sites"] if x["site"] == "CAS"][0]
     check("InvalidCookie" in (me.get("last_error") or ""), "status last_error: %r" % me)
+    hist = cas.cli_ok("history", "--json", "--limit", "500")
+    for what, text_ in (("the sync log", out), ("status", json.dumps(st)), ("history", hist)):
+        check(secret not in text_, "%s shows the URL's password:\n%s" % (what, text_))
     check(cas.catalog_state() == before, "a failed sync changed the catalog")
     up.invalid_cookie = 0
     up.service_url = "http://elsewhere.invalid/DssAuthWebService/DssAuthWebService.asmx"
     out = run_sync(cas)
     check("Sync failed: GetAuthConfig: authorization service %s is not on %s"
-          % (up.service_url, up.url) in out, "foreign DSS URL: %s" % out)
+          % (up.service_url, shown) in out, "foreign DSS URL: %s" % out)
     check(cas.catalog_state() == before, "a refused sync changed the catalog")
     up.service_url = None
     log("unhandled faults: the sync fails naming them, nothing changed")
@@ -229,7 +240,8 @@ def body(h, up):
     up.add_update(big, 700000, compressed=False)
     out = run_sync(cas)
     check("Sync failed: %s/ServerSyncWebService/ServerSyncWebService.asmx: the answer is over "
-          "524288 bytes (8 x [upstream] max_document)" % up.url in out, "answer cap: %s" % out)
+          "524288 bytes (8 x [upstream] max_document)" % shown in out, "answer cap: %s" % out)
+    check(secret not in out, "the sync log shows the URL's password:\n%s" % out)
     check(cas.catalog_state() == before and big not in ids(cas), "an over-long answer changed the catalog")
     up.drop_update(big)
     big2 = "b16b16b1-0000-4000-8000-000000000002"

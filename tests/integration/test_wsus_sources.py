@@ -3,7 +3,8 @@
 SDP catalog as [source vendor], merged into one catalog version per sync.
 
 1. Both sources' selected entries are published; the sync log names each
-   source with its count.
+   source with its count (the [upstream] URL, which carries credentials,
+   redacted).
 2. A package removed from the vendor catalog is removed, and only it: the
    WSUS entries stay.
 3. The vendor catalog unreadable: the sync fails naming the source, and
@@ -62,7 +63,10 @@ def body(h, up):
     vendor = product_ids(text)
     check(len(vendor) >= 10, "the sample catalog has %d %s packages" % (len(vendor), PRODUCT))
 
-    cas = h.add_site("CAS", upstream=up.url, listen=False,
+    secret = "s3cret-src-pw"
+    shown = up.url.replace("http://", "http://***@", 1)
+    cas = h.add_site("CAS", upstream=up.url.replace("http://", "http://sync:%s@" % secret, 1),
+                     listen=False,
                      extra={"upstream": {"kind": "wsus"},
                             "source vendor": {"url": "file://" + catalog}})
     cas.start()
@@ -77,6 +81,8 @@ def body(h, up):
     check(wu.KB2267602 in wsus and len(wsus) > 100, "WSUS entries missing (%d)" % len(wsus))
     check("Source vendor (file://%s): 200 entries" % catalog in out,
           "the sync log does not name the vendor source:\n%s" % out)
+    check("Source upstream (%s): " % shown in out and secret not in out,
+          "the sync log does not name the [upstream] source redacted:\n%s" % out)
     log("two sources: %d WSUS entries and %d vendor entries in one version" % (len(wsus), len(vendor)))
 
     # 2. One vendor package gone: only it is removed.
