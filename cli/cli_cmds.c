@@ -141,6 +141,7 @@ static void cli_category_print(const json_t *data)
 {
 	static const cli_column_t cols[] = {
 		{ "ID", "id" }, { "SELECTED", "selected" }, { "UPDATES", "updates" }, { "TITLE", "title" },
+		{ "GROUP", "group" },
 	};
 	cli_print_rows(json_object_get(data, "items"), cols, sizeof(cols) / sizeof(cols[0]));
 }

@@ -43,6 +43,8 @@ static const conf_key_t conf_keys[] = {
 	K("parent", "mode", CF_STR, parent_mode, "connected", false),
 	K("parent", "code", CF_STR, parent_code, NULL, false),
 	K("upstream", "url", CF_STR, upstream_url, NULL, true),
+	K("upstream", "kind", CF_STR, upstream_kind, "catalog", true),
+	K("upstream", "max_document", CF_INT, upstream_max_document, "134217728", true),
 	K("upstream", "ca", CF_STR, upstream_ca, NULL, true),
 	K("upstream", "proxy", CF_STR, upstream_proxy, NULL, true),
 	K("upstream", "cert", CF_STR, upstream_cert, NULL, true),
@@ -143,12 +145,62 @@ static int conf_set(conf_t *c, const conf_key_t *k, const char *value,
 	return SS_EINVAL;
 }
 
+/* [source NAME] key = value: further catalogs of the top site. */
+static int conf_source_key(conf_parse_t *p, const char *sname, const char *name,
+                           const char *value)
+{
+	conf_t *c = p->conf;
+	size_t n = strlen(sname);
+	bool ok = n > 0 && n <= 32;
+	for (size_t i = 0; ok && i < n; i++)
+		ok = (sname[i] >= 'a' && sname[i] <= 'z') || (sname[i] >= '0' && sname[i] <= '9') ||
+		     sname[i] == '-' || sname[i] == '_';
+	if (!ok || strcmp(sname, "upstream") == 0) {
+		snprintf(p->err, p->errlen, "[source %s]: a source name is 1-32 of a-z, 0-9, - and _ "
+		         "(and not 'upstream')", sname);
+		p->failed = SS_ECONFIG;
+		return 0;
+	}
+	conf_source_t *src = NULL;
+	for (size_t i = 0; i < c->n_sources; i++)
+		if (strcmp(c->sources[i].name, sname) == 0)
+			src = &c->sources[i];
+	if (src == NULL) {
+		if (c->n_sources == CONF_MAX_SOURCES) {
+			snprintf(p->err, p->errlen, "at most %d [source NAME] sections", CONF_MAX_SOURCES);
+			p->failed = SS_ECONFIG;
+			return 0;
+		}
+		src = &c->sources[c->n_sources++];
+		if ((src->name = strdup(sname)) == NULL) {
+			p->failed = SS_ENOMEM;
+			return 0;
+		}
+	}
+	char **dst = !strcmp(name, "url") ? &src->url : !strcmp(name, "ca") ? &src->ca :
+	             !strcmp(name, "proxy") ? &src->proxy : NULL;
+	if (dst == NULL) {
+		snprintf(p->err, p->errlen, "unknown key '%s' in section [source %s] (url, ca, proxy)",
+		         name, sname);
+		p->failed = SS_ECONFIG;
+		return 0;
+	}
+	free(*dst);
+	if ((*dst = strdup(value)) == NULL) {
+		p->failed = SS_ENOMEM;
+		return 0;
+	}
+	return 1;
+}
+
 static int conf_ini_cb(void *user, const char *section, const char *name,
                        const char *value)
 {
 	conf_parse_t *p = user;
 	if (p->failed)
 		return 0;
+	if (strncmp(section, "source ", 7) == 0)
+		return conf_source_key(p, section + 7, name, value);
 	for (size_t i = 0; i < N_KEYS; i++) {
 		if (strcmp(conf_keys[i].section, section) == 0 &&
 		    strcmp(conf_keys[i].key, name) == 0) {
@@ -216,6 +268,37 @@ int conf_validate(const conf_t *c, char *err, size_t errlen)
 	if (strcmp(c->parent_mode, "connected") == 0 && c->parent_address &&
 	    c->upstream_url) {
 		snprintf(err, errlen, "[upstream] url is for the top site only; this site has a [parent]");
+		return SS_ECONFIG;
+	}
+	if (strcmp(c->upstream_kind, "catalog") != 0 && strcmp(c->upstream_kind, "wsus") != 0) {
+		snprintf(err, errlen, "[upstream] kind must be 'catalog' or 'wsus', not '%s'",
+		         c->upstream_kind);
+		return SS_ECONFIG;
+	}
+	if (strcmp(c->upstream_kind, "wsus") == 0 && c->upstream_url &&
+	    strncmp(c->upstream_url, "http://", 7) != 0 && strncmp(c->upstream_url, "https://", 8) != 0) {
+		snprintf(err, errlen, "[upstream] kind = wsus needs an http:// or https:// url "
+		         "(the server root, e.g. https://sws.update.microsoft.com)");
+		return SS_ECONFIG;
+	}
+	for (size_t i = 0; i < c->n_sources; i++) {
+		const conf_source_t *src = &c->sources[i];
+		if (c->upstream_url == NULL) {
+			snprintf(err, errlen, "[source %s] needs [upstream] url: it is merged into the "
+			         "upstream's catalog", src->name);
+			return SS_ECONFIG;
+		}
+		if (src->url == NULL || (strncmp(src->url, "http://", 7) != 0 &&
+		                         strncmp(src->url, "https://", 8) != 0 &&
+		                         strncmp(src->url, "file://", 7) != 0)) {
+			snprintf(err, errlen, "[source %s] url must be an http://, https:// or file:// "
+			         "catalog", src->name);
+			return SS_ECONFIG;
+		}
+	}
+	if (c->upstream_max_document < 65536) {
+		snprintf(err, errlen, "[upstream] max_document must be at least 65536 bytes, not %d",
+		         c->upstream_max_document);
 		return SS_ECONFIG;
 	}
 	bool disconnected = strcmp(c->parent_mode, "disconnected") == 0;
@@ -376,6 +459,12 @@ void conf_free(conf_t *c)
 	for (size_t i = 0; i < N_KEYS; i++)
 		if (conf_keys[i].type == CF_STR)
 			free(*(char **)((char *)c + conf_keys[i].offset));
+	for (size_t i = 0; i < c->n_sources; i++) {
+		free(c->sources[i].name);
+		free(c->sources[i].url);
+		free(c->sources[i].ca);
+		free(c->sources[i].proxy);
+	}
 	free(c->upstream_url_shown);
 	free(c);
 }

@@ -11,6 +11,16 @@
 
 #define SS_DEFAULT_CONF "/etc/sitesync/sitesync.conf"
 
+/* [source NAME]: a further catalog the top merges into each sync. */
+typedef struct {
+	char *name;
+	char *url;                /* https://, http:// or file:// catalog */
+	char *ca;
+	char *proxy;
+} conf_source_t;
+
+#define CONF_MAX_SOURCES 16
+
 typedef struct {
 	char *site_code;          /* [site] code */
 	char *state_dir;          /* [site] state_dir: spool and staged pulls */
@@ -26,6 +36,8 @@ typedef struct {
 	char *parent_mode;        /* [parent] mode: connected | disconnected */
 	char *parent_code;        /* [parent] code: the only parent site accepted */
 	char *upstream_url;       /* [upstream] url, top site only */
+	char *upstream_kind;      /* [upstream] kind: catalog | wsus */
+	int upstream_max_document; /* [upstream] max_document: one WSUS update document, bytes */
 	char *upstream_ca;        /* [upstream] ca */
 	char *upstream_proxy;     /* [upstream] proxy */
 	char *upstream_cert;      /* [upstream] cert: our certificate at a sitesync:// upstream */
@@ -72,6 +84,8 @@ typedef struct {
 	char *trust_public_key;   /* [trust] public_key: the hierarchy's key */
 	char *trust_next_key;     /* [trust] next_public_key: announced for rotation */
 	bool trust_allow_unsigned; /* [trust] allow_unsigned: below the top without public_key */
+	conf_source_t sources[CONF_MAX_SOURCES]; /* [source NAME] sections, file order */
+	size_t n_sources;
 } conf_t;
 
 /*!

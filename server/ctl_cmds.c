@@ -592,8 +592,12 @@ static int category_list_work(PGconn *conn, ctl_job_t *j)
 		!strcmp(p[0], "classification") ? "(SELECT count(*) FROM updates u WHERE u.classification = c.id)" :
 		!strcmp(p[0], "language") ? "(SELECT count(*) FROM updates u WHERE c.id = ANY(u.languages))" :
 		"(SELECT count(*) FROM updates u WHERE u.vendor = c.id)";
-	char sql[512];
-	snprintf(sql, sizeof(sql), "SELECT c.id, c.title, c.selected, %s AS updates "
+	/* group: what a WSUS upstream files the category under (a product's
+	 * family or vendor, by title); empty for catalog upstreams. */
+	char sql[768];
+	snprintf(sql, sizeof(sql), "SELECT c.id, c.title, c.selected, %s AS updates, "
+	         "coalesce((SELECT g.title FROM categories g WHERE g.id = c.parent_id "
+	         "AND g.kind IN ('product', 'vendor') ORDER BY g.kind LIMIT 1), '') AS \"group\" "
 	         "FROM categories c WHERE c.kind = $1 ORDER BY c.title, c.id", count_expr);
 	int ret = db_query(conn, sql, 1, p, &r, j->err, sizeof(j->err));
 	if (ret != SS_EOK)

@@ -22,6 +22,23 @@ bool topsync_running(const daemon_t *d)
 	return d->upstream != NULL;
 }
 
+/* WSUS upstreams: what the protocol exchange did, and what it skipped or held back. */
+static void topsync_wsus_log(daemon_t *d, const upstream_job_t *job)
+{
+	const wsus_result_t *r = &job->wsus_res;
+	site_synclog(&d->site, "WSUS: %zu categories (%" PRIu64 " documents asked for), %" PRIu64
+	             " update documents asked for (%s list), "
+	             "%" PRIu64 " held entries kept, %" PRIu64 " skipped, %" PRIu64 " bundles held back",
+	             r->n_cats, r->cats_requested, r->requested, r->delta ? "delta" : "full", (uint64_t)r->n_keep,
+	             r->skipped, r->held_back);
+	for (const char *p = r->notes; p != NULL && *p;) {
+		const char *nl = strchr(p, '\n');
+		int n = nl ? (int)(nl - p) : (int)strlen(p);
+		site_synclog(&d->site, "WSUS: %.*s", n, p);
+		p = nl ? nl + 1 : p + n;
+	}
+}
+
 static void topsync_done(int ret, void *arg)
 {
 	upstream_job_t *job = arg;
@@ -30,6 +47,8 @@ static void topsync_done(int ret, void *arg)
 	time_t now = time(NULL);
 	uint64_t from = d->site.version;
 	s->last_end = now;
+	if (job->wsus)
+		topsync_wsus_log(d, job);
 	if (ret == SS_EOK) {
 		sync_status_succeeded(&d->site, s->added, s->changed, s->removed, s->expired, job->entries_seen);
 		/* One line per phase, so an operator sees where time and entries went. */
@@ -48,6 +67,15 @@ static void topsync_done(int ret, void *arg)
 				site_synclog(&d->site, "Download: %" PRIu64 " bytes from %s", job->fetched_bytes,
 				             shown);
 			site_synclog(&d->site, "Parse: %" PRIu64 " entries in the catalog", job->entries_seen);
+			if (job->n_sources > 0)
+				site_synclog(&d->site, "Source upstream (%s): %" PRIu64 " entries", shown,
+				             job->primary_entries);
+			for (size_t i = 0; i < job->n_sources; i++) {
+				char src_shown[512];
+				log_url_redact(job->sources[i].url, src_shown, sizeof(src_shown));
+				site_synclog(&d->site, "Source %s (%s): %" PRIu64 " entries", job->sources[i].name,
+				             src_shown, job->sources[i].entries);
+			}
 			site_synclog(&d->site, "Filter: %" PRIu64 " of %" PRIu64 " entries selected",
 			             job->selected, job->entries_seen);
 			site_synclog(&d->site, "Diff: %" PRIu64 " added, %" PRIu64 " changed, %" PRIu64
@@ -160,6 +188,21 @@ int topsync_start_confirmed(daemon_t *d, bool full, bool allow_removal)
 		return SS_ENOMEM;
 	}
 	job->full = full;
+	job->wsus = strcmp(c->upstream_kind, "wsus") == 0;
+	job->max_document = (size_t)c->upstream_max_document;
+	for (size_t i = 0; i < c->n_sources && i < UPSTREAM_MAX_SOURCES; i++) {
+		upstream_source_t *src = &job->sources[job->n_sources++];
+		const conf_source_t *cs = &c->sources[i];
+		src->name = strdup(cs->name);
+		src->url = strdup(cs->url);
+		src->ca_file = cs->ca ? strdup(cs->ca) : NULL;
+		src->proxy = cs->proxy ? strdup(cs->proxy) : NULL;
+		if (src->name == NULL || src->url == NULL || (cs->ca && !src->ca_file) ||
+		    (cs->proxy && !src->proxy)) {
+			upstream_job_free(job);
+			return SS_ENOMEM;
+		}
+	}
 	/* Diagnostic knob (tests compare both ways of writing a first sync). */
 	const char *staged = getenv("SITESYNC_INGEST_STAGED");
 	job->staged_only = staged != NULL && strcmp(staged, "1") == 0;

@@ -1,6 +1,7 @@
 /* Staging a catalog: a parser thread and a writer thread. */
 #include "upstream/stage.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,7 @@
 #include "upstream/catalog.h"
 #include "upstream/expire.h"
 #include "upstream/remote.h"
+#include "upstream/wsus.h"
 
 #define META_FLUSH_BYTES (1u << 20)
 #define BATCH_BYTES (1u << 20)
@@ -491,6 +493,43 @@ static int stage_stream(stage_ctx_t *s, const char *path, catalog_stats_t *stats
 	return ret;
 }
 
+/* The entries a WSUS upstream gave (upstream/wsus.c records), staged like
+ * a catalog's packages. */
+static int stage_wsus(stage_ctx_t *s, const char *path, catalog_stats_t *stats)
+{
+	upstream_job_t *job = s->job;
+	FILE *f = fopen(path, "rb");
+	if (f == NULL) {
+		snprintf(job->err, sizeof(job->err), "cannot read the WSUS entries: %s", strerror(errno));
+		return SS_EIO;
+	}
+	uint8_t *buf = NULL;
+	size_t cap = 0, len = 0;
+	int ret;
+	while ((ret = wsus_record_next(f, &buf, &cap, &len)) == SS_EOK) {
+		Sitesync__UpdateContent *u = sitesync__update_content__unpack(NULL, len, buf);
+		if (u == NULL || !entry_id_valid(u->update_id)) {
+			snprintf(job->err, sizeof(job->err), "a WSUS entry does not decode");
+			ret = SS_EMALF;
+		} else {
+			ret = stage_package(s, u, buf, len);
+		}
+		sitesync__update_content__free_unpacked(u, NULL);
+		if (ret != SS_EOK)
+			break;
+		stats->entries++;
+		stats->bytes += len;
+		atomic_fetch_add(&job->parsed, 1);
+	}
+	if (ret == 1)
+		ret = SS_EOK;
+	else if (ret != SS_EOK && job->err[0] == '\0')
+		snprintf(job->err, sizeof(job->err), "cannot read the WSUS entries: %s", ss_strerror(ret));
+	free(buf);
+	fclose(f);
+	return ret;
+}
+
 int upstream_stage_catalog(PGconn *conn, upstream_job_t *job, const char *path,
                            first_sync_t *first)
 {
@@ -522,11 +561,28 @@ int upstream_stage_catalog(PGconn *conn, upstream_job_t *job, const char *path,
 	/* Without a writer thread the rows are still written, on this one. */
 	bool piped = handoff_start(&s.pipe, BATCHES, BATCH_BYTES, stage_put_batch, &s,
 	                           &s.cur) == SS_EOK;
-	if (remote_is_url(job->url) && job->import_id == NULL)
+	if (job->wsus)
+		ret = stage_wsus(&s, path, &stats);
+	else if (remote_is_url(job->url) && job->import_id == NULL)
 		ret = stage_stream(&s, path, &stats);
 	else
 		ret = catalog_parse_file_bounded(path, job->max_bytes, job->max_entry_bytes,
 		                                  stage_entry_cb, &s, &stats, perr, sizeof(perr));
+	job->primary_entries = stats.entries;
+	/* Further sources ([source NAME]) follow the url's catalog in the stage:
+	 * of an id two sources carry, the first staged wins. */
+	for (size_t i = 0; ret == SS_EOK && i < job->n_sources; i++) {
+		upstream_source_t *src = &job->sources[i];
+		catalog_stats_t ss = { 0 };
+		ret = catalog_parse_file_bounded(src->path, job->max_bytes, job->max_entry_bytes,
+		                                 stage_entry_cb, &s, &ss, perr, sizeof(perr));
+		src->entries = ss.entries;
+		stats.entries += ss.entries;
+		stats.bytes += ss.bytes;
+		if (ret != SS_EOK && job->err[0] == '\0')
+			snprintf(job->err, sizeof(job->err), "source %s: cannot parse the catalog, nothing "
+			         "was changed: %s", src->name, perr[0] ? perr : ss_strerror(ret));
+	}
 	if (ret == SS_EOK && s.win != NULL)
 		ret = window_drain(&s);
 	if (piped) {

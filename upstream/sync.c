@@ -30,6 +30,7 @@
 #include "upstream/removal.h"
 #include "upstream/stage.h"
 #include "upstream/remote.h"
+#include "upstream/wsus_sync.h"
 
 
 const char *upstream_file_path(const char *url)
@@ -54,6 +55,13 @@ void upstream_job_free(upstream_job_t *job)
 	free(job->cert_file);
 	free(job->key_file);
 	free(job->import_id);
+	wsus_result_clear(&job->wsus_res);
+	for (size_t i = 0; i < job->n_sources; i++) {
+		free(job->sources[i].name);
+		free(job->sources[i].url);
+		free(job->sources[i].ca_file);
+		free(job->sources[i].proxy);
+	}
 	free(job);
 }
 
@@ -394,6 +402,13 @@ int upstream_sync_work(PGconn *conn, void *arg)
 		if (ret != SS_EOK)
 			goto out;
 		path = download;
+	} else if (job->wsus) {
+		/* Microsoft Update / WSUS: the protocol's own deltas stand in for
+		 * conditional GET; the entries come as a record file. */
+		snprintf(download, sizeof(download), "%s/upstream.wsus", job->state_dir);
+		if ((ret = wsus_sync_fetch(conn, job, sel_now, download)) != SS_EOK)
+			goto out;
+		path = download;
 	} else if (path == NULL) {
 		if ((ret = get_setting(conn, "upstream_etag", &etag, job->err, sizeof(job->err))) != SS_EOK ||
 		    (ret = get_setting(conn, "upstream_last_modified", &last_mod, job->err, sizeof(job->err))) != SS_EOK ||
@@ -401,7 +416,7 @@ int upstream_sync_work(PGconn *conn, void *arg)
 			goto out;
 		/* A new URL, or --full, must not be answered by "not modified". */
 		bool cache = !job->full && last_url && strcmp(last_url, job->url) == 0 &&
-		             sel_last && strcmp(sel_last, sel_now) == 0;
+		             sel_last && strcmp(sel_last, sel_now) == 0 && job->n_sources == 0;
 		snprintf(download, sizeof(download), "%s/upstream.download", job->state_dir);
 		fetch_opts_t fo = {
 			.url = job->url, .ca_file = job->ca_file, .proxy = job->proxy,
@@ -425,9 +440,45 @@ int upstream_sync_work(PGconn *conn, void *arg)
 		goto out;
 	}
 
+	/* Further sources: each catalog fetched whole (no 304), before the
+	 * transaction; any failure fails the sync, naming the source. */
+	for (size_t i = 0; i < job->n_sources; i++) {
+		upstream_source_t *src = &job->sources[i];
+		const char *fp = upstream_file_path(src->url);
+		if (fp != NULL) {
+			if (access(fp, R_OK) != 0) {
+				snprintf(job->err, sizeof(job->err), "source %s: cannot read %s: %s", src->name,
+				         fp, strerror(errno));
+				ret = SS_EFETCH;
+				goto out;
+			}
+			snprintf(src->path, sizeof(src->path), "%s", fp);
+			continue;
+		}
+		snprintf(src->path, sizeof(src->path), "%s/source.%s.download", job->state_dir, src->name);
+		fetch_opts_t so = {
+			.url = src->url, .ca_file = src->ca_file, .proxy = src->proxy,
+			.connect_timeout = job->connect_timeout, .timeout = job->timeout,
+			.ignore_cache = true, .retries = 3, .max_bytes = job->max_bytes,
+		};
+		fetch_result_t sfr;
+		memset(&sfr, 0, sizeof(sfr));
+		char ferr[200] = "";
+		ret = fetch_to_file(&so, src->path, &sfr, ferr, sizeof(ferr));
+		src->bytes = sfr.bytes;
+		fetch_result_clear(&sfr);
+		if (ret != SS_EOK) {
+			snprintf(job->err, sizeof(job->err), "source %s: %s", src->name, ferr);
+			goto out;
+		}
+	}
 	source_print_t sp;
 	if ((ret = source_print(conn, job, path, &sp)) != SS_EOK)
 		goto out;
+	/* The fingerprint covers the url's catalog only: with further
+	 * sources there is no "same bytes" shortcut. */
+	if (job->n_sources > 0)
+		sp.usable = false;
 	digest_t held_digest;
 	uint64_t held_entries = 0;
 again:
@@ -452,6 +503,8 @@ again:
 	    (ret = upstream_stage_catalog(conn, job, path, direct ? &first : NULL)) != SS_EOK)
 		goto rollback;
 	atomic_store(&job->phase, 2);
+	if (job->wsus && (ret = wsus_sync_categories(conn, job)) != SS_EOK)
+		goto rollback;
 	/* Selected count before expiry maintenance may purge some. */
 	if ((ret = db_exec(conn, SQL_CATEGORIES, job->err, sizeof(job->err))) != SS_EOK ||
 	    (ret = db_exec(conn, SQL_SELECT, job->err, sizeof(job->err))) != SS_EOK ||
@@ -474,7 +527,9 @@ again:
 	if (ret != SS_EOK)
 		goto rollback;
 	job->first_direct = direct;
-	if (path != upstream_file_path(job->url) && !remote_is_url(job->url)) {
+	if (job->wsus && (ret = wsus_sync_remember(conn, job, sel_now)) != SS_EOK)
+		goto rollback;
+	if (path != upstream_file_path(job->url) && !remote_is_url(job->url) && !job->wsus) {
 		if ((ret = set_setting(conn, "upstream_etag", fr.etag, job->err, sizeof(job->err))) != SS_EOK ||
 		    (ret = set_setting(conn, "upstream_last_modified", fr.last_modified, job->err, sizeof(job->err))) != SS_EOK ||
 		    (ret = set_setting(conn, "upstream_url", job->url, job->err, sizeof(job->err))) != SS_EOK)

@@ -14,6 +14,17 @@
 #include <stdint.h>
 
 #include "catalog/digest.h"
+#include "upstream/wsus.h"
+
+/* A further catalog merged into the sync ([source NAME]). */
+typedef struct {
+	char *name, *url, *ca_file, *proxy;   /* owned */
+	char path[1024];           /* where its catalog was read from */
+	uint64_t entries;          /* packages it brought to the stage */
+	uint64_t bytes;
+} upstream_source_t;
+
+#define UPSTREAM_MAX_SOURCES 16
 
 typedef struct upstream_job {
 	/* Set by the caller (owned strings, freed by upstream_job_free()). */
@@ -36,6 +47,11 @@ typedef struct upstream_job {
 	bool allow_removal;        /* the operator confirmed a large removal */
 	void *owner;               /* the caller's; the job never touches it */
 	char *import_id;           /* set: import this one update (import.c) */
+	bool wsus;                 /* url is a WSUS server / Microsoft Update ([MS-WSUSSS]) */
+	size_t max_document;       /* WSUS: one update document, bytes (0 = default) */
+	upstream_source_t sources[UPSTREAM_MAX_SOURCES]; /* after the url's catalog */
+	size_t n_sources;
+	uint64_t primary_entries;  /* packages the url itself brought */
 
 	/* Progress, read by the event loop. */
 	atomic_uint_fast64_t parsed;
@@ -63,6 +79,7 @@ typedef struct upstream_job {
 	 */
 	uint64_t added, changed, removed, expired, purged;
 	uint32_t revision;         /* import: the update's revision after it */
+	wsus_result_t wsus_res;    /* WSUS upstreams: categories, counts, notes, anchor */
 	char err[256];
 } upstream_job_t;
 

@@ -140,6 +140,73 @@ START_TEST(child_pins_parent_and_trust)
 }
 END_TEST
 
+/* [upstream] kind: each guard alone, everything else valid. */
+START_TEST(upstream_kind)
+{
+	conf_t *c = NULL;
+	char err[512] = "";
+	const char *base = "[site]\ncode = CAS\n[database]\nconninfo=x\n[upstream]\n";
+	char text[512];
+	snprintf(text, sizeof(text), "%surl = https://sws.update.microsoft.com\nkind = wsus\n", base);
+	ck_assert_msg(load(text, &c, err, sizeof(err)) == SS_EOK, "%s", err);
+	ck_assert_str_eq(c->upstream_kind, "wsus");
+	conf_free(c);
+	c = NULL;
+	snprintf(text, sizeof(text), "%surl = file:///x.xml\n", base);
+	ck_assert_msg(load(text, &c, err, sizeof(err)) == SS_EOK, "%s", err);
+	ck_assert_str_eq(c->upstream_kind, "catalog");
+	conf_free(c);
+	c = NULL;
+	snprintf(text, sizeof(text), "%surl = https://h/\nkind = msupdate\n", base);
+	ck_assert_int_eq(load(text, &c, err, sizeof(err)), SS_ECONFIG);
+	ck_assert_str_eq(err, "[upstream] kind must be 'catalog' or 'wsus', not 'msupdate'");
+	ck_assert_ptr_null(c);
+	snprintf(text, sizeof(text), "%surl = https://h/\nkind = wsus\nmax_document = 65535\n", base);
+	ck_assert_int_eq(load(text, &c, err, sizeof(err)), SS_ECONFIG);
+	ck_assert_str_eq(err, "[upstream] max_document must be at least 65536 bytes, not 65535");
+	ck_assert_ptr_null(c);
+	snprintf(text, sizeof(text), "%surl = file:///x.xml\nkind = wsus\n", base);
+	ck_assert_int_eq(load(text, &c, err, sizeof(err)), SS_ECONFIG);
+	ck_assert_ptr_nonnull(strstr(err, "kind = wsus needs an http:// or https:// url"));
+	ck_assert_ptr_null(c);
+}
+END_TEST
+
+/* [source NAME]: each refusal alone, everything else valid. */
+START_TEST(sources)
+{
+	conf_t *c = NULL;
+	char err[512] = "";
+	const char *base = "[site]\ncode = CAS\n[database]\nconninfo=x\n";
+	char text[1024];
+	snprintf(text, sizeof(text), "%s[upstream]\nurl = file:///a.xml\n[source vendor-1]\n"
+	         "url = https://v.example/c.cab\nca = /ca.pem\n", base);
+	ck_assert_msg(load(text, &c, err, sizeof(err)) == SS_EOK, "%s", err);
+	ck_assert_int_eq(c->n_sources, 1);
+	ck_assert_str_eq(c->sources[0].name, "vendor-1");
+	ck_assert_str_eq(c->sources[0].url, "https://v.example/c.cab");
+	ck_assert_str_eq(c->sources[0].ca, "/ca.pem");
+	conf_free(c);
+	c = NULL;
+	snprintf(text, sizeof(text), "%s[source vendor]\nurl = file:///c.xml\n", base);
+	ck_assert_int_eq(load(text, &c, err, sizeof(err)), SS_ECONFIG);
+	ck_assert_str_eq(err, "[source vendor] needs [upstream] url: it is merged into the upstream's catalog");
+	snprintf(text, sizeof(text), "%s[upstream]\nurl = file:///a.xml\n[source vendor]\n"
+	         "url = sitesync://h:1\n", base);
+	ck_assert_int_eq(load(text, &c, err, sizeof(err)), SS_ECONFIG);
+	ck_assert_str_eq(err, "[source vendor] url must be an http://, https:// or file:// catalog");
+	snprintf(text, sizeof(text), "%s[upstream]\nurl = file:///a.xml\n[source Vendor]\n"
+	         "url = file:///c.xml\n", base);
+	ck_assert_int_eq(load(text, &c, err, sizeof(err)), SS_ECONFIG);
+	ck_assert_ptr_nonnull(strstr(err, "[source Vendor]: a source name is 1-32 of a-z, 0-9, - and _"));
+	snprintf(text, sizeof(text), "%s[upstream]\nurl = file:///a.xml\n[source vendor]\n"
+	         "url = file:///c.xml\nkind = wsus\n", base);
+	ck_assert_int_eq(load(text, &c, err, sizeof(err)), SS_ECONFIG);
+	ck_assert_ptr_nonnull(strstr(err, "unknown key 'kind' in section [source vendor] (url, ca, proxy)"));
+	ck_assert_ptr_null(c);
+}
+END_TEST
+
 START_TEST(site_codes)
 {
 	ck_assert(conf_site_code_valid("CAS"));
@@ -226,6 +293,8 @@ static Suite *conf_suite(void)
 	tcase_add_test(tc, rejects_bad_input);
 	tcase_add_test(tc, child_pins_parent_and_trust);
 	tcase_add_test(tc, site_codes);
+	tcase_add_test(tc, upstream_kind);
+	tcase_add_test(tc, sources);
 	tcase_add_test(tc, hostile_limits);
 	tcase_add_test(tc, reload_keeps_fixed_keys);
 	suite_add_tcase(s, tc);

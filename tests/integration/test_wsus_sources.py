@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""Two sources at once: the WSUS test upstream as [upstream] and a vendor
+SDP catalog as [source vendor], merged into one catalog version per sync.
+
+1. Both sources' selected entries are published; the sync log names each
+   source with its count (the [upstream] URL, which carries credentials,
+   redacted).
+2. A package removed from the vendor catalog is removed, and only it: the
+   WSUS entries stay.
+3. The vendor catalog unreadable: the sync fails naming the source, and
+   nothing changes.
+"""
+
+import os
+import re
+import shutil
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import harness  # noqa: E402
+import wsus_upstream as wu  # noqa: E402
+from harness import check, log  # noqa: E402
+from test_upstream import run_sync  # noqa: E402
+
+PRODUCT = "Adatum BIOS"
+PKG_RE = re.compile(r"<smc:SoftwareDistributionPackage>.*?</smc:SoftwareDistributionPackage>", re.S)
+SDP_CLASSES = ["0fa1201d-4330-4fa8-8ae9-b877473b6441", "b54e7d24-7add-428f-8b75-90a396fa584f",
+               "cd5ffd1e-e932-4e3a-bf74-18bf0b1bbd83", "e6cf1350-c01b-414d-a61f-263d14d133b4"]
+
+
+def ids(site):
+    out = site.sql("SELECT update_id FROM updates ORDER BY update_id")
+    return set(line for line in out.split("\n") if line)
+
+
+def product_ids(text):
+    """Ids of the catalog's packages of PRODUCT (lower case)."""
+    out = set()
+    for p in PKG_RE.findall(text):
+        if "<sdp:ProductName>%s</sdp:ProductName>" % PRODUCT in p:
+            out.add(re.search(r'PackageID="([0-9a-fA-F-]{36})"', p).group(1).lower())
+    return out
+
+
+def test(h):
+    if shutil.which("gcab") is None:
+        raise harness.Skip("gcab (the test upstream's Cabinet tool) is not installed")
+    up = wu.WsusUpstream().start()
+    try:
+        body(h, up)
+    finally:
+        up.stop()
+
+
+def body(h, up):
+    src = os.path.join(os.environ.get("SS_SOURCE_ROOT", "."), "deploy", "sample-catalog.xml")
+    catalog = h.path("vendor", "catalog.xml")
+    os.makedirs(os.path.dirname(catalog))
+    shutil.copy(src, catalog)
+    with open(catalog) as f:
+        text = f.read()
+    vendor = product_ids(text)
+    check(len(vendor) >= 10, "the sample catalog has %d %s packages" % (len(vendor), PRODUCT))
+
+    secret = "s3cret-src-pw"
+    shown = up.url.replace("http://", "http://***@", 1)
+    cas = h.add_site("CAS", upstream=up.url.replace("http://", "http://sync:%s@" % secret, 1),
+                     listen=False,
+                     extra={"upstream": {"kind": "wsus"},
+                            "source vendor": {"url": "file://" + catalog}})
+    cas.start()
+    cas.cli_ok("products", "select", wu.DEFENDER, PRODUCT)
+    cas.cli_ok("classifications", "select", wu.DEFINITIONS, *SDP_CLASSES)
+
+    out = run_sync(cas)
+    check("Sync finished" in out, "first sync: %s" % out)
+    held = ids(cas)
+    wsus = held - vendor
+    check(vendor <= held, "vendor entries missing: %d of %d" % (len(vendor - held), len(vendor)))
+    check(wu.KB2267602 in wsus and len(wsus) > 100, "WSUS entries missing (%d)" % len(wsus))
+    check("Source vendor (file://%s): 200 entries" % catalog in out,
+          "the sync log does not name the vendor source:\n%s" % out)
+    check("Source upstream (%s): " % shown in out and secret not in out,
+          "the sync log does not name the [upstream] source redacted:\n%s" % out)
+    log("two sources: %d WSUS entries and %d vendor entries in one version" % (len(wsus), len(vendor)))
+
+    # 2. One vendor package gone: only it is removed.
+    gone = sorted(vendor)[0]
+    pkgs = [p for p in PKG_RE.findall(text) if gone not in p.lower()]
+    head = text[:text.index("<smc:SoftwareDistributionPackage>")]
+    tail = text[text.rindex("</smc:SoftwareDistributionPackage>") + len(
+        "</smc:SoftwareDistributionPackage>"):]
+    with open(catalog, "w") as f:
+        f.write(head + "\n".join(pkgs) + tail)
+    before = cas.catalog_state()
+    out = run_sync(cas)
+    check("Sync finished" in out, "second sync: %s" % out)
+    check(ids(cas) == held - {gone}, "removal not scoped to the vendor's package: %d held, want %d"
+          % (len(ids(cas)), len(held) - 1))
+    check(cas.catalog_state()[0] == before[0] + 1, "no new version for the removal")
+    log("vendor package removed; every WSUS entry kept")
+
+    # 3. The vendor catalog unreadable: the sync fails naming it, nothing changes.
+    os.rename(catalog, catalog + ".gone")
+    before = cas.catalog_state()
+    out = run_sync(cas)
+    check("Sync failed: source vendor: cannot read %s" % catalog in out,
+          "a failing source: %s" % out)
+    check(cas.catalog_state() == before, "a failed source changed the catalog")
+    log("a failing source fails the sync by name, nothing changed")
+
+
+if __name__ == "__main__":
+    harness.main(test, "wsus_sources")
