@@ -68,7 +68,26 @@ typedef struct {
 	uint64_t progress_done;
 	uint64_t progress_total;
 	uint64_t bytes_received;
+	/* What started the current (or last) sync and where it comes from,
+	 * for the sync history: manual, scheduled, retry, parent, import. */
+	char trigger[16];
+	char source[160];
 } sync_status_t;
+
+/* One finished sync as the sync history records it (table sync_history);
+ * the newest SITE_RECENT_SYNCS are kept in memory for the dashboard. */
+#define SITE_RECENT_SYNCS 20
+typedef struct {
+	char kind[12];                /* upstream, pull, import */
+	char result[12];              /* succeeded, unchanged, failed */
+	char trigger[16];
+	char source[160];
+	time_t started, ended;
+	uint64_t from, to;
+	uint64_t added, changed, removed, expired;
+	int error_code;
+	char error[256];
+} site_sync_t;
 
 struct site;
 
@@ -123,6 +142,8 @@ typedef struct site {
 
 	/* Status of this site and its subtree. */
 	sync_status_t self;
+	site_sync_t recent[SITE_RECENT_SYNCS];  /* newest first */
+	size_t n_recent;
 	struct status_table *subtree;
 	bool status_dirty;
 	struct event *status_ev;      /* debounced report upwards */

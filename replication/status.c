@@ -8,6 +8,7 @@
 #include "replication/child_link.h"
 #include "replication/parent_link.h"
 #include "replication/site.h"
+#include "replication/synchist.h"
 #include "common/errcode.h"
 #include "common/log.h"
 #include "replication/rowsig.h"
@@ -529,5 +530,7 @@ json_t *status_json(site_t *d)
 	json_object_set_new(o, "cert_warning_days", json_integer(d->conf->cert_warning_days));
 	json_object_set_new(o, "certs_expiring", expiring);
 	json_object_set_new(o, "sites", sites);
+	/* This site's own synchronizations (history's "syncs"), newest first. */
+	json_object_set_new(o, "syncs", synchist_recent_json(d));
 	return o;
 }

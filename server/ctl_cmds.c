@@ -181,7 +181,7 @@ static void cmd_sync(ctl_req_t *req, const json_t *args, void *arg)
 		cmd_sync_child(req, d, full);
 		return;
 	}
-	int ret = topsync_start_confirmed(d, full, allow);
+	int ret = topsync_start_confirmed(d, full, allow, "manual");
 	if (ret == SS_ENOTTOP) {
 		ctl_reply_error(req, ret, "%s is not the top site: syncs start at the top and flow down", d->site.conf->site_code);
 		return;
@@ -728,6 +728,8 @@ static int history_work(PGconn *conn, ctl_job_t *j)
 	ret = db_query(conn, "SELECT kind, "
 	               "to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS started_at, "
 	               "to_char(ended_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS ended_at, "
+	               "coalesce(extract(epoch FROM ended_at - started_at)::bigint, 0) AS duration_s, "
+	               "sync_trigger AS trigger, source, "
 	               "result, from_version, to_version, added, changed, removed, expired, "
 	               "error_code, error FROM sync_history ORDER BY id DESC LIMIT $1::bigint",
 	               1, p, &r, j->err, sizeof(j->err));

@@ -7,11 +7,13 @@ Chromium loads http://CAS/ (the page fetches /status with JavaScript) and
 dumps the DOM: every site of `status --json` must have a row with the same
 data-site and data-state, and no other row may exist. A screenshot is saved
 next to the DOM dump in the test's temp dir (SS_KEEP_TMP=1 keeps it).
+The synchronizations table lists the syncs of CAS that `history --json` gives.
 
 Skips (exit 77) only when no Chromium binary can be found.
 """
 
 import html.parser
+import json
 import os
 import shutil
 import subprocess
@@ -41,11 +43,14 @@ class RowParser(html.parser.HTMLParser):
     def __init__(self):
         super().__init__()
         self.rows = []
+        self.syncs = []
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
         if "data-site" in a:
             self.rows.append((a["data-site"], a.get("data-state")))
+        if "data-sync-trigger" in a:
+            self.syncs.append((a["data-sync-trigger"], a.get("data-sync-result")))
 
 
 def chromium(h, exe, url, *mode):
@@ -105,6 +110,11 @@ def test(h):
     check(want["S01"] == "stale" and want["CAS"] == "succeeded",
           "unexpected states %r" % want)
     log("dashboard rows match status --json: %s" % sorted(got.items()))
+    # The synchronizations table: CAS's syncs as `history --json` lists them.
+    hist = [(r["trigger"], r["result"]) for r in
+            json.loads(cas.cli_ok("history", "--json"))["syncs"]]
+    check(hist and p.syncs == hist, "dashboard syncs %r, history %r" % (p.syncs, hist))
+    log("synchronizations table: %r" % p.syncs)
 
     shot = h.path("dashboard.png")
     chromium(h, exe, url, "--window-size=1400,500", "--screenshot=" + shot)
