@@ -80,6 +80,8 @@ static const cli_cmd_t cli_cmds[] = {
 	  "    --classification C classification id or title\n"
 	  "    --severity S       MSRC severity\n"
 	  "    --text T           text in the title or KB article\n"
+	  "    --version N        what catalog version N changed (added, changed,\n"
+	  "                       removed; removed ones only without other filters)\n"
 	  "    --limit N          at most N updates\n"
 	  "  show ID              every field of one update\n"
 	  "  --json               print the reply as received\n",

@@ -236,7 +236,34 @@ static void cli_updates_print(const json_t *data)
 		{ "KB", "kb_article" }, { "RELEASED", "release_date" }, { "EXPIRED", "expired" },
 		{ "TITLE", "title" },
 	};
-	cli_print_rows(json_object_get(data, "updates"), cols, sizeof(cols) / sizeof(cols[0]));
+	static const cli_column_t vcols[] = {
+		{ "CHANGE", "change" }, { "UPDATE_ID", "update_id" }, { "REV", "revision" },
+		{ "CLASSIFICATION", "classification" }, { "SEVERITY", "severity" },
+		{ "KB", "kb_article" }, { "RELEASED", "release_date" }, { "EXPIRED", "expired" },
+		{ "TITLE", "title" },
+	};
+	const json_t *v = json_object_get(data, "version");
+	const json_t *rows = json_object_get(data, "updates");
+	if (v != NULL) {
+		char at[64];
+		printf("Version %" JSON_INTEGER_FORMAT " (committed here %s): %" JSON_INTEGER_FORMAT
+		       " added, %" JSON_INTEGER_FORMAT " changed, %" JSON_INTEGER_FORMAT " removed, %"
+		       JSON_INTEGER_FORMAT " expired%s\n\n",
+		       json_integer_value(json_object_get(v, "version")), cli_cell(v, "at", at, sizeof(at)),
+		       json_integer_value(json_object_get(v, "added")),
+		       json_integer_value(json_object_get(v, "changed")),
+		       json_integer_value(json_object_get(v, "removed")),
+		       json_integer_value(json_object_get(v, "expired")),
+		       json_is_true(json_object_get(v, "full_pull")) ? " (full snapshot)" : "");
+	}
+	if (json_array_size(rows) == 0) {
+		printf("No matches.\n");
+		return;
+	}
+	if (v != NULL)
+		cli_print_rows(rows, vcols, sizeof(vcols) / sizeof(vcols[0]));
+	else
+		cli_print_rows(rows, cols, sizeof(cols) / sizeof(cols[0]));
 }
 
 static void cli_update_show_print(const json_t *u)
@@ -285,8 +312,9 @@ static void cli_update_show_print(const json_t *u)
 
 int cli_updates_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv)
 {
-	enum { OPT_PRODUCT = 256, OPT_CLASS, OPT_SEVERITY, OPT_TEXT, OPT_LIMIT };
+	enum { OPT_PRODUCT = 256, OPT_CLASS, OPT_SEVERITY, OPT_TEXT, OPT_LIMIT, OPT_VERSION };
 	static const struct option opts[] = {
+		{ "version", required_argument, NULL, OPT_VERSION },
 		{ "product", required_argument, NULL, OPT_PRODUCT },
 		{ "classification", required_argument, NULL, OPT_CLASS },
 		{ "severity", required_argument, NULL, OPT_SEVERITY },
@@ -336,6 +364,20 @@ int cli_updates_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv)
 				goto out;
 			}
 			json_object_set_new(args, "limit", json_integer(n));
+			continue;
+		}
+		case OPT_VERSION: {
+			long n;
+			if (!list) {
+				ret = cli_usage_error("updates show: --version is for list");
+				goto out;
+			}
+			if (!cli_parse_uint(optarg, &n) || n < 1) {
+				ret = cli_usage_error("updates list: --version needs a catalog version "
+				                      "(a positive number), not '%s'", optarg);
+				goto out;
+			}
+			json_object_set_new(args, "version", json_integer(n));
 			continue;
 		}
 		default:

@@ -452,31 +452,93 @@ static void cmd_verify(ctl_req_t *req, const json_t *args, void *arg)
 
 /* ---- catalog queries ------------------------------------------------- */
 
+/* `updates list --version N`: N must be a version whose changes this
+ * site still keeps (after change_floor, at most the version held). On
+ * success \a info holds the version's counts. */
+static int updates_version_check(PGconn *conn, ctl_job_t *j, const char *version, json_t **info)
+{
+	uint64_t st[2];
+	int ret = db_query_u64(conn, "SELECT version, change_floor FROM catalog_state", 0, NULL, st, 2,
+	                       j->err, sizeof(j->err));
+	if (ret != SS_EOK)
+		return ret;
+	uint64_t n = strtoull(version, NULL, 10);
+	if (n > st[0]) {
+		snprintf(j->err, sizeof(j->err), "no version %s here: this site holds version %" PRIu64,
+		         version, st[0]);
+		return SS_ENOENT;
+	}
+	if (n <= st[1]) {
+		snprintf(j->err, sizeof(j->err), "the changes of version %s are no longer kept here: "
+		         "the change log starts after version %" PRIu64 " ([replication] keep_versions)",
+		         version, st[1]);
+		return SS_ENOENT;
+	}
+	const char *p[] = { version };
+	PGresult *r = NULL;
+	ret = db_query(conn, "SELECT version, added, changed, removed, expired, full_pull, "
+	               "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS at "
+	               "FROM catalog_versions WHERE version = $1::bigint", 1, p, &r, j->err, sizeof(j->err));
+	if (ret != SS_EOK)
+		return ret;
+	json_t *rows = rows_json(r);
+	PQclear(r);
+	*info = json_array_size(rows) == 1 ? json_incref(json_array_get(rows, 0)) :
+	        json_pack("{s:I}", "version", (json_int_t)n);
+	json_decref(rows);
+	return SS_EOK;
+}
+
 static int updates_list_work(PGconn *conn, ctl_job_t *j)
 {
-	const char *p[5] = {
+	const char *p[6] = {
 		arg_str(j->args, "product"), arg_str(j->args, "classification"),
-		arg_str(j->args, "severity"), arg_str(j->args, "text"), NULL,
+		arg_str(j->args, "severity"), arg_str(j->args, "text"), NULL, NULL,
 	};
-	char limit[24];
+	char limit[24], version[24];
 	json_int_t lim = json_integer_value(json_object_get(j->args, "limit"));
 	snprintf(limit, sizeof(limit), "%lld", (long long)(lim > 0 ? lim : 100));
 	p[4] = limit;
+	json_t *vinfo = NULL;
+	json_t *v = json_object_get(j->args, "version");
+	if (v != NULL) {
+		if (!json_is_integer(v) || json_integer_value(v) < 1) {
+			snprintf(j->err, sizeof(j->err), "version must be a positive number");
+			return SS_EINVAL;
+		}
+		snprintf(version, sizeof(version), "%lld", (long long)json_integer_value(v));
+		p[5] = version;
+		int ret = updates_version_check(conn, j, version, &vinfo);
+		if (ret != SS_EOK)
+			return ret;
+	}
 	PGresult *r = NULL;
+	/* With a version: the entries it touched that are held now (added, or
+	 * changed when an older kept version touched them too; "updated" when
+	 * the log cannot tell), then the ones it removed. */
 	int ret = db_query(conn,
 		"SELECT update_id::text AS update_id, revision, title, products, classification, severity, "
 		"kb_article, release_date, expired, source, "
-		"array_to_json(products)::text AS products_json FROM updates "
-		"WHERE ($1::text IS NULL OR $1 = ANY(products)) "
+		"array_to_json(products)::text AS products_json, "
+		"CASE WHEN $6::bigint IS NULL THEN NULL "
+		"  WHEN EXISTS (SELECT 1 FROM changes c WHERE c.update_id = u.update_id "
+		"    AND c.version < $6::bigint) THEN 'changed' "
+		"  WHEN (SELECT change_floor FROM catalog_state) = 0 THEN 'added' ELSE 'updated' END AS change "
+		"FROM updates u "
+		"WHERE ($6::bigint IS NULL OR update_id IN (SELECT update_id FROM changes "
+		"  WHERE version = $6::bigint)) "
+		"AND ($1::text IS NULL OR $1 = ANY(products)) "
 		"AND ($2::text IS NULL OR classification = $2 OR classification IN "
 		"  (SELECT id FROM categories WHERE kind = 'classification' AND title = $2)) "
 		"AND ($3::text IS NULL OR lower(severity) = lower($3)) "
 		"AND ($4::text IS NULL OR title ILIKE '%' || $4 || '%' OR kb_article = $4 "
 		"  OR update_id::text = lower($4)) "
 		"ORDER BY release_date DESC, update_id LIMIT $5::bigint",
-		5, p, &r, j->err, sizeof(j->err));
-	if (ret != SS_EOK)
+		6, p, &r, j->err, sizeof(j->err));
+	if (ret != SS_EOK) {
+		json_decref(vinfo);
 		return ret;
+	}
 	json_t *rows = rows_json(r);
 	size_t i;
 	json_t *o;
@@ -486,8 +548,32 @@ static int updates_list_work(PGconn *conn, ctl_job_t *j)
 		json_object_del(o, "products_json");
 	}
 	PQclear(r);
+	if (vinfo != NULL && p[0] == NULL && p[1] == NULL && p[2] == NULL && p[3] == NULL) {
+		/* Removed entries have no content left to filter: listed unfiltered only. */
+		const char *q[] = { version, limit };
+		ret = db_query(conn, "SELECT c.update_id::text AS update_id, CASE WHEN EXISTS "
+		               "(SELECT 1 FROM changes l WHERE l.update_id = c.update_id AND l.version > "
+		               "c.version) THEN 'removed later' ELSE 'removed' END AS change "
+		               "FROM changes c WHERE c.version = $1::bigint AND NOT EXISTS "
+		               "(SELECT 1 FROM updates u WHERE u.update_id = c.update_id) "
+		               "ORDER BY c.update_id LIMIT $2::bigint", 2, q, &r, j->err, sizeof(j->err));
+		if (ret != SS_EOK) {
+			json_decref(rows);
+			json_decref(vinfo);
+			return ret;
+		}
+		json_t *gone = rows_json(r);
+		PQclear(r);
+		json_array_extend(rows, gone);
+		json_decref(gone);
+	}
 	j->result = json_object();
 	json_object_set_new(j->result, "updates", rows);
+	if (vinfo != NULL)
+		json_object_set_new(j->result, "version", vinfo);
+	else
+		json_array_foreach(rows, i, o)
+			json_object_del(o, "change");
 	return SS_EOK;
 }
 
