@@ -137,12 +137,33 @@ int cli_child_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv)
 
 /* ---- products, classifications, languages ---- */
 
+/* Says what the next sync takes: with nothing selected, every one. */
+static void cli_category_synced_note(const json_t *data)
+{
+	const json_t *items = json_object_get(data, "items");
+	const char *kind = json_string_value(json_object_get(data, "kind"));
+	size_t i, selected = 0;
+	const json_t *it;
+	json_array_foreach(items, i, it)
+		selected += json_is_true(json_object_get(it, "selected"));
+	if (json_array_size(items) == 0)
+		printf("No %ss known yet: the first sync from upstream lists them.\n",
+		       kind ? kind : "item");
+	else if (selected == 0)
+		printf("\nNothing selected: all %zu %ss are synchronized.\n", json_array_size(items),
+		       kind ? kind : "item");
+	else
+		printf("\n%zu of %zu %ss selected: only those are synchronized.\n", selected,
+		       json_array_size(items), kind ? kind : "item");
+}
+
 static void cli_category_print(const json_t *data)
 {
 	static const cli_column_t cols[] = {
 		{ "ID", "id" }, { "SELECTED", "selected" }, { "UPDATES", "updates" }, { "TITLE", "title" },
 	};
 	cli_print_rows(json_object_get(data, "items"), cols, sizeof(cols) / sizeof(cols[0]));
+	cli_category_synced_note(data);
 }
 
 int cli_category_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv)
@@ -230,16 +251,19 @@ static void cli_join(const json_t *v, char *buf, size_t len)
 
 static void cli_updates_print(const json_t *data)
 {
+	/* Names, not ids; release times in UTC (the ids stay in --json). */
 	static const cli_column_t cols[] = {
 		{ "UPDATE_ID", "update_id" }, { "REV", "revision" },
-		{ "CLASSIFICATION", "classification" }, { "SEVERITY", "severity" },
-		{ "KB", "kb_article" }, { "RELEASED", "release_date" }, { "EXPIRED", "expired" },
+		{ "CLASSIFICATION", "classification_title" }, { "VENDOR", "vendor" },
+		{ "PRODUCTS", "products_text" }, { "SEVERITY", "severity" },
+		{ "KB", "kb_article" }, { "RELEASED (UTC)", "release_date_utc" }, { "EXPIRED", "expired" },
 		{ "TITLE", "title" },
 	};
 	static const cli_column_t vcols[] = {
 		{ "CHANGE", "change" }, { "UPDATE_ID", "update_id" }, { "REV", "revision" },
-		{ "CLASSIFICATION", "classification" }, { "SEVERITY", "severity" },
-		{ "KB", "kb_article" }, { "RELEASED", "release_date" }, { "EXPIRED", "expired" },
+		{ "CLASSIFICATION", "classification_title" }, { "VENDOR", "vendor" },
+		{ "PRODUCTS", "products_text" }, { "SEVERITY", "severity" },
+		{ "KB", "kb_article" }, { "RELEASED (UTC)", "release_date_utc" }, { "EXPIRED", "expired" },
 		{ "TITLE", "title" },
 	};
 	const json_t *v = json_object_get(data, "version");
@@ -260,26 +284,37 @@ static void cli_updates_print(const json_t *data)
 		printf("No matches.\n");
 		return;
 	}
+	/* Our own copy, with the product names joined into one cell. */
+	json_t *shown = json_deep_copy(rows);
+	size_t i;
+	json_t *row;
+	json_array_foreach(shown, i, row) {
+		char buf[1024];
+		cli_join(json_object_get(row, "product_titles"), buf, sizeof(buf));
+		json_object_set_new(row, "products_text", json_string(buf));
+	}
 	if (v != NULL)
-		cli_print_rows(rows, vcols, sizeof(vcols) / sizeof(vcols[0]));
+		cli_print_rows(shown, vcols, sizeof(vcols) / sizeof(vcols[0]));
 	else
-		cli_print_rows(rows, cols, sizeof(cols) / sizeof(cols[0]));
+		cli_print_rows(shown, cols, sizeof(cols) / sizeof(cols[0]));
+	json_decref(shown);
 }
 
 static void cli_update_show_print(const json_t *u)
 {
 	static const char *const fields[][2] = {
 		{ "update_id", "Update" }, { "revision", "Revision" },
-		{ "title", "Title" }, { "classification", "Classification" },
+		{ "title", "Title" }, { "vendor", "Vendor" },
+		{ "classification_title", "Classification" },
 		{ "severity", "Severity" }, { "kb_article", "KB article" },
-		{ "release_date", "Released" }, { "expired", "Expired" },
+		{ "release_date_utc", "Released (UTC)" }, { "expired", "Expired" },
 		{ "source", "Source" },
 	};
 	char buf[4096];
 	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
 		printf("%-15s %s\n", fields[i][1],
 		       cli_cell(u, fields[i][0], buf, sizeof(buf)));
-	cli_join(json_object_get(u, "products"), buf, sizeof(buf));
+	cli_join(json_object_get(u, "product_titles"), buf, sizeof(buf));
 	printf("%-15s %s\n", "Products", buf);
 	cli_join(json_object_get(u, "languages"), buf, sizeof(buf));
 	printf("%-15s %s\n", "Languages", buf);

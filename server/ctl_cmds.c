@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <jansson.h>
 #include <libpq-fe.h>
@@ -17,6 +18,7 @@
 #include "server/ctl_bundle.h"
 #include "server/ctl_upstream.h"
 #include "server/daemon.h"
+#include "server/http.h"
 #include "common/errcode.h"
 #include "common/log.h"
 #include "server/topsync.h"
@@ -452,6 +454,24 @@ static void cmd_verify(ctl_req_t *req, const json_t *args, void *arg)
 
 /* ---- catalog queries ------------------------------------------------- */
 
+/* release_date as the upstream wrote it (any offset) and, when it is an
+ * ISO 8601 time, the same instant in UTC, which listings print. */
+static void release_date_utc(json_t *o)
+{
+	const char *raw = json_string_value(json_object_get(o, "release_date"));
+	double t;
+	if (raw == NULL || raw[0] == '\0' || http_parse_iso8601(raw, &t) != SS_EOK) {
+		json_object_set_new(o, "release_date_utc", json_string(raw ? raw : ""));
+		return;
+	}
+	time_t secs = (time_t)t;
+	struct tm tm;
+	char buf[32];
+	gmtime_r(&secs, &tm);
+	strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	json_object_set_new(o, "release_date_utc", json_string(buf));
+}
+
 /* `updates list --version N`: N must be a version whose changes this
  * site still keeps (after change_floor, at most the version held). On
  * success \a info holds the version's counts. */
@@ -518,8 +538,13 @@ static int updates_list_work(PGconn *conn, ctl_job_t *j)
 	 * the log cannot tell), then the ones it removed. */
 	int ret = db_query(conn,
 		"SELECT update_id::text AS update_id, revision, title, products, classification, severity, "
-		"kb_article, release_date, expired, source, "
+		"kb_article, release_date, expired, source, vendor, "
 		"array_to_json(products)::text AS products_json, "
+		"array_to_json(ARRAY(SELECT coalesce(nullif(c.title, ''), p.id) FROM unnest(products) "
+		"  WITH ORDINALITY p(id, n) LEFT JOIN categories c ON c.kind = 'product' AND c.id = p.id "
+		"  ORDER BY p.n))::text AS product_titles_json, "
+		"coalesce((SELECT nullif(c.title, '') FROM categories c WHERE c.kind = 'classification' "
+		"  AND c.id = u.classification), u.classification) AS classification_title, "
 		"CASE WHEN $6::bigint IS NULL THEN NULL "
 		"  WHEN EXISTS (SELECT 1 FROM changes c WHERE c.update_id = u.update_id "
 		"    AND c.version < $6::bigint) THEN 'changed' "
@@ -527,9 +552,11 @@ static int updates_list_work(PGconn *conn, ctl_job_t *j)
 		"FROM updates u "
 		"WHERE ($6::bigint IS NULL OR update_id IN (SELECT update_id FROM changes "
 		"  WHERE version = $6::bigint)) "
-		"AND ($1::text IS NULL OR $1 = ANY(products)) "
-		"AND ($2::text IS NULL OR classification = $2 OR classification IN "
-		"  (SELECT id FROM categories WHERE kind = 'classification' AND title = $2)) "
+		"AND ($1::text IS NULL OR EXISTS (SELECT 1 FROM unnest(products) p(id) WHERE lower(p.id) = "
+		"  lower($1)) OR products && ARRAY(SELECT id FROM categories WHERE kind = 'product' "
+		"  AND lower(title) = lower($1))) "
+		"AND ($2::text IS NULL OR lower(classification) = lower($2) OR classification IN "
+		"  (SELECT id FROM categories WHERE kind = 'classification' AND lower(title) = lower($2))) "
 		"AND ($3::text IS NULL OR lower(severity) = lower($3)) "
 		"AND ($4::text IS NULL OR title ILIKE '%' || $4 || '%' OR kb_article = $4 "
 		"  OR update_id::text = lower($4)) "
@@ -546,6 +573,11 @@ static int updates_list_work(PGconn *conn, ctl_job_t *j)
 		json_t *prods = json_loads(json_string_value(json_object_get(o, "products_json")), 0, NULL);
 		json_object_set_new(o, "products", prods ? prods : json_array());
 		json_object_del(o, "products_json");
+		json_t *titles = json_loads(json_string_value(json_object_get(o, "product_titles_json")),
+		                            0, NULL);
+		json_object_set_new(o, "product_titles", titles ? titles : json_array());
+		json_object_del(o, "product_titles_json");
+		release_date_utc(o);
 	}
 	PQclear(r);
 	if (vinfo != NULL && p[0] == NULL && p[1] == NULL && p[2] == NULL && p[3] == NULL) {
@@ -594,8 +626,13 @@ static int updates_show_work(PGconn *conn, ctl_job_t *j)
 {
 	const char *p[] = { arg_str(j->args, "id") };
 	PGresult *r = NULL;
-	int ret = db_query(conn, "SELECT revision, content, source FROM updates WHERE update_id::text = lower($1)",
-	                   1, p, &r, j->err, sizeof(j->err));
+	int ret = db_query(conn, "SELECT revision, content, source, "
+		"array_to_json(ARRAY(SELECT coalesce(nullif(c.title, ''), p.id) FROM unnest(products) "
+		"  WITH ORDINALITY p(id, n) LEFT JOIN categories c ON c.kind = 'product' AND c.id = p.id "
+		"  ORDER BY p.n))::text, "
+		"coalesce((SELECT nullif(c.title, '') FROM categories c WHERE c.kind = 'classification' "
+		"  AND c.id = u.classification), u.classification) "
+		"FROM updates u WHERE update_id::text = lower($1)", 1, p, &r, j->err, sizeof(j->err));
 	if (ret != SS_EOK)
 		return ret;
 	if (PQntuples(r) != 1) {
@@ -620,12 +657,16 @@ static int updates_show_work(PGconn *conn, ctl_job_t *j)
 	json_object_set_new(o, "vendor", json_string(u->vendor));
 	json_object_set_new(o, "products", strv_json(u->products, u->n_products));
 	json_object_set_new(o, "classification", json_string(u->classification));
+	json_object_set_new(o, "classification_title", json_string(PQgetvalue(r, 0, 4)));
+	json_t *titles = json_loads(PQgetvalue(r, 0, 3), 0, NULL);
+	json_object_set_new(o, "product_titles", titles ? titles : json_array());
 	json_object_set_new(o, "languages", strv_json(u->languages, u->n_languages));
 	json_object_set_new(o, "severity", json_string(u->severity));
 	json_object_set_new(o, "kb_article", json_string(u->kb_article));
 	json_object_set_new(o, "security_bulletin", json_string(u->security_bulletin));
 	json_object_set_new(o, "cve_ids", strv_json(u->cve_ids, u->n_cve_ids));
 	json_object_set_new(o, "release_date", json_string(u->release_date));
+	release_date_utc(o);
 	json_object_set_new(o, "supersedes", strv_json(u->supersedes, u->n_supersedes));
 	json_object_set_new(o, "prerequisites", strv_json(u->prerequisites, u->n_prerequisites));
 	json_object_set_new(o, "bundled", strv_json(u->bundled, u->n_bundled));
@@ -675,7 +716,10 @@ static int category_list_work(PGconn *conn, ctl_job_t *j)
 		!strcmp(p[0], "language") ? "(SELECT count(*) FROM updates u WHERE c.id = ANY(u.languages))" :
 		"(SELECT count(*) FROM updates u WHERE u.vendor = c.id)";
 	char sql[512];
-	snprintf(sql, sizeof(sql), "SELECT c.id, c.title, c.selected, %s AS updates "
+	/* synced: what the next sync takes; nothing selected means all of them. */
+	snprintf(sql, sizeof(sql), "SELECT c.id, c.title, c.selected, %s AS updates, "
+	         "c.selected OR NOT EXISTS (SELECT 1 FROM categories s WHERE s.kind = c.kind "
+	         "AND s.selected) AS synced "
 	         "FROM categories c WHERE c.kind = $1 ORDER BY c.title, c.id", count_expr);
 	int ret = db_query(conn, sql, 1, p, &r, j->err, sizeof(j->err));
 	if (ret != SS_EOK)

@@ -10,8 +10,15 @@ demo's catalog (deploy/sample-catalog.xml):
     only without filters. A version not held yet, or one whose changes the
     site no longer keeps (P01 keeps one version), is refused with the
     reason and exit status 2 (a usage error, 1).
+  - `updates list` and `updates show` print classification and product
+    names (not ids), the vendor and release times in UTC (the upstream
+    wrote some with +02:00); --product and --classification match ids and
+    names in any case; a filter matching nothing says "No matches.".
+  - `products list` says that everything is synchronized while nothing is
+    selected, and what is once something is; --json marks each `synced`.
 """
 
+import datetime
 import json
 import os
 import re
@@ -133,6 +140,67 @@ def test(h):
               json.dumps(got), "control socket version %r: %r" % (bad, got))
     check(cas.catalog_state() == before, "a refused listing changed the catalog")
     log("refusals: not held yet, no longer kept, not a version")
+    readable(h, cas)
+
+
+def readable(h, cas):
+    classes = json.loads(cas.cli_ok("classifications", "list", "--json"))["items"]
+    title_of = {c["id"]: c["title"] for c in classes}
+    ups = ulist(cas)["updates"]
+    # An entry released with an offset: its UTC time is printed.
+    raw = [u for u in ups if u["release_date"].endswith("+02:00")][0]
+    utc = datetime.datetime.fromisoformat(raw["release_date"]).astimezone(
+        datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    check(raw["release_date_utc"] == utc, "release_date_utc %r, want %s" % (raw, utc))
+    out = cas.cli_ok("updates", "list", "--limit", "1000")
+    head = out.splitlines()[0]
+    for col in ("CLASSIFICATION", "VENDOR", "PRODUCTS", "RELEASED (UTC)"):
+        check(col in head, "updates list header %r lacks %s" % (head, col))
+    line = [ln for ln in out.splitlines() if raw["update_id"] in ln][0]
+    cls = raw["classification"]
+    check(title_of.get(cls) and title_of[cls] != cls, "classification %s has no title" % cls)
+    check(title_of[cls] in line and cls not in line and raw["vendor"] in line and
+          raw["release_date_utc"] in line and raw["release_date"] not in line and
+          raw["product_titles"][0] in line, "updates list row %r for %r" % (line, raw))
+    for u in ups:
+        check(u["classification"] not in out.replace(u["update_id"], ""),
+              "a classification id is printed: %s" % u["classification"])
+    show = cas.cli_ok("updates", "show", raw["update_id"])
+    for label, value in (("Classification", title_of[cls]), ("Vendor", raw["vendor"]),
+                         ("Released (UTC)", raw["release_date_utc"]),
+                         ("Products", raw["product_titles"][0])):
+        check(re.search(r"^%s\s+%s" % (re.escape(label), re.escape(value)), show, re.M),
+              "updates show: no %r line with %r:\n%s" % (label, value, show))
+    # Filters: ids and names in any case.
+    want = sorted(u["update_id"] for u in ups if u["classification"] == cls)
+    for f in (title_of[cls], title_of[cls].lower(), title_of[cls].upper(), cls.upper()):
+        got = sorted(u["update_id"] for u in ulist(cas, "--classification", f)["updates"])
+        check(got == want, "--classification %r: %d rows, want %d" % (f, len(got), len(want)))
+    prod = raw["product_titles"][0]
+    want = sorted(u["update_id"] for u in ups if prod in u["product_titles"])
+    got = sorted(u["update_id"] for u in ulist(cas, "--product", prod.swapcase())["updates"])
+    check(want and got == want, "--product %r: %d rows, want %d" % (prod.swapcase(), len(got),
+                                                                   len(want)))
+    out = cas.cli_ok("updates", "list", "--classification", "no such classification")
+    check(out.strip() == "No matches.", "a filter matching nothing: %r" % out)
+    log("updates list/show: names, vendor, UTC times; filters in any case")
+
+    # What is synchronized when nothing is selected.
+    prods = json.loads(cas.cli_ok("products", "list", "--json"))["items"]
+    check(prods and all(p["synced"] and not p["selected"] for p in prods),
+          "nothing selected: products %r" % prods[:3])
+    out = cas.cli_ok("products", "list")
+    check("Nothing selected: all %d products are synchronized." % len(prods) in out,
+          "products list, nothing selected: %r" % out[-300:])
+    cas.cli_ok("products", "select", prods[0]["id"])
+    prods = json.loads(cas.cli_ok("products", "list", "--json"))["items"]
+    check([p["synced"] for p in prods] == [i == 0 for i in range(len(prods))],
+          "one selected: synced %r" % [p["synced"] for p in prods])
+    out = cas.cli_ok("products", "list")
+    check("1 of %d products selected: only those are synchronized." % len(prods) in out,
+          "products list, one selected: %r" % out[-300:])
+    cas.cli_ok("products", "deselect", prods[0]["id"])
+    log("products list says what is synchronized")
 
 
 if __name__ == "__main__":
