@@ -76,8 +76,8 @@ static const cli_cmd_t cli_cmds[] = {
 	{ "updates", cli_updates_cb, "list [OPTIONS] [--json] | show ID [--json]",
 	  "list or show the updates in this site's catalog",
 	  "  list                 updates in the catalog, filtered by:\n"
-	  "    --product P        product id or title\n"
-	  "    --classification C classification id or title\n"
+	  "    --product P        product id or title, in any case\n"
+	  "    --classification C classification id or title, in any case\n"
 	  "    --severity S       MSRC severity\n"
 	  "    --text T           text in the title or KB article\n"
 	  "    --version N        what catalog version N changed (added, changed,\n"
