@@ -95,6 +95,14 @@ static const cli_cmd_t cli_cmds[] = {
 	  "  --limit N            at most N entries of each kind\n"
 	  "  --json               print the reply as received\n",
 	  NULL },
+	{ "settings", cli_settings_cb, "[list] [--json] | set KEY VALUE [--json]",
+	  "the top site's expiry and purge settings",
+	  "  list                 the settings, their values, defaults and ranges\n"
+	  "  set KEY VALUE        supersede_expire_months (-1 to 1200; 0 at once,\n"
+	  "                       -1 never) or purge_expired_days (0 to 36500;\n"
+	  "                       0 never); applies from the next sync\n"
+	  "  --json               print the reply as received\n",
+	  NULL },
 	{ "export", cli_export_cb, "--out FILE [--since V] [--json]",
 	  "write the catalog changes after version V to a bundle file",
 	  "  -o, --out FILE       bundle to write (created by sitesyncd)\n"

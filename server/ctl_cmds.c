@@ -16,6 +16,7 @@
 #include "replication/status.h"
 #include "server/ctl.h"
 #include "server/ctl_bundle.h"
+#include "server/ctl_settings.h"
 #include "server/ctl_upstream.h"
 #include "server/daemon.h"
 #include "server/http.h"
@@ -993,5 +994,7 @@ int ctl_cmds_register(daemon_t *d)
 	int ret = ctl_bundle_register(d);
 	if (ret == SS_EOK)
 		ret = ctl_upstream_register(d);
+	if (ret == SS_EOK)
+		ret = ctl_settings_register(d);
 	return ret;
 }
