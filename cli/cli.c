@@ -119,6 +119,10 @@ static const cli_cmd_t cli_cmds[] = {
 	  "  --id UUID            update id\n"
 	  "  --json               print the reply as received\n",
 	  NULL },
+	{ "remove-update", cli_remove_update_cb, "UUID [--json]",
+	  "remove an update imported by hand from the catalog (top site)",
+	  "  --json               print the reply as received\n",
+	  NULL },
 	{ "verify", cli_verify_cb, "[--json]",
 	  "compare this site's catalog digest with its parent's (exit 0 when equal)",
 	  "  --json               print the reply as received\n",

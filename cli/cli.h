@@ -160,6 +160,8 @@ int cli_where_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv);
 int cli_history_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv);
 /*! \brief `settings [list] | set KEY VALUE` (cli_settings.c). */
 int cli_settings_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv);
+/*! \brief `remove-update ID`: a hand-imported update out again (cli_settings.c). */
+int cli_remove_update_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv);
 /*! \brief `export --out FILE [--since V]`: write a bundle. */
 int cli_export_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv);
 /*! \brief `import FILE`: apply a bundle at a disconnected site. */

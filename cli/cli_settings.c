@@ -1,4 +1,5 @@
-/* `sitesync settings`: the top site's run-time settings of the upstream sync. */
+/* The top site's catalog administration: `sitesync settings` (run-time
+ * settings of the upstream sync) and `sitesync remove-update`. */
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
@@ -95,6 +96,46 @@ int cli_settings_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv)
 	} else {
 		return cli_usage_error("settings: unknown subcommand '%s'", sub);
 	}
+	json_decref(data);
+	return CLI_EXIT_OK;
+}
+
+/* `sitesync remove-update ID`: take a hand-imported update out of the catalog. */
+int cli_remove_update_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	bool json = false;
+	json_t *data = NULL;
+	int ch;
+
+	cli_getopt_reset();
+	while ((ch = getopt_long(argc, argv, ":jh", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'j':
+			json = true;
+			break;
+		case 'h':
+			return cli_cmd_help(cmd);
+		default:
+			return cli_bad_option(cmd, ch, argc, argv);
+		}
+	}
+	if (argc - optind != 1)
+		return cli_usage_error("remove-update: one update id expected");
+	int ret = cli_call(cli, "remove-update", json_pack("{s:s}", "id", argv[optind]), 0, &data);
+	if (ret != CLI_EXIT_OK)
+		return ret;
+	if (json)
+		cli_print_json(data);
+	else
+		printf("Removed imported update %s revision %" JSON_INTEGER_FORMAT "; catalog version %"
+		       JSON_INTEGER_FORMAT ".\n", json_string_value(json_object_get(data, "update_id")),
+		       json_integer_value(json_object_get(data, "revision")),
+		       json_integer_value(json_object_get(data, "version")));
 	json_decref(data);
 	return CLI_EXIT_OK;
 }

@@ -53,6 +53,7 @@ enum {
 	SS_MSG_CERT_RENEWED = 7114,
 	SS_MSG_REMOVAL_REFUSED = 7130,  /* a sync would remove too much (upstream/removal.h) */
 	SS_MSG_SETTING_CHANGED = 7140,  /* sitesync settings set (server/ctl_settings.c) */
+	SS_MSG_UPDATE_REMOVED = 7141,   /* sitesync remove-update (server/ctl_upstream.c) */
 };
 
 typedef struct {

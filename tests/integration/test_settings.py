@@ -11,9 +11,15 @@
   - Refused, each alone, with the reason, exit 2 and nothing changed: an
     unknown setting, a value that is not a whole number, a value out of
     range, and any setting at a site that is not the top.
+  - `remove-update ID` takes an update imported by hand (import-update)
+    out again: a new version, at every site, status message 7141. Refused
+    with the reason and nothing changed: an update from upstream (deselect
+    instead), an id not in the catalog, a malformed id, a site that is not
+    the top.
 """
 
 import json
+import re
 import os
 import shutil
 import sys
@@ -109,6 +115,55 @@ def test(h):
     check(expired(cas) == 0 and expired(p01) == 0, "expired after -1: %d at CAS, %d at P01"
           % (expired(cas), expired(p01)))
     log("supersede_expire_months -1: stored, 7140, nothing expired after the next sync")
+    remove_update(h, cas, p01, catalog)
+
+
+def remove_update(h, cas, p01, catalog):
+    text = open(catalog).read()
+    pkg = re.search(r"<smc:SoftwareDistributionPackage>.*?</smc:SoftwareDistributionPackage>",
+                    text, re.S).group(0)
+    upstream_id = re.search(r'PackageID="([0-9a-f-]+)"', pkg).group(1)
+    new_id = "0badc0de-0000-4000-8000-000000000001"
+    one = h.path("one-update.xml")
+    with open(one, "w") as f:
+        f.write(text[:text.index(pkg)] + pkg.replace(upstream_id, new_id) +
+                "</smc:SystemsManagementCatalog>\n")
+    cas.cli_ok("import-update", "--from", one, "--id", new_id, timeout=TIMEOUT)
+    st = h.wait_converged(cas, [p01], TIMEOUT)
+    check(p01.sql("SELECT source FROM updates WHERE update_id = '%s'" % new_id) == "imported",
+          "the imported update did not reach P01")
+
+    before = cas.catalog_state()
+    for site, args, words in (
+            (cas, [upstream_id], "update %s came from upstream, not from import-update: "
+             "deselect its product or classification instead" % upstream_id),
+            (cas, ["0badc0de-0000-4000-8000-0000000000ff"],
+             "no update 0badc0de-0000-4000-8000-0000000000ff in the catalog"),
+            (cas, ["not-a-uuid"], "'not-a-uuid' is not an update id (UUID)"),
+            (p01, [new_id], "remove-update runs at the top site only")):
+        rc, out, err = site.cli("remove-update", *args)
+        check(rc == 2 and words in err, "remove-update %r at %s: rc %d %r %r"
+              % (args, site.code, rc, out, err))
+        check(cas.catalog_state() == before and p01.catalog_state() == before,
+              "a refused remove-update changed a catalog")
+    log("remove-update refusals: upstream entry, unknown, malformed, not the top")
+
+    out = cas.cli_ok("remove-update", new_id.upper())
+    want = "Removed imported update %s revision 1; catalog version %d." % (new_id, st[0] + 1)
+    check(out.strip() == want, "remove-update said %r, want %r" % (out, want))
+    st2 = h.wait_converged(cas, [p01], TIMEOUT)
+    check(st2[0] == st[0] + 1 and st2[2] == st[2] - 1, "after remove-update %r (before %r)"
+          % (st2, st))
+    for site in (cas, p01):
+        check(site.sql("SELECT count(*) FROM updates WHERE update_id = '%s'" % new_id) == "0",
+              "%s still holds the removed update" % site.code)
+    v = json.loads(cas.cli_ok("updates", "list", "--version", str(st2[0]), "--json"))
+    check([(u["update_id"], u["change"]) for u in v["updates"]] == [(new_id, "removed")],
+          "the version's change: %r" % v)
+    msgs = json.loads(cas.cli_ok("history", "--json"))["messages"]
+    check(any(m["msg_id"] == 7141 and new_id in m["text"] for m in msgs),
+          "no 7141 in history: %r" % msgs[:3])
+    log("remove-update: version %d without the imported update at every site" % st2[0])
 
 
 if __name__ == "__main__":
