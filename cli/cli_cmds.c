@@ -84,7 +84,17 @@ static void cli_child_list_print(const json_t *data)
 		{ "SITE", "site" }, { "APPROVED", "approved_at" }, { "CONNECTED", "connected" },
 		{ "LINK", "link" }, { "VERSION", "catalog_version" },
 	};
+	static const cli_column_t pcols[] = {
+		{ "SITE", "site" }, { "ADDRESS", "address" }, { "LAST ATTEMPT", "last_attempt" },
+		{ "FIRST ATTEMPT", "first_attempt" }, { "ATTEMPTS", "attempts" },
+	};
 	cli_print_rows(json_object_get(data, "children"), cols, sizeof(cols) / sizeof(cols[0]));
+	const json_t *pending = json_object_get(data, "pending");
+	if (json_array_size(pending) > 0) {
+		printf("\nPending (tried to connect, not approved; approve with: sitesync child add "
+		       "CODE):\n");
+		cli_print_rows(pending, pcols, sizeof(pcols) / sizeof(pcols[0]));
+	}
 }
 
 int cli_child_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv)

@@ -70,6 +70,7 @@ static const conf_key_t conf_keys[] = {
 	K("status", "sync_history_rows", CF_INT, sync_history_rows, "10000", true),
 	K("alerts", "command", CF_STR, alert_command, NULL, true),
 	K("children", "approved", CF_STR, children, NULL, true),
+	K("children", "pending_max", CF_INT, pending_max, "32", true),
 	K("trust", "signing_key", CF_STR, trust_signing_key, NULL, false),
 	K("trust", "public_key", CF_STR, trust_public_key, NULL, false),
 	K("trust", "next_public_key", CF_STR, trust_next_key, NULL, false),
@@ -222,6 +223,10 @@ int conf_validate(const conf_t *c, char *err, size_t errlen)
 	}
 	if (c->sync_history_rows < 10) {
 		snprintf(err, errlen, "[status] sync_history_rows must be >= 10");
+		return SS_ECONFIG;
+	}
+	if (c->pending_max < 0 || c->pending_max > 1024) {
+		snprintf(err, errlen, "[children] pending_max must be 0 to 1024");
 		return SS_ECONFIG;
 	}
 	if (c->max_removal_percent < 0 || c->max_removal_percent > 100) {

@@ -53,6 +53,7 @@ typedef struct {
 	int sync_history_rows;    /* [status] sync_history_rows kept (newest) */
 	char *alert_command;      /* [alerts] command */
 	char *children;           /* [children] approved = P01,P02 */
+	int pending_max;          /* [children] refused sites remembered for child list */
 	char *trust_signing_key;  /* [trust] signing_key: Ed25519 private key (top) */
 	char *trust_public_key;   /* [trust] public_key: the hierarchy's key */
 	char *trust_next_key;     /* [trust] next_public_key: announced for rotation */

@@ -149,6 +149,7 @@ static void child_refuse_unapproved(child_link_t *cl)
 	site_message(d, SS_MSG_CHILD_REFUSED, "warning",
 	             "Refused connection from site %s (%s): not an approved child",
 	             cl->site, conn_peer_addr(cl->conn));
+	site_pending_note(d, cl->site, conn_peer_addr(cl->conn));
 	char why[96];
 	snprintf(why, sizeof(why), "site %s is not an approved child of %s", cl->site,
 	         d->conf->site_code);

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include <event2/event.h>
+#include <jansson.h>
 #include <openssl/ssl.h>
 
 #include "catalog/digest.h"
@@ -91,6 +92,14 @@ typedef struct {
 	char error[256];
 } site_sync_t;
 
+/* A site that tried to connect as a child without being approved. */
+typedef struct {
+	char site[4];
+	char addr[64];
+	time_t first, last;
+	uint32_t attempts;
+} site_pending_t;
+
 struct site;
 
 /*
@@ -138,6 +147,8 @@ typedef struct site {
 	uint64_t next_child_id;
 	uint64_t next_queue_seq;
 	struct spool *spools;         /* produced pull streams */
+	site_pending_t *pending;      /* refused, not approved: [children] pending_max */
+	size_t n_pending;
 
 	/* Parent. */
 	struct parent_link *parent;
@@ -213,6 +224,15 @@ int site_events_init(site_t *d);
 void site_events_free(site_t *d);
 
 /*! \brief Is \a site an approved child? */
+/*!
+ * \brief Remember a refused, not approved site (for `child list`): at most
+ * [children] pending_max, the one heard from longest ago makes room.
+ */
+void site_pending_note(site_t *d, const char *site, const char *addr);
+
+/*! \brief The remembered refused sites not approved since, newest first. */
+json_t *site_pending_json(const site_t *d);
+
 bool site_child_approved(const site_t *d, const char *site);
 
 /*! \brief Set the approved children list (copied). */

@@ -530,6 +530,7 @@ json_t *status_json(site_t *d)
 	json_object_set_new(o, "cert_warning_days", json_integer(d->conf->cert_warning_days));
 	json_object_set_new(o, "certs_expiring", expiring);
 	json_object_set_new(o, "sites", sites);
+	json_object_set_new(o, "pending_children", site_pending_json(d));
 	/* This site's own synchronizations (history's "syncs"), newest first. */
 	json_object_set_new(o, "syncs", synchist_recent_json(d));
 	return o;

@@ -259,6 +259,8 @@ static void child_list_after(ctl_job_t *j)
 		json_object_set_new(c, "catalog_version",
 		                    row ? json_integer((json_int_t)row->row->catalog_version) : json_null());
 	}
+	/* Sites that tried to connect but are not approved. */
+	json_object_set_new(j->result, "pending", site_pending_json(&d->site));
 }
 
 static int child_add_work(PGconn *conn, ctl_job_t *j)
