@@ -182,6 +182,37 @@ void site_events_free(site_t *d)
 	free(d->pending);
 	d->pending = NULL;
 	d->n_pending = 0;
+	free(d->down);
+	d->down = NULL;
+	d->n_down = 0;
+}
+
+void site_child_link(site_t *d, const char *site, bool up)
+{
+	for (size_t i = 0; i < d->n_down; i++) {
+		if (strcmp(d->down[i].site, site) != 0)
+			continue;
+		if (up)
+			d->down[i] = d->down[--d->n_down];
+		return;
+	}
+	/* One entry per approved child at most: the list is bounded by it. */
+	if (up || !site_child_approved(d, site))
+		return;
+	void *more = realloc(d->down, (d->n_down + 1) * sizeof(*d->down));
+	if (more == NULL)
+		return;
+	d->down = more;
+	snprintf(d->down[d->n_down].site, sizeof(d->down[0].site), "%s", site);
+	d->down[d->n_down++].since = time(NULL);
+}
+
+time_t site_child_down_since(const site_t *d, const char *site)
+{
+	for (size_t i = 0; i < d->n_down; i++)
+		if (strcmp(d->down[i].site, site) == 0)
+			return d->down[i].since;
+	return 0;
 }
 
 void site_pending_note(site_t *d, const char *site, const char *addr)

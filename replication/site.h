@@ -148,6 +148,8 @@ typedef struct site {
 	uint64_t next_queue_seq;
 	struct spool *spools;         /* produced pull streams */
 	site_pending_t *pending;      /* refused, not approved: [children] pending_max */
+	struct { char site[4]; time_t since; } *down;  /* approved children lost, since when */
+	size_t n_down;
 	size_t n_pending;
 
 	/* Parent. */
@@ -224,6 +226,15 @@ int site_events_init(site_t *d);
 void site_events_free(site_t *d);
 
 /*! \brief Is \a site an approved child? */
+/*!
+ * \brief A direct child's link went up or down: remember since when an
+ * approved child is down, for this site's own status row.
+ */
+void site_child_link(site_t *d, const char *site, bool up);
+
+/*! \brief When the link to approved child \a site went down; 0 = unknown. */
+time_t site_child_down_since(const site_t *d, const char *site);
+
 /*!
  * \brief Remember a refused, not approved site (for `child list`): at most
  * [children] pending_max, the one heard from longest ago makes room.
