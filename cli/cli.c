@@ -119,6 +119,10 @@ static const cli_cmd_t cli_cmds[] = {
 	  "  --id UUID            update id\n"
 	  "  --json               print the reply as received\n",
 	  NULL },
+	{ "reload", cli_reload_cb, "[--json]",
+	  "re-read the daemon's configuration; exit 2 when it is refused",
+	  "  --json               print the reply as received\n",
+	  NULL },
 	{ "remove-update", cli_remove_update_cb, "UUID [--json]",
 	  "remove an update imported by hand from the catalog (top site)",
 	  "  --json               print the reply as received\n",
@@ -412,7 +416,8 @@ static int cli_resolve_socket(cli_t *cli)
 
 	if (cli->socket != NULL)
 		return CLI_EXIT_OK;
-	int ret = conf_load(cli->conf_path, &conf, err, sizeof(err));
+	int ret = cli->lenient_conf ? conf_load_lenient(cli->conf_path, &conf, err, sizeof(err)) :
+	          conf_load(cli->conf_path, &conf, err, sizeof(err));
 	if (ret == SS_EOK) {
 		cli->socket = strdup(conf->control_socket ? conf->control_socket
 		                                          : CLI_DEFAULT_SOCKET);

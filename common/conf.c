@@ -316,7 +316,19 @@ void conf_free(conf_t *c)
 	free(c);
 }
 
+static int conf_load_mode(const char *path, conf_t **out, char *err, size_t errlen, bool lenient);
+
 int conf_load(const char *path, conf_t **out, char *err, size_t errlen)
+{
+	return conf_load_mode(path, out, err, errlen, false);
+}
+
+int conf_load_lenient(const char *path, conf_t **out, char *err, size_t errlen)
+{
+	return conf_load_mode(path, out, err, errlen, true);
+}
+
+static int conf_load_mode(const char *path, conf_t **out, char *err, size_t errlen, bool lenient)
 {
 	conf_t *c = calloc(1, sizeof(*c));
 	if (c == NULL)
@@ -338,6 +350,10 @@ int conf_load(const char *path, conf_t **out, char *err, size_t errlen)
 	conf_parse_t p = { .conf = c, .err = err, .errlen = errlen };
 	int line = ini_parse_file(f, conf_ini_cb, &p);
 	fclose(f);
+	if (lenient) {
+		*out = c;   /* whatever parsed: enough to find the control socket */
+		return SS_EOK;
+	}
 	if (p.failed) {
 		ret = p.failed;
 		if (line > 0) {

@@ -70,6 +70,15 @@ typedef struct {
 int conf_load(const char *path, conf_t **out, char *errbuf, size_t errlen)
 	__attribute__((warn_unused_result));
 
+/*!
+ * \brief As conf_load(), but a bad value, a syntax error or a failed
+ * validation is no failure: what parsed is returned (the file must be
+ * readable). For `sitesync reload`, which must reach the daemon to hear
+ * why the file is refused.
+ */
+int conf_load_lenient(const char *path, conf_t **out, char *errbuf, size_t errlen)
+	__attribute__((warn_unused_result));
+
 /*! \brief Validate semantic constraints (site code shape, required keys). */
 int conf_validate(const conf_t *c, char *errbuf, size_t errlen);
 

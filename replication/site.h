@@ -55,6 +55,8 @@ enum {
 	SS_MSG_REMOVAL_REFUSED = 7130,  /* a sync would remove too much (upstream/removal.h) */
 	SS_MSG_SETTING_CHANGED = 7140,  /* sitesync settings set (server/ctl_settings.c) */
 	SS_MSG_UPDATE_REMOVED = 7141,   /* sitesync remove-update (server/ctl_upstream.c) */
+	SS_MSG_RELOAD_REFUSED = 7142,   /* a reload kept the running configuration (server/main.c) */
+	SS_MSG_RELOADED = 7143,         /* the configuration was reloaded */
 };
 
 typedef struct {
