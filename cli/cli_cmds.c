@@ -536,10 +536,10 @@ static void cli_history_print(const json_t *data)
 	};
 	static const cli_column_t syncs[] = {
 		{ "KIND", "kind" }, { "STARTED", "started_at" }, { "ENDED", "ended_at" },
-		{ "DURATION", "duration_s" }, { "TRIGGER", "trigger" }, { "SOURCE", "source" },
 		{ "RESULT", "result" }, { "FROM", "from_version" }, { "TO", "to_version" },
 		{ "ADDED", "added" }, { "CHANGED", "changed" }, { "REMOVED", "removed" },
-		{ "EXPIRED", "expired" }, { "ERROR", "error" },
+		{ "EXPIRED", "expired" }, { "DURATION", "duration_s" }, { "TRIGGER", "trigger" },
+		{ "SOURCE", "source" }, { "ERROR", "error" },
 	};
 	printf("Status messages:\n");
 	cli_print_rows(json_object_get(data, "messages"), messages,

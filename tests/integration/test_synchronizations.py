@@ -26,8 +26,8 @@ import harness  # noqa: E402
 from harness import check, log, wait_for  # noqa: E402
 
 TIMEOUT = 120
-HEADER = ("KIND", "STARTED", "ENDED", "DURATION", "TRIGGER", "SOURCE", "RESULT",
-          "FROM", "TO", "ADDED", "CHANGED", "REMOVED", "EXPIRED", "ERROR")
+HEADER = ("KIND", "STARTED", "ENDED", "RESULT", "FROM", "TO", "ADDED", "CHANGED",
+          "REMOVED", "EXPIRED", "DURATION", "TRIGGER", "SOURCE", "ERROR")
 
 
 def syncs(site):
