@@ -209,6 +209,34 @@ static void fill_children_down(site_t *d, Sitesync__SiteStatus *row)
 	row->children_down = ptrs;
 }
 
+/* Our refused, not approved sites, one block as fill_children_down()'s. */
+static void fill_pending(site_t *d, Sitesync__SiteStatus *row)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < d->n_pending; i++)
+		n += !site_child_approved(d, d->pending[i].site);
+	if (n == 0)
+		return;
+	void *block = calloc(n, sizeof(Sitesync__PendingChild *) + sizeof(Sitesync__PendingChild));
+	if (block == NULL)
+		return;
+	Sitesync__PendingChild **ptrs = block;
+	Sitesync__PendingChild *msgs = (Sitesync__PendingChild *)(ptrs + n);
+	for (size_t i = 0; i < d->n_pending; i++) {
+		const site_pending_t *e = &d->pending[i];
+		if (site_child_approved(d, e->site))
+			continue;
+		Sitesync__PendingChild *c = &msgs[row->n_pending_children];
+		sitesync__pending_child__init(c);
+		c->site = (char *)e->site;
+		c->address = (char *)e->addr;
+		c->last_attempt = e->last;
+		c->attempts = e->attempts;
+		ptrs[row->n_pending_children++] = c;
+	}
+	row->pending_children = ptrs;
+}
+
 void status_fill_self(site_t *d, Sitesync__SiteStatus *row)
 {
 	sitesync__site_status__init(row);
@@ -251,6 +279,7 @@ void status_fill_self(site_t *d, Sitesync__SiteStatus *row)
 	row->behind_since = d->version < d->top_version ? s->behind_since : 0;
 	row->top_version = d->top_version;
 	fill_children_down(d, row);
+	fill_pending(d, row);
 }
 
 /* Test hook for the compromised-relay test: what a lying relay would do. */
@@ -354,6 +383,7 @@ void status_report_clear(Sitesync__StatusReport *rep)
 	if (rep->rows && rep->n_rows > 0) {
 		/* Only the self row was allocated here, with its children_down block. */
 		free(rep->rows[0]->children_down);
+		free(rep->rows[0]->pending_children);
 		free(rep->rows[0]);
 	}
 	free(rep->rows);
@@ -567,6 +597,33 @@ static json_t *certs_soonest_first(json_t *arr)
 	return out;
 }
 
+/* This site's refused sites, then those its subtree reported (with the
+ * site that refused them as "parent"), so the top lists them all. */
+static json_t *pending_subtree_json(site_t *d)
+{
+	json_t *arr = site_pending_json(d);
+	size_t i;
+	json_t *o;
+	json_array_foreach(arr, i, o)
+		json_object_set_new(o, "parent", json_string(d->conf->site_code));
+	for (status_row_t *r = d->subtree->head; r; r = r->next) {
+		for (size_t k = 0; k < r->row->n_pending_children; k++) {
+			const Sitesync__PendingChild *p = r->row->pending_children[k];
+			/* Approved meanwhile: the row will say so at its next report. */
+			if (p->site == NULL || status_table_find(d->subtree, p->site))
+				continue;
+			json_t *e = json_object();
+			json_object_set_new(e, "site", json_string(p->site));
+			json_object_set_new(e, "address", json_string(p->address ? p->address : ""));
+			json_object_set_new(e, "last_attempt", status_time_json(p->last_attempt));
+			json_object_set_new(e, "attempts", json_integer(p->attempts));
+			json_object_set_new(e, "parent", json_string(r->site));
+			json_array_append_new(arr, e);
+		}
+	}
+	return arr;
+}
+
 json_t *status_json(site_t *d)
 {
 	Sitesync__StatusReport rep;
@@ -615,7 +672,7 @@ json_t *status_json(site_t *d)
 	json_object_set_new(o, "cert_warning_days", json_integer(d->conf->cert_warning_days));
 	json_object_set_new(o, "certs_expiring", expiring);
 	json_object_set_new(o, "sites", sites);
-	json_object_set_new(o, "pending_children", site_pending_json(d));
+	json_object_set_new(o, "pending_children", pending_subtree_json(d));
 	/* This site's own synchronizations (history's "syncs"), newest first. */
 	json_object_set_new(o, "syncs", synchist_recent_json(d));
 	return o;

@@ -8,7 +8,9 @@ Sites that try to connect without being approved are listed by
 attempt, attempts; --json: "pending") and in `status --json`
 ("pending_children"), newest attempt first. Only pending_max of them are
 remembered (the one heard from longest ago makes room). Once approved
-with `child add`, a site leaves the pending list and connects.
+with `child add`, a site leaves the pending list and connects. A site
+refused further down (Y01 by P01) is in the top's status too, with the
+refusing site as "parent".
 """
 
 import json
@@ -71,6 +73,21 @@ def test(h):
                     TIMEOUT, "X02 to connect")
     check(kids[0]["link"] == "active", "X02 %r" % kids)
     log("approved X02 left the pending list and connected")
+
+    # Refused further down: P01 (approved) refuses Y01; CAS's status lists it.
+    p01 = h.add_site("P01", parent=cas)
+    cas.cli_ok("child", "add", "P01")
+    p01.start()
+    y01 = h.add_site("Y01", parent=p01, listen=False)
+    y01.start()
+    got = wait_for(lambda: [p for p in cas.status_json()["pending_children"]
+                            if p["site"] == "Y01"] or None, TIMEOUT,
+                   "Y01, refused by P01, in CAS's status")
+    check(got[0]["parent"] == "P01" and got[0]["address"].startswith("127.0.0.1") and
+          got[0]["attempts"] >= 1, "Y01 at CAS: %r" % got)
+    check(all(p["parent"] == "CAS" for p in cas.status_json()["pending_children"]
+              if p["site"] != "Y01"), "CAS's own refusals name CAS")
+    log("Y01, refused by P01, listed in CAS's status: %r" % got[0])
 
 
 if __name__ == "__main__":
