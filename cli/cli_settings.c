@@ -6,6 +6,9 @@
 
 #include "cli/cli.h"
 
+/* A settings change is one quick query; the daemon answers well within it. */
+#define SETTINGS_TIMEOUT_MS 60000
+
 static void settings_print(const json_t *data)
 {
 	static const cli_column_t cols[] = {
@@ -68,7 +71,7 @@ int cli_settings_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv)
 	if (strcmp(sub, "list") == 0) {
 		if (n > 1)
 			return cli_usage_error("settings list: unexpected argument '%s'", rest[1]);
-		ret = cli_call(cli, "settings.list", NULL, 0, &data);
+		ret = cli_call(cli, "settings.list", NULL, SETTINGS_TIMEOUT_MS, &data);
 		if (ret != CLI_EXIT_OK)
 			return ret;
 		if (json)
@@ -79,7 +82,7 @@ int cli_settings_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv)
 		if (n != 3)
 			return cli_usage_error("settings set: a setting and a value expected");
 		ret = cli_call(cli, "settings.set", json_pack("{s:s, s:s}", "key", rest[1],
-		               "value", rest[2]), 0, &data);
+		               "value", rest[2]), SETTINGS_TIMEOUT_MS, &data);
 		if (ret != CLI_EXIT_OK)
 			return ret;
 		if (json)
