@@ -76,10 +76,12 @@ static const cli_cmd_t cli_cmds[] = {
 	{ "updates", cli_updates_cb, "list [OPTIONS] [--json] | show ID [--json]",
 	  "list or show the updates in this site's catalog",
 	  "  list                 updates in the catalog, filtered by:\n"
-	  "    --product P        product id or title\n"
-	  "    --classification C classification id or title\n"
+	  "    --product P        product id or title, in any case\n"
+	  "    --classification C classification id or title, in any case\n"
 	  "    --severity S       MSRC severity\n"
 	  "    --text T           text in the title or KB article\n"
+	  "    --version N        what catalog version N changed (added, changed,\n"
+	  "                       removed; removed ones only without other filters)\n"
 	  "    --limit N          at most N updates\n"
 	  "  show ID              every field of one update\n"
 	  "  --json               print the reply as received\n",
@@ -91,6 +93,14 @@ static const cli_cmd_t cli_cmds[] = {
 	{ "history", cli_history_cb, "[--limit N] [--json]",
 	  "recent status messages and syncs of this site",
 	  "  --limit N            at most N entries of each kind\n"
+	  "  --json               print the reply as received\n",
+	  NULL },
+	{ "settings", cli_settings_cb, "[list] [--json] | set KEY VALUE [--json]",
+	  "the top site's expiry and purge settings",
+	  "  list                 the settings, their values, defaults and ranges\n"
+	  "  set KEY VALUE        supersede_expire_months (-1 to 1200; 0 at once,\n"
+	  "                       -1 never) or purge_expired_days (0 to 36500;\n"
+	  "                       0 never); applies from the next sync\n"
 	  "  --json               print the reply as received\n",
 	  NULL },
 	{ "export", cli_export_cb, "--out FILE [--since V] [--json]",
@@ -107,6 +117,14 @@ static const cli_cmd_t cli_cmds[] = {
 	  "import a single update from a catalog by hand (top site)",
 	  "  --from URL|FILE      catalog to take the update from\n"
 	  "  --id UUID            update id\n"
+	  "  --json               print the reply as received\n",
+	  NULL },
+	{ "reload", cli_reload_cb, "[--json]",
+	  "re-read the daemon's configuration; exit 2 when it is refused",
+	  "  --json               print the reply as received\n",
+	  NULL },
+	{ "remove-update", cli_remove_update_cb, "UUID [--json]",
+	  "remove an update imported by hand from the catalog (top site)",
 	  "  --json               print the reply as received\n",
 	  NULL },
 	{ "verify", cli_verify_cb, "[--json]",
@@ -398,7 +416,8 @@ static int cli_resolve_socket(cli_t *cli)
 
 	if (cli->socket != NULL)
 		return CLI_EXIT_OK;
-	int ret = conf_load(cli->conf_path, &conf, err, sizeof(err));
+	int ret = cli->lenient_conf ? conf_load_lenient(cli->conf_path, &conf, err, sizeof(err)) :
+	          conf_load(cli->conf_path, &conf, err, sizeof(err));
 	if (ret == SS_EOK) {
 		cli->socket = strdup(conf->control_socket ? conf->control_socket
 		                                          : CLI_DEFAULT_SOCKET);

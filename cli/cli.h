@@ -25,6 +25,7 @@ typedef struct {
 	char *socket;           /* -s, or read from the configuration on demand */
 	bool tty_in;            /* stdin is a terminal: may ask questions */
 	bool tty_out;           /* stdout is a terminal: colours, redraws */
+	bool lenient_conf;      /* find the socket even in a configuration the daemon refuses */
 } cli_t;
 
 typedef struct cli_cmd cli_cmd_t;
@@ -158,6 +159,12 @@ int cli_updates_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv);
 int cli_where_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv);
 /*! \brief `history [--limit N]`: status messages and syncs. */
 int cli_history_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv);
+/*! \brief `settings [list] | set KEY VALUE` (cli_settings.c). */
+int cli_settings_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv);
+/*! \brief `remove-update ID`: a hand-imported update out again (cli_settings.c). */
+int cli_remove_update_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv);
+/*! \brief `reload`: the daemon re-reads its configuration; exit 2 when refused. */
+int cli_reload_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv);
 /*! \brief `export --out FILE [--since V]`: write a bundle. */
 int cli_export_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv);
 /*! \brief `import FILE`: apply a bundle at a disconnected site. */

@@ -84,7 +84,17 @@ static void cli_child_list_print(const json_t *data)
 		{ "SITE", "site" }, { "APPROVED", "approved_at" }, { "CONNECTED", "connected" },
 		{ "LINK", "link" }, { "VERSION", "catalog_version" },
 	};
+	static const cli_column_t pcols[] = {
+		{ "SITE", "site" }, { "ADDRESS", "address" }, { "LAST ATTEMPT", "last_attempt" },
+		{ "FIRST ATTEMPT", "first_attempt" }, { "ATTEMPTS", "attempts" },
+	};
 	cli_print_rows(json_object_get(data, "children"), cols, sizeof(cols) / sizeof(cols[0]));
+	const json_t *pending = json_object_get(data, "pending");
+	if (json_array_size(pending) > 0) {
+		printf("\nPending (tried to connect, not approved; approve with: sitesync child add "
+		       "CODE):\n");
+		cli_print_rows(pending, pcols, sizeof(pcols) / sizeof(pcols[0]));
+	}
 }
 
 int cli_child_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv)
@@ -137,6 +147,26 @@ int cli_child_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv)
 
 /* ---- products, classifications, languages ---- */
 
+/* Says what the next sync takes: with nothing selected, every one. */
+static void cli_category_synced_note(const json_t *data)
+{
+	const json_t *items = json_object_get(data, "items");
+	const char *kind = json_string_value(json_object_get(data, "kind"));
+	size_t i, selected = 0;
+	const json_t *it;
+	json_array_foreach(items, i, it)
+		selected += json_is_true(json_object_get(it, "selected"));
+	if (json_array_size(items) == 0)
+		printf("No %ss known yet: the first sync from upstream lists them.\n",
+		       kind ? kind : "item");
+	else if (selected == 0)
+		printf("\nNothing selected: all %zu %ss are synchronized.\n", json_array_size(items),
+		       kind ? kind : "item");
+	else
+		printf("\n%zu of %zu %ss selected: only those are synchronized.\n", selected,
+		       json_array_size(items), kind ? kind : "item");
+}
+
 static void cli_category_print(const json_t *data)
 {
 	static const cli_column_t cols[] = {
@@ -144,6 +174,7 @@ static void cli_category_print(const json_t *data)
 		{ "GROUP", "group" },
 	};
 	cli_print_rows(json_object_get(data, "items"), cols, sizeof(cols) / sizeof(cols[0]));
+	cli_category_synced_note(data);
 }
 
 int cli_category_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv)
@@ -231,29 +262,70 @@ static void cli_join(const json_t *v, char *buf, size_t len)
 
 static void cli_updates_print(const json_t *data)
 {
+	/* Names, not ids; release times in UTC (the ids stay in --json). */
 	static const cli_column_t cols[] = {
 		{ "UPDATE_ID", "update_id" }, { "REV", "revision" },
-		{ "CLASSIFICATION", "classification" }, { "SEVERITY", "severity" },
-		{ "KB", "kb_article" }, { "RELEASED", "release_date" }, { "EXPIRED", "expired" },
+		{ "CLASSIFICATION", "classification_title" }, { "VENDOR", "vendor" },
+		{ "PRODUCTS", "products_text" }, { "SEVERITY", "severity" },
+		{ "KB", "kb_article" }, { "RELEASED (UTC)", "release_date_utc" }, { "EXPIRED", "expired" },
 		{ "TITLE", "title" },
 	};
-	cli_print_rows(json_object_get(data, "updates"), cols, sizeof(cols) / sizeof(cols[0]));
+	static const cli_column_t vcols[] = {
+		{ "CHANGE", "change" }, { "UPDATE_ID", "update_id" }, { "REV", "revision" },
+		{ "CLASSIFICATION", "classification_title" }, { "VENDOR", "vendor" },
+		{ "PRODUCTS", "products_text" }, { "SEVERITY", "severity" },
+		{ "KB", "kb_article" }, { "RELEASED (UTC)", "release_date_utc" }, { "EXPIRED", "expired" },
+		{ "TITLE", "title" },
+	};
+	const json_t *v = json_object_get(data, "version");
+	const json_t *rows = json_object_get(data, "updates");
+	if (v != NULL) {
+		char at[64];
+		printf("Version %" JSON_INTEGER_FORMAT " (committed here %s): %" JSON_INTEGER_FORMAT
+		       " added, %" JSON_INTEGER_FORMAT " changed, %" JSON_INTEGER_FORMAT " removed, %"
+		       JSON_INTEGER_FORMAT " expired%s\n\n",
+		       json_integer_value(json_object_get(v, "version")), cli_cell(v, "at", at, sizeof(at)),
+		       json_integer_value(json_object_get(v, "added")),
+		       json_integer_value(json_object_get(v, "changed")),
+		       json_integer_value(json_object_get(v, "removed")),
+		       json_integer_value(json_object_get(v, "expired")),
+		       json_is_true(json_object_get(v, "full_pull")) ? " (full snapshot)" : "");
+	}
+	if (json_array_size(rows) == 0) {
+		printf("No matches.\n");
+		return;
+	}
+	/* Our own copy, with the product names joined into one cell. */
+	json_t *shown = json_deep_copy(rows);
+	size_t i;
+	json_t *row;
+	json_array_foreach(shown, i, row) {
+		char buf[1024];
+		cli_join(json_object_get(row, "product_titles"), buf, sizeof(buf));
+		json_object_set_new(row, "products_text", json_string(buf));
+	}
+	if (v != NULL)
+		cli_print_rows(shown, vcols, sizeof(vcols) / sizeof(vcols[0]));
+	else
+		cli_print_rows(shown, cols, sizeof(cols) / sizeof(cols[0]));
+	json_decref(shown);
 }
 
 static void cli_update_show_print(const json_t *u)
 {
 	static const char *const fields[][2] = {
 		{ "update_id", "Update" }, { "revision", "Revision" },
-		{ "title", "Title" }, { "classification", "Classification" },
+		{ "title", "Title" }, { "vendor", "Vendor" },
+		{ "classification_title", "Classification" },
 		{ "severity", "Severity" }, { "kb_article", "KB article" },
-		{ "release_date", "Released" }, { "expired", "Expired" },
+		{ "release_date_utc", "Released (UTC)" }, { "expired", "Expired" },
 		{ "source", "Source" },
 	};
 	char buf[4096];
 	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
 		printf("%-15s %s\n", fields[i][1],
 		       cli_cell(u, fields[i][0], buf, sizeof(buf)));
-	cli_join(json_object_get(u, "products"), buf, sizeof(buf));
+	cli_join(json_object_get(u, "product_titles"), buf, sizeof(buf));
 	printf("%-15s %s\n", "Products", buf);
 	cli_join(json_object_get(u, "languages"), buf, sizeof(buf));
 	printf("%-15s %s\n", "Languages", buf);
@@ -286,8 +358,9 @@ static void cli_update_show_print(const json_t *u)
 
 int cli_updates_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv)
 {
-	enum { OPT_PRODUCT = 256, OPT_CLASS, OPT_SEVERITY, OPT_TEXT, OPT_LIMIT };
+	enum { OPT_PRODUCT = 256, OPT_CLASS, OPT_SEVERITY, OPT_TEXT, OPT_LIMIT, OPT_VERSION };
 	static const struct option opts[] = {
+		{ "version", required_argument, NULL, OPT_VERSION },
 		{ "product", required_argument, NULL, OPT_PRODUCT },
 		{ "classification", required_argument, NULL, OPT_CLASS },
 		{ "severity", required_argument, NULL, OPT_SEVERITY },
@@ -337,6 +410,20 @@ int cli_updates_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv)
 				goto out;
 			}
 			json_object_set_new(args, "limit", json_integer(n));
+			continue;
+		}
+		case OPT_VERSION: {
+			long n;
+			if (!list) {
+				ret = cli_usage_error("updates show: --version is for list");
+				goto out;
+			}
+			if (!cli_parse_uint(optarg, &n) || n < 1) {
+				ret = cli_usage_error("updates list: --version needs a catalog version "
+				                      "(a positive number), not '%s'", optarg);
+				goto out;
+			}
+			json_object_set_new(args, "version", json_integer(n));
 			continue;
 		}
 		default:
@@ -452,7 +539,8 @@ static void cli_history_print(const json_t *data)
 		{ "KIND", "kind" }, { "STARTED", "started_at" }, { "ENDED", "ended_at" },
 		{ "RESULT", "result" }, { "FROM", "from_version" }, { "TO", "to_version" },
 		{ "ADDED", "added" }, { "CHANGED", "changed" }, { "REMOVED", "removed" },
-		{ "EXPIRED", "expired" }, { "ERROR", "error" },
+		{ "EXPIRED", "expired" }, { "DURATION", "duration_s" }, { "TRIGGER", "trigger" },
+		{ "SOURCE", "source" }, { "ERROR", "error" },
 	};
 	printf("Status messages:\n");
 	cli_print_rows(json_object_get(data, "messages"), messages,

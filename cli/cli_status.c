@@ -100,6 +100,10 @@ static void cli_status_row(cli_table_t *t, const json_t *row, const char *prefix
 		snprintf(error, sizeof(error), "%s (%" JSON_INTEGER_FORMAT ")", msg, code);
 	else if (msg != NULL)
 		snprintf(error, sizeof(error), "%s", msg);
+	/* A stale row says why (link down, silent, behind since ...). */
+	const char *why = json_string_value(json_object_get(row, "stale_reason"));
+	if (why != NULL && error[0] == '\0')
+		snprintf(error, sizeof(error), "%s", why);
 	if (retry != NULL && st != NULL && strcmp(st, "failed") == 0) {
 		size_t n = strlen(error);
 		snprintf(error + n, sizeof(error) - n, "%sretry %s",

@@ -86,6 +86,7 @@ static const conf_key_t conf_keys[] = {
 	K("status", "messages_days", CF_INT, messages_days, "90", true),
 	K("alerts", "command", CF_STR, alert_command, NULL, true),
 	K("children", "approved", CF_STR, children, NULL, true),
+	K("children", "pending_max", CF_INT, pending_max, "32", true),
 	K("trust", "signing_key", CF_STR, trust_signing_key, NULL, false),
 	K("trust", "public_key", CF_STR, trust_public_key, NULL, false),
 	K("trust", "next_public_key", CF_STR, trust_next_key, NULL, false),
@@ -361,6 +362,10 @@ int conf_validate(const conf_t *c, char *err, size_t errlen)
 		snprintf(err, errlen, "[status] sync_history_rows must be >= 10");
 		return SS_ECONFIG;
 	}
+	if (c->pending_max < 0 || c->pending_max > 1024) {
+		snprintf(err, errlen, "[children] pending_max must be 0 to 1024");
+		return SS_ECONFIG;
+	}
 	if (c->max_removal_percent < 0 || c->max_removal_percent > 100) {
 		snprintf(err, errlen, "[upstream] max_removal_percent must be 0 to 100");
 		return SS_ECONFIG;
@@ -469,7 +474,19 @@ void conf_free(conf_t *c)
 	free(c);
 }
 
+static int conf_load_mode(const char *path, conf_t **out, char *err, size_t errlen, bool lenient);
+
 int conf_load(const char *path, conf_t **out, char *err, size_t errlen)
+{
+	return conf_load_mode(path, out, err, errlen, false);
+}
+
+int conf_load_lenient(const char *path, conf_t **out, char *err, size_t errlen)
+{
+	return conf_load_mode(path, out, err, errlen, true);
+}
+
+static int conf_load_mode(const char *path, conf_t **out, char *err, size_t errlen, bool lenient)
 {
 	conf_t *c = calloc(1, sizeof(*c));
 	if (c == NULL)
@@ -491,6 +508,10 @@ int conf_load(const char *path, conf_t **out, char *err, size_t errlen)
 	conf_parse_t p = { .conf = c, .err = err, .errlen = errlen };
 	int line = ini_parse_file(f, conf_ini_cb, &p);
 	fclose(f);
+	if (lenient) {
+		*out = c;   /* whatever parsed: enough to find the control socket */
+		return SS_EOK;
+	}
 	if (p.failed) {
 		ret = p.failed;
 		if (line > 0) {

@@ -80,6 +80,7 @@ typedef struct {
 	int messages_days;        /* [status] messages_days: older history rows pruned */
 	char *alert_command;      /* [alerts] command */
 	char *children;           /* [children] approved = P01,P02 */
+	int pending_max;          /* [children] refused sites remembered for child list */
 	char *trust_signing_key;  /* [trust] signing_key: Ed25519 private key (top) */
 	char *trust_public_key;   /* [trust] public_key: the hierarchy's key */
 	char *trust_next_key;     /* [trust] next_public_key: announced for rotation */
@@ -97,6 +98,15 @@ typedef struct {
  * \return SS_EOK or SS_ECONFIG / negated errno.
  */
 int conf_load(const char *path, conf_t **out, char *errbuf, size_t errlen)
+	__attribute__((warn_unused_result));
+
+/*!
+ * \brief As conf_load(), but a bad value, a syntax error or a failed
+ * validation is no failure: what parsed is returned (the file must be
+ * readable). For `sitesync reload`, which must reach the daemon to hear
+ * why the file is refused.
+ */
+int conf_load_lenient(const char *path, conf_t **out, char *errbuf, size_t errlen)
 	__attribute__((warn_unused_result));
 
 /*! \brief Validate semantic constraints (site code shape, required keys). */

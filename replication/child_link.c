@@ -76,7 +76,10 @@ static void child_disconnect(child_link_t *cl, bool conn_gone, int code, const c
 	if (cl->state != CL_WAIT_HELLO) {
 		site_message(d, SS_MSG_CHILD_LOST, "warning", "Child site %s disconnected: %s",
 		             cl->site, why);
-		site_status_changed(d);
+		/* Replaced by a newer session of the same child: not down. */
+		if (code != SS_EBUSY)
+			site_child_link(d, cl->site, false);
+		site_status_changed(d);   /* tells the parent now, with the link down */
 	}
 	free(cl);
 	if (held_slot)
@@ -176,6 +179,7 @@ static void child_refuse_unapproved(child_link_t *cl)
 		             "Refused connection from site %s (%s): not an approved child",
 		             cl->site, conn_peer_addr(cl->conn));
 	}
+	site_pending_note(d, cl->site, conn_peer_addr(cl->conn));
 	char why[96];
 	snprintf(why, sizeof(why), "site %s is not an approved child of %s", cl->site,
 	         d->conf->site_code);
@@ -306,6 +310,7 @@ static void child_on_hello(child_link_t *cl, const Sitesync__Hello *h)
 	site_message(d, SS_MSG_CHILD_CONNECTED, "info",
 	             "Child site %s connected from %s, holds version %" PRIu64,
 	             cl->site, conn_peer_addr(cl->conn), cl->version);
+	site_child_link(d, cl->site, true);
 	site_status_changed(d);
 }
 

@@ -46,6 +46,7 @@ struct parent_link {
 	time_t last_seen;
 	int attempts;
 	bool want_full;
+	bool want_manual;           /* the next pull was asked for by `sitesync sync` */
 	bool connected_once;
 	struct event *retry_ev;
 	struct event *ping_ev;
@@ -106,6 +107,7 @@ int parent_link_pull_now(parent_link_t *p, bool full)
 	if (p->parent_version <= d->version && !p->want_full)
 		return SS_EEXIST;
 	d->self.next_retry = 0;     /* asked for now: no back-off */
+	p->want_manual = true;
 	parent_link_kick(p);
 	return parent_link_busy(p) ? SS_EOK : SS_EAGAIN;
 }
@@ -321,6 +323,11 @@ static void pl_start_pull(parent_link_t *p)
 	uint64_t to = 0;
 	bool full = false, complete = false;
 	uint64_t offset = pl_partial_usable(p, &to, &full, &complete);
+	/* For the sync history: who asked, and from where. */
+	snprintf(d->self.trigger, sizeof(d->self.trigger), "%s", p->want_manual ? "manual" : "parent");
+	snprintf(d->self.source, sizeof(d->self.source), "parent %s (%s)", p->site[0] ? p->site : "?",
+	         d->conf->parent_address ? d->conf->parent_address : "");
+	p->want_manual = false;
 	p->resuming = false;
 	p->resume_offset = 0;
 	if (offset > 0 && complete) {

@@ -13,6 +13,7 @@
 #include "replication/child_link.h"
 #include "replication/parent_link.h"
 #include "replication/spool.h"
+#include "replication/status.h"
 
 #define RAISE(d, ev, ...) \
 	do { \
@@ -204,6 +205,104 @@ void site_events_free(site_t *d)
 	if (d->status_ev)
 		event_free(d->status_ev);
 	d->status_ev = NULL;
+	free(d->pending);
+	d->pending = NULL;
+	d->n_pending = 0;
+	free(d->down);
+	d->down = NULL;
+	d->n_down = 0;
+}
+
+void site_child_link(site_t *d, const char *site, bool up)
+{
+	for (size_t i = 0; i < d->n_down; i++) {
+		if (strcmp(d->down[i].site, site) != 0)
+			continue;
+		if (up)
+			d->down[i] = d->down[--d->n_down];
+		return;
+	}
+	/* One entry per approved child at most: the list is bounded by it. */
+	if (up || !site_child_approved(d, site))
+		return;
+	void *more = realloc(d->down, (d->n_down + 1) * sizeof(*d->down));
+	if (more == NULL)
+		return;
+	d->down = more;
+	snprintf(d->down[d->n_down].site, sizeof(d->down[0].site), "%s", site);
+	d->down[d->n_down++].since = time(NULL);
+}
+
+time_t site_child_down_since(const site_t *d, const char *site)
+{
+	for (size_t i = 0; i < d->n_down; i++)
+		if (strcmp(d->down[i].site, site) == 0)
+			return d->down[i].since;
+	return 0;
+}
+
+void site_pending_note(site_t *d, const char *site, const char *addr)
+{
+	size_t max = d->conf->pending_max > 0 ? (size_t)d->conf->pending_max : 0;
+	time_t now = time(NULL);
+	site_pending_t *e = NULL;
+	for (size_t i = 0; i < d->n_pending && e == NULL; i++)
+		if (strcmp(d->pending[i].site, site) == 0)
+			e = &d->pending[i];
+	if (e == NULL && max == 0)
+		return;
+	if (e == NULL && d->n_pending < max) {
+		site_pending_t *more = realloc(d->pending, (d->n_pending + 1) * sizeof(*more));
+		if (more == NULL)
+			return;
+		d->pending = more;
+		e = &d->pending[d->n_pending++];
+		memset(e, 0, sizeof(*e));
+	}
+	if (e == NULL) {
+		/* Full: the one heard from longest ago makes room. */
+		e = &d->pending[0];
+		for (size_t i = 1; i < d->n_pending; i++)
+			if (d->pending[i].last < e->last)
+				e = &d->pending[i];
+		memset(e, 0, sizeof(*e));
+	}
+	if (e->attempts == 0) {
+		snprintf(e->site, sizeof(e->site), "%s", site);
+		e->first = now;
+	}
+	snprintf(e->addr, sizeof(e->addr), "%s", addr ? addr : "");
+	e->last = now;
+	e->attempts++;
+}
+
+static int pending_newest_first(const void *a, const void *b)
+{
+	const site_pending_t *x = a, *y = b;
+	return x->last < y->last ? 1 : x->last > y->last ? -1 : strcmp(x->site, y->site);
+}
+
+json_t *site_pending_json(const site_t *d)
+{
+	json_t *arr = json_array();
+	site_pending_t *v = d->n_pending ? malloc(d->n_pending * sizeof(*v)) : NULL;
+	if (v == NULL)
+		return arr;
+	memcpy(v, d->pending, d->n_pending * sizeof(*v));
+	qsort(v, d->n_pending, sizeof(*v), pending_newest_first);
+	for (size_t i = 0; i < d->n_pending; i++) {
+		if (site_child_approved(d, v[i].site))
+			continue;       /* approved since: no longer pending */
+		json_t *o = json_object();
+		json_object_set_new(o, "site", json_string(v[i].site));
+		json_object_set_new(o, "address", json_string(v[i].addr));
+		json_object_set_new(o, "first_attempt", status_time_json(v[i].first));
+		json_object_set_new(o, "last_attempt", status_time_json(v[i].last));
+		json_object_set_new(o, "attempts", json_integer(v[i].attempts));
+		json_array_append_new(arr, o);
+	}
+	free(v);
+	return arr;
 }
 
 bool site_child_approved(const site_t *d, const char *site)

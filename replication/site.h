@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include <event2/event.h>
+#include <jansson.h>
 #include <openssl/ssl.h>
 
 #include "catalog/digest.h"
@@ -53,6 +54,10 @@ enum {
 	SS_MSG_CERT_EXPIRING = 7113,
 	SS_MSG_CERT_RENEWED = 7114,
 	SS_MSG_REMOVAL_REFUSED = 7130,  /* a sync would remove too much (upstream/removal.h) */
+	SS_MSG_SETTING_CHANGED = 7140,  /* sitesync settings set (server/ctl_settings.c) */
+	SS_MSG_UPDATE_REMOVED = 7141,   /* sitesync remove-update (server/ctl_upstream.c) */
+	SS_MSG_RELOAD_REFUSED = 7142,   /* a reload kept the running configuration (server/main.c) */
+	SS_MSG_RELOADED = 7143,         /* the configuration was reloaded */
 };
 
 typedef struct {
@@ -69,7 +74,34 @@ typedef struct {
 	uint64_t progress_done;
 	uint64_t progress_total;
 	uint64_t bytes_received;
+	/* What started the current (or last) sync and where it comes from,
+	 * for the sync history: manual, scheduled, retry, parent, import. */
+	char trigger[16];
+	char source[160];
 } sync_status_t;
+
+/* One finished sync as the sync history records it (table sync_history);
+ * the newest SITE_RECENT_SYNCS are kept in memory for the dashboard. */
+#define SITE_RECENT_SYNCS 20
+typedef struct {
+	char kind[12];                /* upstream, pull, import */
+	char result[12];              /* succeeded, unchanged, failed */
+	char trigger[16];
+	char source[160];
+	time_t started, ended;
+	uint64_t from, to;
+	uint64_t added, changed, removed, expired;
+	int error_code;
+	char error[256];
+} site_sync_t;
+
+/* A site that tried to connect as a child without being approved. */
+typedef struct {
+	char site[4];
+	char addr[64];
+	time_t first, last;
+	uint32_t attempts;
+} site_pending_t;
 
 struct site;
 
@@ -122,12 +154,18 @@ typedef struct site {
 	uint64_t next_queue_seq;
 	struct spool *spools;         /* produced pull streams */
 	atomic_uint_fast64_t spool_bytes; /* their size on disk, written by producers */
+	site_pending_t *pending;      /* refused, not approved: [children] pending_max */
+	struct { char site[4]; time_t since; } *down;  /* approved children lost, since when */
+	size_t n_down;
+	size_t n_pending;
 
 	/* Parent. */
 	struct parent_link *parent;
 
 	/* Status of this site and its subtree. */
 	sync_status_t self;
+	site_sync_t recent[SITE_RECENT_SYNCS];  /* newest first */
+	size_t n_recent;
 	struct status_table *subtree;
 	bool status_dirty;
 	struct event *status_ev;      /* debounced report upwards */
@@ -211,6 +249,24 @@ int site_events_init(site_t *d);
 void site_events_free(site_t *d);
 
 /*! \brief Is \a site an approved child? */
+/*!
+ * \brief A direct child's link went up or down: remember since when an
+ * approved child is down, for this site's own status row.
+ */
+void site_child_link(site_t *d, const char *site, bool up);
+
+/*! \brief When the link to approved child \a site went down; 0 = unknown. */
+time_t site_child_down_since(const site_t *d, const char *site);
+
+/*!
+ * \brief Remember a refused, not approved site (for `child list`): at most
+ * [children] pending_max, the one heard from longest ago makes room.
+ */
+void site_pending_note(site_t *d, const char *site, const char *addr);
+
+/*! \brief The remembered refused sites not approved since, newest first. */
+json_t *site_pending_json(const site_t *d);
+
 bool site_child_approved(const site_t *d, const char *site);
 
 /*! \brief Set the approved children list (copied). */

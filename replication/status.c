@@ -1,6 +1,7 @@
 /* Subtree status rows: acceptance rules, relaying, JSON rendering. */
 #include "replication/status.h"
 
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -8,6 +9,7 @@
 #include "replication/child_link.h"
 #include "replication/parent_link.h"
 #include "replication/site.h"
+#include "replication/synchist.h"
 #include "common/errcode.h"
 #include "common/log.h"
 #include "replication/rowsig.h"
@@ -217,6 +219,61 @@ void status_forget_child(site_t *d, const char *child)
 	status_forget_absent(d, child, NULL, 0);
 }
 
+/* Our approved children whose link is down, in one block (pointers, then
+ * the messages) that status_report_clear() frees; names point into
+ * d->approved, valid while the report is built and sent. */
+static void fill_children_down(site_t *d, Sitesync__SiteStatus *row)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < d->n_approved; i++)
+		n += !child_link_connected(d, d->approved[i]);
+	if (n == 0)
+		return;
+	void *block = calloc(n, sizeof(Sitesync__ChildDown *) + sizeof(Sitesync__ChildDown));
+	if (block == NULL)
+		return;
+	Sitesync__ChildDown **ptrs = block;
+	Sitesync__ChildDown *msgs = (Sitesync__ChildDown *)(ptrs + n);
+	for (size_t i = 0; i < d->n_approved; i++) {
+		if (child_link_connected(d, d->approved[i]))
+			continue;
+		Sitesync__ChildDown *c = &msgs[row->n_children_down];
+		sitesync__child_down__init(c);
+		c->site = d->approved[i];
+		c->since = site_child_down_since(d, d->approved[i]);
+		ptrs[row->n_children_down++] = c;
+	}
+	row->children_down = ptrs;
+}
+
+/* Our refused, not approved sites, one block as fill_children_down()'s. */
+static void fill_pending(site_t *d, Sitesync__SiteStatus *row)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < d->n_pending; i++)
+		n += !site_child_approved(d, d->pending[i].site);
+	if (n == 0)
+		return;
+	void *block = calloc(n, sizeof(Sitesync__PendingChild *) + sizeof(Sitesync__PendingChild));
+	if (block == NULL)
+		return;
+	Sitesync__PendingChild **ptrs = block;
+	Sitesync__PendingChild *msgs = (Sitesync__PendingChild *)(ptrs + n);
+	for (size_t i = 0; i < d->n_pending; i++) {
+		const site_pending_t *e = &d->pending[i];
+		if (site_child_approved(d, e->site))
+			continue;
+		Sitesync__PendingChild *c = &msgs[row->n_pending_children];
+		sitesync__pending_child__init(c);
+		c->site = (char *)e->site;
+		c->address = (char *)e->addr;
+		c->last_attempt = e->last;
+		c->attempts = e->attempts;
+		ptrs[row->n_pending_children++] = c;
+	}
+	row->pending_children = ptrs;
+}
+
 void status_fill_self(site_t *d, Sitesync__SiteStatus *row)
 {
 	sitesync__site_status__init(row);
@@ -262,6 +319,8 @@ void status_fill_self(site_t *d, Sitesync__SiteStatus *row)
 	row->progress_total = s->progress_total;
 	row->behind_since = d->version < d->top_version ? s->behind_since : 0;
 	row->top_version = d->top_version;
+	fill_children_down(d, row);
+	fill_pending(d, row);
 }
 
 /* Test hook for the compromised-relay test: what a lying relay would do. */
@@ -362,8 +421,12 @@ void status_report_clear(Sitesync__StatusReport *rep)
 	free(rep->signed_rows);
 	rep->signed_rows = NULL;
 	rep->n_signed_rows = 0;
-	if (rep->rows && rep->n_rows > 0)
-		free(rep->rows[0]);    /* only the self row was allocated here */
+	if (rep->rows && rep->n_rows > 0) {
+		/* Only the self row was allocated here, with its children_down block. */
+		free(rep->rows[0]->children_down);
+		free(rep->rows[0]->pending_children);
+		free(rep->rows[0]);
+	}
 	free(rep->rows);
 	rep->rows = NULL;
 	rep->n_rows = 0;
@@ -421,6 +484,23 @@ static json_t *str_or_null(const char *s)
 	return (s && s[0]) ? json_string(s) : json_null();
 }
 
+static const char *iso_time(time_t t, char *buf, size_t len)
+{
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	return buf;
+}
+
+static const Sitesync__ChildDown *child_down_find(const Sitesync__SiteStatus *row,
+                                                  const char *site)
+{
+	for (size_t i = 0; row && i < row->n_children_down; i++)
+		if (row->children_down[i]->site && strcmp(row->children_down[i]->site, site) == 0)
+			return row->children_down[i];
+	return NULL;
+}
+
 static json_t *row_json(site_t *d, const Sitesync__SiteStatus *r, bool self,
                         bool direct, bool connected, uint64_t top, time_t now)
 {
@@ -442,17 +522,53 @@ static json_t *row_json(site_t *d, const Sitesync__SiteStatus *r, bool self,
 	 * past the threshold all read as stale; a failure stays a failure. */
 	bool silent = !self && now - r->reported_at > d->conf->heartbeat_timeout + 1;
 	bool down = !self && direct && !connected;
+	/* A parent below us that lost its link to this site says so at once
+	 * (children_down in its own row) rather than waiting for silence. */
+	time_t down_since = down ? site_child_down_since(d, r->site) : 0;
+	const char *down_at = NULL;
+	if (!self && !direct && r->parent) {
+		status_row_t *pr = status_table_find(d->subtree, r->parent);
+		const Sitesync__ChildDown *cd = pr ? child_down_find(pr->row, r->site) : NULL;
+		/* Only a parent row newer than the site's own row tells of now. */
+		if (cd && pr->row->reported_at >= r->reported_at) {
+			down_at = r->parent;
+			down_since = cd->since;
+			if (link)
+				link = "down";
+		}
+	}
 	/* What a silent site last said about its link is no longer true. */
 	if (silent && !direct && link)
 		link = "down";
 	bool lagging = lag_v > 0 && lag_s > d->conf->stale_seconds;
-	if (r->state != SITESYNC__SYNC_STATE__SYNC_FAILED && (silent || down || lagging))
+	bool stale = r->state != SITESYNC__SYNC_STATE__SYNC_FAILED &&
+	             (silent || down || down_at || lagging);
+	if (stale)
 		state = "stale";
+	/* Why it is stale, in words: the first of these that holds. */
+	char why[160] = "", t1[32];
+	if (stale && (down || down_at)) {
+		int n = down_at ? snprintf(why, sizeof(why), "link to %s down", down_at) :
+		                  snprintf(why, sizeof(why), "link down");
+		if (down_since > 0)
+			snprintf(why + n, sizeof(why) - (size_t)n, " since %s",
+			         iso_time(down_since, t1, sizeof(t1)));
+	} else if (stale && silent) {
+		if (r->reported_at > 0)
+			snprintf(why, sizeof(why), "silent since %s",
+			         iso_time(r->reported_at, t1, sizeof(t1)));
+		else
+			snprintf(why, sizeof(why), "never reported");
+	} else if (stale && lagging) {
+		snprintf(why, sizeof(why), "behind since %s (%" PRId64 " versions)",
+		         iso_time(since, t1, sizeof(t1)), lag_v);
+	}
 	json_t *o = json_object();
 	json_object_set_new(o, "site", json_string(r->site));
 	json_object_set_new(o, "parent", str_or_null(r->parent));
 	json_object_set_new(o, "sync_source", str_or_null(r->sync_source));
 	json_object_set_new(o, "state", json_string(state));
+	json_object_set_new(o, "stale_reason", why[0] ? json_string(why) : json_null());
 	json_object_set_new(o, "catalog_version", json_integer((json_int_t)r->catalog_version));
 	json_object_set_new(o, "parent_version", json_integer((json_int_t)r->parent_version));
 	json_object_set_new(o, "lag_versions", json_integer(lag_v));
@@ -522,6 +638,33 @@ static json_t *certs_soonest_first(json_t *arr)
 	return out;
 }
 
+/* This site's refused sites, then those its subtree reported (with the
+ * site that refused them as "parent"), so the top lists them all. */
+static json_t *pending_subtree_json(site_t *d)
+{
+	json_t *arr = site_pending_json(d);
+	size_t i;
+	json_t *o;
+	json_array_foreach(arr, i, o)
+		json_object_set_new(o, "parent", json_string(d->conf->site_code));
+	for (status_row_t *r = d->subtree->head; r; r = r->next) {
+		for (size_t k = 0; k < r->row->n_pending_children; k++) {
+			const Sitesync__PendingChild *p = r->row->pending_children[k];
+			/* Approved meanwhile: the row will say so at its next report. */
+			if (p->site == NULL || status_table_find(d->subtree, p->site))
+				continue;
+			json_t *e = json_object();
+			json_object_set_new(e, "site", json_string(p->site));
+			json_object_set_new(e, "address", json_string(p->address ? p->address : ""));
+			json_object_set_new(e, "last_attempt", status_time_json(p->last_attempt));
+			json_object_set_new(e, "attempts", json_integer(p->attempts));
+			json_object_set_new(e, "parent", json_string(r->site));
+			json_array_append_new(arr, e);
+		}
+	}
+	return arr;
+}
+
 json_t *status_json(site_t *d)
 {
 	Sitesync__StatusReport rep;
@@ -570,5 +713,8 @@ json_t *status_json(site_t *d)
 	json_object_set_new(o, "cert_warning_days", json_integer(d->conf->cert_warning_days));
 	json_object_set_new(o, "certs_expiring", expiring);
 	json_object_set_new(o, "sites", sites);
+	json_object_set_new(o, "pending_children", pending_subtree_json(d));
+	/* This site's own synchronizations (history's "syncs"), newest first. */
+	json_object_set_new(o, "syncs", synchist_recent_json(d));
 	return o;
 }

@@ -12,6 +12,7 @@
 #include "common/errcode.h"
 #include "common/log.h"
 #include "replication/site.h"
+#include "replication/status.h"
 #include "storage/db.h"
 
 typedef struct {
@@ -24,6 +25,8 @@ typedef struct {
 	char code[16];
 	char error[256];
 	char keep[24];          /* [status] sync_history_rows */
+	char trigger[16];
+	char source[160];
 } synchist_job_t;
 
 static pthread_mutex_t stamp_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -57,11 +60,12 @@ static int record_work(PGconn *conn, void *arg)
 	synchist_job_t *j = arg;
 	const char *p[] = { j->kind, j->result, j->started, j->ended, j->from, j->to, j->added,
 	                    j->changed, j->removed, j->expired, j->code,
-	                    j->error[0] ? j->error : NULL };
+	                    j->error[0] ? j->error : NULL, j->trigger, j->source };
 	int ret = db_execp(conn, "INSERT INTO sync_history (kind, result, started_at, ended_at, "
-	                   "from_version, to_version, added, changed, removed, expired, error_code, error) "
+	                   "from_version, to_version, added, changed, removed, expired, error_code, error, "
+	                   "sync_trigger, source) "
 	                   "VALUES ($1, $2, to_timestamp($3::bigint), to_timestamp($4::bigint), $5, $6, "
-	                   "$7, $8, $9, $10, $11, $12)", 12, p, NULL, 0);
+	                   "$7, $8, $9, $10, $11, $12, $13, $14)", 14, p, NULL, 0);
 	/* Bounded: a parent that makes many versions must not grow it forever. */
 	const char *k[] = { j->keep };
 	if (ret == SS_EOK)
@@ -75,6 +79,63 @@ static void record_done(int ret, void *arg)
 	if (ret != SS_EOK)
 		log_warning("cannot record the sync in the history (%s)", ss_strerror(ret));
 	free(arg);
+}
+
+/* The newest syncs, newest first, for the dashboard. */
+static site_sync_t *recent_push(site_t *d)
+{
+	size_t n = d->n_recent < SITE_RECENT_SYNCS ? d->n_recent : SITE_RECENT_SYNCS - 1;
+	memmove(&d->recent[1], &d->recent[0], n * sizeof(d->recent[0]));
+	d->n_recent = n + 1;
+	memset(&d->recent[0], 0, sizeof(d->recent[0]));
+	return &d->recent[0];
+}
+
+static void remember(site_t *d, const synchist_job_t *j, time_t started, time_t ended,
+                     uint64_t from, uint64_t to, const uint64_t c[4])
+{
+	site_sync_t *r = recent_push(d);
+	snprintf(r->kind, sizeof(r->kind), "%s", j->kind);
+	snprintf(r->result, sizeof(r->result), "%s", j->result);
+	snprintf(r->trigger, sizeof(r->trigger), "%s", j->trigger);
+	snprintf(r->source, sizeof(r->source), "%s", j->source);
+	snprintf(r->error, sizeof(r->error), "%s", j->error);
+	r->error_code = atoi(j->code);
+	r->started = started;
+	r->ended = ended;
+	r->from = from;
+	r->to = to;
+	r->added = c[0];
+	r->changed = c[1];
+	r->removed = c[2];
+	r->expired = c[3];
+}
+
+json_t *synchist_recent_json(const site_t *d)
+{
+	json_t *arr = json_array();
+	for (size_t i = 0; i < d->n_recent; i++) {
+		const site_sync_t *r = &d->recent[i];
+		json_t *o = json_object();
+		json_object_set_new(o, "kind", json_string(r->kind));
+		json_object_set_new(o, "started_at", status_time_json(r->started));
+		json_object_set_new(o, "ended_at", status_time_json(r->ended));
+		json_object_set_new(o, "duration_s", json_integer(r->ended > r->started ?
+		                    (json_int_t)(r->ended - r->started) : 0));
+		json_object_set_new(o, "trigger", json_string(r->trigger));
+		json_object_set_new(o, "source", json_string(r->source));
+		json_object_set_new(o, "result", json_string(r->result));
+		json_object_set_new(o, "from_version", json_integer((json_int_t)r->from));
+		json_object_set_new(o, "to_version", json_integer((json_int_t)r->to));
+		json_object_set_new(o, "added", json_integer((json_int_t)r->added));
+		json_object_set_new(o, "changed", json_integer((json_int_t)r->changed));
+		json_object_set_new(o, "removed", json_integer((json_int_t)r->removed));
+		json_object_set_new(o, "expired", json_integer((json_int_t)r->expired));
+		json_object_set_new(o, "error_code", json_integer(r->error_code));
+		json_object_set_new(o, "error", r->error[0] ? json_string(r->error) : json_null());
+		json_array_append_new(arr, o);
+	}
+	return arr;
 }
 
 void synchist_record(site_t *d, const char *kind, bool unchanged, uint64_t from, uint64_t to)
@@ -102,8 +163,49 @@ void synchist_record(site_t *d, const char *kind, bool unchanged, uint64_t from,
 	if (failed)
 		snprintf(j->error, sizeof(j->error), "%s", s->last_error);
 	snprintf(j->keep, sizeof(j->keep), "%d", d->conf->sync_history_rows);
+	snprintf(j->trigger, sizeof(j->trigger), "%s", s->trigger[0] ? s->trigger :
+	         strcmp(kind, "import") == 0 ? "import" : strcmp(kind, "pull") == 0 ? "parent" : "manual");
+	snprintf(j->source, sizeof(j->source), "%s", s->source);
+	remember(d, j, s->last_start ? s->last_start : s->last_end, s->last_end, from,
+	         failed ? from : to, c);
 	if (d->db == NULL || db_submit(d->db, DB_QUICK, record_work, record_done, j) != SS_EOK)
 		free(j);
+}
+
+/* The newest rows back into memory, oldest pushed first. */
+static int load_recent(site_t *d, PGconn *conn, char *err, size_t errlen)
+{
+	char lim[16];
+	snprintf(lim, sizeof(lim), "%d", SITE_RECENT_SYNCS);
+	const char *p[] = { lim };
+	PGresult *r = NULL;
+	int ret = db_query(conn, "SELECT * FROM (SELECT id, kind, result, sync_trigger, source, "
+		"extract(epoch FROM started_at)::bigint, coalesce(extract(epoch FROM ended_at)::bigint, 0), "
+		"coalesce(from_version, 0), coalesce(to_version, 0), added, changed, removed, expired, "
+		"error_code, coalesce(error, '') FROM sync_history WHERE result <> 'running' "
+		"ORDER BY id DESC LIMIT $1::bigint) n ORDER BY id", 1, p, &r, err, errlen);
+	if (ret != SS_EOK)
+		return ret;
+	d->n_recent = 0;
+	for (int i = 0; i < PQntuples(r); i++) {
+		site_sync_t *e = recent_push(d);
+		snprintf(e->kind, sizeof(e->kind), "%s", PQgetvalue(r, i, 1));
+		snprintf(e->result, sizeof(e->result), "%s", PQgetvalue(r, i, 2));
+		snprintf(e->trigger, sizeof(e->trigger), "%s", PQgetvalue(r, i, 3));
+		snprintf(e->source, sizeof(e->source), "%s", PQgetvalue(r, i, 4));
+		e->started = (time_t)strtoll(PQgetvalue(r, i, 5), NULL, 10);
+		e->ended = (time_t)strtoll(PQgetvalue(r, i, 6), NULL, 10);
+		e->from = strtoull(PQgetvalue(r, i, 7), NULL, 10);
+		e->to = strtoull(PQgetvalue(r, i, 8), NULL, 10);
+		e->added = strtoull(PQgetvalue(r, i, 9), NULL, 10);
+		e->changed = strtoull(PQgetvalue(r, i, 10), NULL, 10);
+		e->removed = strtoull(PQgetvalue(r, i, 11), NULL, 10);
+		e->expired = strtoull(PQgetvalue(r, i, 12), NULL, 10);
+		e->error_code = atoi(PQgetvalue(r, i, 13));
+		snprintf(e->error, sizeof(e->error), "%s", PQgetvalue(r, i, 14));
+	}
+	PQclear(r);
+	return SS_EOK;
 }
 
 int synchist_load(site_t *d, PGconn *conn, char *err, size_t errlen)
@@ -140,5 +242,5 @@ int synchist_load(site_t *d, PGconn *conn, char *err, size_t errlen)
 		s->consecutive_failures = (uint32_t)strtoul(PQgetvalue(r, 0, 10), NULL, 10);
 	}
 	PQclear(r);
-	return SS_EOK;
+	return load_recent(d, conn, err, errlen);
 }

@@ -5,6 +5,7 @@
  */
 #pragma once
 
+#include <jansson.h>
 #include <libpq-fe.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -30,6 +31,12 @@ void synchist_record(struct site *d, const char *kind, bool unchanged, uint64_t 
  */
 int synchist_load(struct site *d, PGconn *conn, char *err, size_t errlen)
 	__attribute__((warn_unused_result));
+
+/*!
+ * \brief This site's newest syncs (newest first) as JSON rows, the same
+ * fields `sitesync history --json` gives under "syncs".
+ */
+json_t *synchist_recent_json(const struct site *d);
 
 /*!
  * \brief Microsecond UTC timestamp for a status message or sync row,

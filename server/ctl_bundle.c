@@ -302,6 +302,8 @@ static void cmd_import(ctl_req_t *req, const json_t *args, void *arg)
 	s->state = SITESYNC__SYNC_STATE__SYNC_SYNCING;
 	s->last_start = time(NULL);
 	s->progress_done = s->progress_total = 0;
+	snprintf(s->trigger, sizeof(s->trigger), "import");
+	snprintf(s->source, sizeof(s->source), "bundle %s", j->path);
 	site_synclog(&d->site, "Starting import of bundle %s", j->path);
 	site_message(&d->site, SS_MSG_SYNC_STARTED, "info", "Importing bundle %s: this site holds "
 	             "version %" PRIu64, j->path, d->site.version);

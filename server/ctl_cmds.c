@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <jansson.h>
 #include <libpq-fe.h>
@@ -16,8 +17,10 @@
 #include "replication/status.h"
 #include "server/ctl.h"
 #include "server/ctl_bundle.h"
+#include "server/ctl_settings.h"
 #include "server/ctl_upstream.h"
 #include "server/daemon.h"
+#include "server/http.h"
 #include "common/errcode.h"
 #include "common/log.h"
 #include "server/topsync.h"
@@ -182,7 +185,7 @@ static void cmd_sync(ctl_req_t *req, const json_t *args, void *arg)
 		cmd_sync_child(req, d, full);
 		return;
 	}
-	int ret = topsync_start_confirmed(d, full, allow);
+	int ret = topsync_start_confirmed(d, full, allow, "manual");
 	if (ret == SS_ENOTTOP) {
 		ctl_reply_error(req, ret, "%s is not the top site: syncs start at the top and flow down", d->site.conf->site_code);
 		return;
@@ -257,6 +260,8 @@ static void child_list_after(ctl_job_t *j)
 		json_object_set_new(c, "catalog_version",
 		                    row ? json_integer((json_int_t)row->row->catalog_version) : json_null());
 	}
+	/* Sites that tried to connect but are not approved. */
+	json_object_set_new(j->result, "pending", site_pending_json(&d->site));
 }
 
 static int child_add_work(PGconn *conn, ctl_job_t *j)
@@ -456,31 +461,118 @@ static void cmd_verify(ctl_req_t *req, const json_t *args, void *arg)
 
 /* ---- catalog queries ------------------------------------------------- */
 
+/* release_date as the upstream wrote it (any offset) and, when it is an
+ * ISO 8601 time, the same instant in UTC, which listings print. */
+static void release_date_utc(json_t *o)
+{
+	const char *raw = json_string_value(json_object_get(o, "release_date"));
+	double t;
+	if (raw == NULL || raw[0] == '\0' || http_parse_iso8601(raw, &t) != SS_EOK) {
+		json_object_set_new(o, "release_date_utc", json_string(raw ? raw : ""));
+		return;
+	}
+	time_t secs = (time_t)t;
+	struct tm tm;
+	char buf[32];
+	gmtime_r(&secs, &tm);
+	strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	json_object_set_new(o, "release_date_utc", json_string(buf));
+}
+
+/* `updates list --version N`: N must be a version whose changes this
+ * site still keeps (after change_floor, at most the version held). On
+ * success \a info holds the version's counts. */
+static int updates_version_check(PGconn *conn, ctl_job_t *j, const char *version, json_t **info)
+{
+	uint64_t st[2];
+	int ret = db_query_u64(conn, "SELECT version, change_floor FROM catalog_state", 0, NULL, st, 2,
+	                       j->err, sizeof(j->err));
+	if (ret != SS_EOK)
+		return ret;
+	uint64_t n = strtoull(version, NULL, 10);
+	if (n > st[0]) {
+		snprintf(j->err, sizeof(j->err), "no version %s here: this site holds version %" PRIu64,
+		         version, st[0]);
+		return SS_ENOENT;
+	}
+	if (n <= st[1]) {
+		snprintf(j->err, sizeof(j->err), "the changes of version %s are no longer kept here: "
+		         "the change log starts after version %" PRIu64 " ([replication] keep_versions)",
+		         version, st[1]);
+		return SS_ENOENT;
+	}
+	const char *p[] = { version };
+	PGresult *r = NULL;
+	ret = db_query(conn, "SELECT version, added, changed, removed, expired, full_pull, "
+	               "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS at "
+	               "FROM catalog_versions WHERE version = $1::bigint", 1, p, &r, j->err, sizeof(j->err));
+	if (ret != SS_EOK)
+		return ret;
+	json_t *rows = rows_json(r);
+	PQclear(r);
+	*info = json_array_size(rows) == 1 ? json_incref(json_array_get(rows, 0)) :
+	        json_pack("{s:I}", "version", (json_int_t)n);
+	json_decref(rows);
+	return SS_EOK;
+}
+
 static int updates_list_work(PGconn *conn, ctl_job_t *j)
 {
-	const char *p[5] = {
+	const char *p[6] = {
 		arg_str(j->args, "product"), arg_str(j->args, "classification"),
-		arg_str(j->args, "severity"), arg_str(j->args, "text"), NULL,
+		arg_str(j->args, "severity"), arg_str(j->args, "text"), NULL, NULL,
 	};
-	char limit[24];
+	char limit[24], version[24];
 	json_int_t lim = json_integer_value(json_object_get(j->args, "limit"));
 	snprintf(limit, sizeof(limit), "%lld", (long long)(lim > 0 ? lim : 100));
 	p[4] = limit;
+	json_t *vinfo = NULL;
+	json_t *v = json_object_get(j->args, "version");
+	if (v != NULL) {
+		if (!json_is_integer(v) || json_integer_value(v) < 1) {
+			snprintf(j->err, sizeof(j->err), "version must be a positive number");
+			return SS_EINVAL;
+		}
+		snprintf(version, sizeof(version), "%lld", (long long)json_integer_value(v));
+		p[5] = version;
+		int ret = updates_version_check(conn, j, version, &vinfo);
+		if (ret != SS_EOK)
+			return ret;
+	}
 	PGresult *r = NULL;
+	/* With a version: the entries it touched that are held now (added, or
+	 * changed when an older kept version touched them too; "updated" when
+	 * the log cannot tell), then the ones it removed. */
 	int ret = db_query(conn,
 		"SELECT update_id::text AS update_id, revision, title, products, classification, severity, "
-		"kb_article, release_date, expired, source, "
-		"array_to_json(products)::text AS products_json FROM updates "
-		"WHERE ($1::text IS NULL OR $1 = ANY(products)) "
-		"AND ($2::text IS NULL OR classification = $2 OR classification IN "
-		"  (SELECT id FROM categories WHERE kind = 'classification' AND title = $2)) "
+		"kb_article, release_date, expired, source, vendor, "
+		"array_to_json(products)::text AS products_json, "
+		"array_to_json(ARRAY(SELECT coalesce(nullif(c.title, ''), p.id) FROM unnest(products) "
+		"  WITH ORDINALITY p(id, n) LEFT JOIN categories c ON c.kind = 'product' AND c.id = p.id "
+		"  ORDER BY p.n))::text AS product_titles_json, "
+		"coalesce((SELECT nullif(c.title, '') FROM categories c WHERE c.kind = 'classification' "
+		"  AND c.id = u.classification), u.classification) AS classification_title, "
+		"CASE WHEN $6::bigint IS NULL THEN NULL "
+		"  WHEN EXISTS (SELECT 1 FROM changes c WHERE c.update_id = u.update_id "
+		"    AND c.version < $6::bigint) THEN 'changed' "
+		"  WHEN (SELECT change_floor FROM catalog_state) = 0 THEN 'added' ELSE 'updated' END AS change "
+		"FROM updates u "
+		"WHERE ($6::bigint IS NULL OR update_id IN (SELECT update_id FROM changes "
+		"  WHERE version = $6::bigint)) "
+		"AND ($1::text IS NULL OR EXISTS (SELECT 1 FROM unnest(products) p(id) WHERE lower(p.id) = "
+		"  lower($1)) OR products && ARRAY(SELECT id FROM categories WHERE kind = 'product' "
+		"  AND lower(title) = lower($1))) "
+		"AND ($2::text IS NULL OR lower(classification) = lower($2) OR classification IN "
+		"  (SELECT id FROM categories WHERE kind = 'classification' AND lower(title) = lower($2))) "
 		"AND ($3::text IS NULL OR lower(severity) = lower($3)) "
 		"AND ($4::text IS NULL OR title ILIKE '%' || $4 || '%' OR kb_article = $4 "
 		"  OR update_id::text = lower($4)) "
 		"ORDER BY release_date DESC, update_id LIMIT $5::bigint",
-		5, p, &r, j->err, sizeof(j->err));
-	if (ret != SS_EOK)
+		6, p, &r, j->err, sizeof(j->err));
+	if (ret != SS_EOK) {
+		json_decref(vinfo);
 		return ret;
+	}
 	json_t *rows = rows_json(r);
 	size_t i;
 	json_t *o;
@@ -488,10 +580,39 @@ static int updates_list_work(PGconn *conn, ctl_job_t *j)
 		json_t *prods = json_loads(json_string_value(json_object_get(o, "products_json")), 0, NULL);
 		json_object_set_new(o, "products", prods ? prods : json_array());
 		json_object_del(o, "products_json");
+		json_t *titles = json_loads(json_string_value(json_object_get(o, "product_titles_json")),
+		                            0, NULL);
+		json_object_set_new(o, "product_titles", titles ? titles : json_array());
+		json_object_del(o, "product_titles_json");
+		release_date_utc(o);
 	}
 	PQclear(r);
+	if (vinfo != NULL && p[0] == NULL && p[1] == NULL && p[2] == NULL && p[3] == NULL) {
+		/* Removed entries have no content left to filter: listed unfiltered only. */
+		const char *q[] = { version, limit };
+		ret = db_query(conn, "SELECT c.update_id::text AS update_id, CASE WHEN EXISTS "
+		               "(SELECT 1 FROM changes l WHERE l.update_id = c.update_id AND l.version > "
+		               "c.version) THEN 'removed later' ELSE 'removed' END AS change "
+		               "FROM changes c WHERE c.version = $1::bigint AND NOT EXISTS "
+		               "(SELECT 1 FROM updates u WHERE u.update_id = c.update_id) "
+		               "ORDER BY c.update_id LIMIT $2::bigint", 2, q, &r, j->err, sizeof(j->err));
+		if (ret != SS_EOK) {
+			json_decref(rows);
+			json_decref(vinfo);
+			return ret;
+		}
+		json_t *gone = rows_json(r);
+		PQclear(r);
+		json_array_extend(rows, gone);
+		json_decref(gone);
+	}
 	j->result = json_object();
 	json_object_set_new(j->result, "updates", rows);
+	if (vinfo != NULL)
+		json_object_set_new(j->result, "version", vinfo);
+	else
+		json_array_foreach(rows, i, o)
+			json_object_del(o, "change");
 	return SS_EOK;
 }
 
@@ -512,8 +633,13 @@ static int updates_show_work(PGconn *conn, ctl_job_t *j)
 {
 	const char *p[] = { arg_str(j->args, "id") };
 	PGresult *r = NULL;
-	int ret = db_query(conn, "SELECT revision, content, source FROM updates WHERE update_id::text = lower($1)",
-	                   1, p, &r, j->err, sizeof(j->err));
+	int ret = db_query(conn, "SELECT revision, content, source, "
+		"array_to_json(ARRAY(SELECT coalesce(nullif(c.title, ''), p.id) FROM unnest(products) "
+		"  WITH ORDINALITY p(id, n) LEFT JOIN categories c ON c.kind = 'product' AND c.id = p.id "
+		"  ORDER BY p.n))::text, "
+		"coalesce((SELECT nullif(c.title, '') FROM categories c WHERE c.kind = 'classification' "
+		"  AND c.id = u.classification), u.classification) "
+		"FROM updates u WHERE update_id::text = lower($1)", 1, p, &r, j->err, sizeof(j->err));
 	if (ret != SS_EOK)
 		return ret;
 	if (PQntuples(r) != 1) {
@@ -538,12 +664,16 @@ static int updates_show_work(PGconn *conn, ctl_job_t *j)
 	json_object_set_new(o, "vendor", json_string(u->vendor));
 	json_object_set_new(o, "products", strv_json(u->products, u->n_products));
 	json_object_set_new(o, "classification", json_string(u->classification));
+	json_object_set_new(o, "classification_title", json_string(PQgetvalue(r, 0, 4)));
+	json_t *titles = json_loads(PQgetvalue(r, 0, 3), 0, NULL);
+	json_object_set_new(o, "product_titles", titles ? titles : json_array());
 	json_object_set_new(o, "languages", strv_json(u->languages, u->n_languages));
 	json_object_set_new(o, "severity", json_string(u->severity));
 	json_object_set_new(o, "kb_article", json_string(u->kb_article));
 	json_object_set_new(o, "security_bulletin", json_string(u->security_bulletin));
 	json_object_set_new(o, "cve_ids", strv_json(u->cve_ids, u->n_cve_ids));
 	json_object_set_new(o, "release_date", json_string(u->release_date));
+	release_date_utc(o);
 	json_object_set_new(o, "supersedes", strv_json(u->supersedes, u->n_supersedes));
 	json_object_set_new(o, "prerequisites", strv_json(u->prerequisites, u->n_prerequisites));
 	json_object_set_new(o, "bundled", strv_json(u->bundled, u->n_bundled));
@@ -597,7 +727,9 @@ static int category_list_work(PGconn *conn, ctl_job_t *j)
 	char sql[768];
 	snprintf(sql, sizeof(sql), "SELECT c.id, c.title, c.selected, %s AS updates, "
 	         "coalesce((SELECT g.title FROM categories g WHERE g.id = c.parent_id "
-	         "AND g.kind IN ('product', 'vendor') ORDER BY g.kind LIMIT 1), '') AS \"group\" "
+	         "AND g.kind IN ('product', 'vendor') ORDER BY g.kind LIMIT 1), '') AS \"group\", "
+	         "c.selected OR NOT EXISTS (SELECT 1 FROM categories s WHERE s.kind = c.kind "
+	         "AND s.selected) AS synced "
 	         "FROM categories c WHERE c.kind = $1 ORDER BY c.title, c.id", count_expr);
 	int ret = db_query(conn, sql, 1, p, &r, j->err, sizeof(j->err));
 	if (ret != SS_EOK)
@@ -736,6 +868,8 @@ static int history_work(PGconn *conn, ctl_job_t *j)
 	ret = db_query(conn, "SELECT kind, "
 	               "to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS started_at, "
 	               "to_char(ended_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS ended_at, "
+	               "coalesce(extract(epoch FROM ended_at - started_at)::bigint, 0) AS duration_s, "
+	               "sync_trigger AS trigger, source, "
 	               "result, from_version, to_version, added, changed, removed, expired, "
 	               "error_code, error FROM sync_history ORDER BY id DESC LIMIT $1::bigint",
 	               1, p, &r, j->err, sizeof(j->err));
@@ -869,5 +1003,7 @@ int ctl_cmds_register(daemon_t *d)
 	int ret = ctl_bundle_register(d);
 	if (ret == SS_EOK)
 		ret = ctl_upstream_register(d);
+	if (ret == SS_EOK)
+		ret = ctl_settings_register(d);
 	return ret;
 }

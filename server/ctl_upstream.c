@@ -21,6 +21,7 @@
 #include "server/topsync.h"
 #include "storage/db.h"
 #include "upstream/import.h"
+#include "upstream/remove.h"
 #include "upstream/sync.h"
 
 /* One import in flight: the request stays valid until answered. */
@@ -128,7 +129,89 @@ nomem:
 	ctl_reply_error(req, SS_ENOMEM, "out of memory");
 }
 
+/* ---- remove-update: take a hand-imported update out again ---- */
+
+static void remove_done_cb(int ret, void *arg)
+{
+	upstream_job_t *job = arg;
+	import_call_t *call = job->owner;
+	daemon_t *d = call->d;
+	if (ret != SS_EOK) {
+		ctl_reply_error(call->req, ret, "remove-update: %s", job->err);
+		goto done;
+	}
+	site_synclog(&d->site, "Removed imported update %s revision %" PRIu32 ", new catalog "
+	             "version is %" PRIu64, job->import_id, job->revision, job->version);
+	site_message(&d->site, SS_MSG_UPDATE_REMOVED, "info", "Removed imported update %s "
+	             "(revision %" PRIu32 "): version %" PRIu64, job->import_id, job->revision,
+	             job->version);
+	site_version_committed(&d->site, job->version, &job->digest, job->entries, false);
+	ctl_reply(call->req, json_pack("{s:s, s:I, s:I}", "update_id", job->import_id,
+	                               "revision", (json_int_t)job->revision,
+	                               "version", (json_int_t)job->version));
+done:
+	free(call);
+	upstream_job_free(job);
+}
+
+static void cmd_remove_update(ctl_req_t *req, const json_t *args, void *arg)
+{
+	daemon_t *d = arg;
+	const char *id = json_string_value(json_object_get(args, "id"));
+	if (id == NULL) {
+		ctl_reply_error(req, SS_EINVAL, "remove-update needs \"id\"");
+		return;
+	}
+	if (!conf_is_top(d->site.conf)) {
+		ctl_reply_error(req, SS_ENOTTOP, "remove-update runs at the top site only; "
+		                "this site gets its catalog from its parent");
+		return;
+	}
+	if (!d->site.active) {
+		ctl_reply_error(req, SS_ELOCKED, "this daemon is a standby; run remove-update on the "
+		                "active one (it holds the writer lock)");
+		return;
+	}
+	if (topsync_running(d)) {
+		ctl_reply_error(req, SS_EBUSY, "an upstream sync is running; run remove-update "
+		                "again when it has finished");
+		return;
+	}
+	char lid[40];
+	size_t n = strlen(id);
+	if (n >= sizeof(lid)) {
+		ctl_reply_error(req, SS_EINVAL, "'%.60s' is not an update id (UUID)", id);
+		return;
+	}
+	for (size_t i = 0; i <= n; i++)
+		lid[i] = (char)tolower((unsigned char)id[i]);
+	if (!entry_id_valid(lid)) {
+		ctl_reply_error(req, SS_EINVAL, "'%s' is not an update id (UUID)", id);
+		return;
+	}
+	import_call_t *call = calloc(1, sizeof(*call));
+	upstream_job_t *job = calloc(1, sizeof(*job));
+	if (call == NULL || job == NULL)
+		goto nomem;
+	call->d = d;
+	call->req = req;
+	job->owner = call;
+	job->import_id = strdup(lid);
+	job->keep_versions = d->site.conf->keep_versions;
+	if (job->import_id == NULL ||
+	    db_submit(d->site.db, DB_BULK, upstream_remove_work, remove_done_cb, job) != SS_EOK)
+		goto nomem;
+	return;
+nomem:
+	free(call);
+	upstream_job_free(job);
+	ctl_reply_error(req, SS_ENOMEM, "out of memory");
+}
+
 int ctl_upstream_register(struct daemon *d)
 {
-	return ctl_register(d->ctl, "import-update", cmd_import_update, d);
+	int ret = ctl_register(d->ctl, "import-update", cmd_import_update, d);
+	if (ret == SS_EOK)
+		ret = ctl_register(d->ctl, "remove-update", cmd_remove_update, d);
+	return ret;
 }

@@ -44,6 +44,7 @@ typedef struct daemon {
 	bool sync_again;              /* a sync was asked for while one ran */
 	bool sync_again_full;
 	bool sync_again_allow;        /* ... confirmed with --allow-removal */
+	char sync_again_trigger[16];  /* ... by whom (manual wins), for the history */
 	struct event *schedule_ev;
 	struct event *retry_ev;
 	void *schedule;               /* schedule_t *, NULL without [schedule] cron */

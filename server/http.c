@@ -5,6 +5,7 @@
  * no state of its own besides the listening socket.
  */
 #include "server/http.h"
+#include "server/dashboard.h"
 
 #include <arpa/inet.h>
 #include <math.h>
@@ -326,8 +327,16 @@ static void request_cb(struct evhttp_request *req, void *arg)
 		return;
 	}
 	if (strcmp(path, "/") == 0 || strcmp(path, "/index.html") == 0) {
-		reply_text(req, HTTP_OK, "OK", "text/html; charset=utf-8",
-		           http_dashboard_html, strlen(http_dashboard_html));
+		/* Rendered with the rows first; the script then polls /status. */
+		status = h->cb != NULL ? h->cb(h->arg) : NULL;
+		body = dashboard_render(http_dashboard_html, status);
+		json_decref(status);
+		if (body == NULL) {
+			evhttp_send_error(req, HTTP_INTERNAL, NULL);
+			return;
+		}
+		reply_text(req, HTTP_OK, "OK", "text/html; charset=utf-8", body, strlen(body));
+		free(body);
 		return;
 	}
 	if (strcmp(path, "/status") != 0 && strcmp(path, "/metrics") != 0) {

@@ -431,15 +431,14 @@ static bool same_str(const char *a, const char *b)
 /* SIGHUP: re-read the file; keep the old configuration if the new one is
  * bad. Keys the table (common/conf.c) marks not reloadable keep their
  * running values; the others take effect here. */
-static void reload(daemon_t *d)
+static int reload(daemon_t *d, char *out, size_t outlen)
 {
 	char err[512] = "";
 	conf_t *nc = NULL;
 	notify_systemd("RELOADING=1");
 	if (conf_load(d->conf_path, &nc, err, sizeof(err)) != SS_EOK) {
-		log_error("reload: %s; keeping the running configuration", err);
-		notify_systemd("READY=1");
-		return;
+		nc = NULL;
+		goto keep_old;
 	}
 	conf_t *old = d->site.conf;
 	char fixed[512];
@@ -458,8 +457,11 @@ static void reload(daemon_t *d)
 		d->site.conf = old;
 		goto keep_old;
 	}
-	if (n_fixed > 0)
+	out[0] = '\0';
+	if (n_fixed > 0) {
 		log_warning("reload: %s: changes need a restart; they are ignored", fixed);
+		snprintf(out, outlen, "%s: changes need a restart; they are ignored", fixed);
+	}
 	/* Workers may be logging: only the threshold changes (the site code cannot). */
 	log_set_level((ss_log_level_t)log_level_parse(nc->log_level));
 	conn_set_quiet(nc->refusal_log_seconds);
@@ -473,19 +475,41 @@ static void reload(daemon_t *d)
 		approve_reloaded(d);
 	conf_free(old);
 	log_notice("configuration reloaded from %s", d->conf_path);
+	site_message(&d->site, SS_MSG_RELOADED, "info", "Configuration reloaded from %s%s%s",
+	             d->conf_path, out[0] ? "; " : "", out);
 	notify_systemd("READY=1");
-	return;
+	return SS_EOK;
 keep_old:
+	/* Said where operators look (history, alerts' messages), not only in the log. */
 	log_error("reload: %s; keeping the running configuration", err);
+	site_message(&d->site, SS_MSG_RELOAD_REFUSED, "error", "Reload of %s refused: %s; the "
+	             "running configuration is kept", d->conf_path, err);
+	snprintf(out, outlen, "%s", err);
 	conf_free(nc);
 	notify_systemd("READY=1");
+	return SS_ECONFIG;
+}
+
+/* Control command "reload": the SIGHUP reload, answered when done, so
+ * `sitesync reload` (systemd's ExecReload) reports a refusal. */
+static void cmd_reload(ctl_req_t *req, const json_t *args, void *arg)
+{
+	daemon_t *d = arg;
+	char msg[600];
+	if (reload(d, msg, sizeof(msg)) != SS_EOK) {
+		ctl_reply_error(req, SS_ECONFIG, "reload refused: %s; the running configuration is "
+		                "kept", msg);
+		return;
+	}
+	ctl_reply(req, json_pack("{s:s, s:s}", "reloaded", d->conf_path, "note", msg));
 }
 
 static void signal_cb(evutil_socket_t sig, short what, void *arg)
 {
 	daemon_t *d = arg;
 	if (sig == SIGHUP) {
-		reload(d);
+		char msg[600];
+		(void)reload(d, msg, sizeof(msg));
 		return;
 	}
 	if (++d->sigterm_count > 1) {
@@ -663,7 +687,8 @@ int main(int argc, char **argv)
 		log_error("control socket: %s", err);
 		goto out;
 	}
-	if (ctl_cmds_register(d) != SS_EOK)
+	if (ctl_cmds_register(d) != SS_EOK ||
+	    ctl_register(d->ctl, "reload", cmd_reload, d) != SS_EOK)
 		goto out;
 	if (d->site.conf->http_listen &&
 	    http_start(d->site.base, d->site.conf->http_listen, daemon_http_status_cb, d, &d->http, err, sizeof(err)) != SS_EOK) {

@@ -137,16 +137,19 @@ static void topsync_done(int ret, void *arg)
 	if (d->sync_again) {
 		bool full = d->sync_again_full, allow = d->sync_again_allow;
 		d->sync_again = d->sync_again_full = d->sync_again_allow = false;
-		topsync_start_confirmed(d, full, allow);
+		char trigger[sizeof(d->sync_again_trigger)];
+		snprintf(trigger, sizeof(trigger), "%s", d->sync_again_trigger);
+		d->sync_again_trigger[0] = '\0';
+		topsync_start_confirmed(d, full, allow, trigger[0] ? trigger : "manual");
 	}
 }
 
-int topsync_start(daemon_t *d, bool full)
+int topsync_start(daemon_t *d, bool full, const char *trigger)
 {
-	return topsync_start_confirmed(d, full, false);
+	return topsync_start_confirmed(d, full, false, trigger);
 }
 
-int topsync_start_confirmed(daemon_t *d, bool full, bool allow_removal)
+int topsync_start_confirmed(daemon_t *d, bool full, bool allow_removal, const char *trigger)
 {
 	if (!conf_is_top(d->site.conf))
 		return SS_ENOTTOP;
@@ -158,6 +161,8 @@ int topsync_start_confirmed(daemon_t *d, bool full, bool allow_removal)
 		d->sync_again = true;
 		d->sync_again_full |= full;
 		d->sync_again_allow |= allow_removal;
+		if (strcmp(trigger, "manual") == 0 || d->sync_again_trigger[0] == '\0')
+			snprintf(d->sync_again_trigger, sizeof(d->sync_again_trigger), "%s", trigger);
 		return SS_EOK;
 	}
 	upstream_job_t *job = calloc(1, sizeof(*job));
@@ -214,6 +219,8 @@ int topsync_start_confirmed(daemon_t *d, bool full, bool allow_removal)
 	s->state = SITESYNC__SYNC_STATE__SYNC_SYNCING;
 	s->last_start = time(NULL);
 	s->progress_done = s->progress_total = 0;
+	snprintf(s->trigger, sizeof(s->trigger), "%s", trigger);
+	snprintf(s->source, sizeof(s->source), "%s", c->upstream_url);
 	evtimer_del(d->retry_ev);
 	site_synclog(&d->site, "Starting sync%s", full ? " (full)" : "");
 	site_message(&d->site, SS_MSG_SYNC_STARTED, "info", "Sync from upstream %s started%s",
@@ -232,7 +239,7 @@ static void topsync_retry_cb(evutil_socket_t fd, short what, void *arg)
 {
 	daemon_t *d = arg;
 	log_notice("retrying the failed upstream sync");
-	topsync_start(d, false);
+	topsync_start(d, false, "retry");
 }
 
 static void topsync_arm(daemon_t *d);
@@ -241,7 +248,7 @@ static void topsync_schedule_cb(evutil_socket_t fd, short what, void *arg)
 {
 	daemon_t *d = arg;
 	log_notice("scheduled upstream sync (%s)", d->site.conf->schedule_cron);
-	topsync_start(d, false);
+	topsync_start(d, false, "scheduled");
 	topsync_arm(d);
 }
 
@@ -327,7 +334,7 @@ int topsync_schedule_arm(daemon_t *d, char *err, size_t errlen)
 			strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
 		log_notice("the scheduled sync of %s was missed while the daemon was down: running it now",
 		           when);
-		topsync_start(d, false);
+		topsync_start(d, false, "scheduled");
 	}
 	return SS_EOK;
 }

@@ -13,13 +13,14 @@ struct daemon;
  * \brief Start an upstream sync now, or queue one if a sync is running.
  * \return SS_EOK, SS_ENOTTOP on a site with a parent.
  */
-int topsync_start(struct daemon *d, bool full);
+int topsync_start(struct daemon *d, bool full, const char *trigger);
 
 /*!
  * \brief As topsync_start(); \a allow_removal lets this one sync remove more
  * than [upstream] max_removal_percent of the catalog (`sync --allow-removal`).
  */
-int topsync_start_confirmed(struct daemon *d, bool full, bool allow_removal);
+int topsync_start_confirmed(struct daemon *d, bool full, bool allow_removal,
+                            const char *trigger);
 
 /*! \brief Create the retry timer and check the cron expression. */
 int topsync_schedule_init(struct daemon *d, char *err, size_t errlen);

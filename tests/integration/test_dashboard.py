@@ -7,11 +7,18 @@ Chromium loads http://CAS/ (the page fetches /status with JavaScript) and
 dumps the DOM: every site of `status --json` must have a row with the same
 data-site and data-state, and no other row may exist. A screenshot is saved
 next to the DOM dump in the test's temp dir (SS_KEEP_TMP=1 keeps it).
+GET / without a script already carries the rows (server-side first).
+The detail view (#site=S01) shows S01's row in full, with why it is stale.
+Screenshots of both views and the DOM are kept as artifacts in
+$SS_ARTIFACTS_DIR (default: test-artifacts/dashboard under the test's
+working directory, the build directory under meson).
+The synchronizations table lists the syncs of CAS that `history --json` gives.
 
 Skips (exit 77) only when no Chromium binary can be found.
 """
 
 import html.parser
+import json
 import os
 import shutil
 import subprocess
@@ -41,11 +48,34 @@ class RowParser(html.parser.HTMLParser):
     def __init__(self):
         super().__init__()
         self.rows = []
+        self.syncs = []
+        self.when_cells = 0
+        self.detail = None
+        self.fields = {}
+        self._field = None
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
+        if tag == "td" and "when" in (a.get("class") or "").split():
+            self.when_cells += 1
+        if "data-detail-site" in a:
+            self.detail = a["data-detail-site"]
+        if "data-field" in a:
+            self._field = a["data-field"]
+        elif tag == "td" and self._field:
+            self.fields[self._field] = ""
         if "data-site" in a:
             self.rows.append((a["data-site"], a.get("data-state")))
+        if "data-sync-trigger" in a:
+            self.syncs.append((a["data-sync-trigger"], a.get("data-sync-result")))
+
+    def handle_data(self, data):
+        if self._field and self._field in self.fields:
+            self.fields[self._field] += data
+
+    def handle_endtag(self, tag):
+        if tag == "tr":
+            self._field = None
 
 
 def chromium(h, exe, url, *mode):
@@ -79,6 +109,19 @@ def test(h):
     url = "http://127.0.0.1:%d/" % cas.http_port
     status, page = http_get(cas.http_port, "/")
     check(status == 200 and "<html" in page.lower(), "GET / answered %d" % status)
+    # Server-side first: the rows are in the page as sent, before any script.
+    p = RowParser()
+    p.feed(page)
+    want = states(cas)
+    check(dict(p.rows) == want and len(p.rows) == len(want),
+          "GET / without a script: rows %r, status %r" % (p.rows, want))
+    hist = [(r["trigger"], r["result"]) for r in
+            json.loads(cas.cli_ok("history", "--json"))["syncs"]]
+    check(hist and p.syncs == hist, "GET / syncs %r, history %r" % (p.syncs, hist))
+    check(p.when_cells > 0 and ".when { white-space: nowrap; }" in page,
+          "dates are not kept on one line")
+    log("GET / carries %d site rows and %d syncs before any script runs"
+        % (len(p.rows), len(p.syncs)))
 
     hy["S01"].kill()
     wait_state(cas, "S01", lambda r, d: r.get("state") == "stale", 60,
@@ -105,12 +148,37 @@ def test(h):
     check(want["S01"] == "stale" and want["CAS"] == "succeeded",
           "unexpected states %r" % want)
     log("dashboard rows match status --json: %s" % sorted(got.items()))
+    # The synchronizations table: CAS's syncs as `history --json` lists them.
+    hist = [(r["trigger"], r["result"]) for r in
+            json.loads(cas.cli_ok("history", "--json"))["syncs"]]
+    check(hist and p.syncs == hist, "dashboard syncs %r, history %r" % (p.syncs, hist))
+    log("synchronizations table: %r" % p.syncs)
 
-    shot = h.path("dashboard.png")
-    chromium(h, exe, url, "--window-size=1400,500", "--screenshot=" + shot)
-    check(os.path.exists(shot) and os.path.getsize(shot) > 1000,
-          "no screenshot at %s" % shot)
-    log("screenshot %s (%d bytes)" % (shot, os.path.getsize(shot)))
+    # The site detail view: #site=S01 shows S01's row in full.
+    dom = chromium(h, exe, url + "#site=S01", "--dump-dom")
+    d = RowParser()
+    d.feed(dom)
+    s01 = [r for r in cas.status_json()["sites"] if r["site"] == "S01"][0]
+    check(d.detail == "S01" and d.fields.get("state") == "stale" and
+          d.fields.get("stale_reason") == s01["stale_reason"] and
+          d.fields.get("catalog_version") == str(s01["catalog_version"]) and
+          d.fields.get("link") == s01["link"],
+          "detail view of S01: %r %r, status %r" % (d.detail, d.fields, s01))
+    log("detail view of S01: %s" % d.fields.get("stale_reason"))
+
+    # Screenshots, kept as test artifacts (SS_ARTIFACTS_DIR, else the
+    # build directory's test-artifacts/dashboard).
+    keep = os.environ.get("SS_ARTIFACTS_DIR") or os.path.join(os.getcwd(), "test-artifacts",
+                                                              "dashboard")
+    os.makedirs(keep, exist_ok=True)
+    for name, u in (("dashboard.png", url), ("dashboard-S01.png", url + "#site=S01")):
+        shot = h.path(name)
+        chromium(h, exe, u, "--window-size=1400,900", "--screenshot=" + shot)
+        check(os.path.exists(shot) and os.path.getsize(shot) > 1000,
+              "no screenshot at %s" % shot)
+        shutil.copy(shot, os.path.join(keep, name))
+        log("screenshot %s (%d bytes)" % (os.path.join(keep, name), os.path.getsize(shot)))
+    shutil.copy(h.path("dashboard.html"), os.path.join(keep, "dashboard.html"))
 
 
 if __name__ == "__main__":

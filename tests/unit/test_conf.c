@@ -86,6 +86,18 @@ START_TEST(rejects_bad_input)
 	                      "max_removal_percent = 100\n[status]\nsync_history_rows = 10\n",
 	                      &c, err, sizeof(err)), SS_EOK);
 	ck_assert_int_eq(c->max_removal_percent, 100);
+	ck_assert_int_eq(c->pending_max, 32);
+	conf_free(c);
+	c = NULL;
+	/* Refused sites remembered for child list: 0 to 1024. */
+	ck_assert_int_eq(load("[site]\ncode = CAS\n[database]\nconninfo=x\n[children]\n"
+	                      "pending_max = 1025\n", &c, err, sizeof(err)), SS_ECONFIG);
+	ck_assert_ptr_nonnull(strstr(err, "pending_max must be 0 to 1024"));
+	ck_assert_int_eq(load("[site]\ncode = CAS\n[database]\nconninfo=x\n[children]\n"
+	                      "pending_max = -1\n", &c, err, sizeof(err)), SS_ECONFIG);
+	ck_assert_int_eq(load("[site]\ncode = CAS\n[database]\nconninfo=x\n[children]\n"
+	                      "pending_max = 1024\n", &c, err, sizeof(err)), SS_EOK);
+	ck_assert_int_eq(c->pending_max, 1024);
 	conf_free(c);
 	c = NULL;
 }

@@ -21,6 +21,7 @@
 #include <jansson.h>
 
 #include "common/errcode.h"
+#include "server/dashboard.h"
 #include "server/http.h"
 #include "check_run.h"
 
@@ -339,6 +340,9 @@ static const char dom_stub[] =
 	"Object.defineProperty(El.prototype, 'firstChild',\n"
 	"  { get: function () { return this.children[0] || null; } });\n"
 	"El.prototype.setAttribute = function (k, v) { this.attrs[k] = String(v); };\n"
+	"El.prototype.removeAttribute = function (k) { delete this.attrs[k]; };\n"
+	"var location = { hash: '' };\n"
+	"var window = { addEventListener: function () {} };\n"
 	"var ids = {};\n"
 	"var document = {\n"
 	"  getElementById: function (id) { return ids[id] || (ids[id] = new El('#' + id)); },\n"
@@ -417,10 +421,51 @@ START_TEST(dashboard_renders)
 		"generated 2026-11-24T02:00:20Z\n"
 		"top 42\n"
 		"certs \u00b7 certificates to renew: S01, P02\n"
-		"CAS succeeded st-succeeded 0.8em 7  | false 2028-02-29 \n"
-		"P01 syncing st-syncing 2.4em 7  | false - \n"
-		"S01 failed st-failed 4.0em 7 505: db <b>down</b> | true 2026-12-01 (renew: 6 days left) cert-warn\n"
-		"P02 stale st-stale 2.4em 7  | false - \n");
+		"CAS succeeded st-succeeded 0.8em 7  | false 2028-02-29 when\n"
+		"P01 syncing st-syncing 2.4em 7  | false - when\n"
+		"S01 failed st-failed 4.0em 7 505: db <b>down</b> | true 2026-12-01 (renew: 6 days left) when cert-warn\n"
+		"P02 stale st-stale 2.4em 7  | false - when\n");
+}
+END_TEST
+
+/* GET / carries the rows as HTML; text from remote sites is escaped. */
+START_TEST(dashboard_server_side)
+{
+	json_error_t jerr;
+	json_t *st = json_loads(
+		"{\"site\":\"CAS\",\"top_version\":3,\"generated_at\":\"2026-11-24T02:00:20Z\","
+		"\"sites\":[{\"site\":\"S01\",\"parent\":\"P01\",\"state\":\"stale\","
+		"\"catalog_version\":2,\"lag_versions\":1,\"stale_reason\":\"link to P01 down\","
+		"\"last_error\":\"<script>alert(1)</script>\",\"last_error_code\":505},"
+		"{\"site\":\"CAS\",\"parent\":null,\"state\":\"succeeded\",\"catalog_version\":3},"
+		"{\"site\":\"P01\",\"parent\":\"CAS\",\"state\":\"succeeded\",\"catalog_version\":3,"
+		"\"link\":\"active\\\"><b>\"}],"
+		"\"syncs\":[{\"kind\":\"upstream\",\"trigger\":\"manual\",\"result\":\"failed\","
+		"\"source\":\"file:///x/<img src=x>\",\"from_version\":3,\"to_version\":3,"
+		"\"error_code\":521,\"error\":\"a & b\"}]}", 0, &jerr);
+	ck_assert_msg(st != NULL, "%s", jerr.text);
+	char *page = dashboard_render(http_dashboard_html, st);
+	ck_assert_ptr_nonnull(page);
+	/* Depth-first: CAS, P01, S01. */
+	const char *cas = strstr(page, "data-site=\"CAS\" data-state=\"succeeded\"");
+	const char *p01 = strstr(page, "data-site=\"P01\"");
+	const char *s01 = strstr(page, "data-site=\"S01\" data-state=\"stale\"");
+	ck_assert(cas && p01 && s01 && cas < p01 && p01 < s01);
+	ck_assert_ptr_nonnull(strstr(page, "505: &lt;script&gt;alert(1)&lt;/script&gt;; link to P01 down"));
+	ck_assert_ptr_null(strstr(page, "<script>alert"));
+	ck_assert_ptr_nonnull(strstr(page, "active&quot;&gt;&lt;b&gt;"));
+	ck_assert_ptr_nonnull(strstr(page, "file:///x/&lt;img src=x&gt;"));
+	ck_assert_ptr_nonnull(strstr(page, "521: a &amp; b"));
+	ck_assert_ptr_nonnull(strstr(page, "data-sync-trigger=\"manual\""));
+	ck_assert_ptr_null(strstr(page, "<!--SITES-->"));
+	free(page);
+	json_decref(st);
+	/* No status: the page, with empty tables. */
+	page = dashboard_render(http_dashboard_html, NULL);
+	ck_assert_ptr_nonnull(page);
+	ck_assert_ptr_null(strstr(page, "<!--SYNCS-->"));
+	ck_assert_ptr_null(strstr(page, "data-site=\""));
+	free(page);
 }
 END_TEST
 
@@ -696,6 +741,7 @@ static Suite *http_suite(void)
 	tcase_add_test(tc, dashboard);
 	tcase_add_test(tc, dashboard_script_parses);
 	tcase_add_test(tc, dashboard_renders);
+	tcase_add_test(tc, dashboard_server_side);
 	tcase_add_test(tc, errors);
 	tcase_add_test(tc, listen_addresses);
 	tcase_add_test(tc, render_edge_cases);

@@ -1,0 +1,254 @@
+/* Server-side first render of the dashboard: the same rows the page's
+ * JavaScript draws (render() in dashboard.html), from the status object. */
+#include "server/dashboard.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const STATES[] = { "idle", "syncing", "succeeded", "failed", "stale" };
+
+/* Remote sites write errors and names: never trust them as markup. */
+static void put_esc(FILE *f, const char *s)
+{
+	for (; s && *s; s++) {
+		switch (*s) {
+		case '&': fputs("&amp;", f); break;
+		case '<': fputs("&lt;", f); break;
+		case '>': fputs("&gt;", f); break;
+		case '"': fputs("&quot;", f); break;
+		case '\'': fputs("&#39;", f); break;
+		default: fputc(*s, f);
+		}
+	}
+}
+
+static const char *str(const json_t *o, const char *key)
+{
+	return json_string_value(json_object_get(o, key));
+}
+
+static void put_cell(FILE *f, const char *cls, const char *text)
+{
+	fputs(cls ? "<td class=\"" : "<td>", f);
+	if (cls) {
+		put_esc(f, cls);
+		fputs("\">", f);
+	}
+	put_esc(f, text);
+	fputs("</td>", f);
+}
+
+static void put_site_row(FILE *f, const json_t *s, int depth)
+{
+	const char *state = str(s, "state");
+	const char *cls = "idle";
+	for (size_t i = 0; state && i < sizeof(STATES) / sizeof(STATES[0]); i++)
+		if (strcmp(state, STATES[i]) == 0)
+			cls = STATES[i];
+	fputs("<tr data-site=\"", f);
+	put_esc(f, str(s, "site"));
+	fputs("\" data-state=\"", f);
+	put_esc(f, state ? state : "");
+	fprintf(f, "\" data-cert-expiring=\"%s\" class=\"st-%s\">",
+	        json_is_true(json_object_get(s, "cert_expiring")) ? "true" : "false", cls);
+	fprintf(f, "<td class=\"site\" style=\"padding-left: %.1fem\">", 0.8 + 1.6 * depth);
+	fputs(depth > 0 ? "\xe2\x94\x94 " : "", f);
+	fputs("<a href=\"#site=", f);
+	put_esc(f, str(s, "site"));
+	fputs("\">", f);
+	put_esc(f, str(s, "site"));
+	fputs("</a></td><td><span class=\"badge\">", f);
+	put_esc(f, state ? state : "");
+	fputs("</span></td>", f);
+	char buf[160];
+	json_int_t lag = json_integer_value(json_object_get(s, "lag_versions"));
+	json_int_t lag_s = json_integer_value(json_object_get(s, "lag_seconds"));
+	snprintf(buf, sizeof(buf), "%" JSON_INTEGER_FORMAT,
+	         json_integer_value(json_object_get(s, "catalog_version")));
+	fputs("<td>", f);
+	put_esc(f, buf);
+	if (lag > 0) {
+		if (lag_s > 0)
+			snprintf(buf, sizeof(buf), " (behind %" JSON_INTEGER_FORMAT ", %"
+			         JSON_INTEGER_FORMAT " s)", lag, lag_s);
+		else
+			snprintf(buf, sizeof(buf), " (behind %" JSON_INTEGER_FORMAT ")", lag);
+		fputs("<span class=\"lag\">", f);
+		put_esc(f, buf);
+		fputs("</span>", f);
+	}
+	fputs("</td>", f);
+	const char *link = str(s, "link");
+	put_cell(f, NULL, link ? link : (str(s, "parent") ? "?" : "top"));
+	put_cell(f, "when", str(s, "last_sync_end") ? str(s, "last_sync_end") : "never");
+	char err[640] = "";
+	json_int_t code = json_integer_value(json_object_get(s, "last_error_code"));
+	if (code)
+		snprintf(err, sizeof(err), "%" JSON_INTEGER_FORMAT ": %s", code,
+		         str(s, "last_error") ? str(s, "last_error") : "");
+	else if (str(s, "last_error"))
+		snprintf(err, sizeof(err), "%s", str(s, "last_error"));
+	if (str(s, "stale_reason")) {
+		size_t n = strlen(err);
+		snprintf(err + n, sizeof(err) - n, "%s%s", n ? "; " : "", str(s, "stale_reason"));
+	}
+	put_cell(f, "err", err);
+	const char *cert = str(s, "cert_expires");
+	snprintf(buf, sizeof(buf), "%.10s", cert ? cert : "-");
+	put_cell(f, json_is_true(json_object_get(s, "cert_expiring")) ? "when cert-warn" : "when",
+	         buf);
+	fputs("</tr>\n", f);
+}
+
+/* Depth-first, children sorted by code: the order the script draws. */
+static void put_subtree(FILE *f, const json_t *sites, const char *parent, int depth,
+                        char *seen)
+{
+	size_t n = json_array_size(sites);
+	for (;;) {
+		const json_t *best = NULL;
+		size_t bi = 0;
+		for (size_t i = 0; i < n; i++) {
+			const json_t *s = json_array_get(sites, i);
+			const char *p = str(s, "parent"), *code = str(s, "site");
+			if (seen[i] || code == NULL || p == NULL || strcmp(p, parent) != 0 ||
+			    strcmp(code, parent) == 0)
+				continue;
+			if (best == NULL || strcmp(code, str(best, "site")) < 0) {
+				best = s;
+				bi = i;
+			}
+		}
+		if (best == NULL)
+			return;
+		seen[bi] = 1;
+		put_site_row(f, best, depth);
+		if (depth < 32)
+			put_subtree(f, sites, str(best, "site"), depth + 1, seen);
+	}
+}
+
+static void put_sites(FILE *f, const json_t *sites)
+{
+	size_t n = json_array_size(sites);
+	char *seen = calloc(n ? n : 1, 1);
+	if (seen == NULL)
+		return;
+	/* Roots: no parent, or a parent not in the view (this site first). */
+	for (size_t i = 0; i < n; i++) {
+		const json_t *s = json_array_get(sites, i);
+		const char *p = str(s, "parent");
+		bool root = p == NULL;
+		if (!root) {
+			root = true;
+			for (size_t k = 0; k < n && root; k++)
+				if (str(json_array_get(sites, k), "site") &&
+				    strcmp(str(json_array_get(sites, k), "site"), p) == 0 && k != i)
+					root = false;
+		}
+		if (!root || seen[i])
+			continue;
+		seen[i] = 1;
+		put_site_row(f, s, 0);
+		if (str(s, "site"))
+			put_subtree(f, sites, str(s, "site"), 1, seen);
+	}
+	for (size_t i = 0; i < n; i++)
+		if (!seen[i])
+			put_site_row(f, json_array_get(sites, i), 0);
+	free(seen);
+}
+
+static void put_syncs(FILE *f, const json_t *syncs)
+{
+	size_t i;
+	const json_t *y;
+	json_array_foreach(syncs, i, y) {
+		char buf[128];
+		fputs("<tr data-sync-result=\"", f);
+		put_esc(f, str(y, "result"));
+		fputs("\" data-sync-trigger=\"", f);
+		put_esc(f, str(y, "trigger"));
+		fputs(str(y, "result") && strcmp(str(y, "result"), "failed") == 0 ?
+		      "\" class=\"sy-failed\">" : "\">", f);
+		put_cell(f, "when", str(y, "started_at"));
+		put_cell(f, "when", str(y, "ended_at"));
+		snprintf(buf, sizeof(buf), "%" JSON_INTEGER_FORMAT " s",
+		         json_integer_value(json_object_get(y, "duration_s")));
+		put_cell(f, NULL, buf);
+		put_cell(f, NULL, str(y, "kind"));
+		put_cell(f, NULL, str(y, "trigger"));
+		put_cell(f, "err", str(y, "source"));
+		put_cell(f, NULL, str(y, "result"));
+		json_int_t from = json_integer_value(json_object_get(y, "from_version"));
+		json_int_t to = json_integer_value(json_object_get(y, "to_version"));
+		if (from == to)
+			snprintf(buf, sizeof(buf), "%" JSON_INTEGER_FORMAT, to);
+		else
+			snprintf(buf, sizeof(buf), "%" JSON_INTEGER_FORMAT " \xe2\x86\x92 %"
+			         JSON_INTEGER_FORMAT, from, to);
+		put_cell(f, NULL, buf);
+		static const char *const counts[] = { "added", "changed", "removed", "expired" };
+		for (size_t k = 0; k < 4; k++) {
+			snprintf(buf, sizeof(buf), "%" JSON_INTEGER_FORMAT,
+			         json_integer_value(json_object_get(y, counts[k])));
+			put_cell(f, NULL, buf);
+		}
+		char err[320] = "";
+		json_int_t code = json_integer_value(json_object_get(y, "error_code"));
+		if (code)
+			snprintf(err, sizeof(err), "%" JSON_INTEGER_FORMAT ": %s", code,
+			         str(y, "error") ? str(y, "error") : "");
+		put_cell(f, "err", err);
+		fputs("</tr>\n", f);
+	}
+}
+
+char *dashboard_render(const char *tmpl, const json_t *status)
+{
+	char *out = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&out, &len);
+	if (f == NULL)
+		return NULL;
+	static const char *const markers[] = { "<!--SITES-->", "<!--SYNCS-->", "<!--SITE-->",
+	                                       "<!--GENERATED-->", "<!--TOP-->" };
+	const char *p = tmpl;
+	for (;;) {
+		const char *next = NULL;
+		size_t which = 0;
+		for (size_t i = 0; i < sizeof(markers) / sizeof(markers[0]); i++) {
+			const char *m = strstr(p, markers[i]);
+			if (m && (next == NULL || m < next)) {
+				next = m;
+				which = i;
+			}
+		}
+		if (next == NULL) {
+			fputs(p, f);
+			break;
+		}
+		fwrite(p, 1, (size_t)(next - p), f);
+		p = next + strlen(markers[which]);
+		if (status == NULL)
+			continue;
+		char buf[32];
+		switch (which) {
+		case 0: put_sites(f, json_object_get(status, "sites")); break;
+		case 1: put_syncs(f, json_object_get(status, "syncs")); break;
+		case 2: put_esc(f, str(status, "site")); break;
+		case 3: put_esc(f, str(status, "generated_at")); break;
+		default:
+			snprintf(buf, sizeof(buf), "%" JSON_INTEGER_FORMAT,
+			         json_integer_value(json_object_get(status, "top_version")));
+			fputs(buf, f);
+		}
+	}
+	if (fclose(f) != 0) {
+		free(out);
+		return NULL;
+	}
+	return out;
+}
