@@ -15,6 +15,9 @@ One top site CAS, restarted with a new sitesync.conf per phase:
    connection is never set up; every attempt gives up at connect_timeout.
 4. [schedule] utc: with TZ five hours east of UTC, the same cron gives a
    next_upstream_sync five hours apart with utc = true and utc = false.
+
+SS_PHASES=proxy,timeout,connect,utc (the default: all) runs a subset, for
+checking one mutant quickly.
 """
 
 import calendar
@@ -151,9 +154,11 @@ def phase_proxy(h, cas, body):
     try:
         reconfigure(cas, url=FAKE_URL,
                     upstream={"proxy": "http://127.0.0.1:%d" % px.port})
+        start = int(time.time())
         cas.cli_ok("sync", "--yes")
-        wait_for(lambda: cas.catalog_state()[0] == 1, TIMEOUT,
-                 "CAS to make version 1 through the proxy")
+        r = wait_sync_end(cas, start, "CAS's sync through the proxy to end")
+        check(cas.catalog_state()[0] == 1, "CAS holds %r after the sync through the proxy "
+              "(state %s, last_error %r)" % (cas.catalog_state(), r["state"], r.get("last_error")))
         check(cas.catalog_state()[2] == ENTRIES, "CAS holds %r, want %d entries"
               % (cas.catalog_state(), ENTRIES))
         with px.lock:
