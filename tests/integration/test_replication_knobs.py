@@ -10,6 +10,9 @@ request_wave_ms, seen by raw TLS children of one top site CAS.
 3. request_wave / request_wave_ms: four connected children at CAS's
    version; a new version is announced (SyncRequest) to WAVE of them at
    once and to the next WAVE request_wave_ms later.
+4. sync --wait --timeout 3 with those children connected and never
+   pulling: exit status 2, "timed out after 3 s; not at version V yet"
+   and each child named.
 
 SS_PHASES=batch,frame,wave (the default: all) runs a subset.
 """
@@ -104,8 +107,6 @@ def phase_waves(h, cas, catalog, version):
     cas.cli_ok("sync", "--yes")
     for t in threads:
         t.join(90)
-    for s in socks.values():
-        s.close()
     check(sorted(got) == CHILDREN, "a SyncRequest for the new version reached only %r"
           % sorted(got))
     times = sorted(got.values())
@@ -118,6 +119,26 @@ def phase_waves(h, cas, catalog, version):
           "the second wave came %.2f s after the first, request_wave_ms = %d: %r"
           % (gap, WAVE_MS, spread))
     log("request_wave: SyncRequests at %r s" % spread)
+    return socks
+
+
+def phase_sync_timeout(h, cas, socks):
+    """sync --wait --timeout with children connected but never pulling:
+    exit status 2 and the children still behind, by name."""
+    t0 = time.monotonic()
+    rc, out, err = cas.cli("sync", "--yes", "--wait", "--timeout", "3", timeout=60)
+    took = time.monotonic() - t0
+    for s in socks.values():
+        s.close()
+    top = cas.catalog_state()[0]
+    want = "sitesync: timed out after 3 s; not at version %d yet: " % top
+    check(rc == 2 and err.startswith(want),
+          "sync --wait --timeout 3: exit %d, stderr %r; want exit 2 and %r" % (rc, err, want))
+    for code in CHILDREN:
+        check("%s (version " % code in err, "%s missing from the timeout message %r" % (code, err))
+    # The CLI counts whole seconds from the second it started in.
+    check(2 <= took < 10, "sync --timeout 3 returned after %.1f s" % took)
+    log("sync --timeout: exit 2 after %.1f s: %s" % (took, err.strip()))
 
 
 def test(h):
@@ -139,7 +160,8 @@ def test(h):
     if "frame" in only:
         phase_max_frame(h, cas, 1)
     if "wave" in only:
-        phase_waves(h, cas, catalog, 1)
+        socks = phase_waves(h, cas, catalog, 1)
+        phase_sync_timeout(h, cas, socks)
 
 
 if __name__ == "__main__":
