@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 /* How long one status or sync request may take before we give up. */
@@ -556,6 +557,10 @@ static int cli_sync_follow(cli_t *cli, time_t start, long timeout)
 	int ret = CLI_EXIT_FAIL;
 	json_t *data = NULL;
 	struct timespec half = { .tv_sec = 0, .tv_nsec = 500000000 };
+	/* `start` is a whole second (to match the daemon's last_sync_start);
+	 * the timeout counts from now, or --timeout 1 could end after 0.1 s. */
+	struct timespec t0, now;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 
 	for (;;) {
 		json_decref(data);
@@ -592,7 +597,8 @@ static int cli_sync_follow(cli_t *cli, time_t start, long timeout)
 			}
 			goto out;
 		}
-		if (time(NULL) - start >= timeout) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (now.tv_sec - t0.tv_sec - (now.tv_nsec < t0.tv_nsec) >= timeout) {
 			char list[1024];
 			cli_report_failed(data);
 			if (!top_done)
