@@ -617,7 +617,10 @@ def test(h):
     t_start = time.monotonic()
     up = Upstream(h)
     up.next()
-    cas = h.add_site("CAS", upstream="file://" + up.path)
+    # Every round replaces the whole catalog: past the removal guard
+    # ([upstream] max_removal_percent), which this test does not exercise.
+    cas = h.add_site("CAS", upstream="file://" + up.path,
+                     extra={"upstream": {"max_removal_percent": "100"}})
     cas.start()
     relay = Relay(cas.port)
     try:
