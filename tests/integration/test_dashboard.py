@@ -13,6 +13,10 @@ Screenshots of both views and the DOM are kept as artifacts in
 $SS_ARTIFACTS_DIR (default: test-artifacts/dashboard under the test's
 working directory, the build directory under meson).
 The synchronizations table lists the syncs of CAS that `history --json` gives.
+The charts (inline SVG drawn by the page's script from /status) have one
+propagation bar and one lag line per site of `status --json`, each with
+data-site; the top's bar is 0 s and the synced parents' are not behind. A
+script error leaves them empty and fails the test.
 
 Skips (exit 77) only when no Chromium binary can be found.
 """
@@ -48,6 +52,8 @@ class RowParser(html.parser.HTMLParser):
     def __init__(self):
         super().__init__()
         self.rows = []
+        self.prop = {}
+        self.lag = {}
         self.syncs = []
         self.when_cells = 0
         self.detail = None
@@ -64,7 +70,12 @@ class RowParser(html.parser.HTMLParser):
             self._field = a["data-field"]
         elif tag == "td" and self._field:
             self.fields[self._field] = ""
-        if "data-site" in a:
+        cls = (a.get("class") or "").split()
+        if "prop-bar" in cls:
+            self.prop[a.get("data-site")] = (a.get("data-seconds"), a.get("data-behind"))
+        elif "lag-series" in cls:
+            self.lag[a.get("data-site")] = (a.get("data-lag"), a.get("data-points"))
+        elif "data-site" in a:
             self.rows.append((a["data-site"], a.get("data-state")))
         if "data-sync-trigger" in a:
             self.syncs.append((a["data-sync-trigger"], a.get("data-sync-result")))
@@ -148,6 +159,16 @@ def test(h):
     check(want["S01"] == "stale" and want["CAS"] == "succeeded",
           "unexpected states %r" % want)
     log("dashboard rows match status --json: %s" % sorted(got.items()))
+    # The charts: one propagation bar and one lag series per site, drawn
+    # in the browser from the same /status (none of it without a script).
+    check(p.prop.keys() == want.keys(), "propagation bars %r, sites %r" % (p.prop, want))
+    check(p.lag.keys() == want.keys(), "lag series %r, sites %r" % (p.lag, want))
+    check(p.prop["CAS"] == ("0", "false"), "top's own bar %r" % (p.prop["CAS"],))
+    for code in ("P01", "P02"):
+        sec, behind = p.prop[code]
+        check(behind == "false" and sec.isdigit(), "%s propagation %r" % (code, p.prop[code]))
+    check(all(int(n) >= 1 for _, n in p.lag.values()), "lag series %r" % p.lag)
+    log("charts: propagation %r, lag %r" % (p.prop, p.lag))
     # The synchronizations table: CAS's syncs as `history --json` lists them.
     hist = [(r["trigger"], r["result"]) for r in
             json.loads(cas.cli_ok("history", "--json"))["syncs"]]
