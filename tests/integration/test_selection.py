@@ -187,6 +187,7 @@ def test(h):
         check(r.get("last_success") and r.get("last_sync_end"), "%s row %r" % (s.code, r))
         want[s.code] = (r["last_sync_end"], r["last_success"], r["state"])
     before = cas.status_json()["generated_at"]
+    time.sleep(1.1)  # times are whole seconds: the restarts come strictly after
     for s in (p01, cas):
         s.restart()
     for s in (cas, p01):
