@@ -15,7 +15,8 @@ working directory, the build directory under meson).
 The synchronizations table lists the syncs of CAS that `history --json` gives.
 The charts (inline SVG drawn by the page's script from /status) have one
 propagation bar and one lag line per site of `status --json`, each with
-data-site; the top's bar is 0 s and the synced parents' are not behind. A
+data-site; the top's bar is 0 s, the synced parents' are not behind and
+the dead S01, one version short after round 2, is. A
 script error leaves them empty and fails the test.
 
 Skips (exit 77) only when no Chromium binary can be found.
@@ -137,6 +138,10 @@ def test(h):
     hy["S01"].kill()
     wait_state(cas, "S01", lambda r, d: r.get("state") == "stale", 60,
                "S01 to read stale at CAS")
+    # A new top version reaches P01 and P02 but not the dead S01: the
+    # propagation chart shows S01 behind.
+    hy.next_round()
+    h.wait_converged(cas, [hy["P01"], hy["P02"]], 60, "round 2 at P01 and P02")
 
     # States can move while the browser loads; only a view taken between two
     # identical `status --json` answers is compared.
@@ -164,6 +169,8 @@ def test(h):
     check(p.prop.keys() == want.keys(), "propagation bars %r, sites %r" % (p.prop, want))
     check(p.lag.keys() == want.keys(), "lag series %r, sites %r" % (p.lag, want))
     check(p.prop["CAS"] == ("0", "false"), "top's own bar %r" % (p.prop["CAS"],))
+    check(p.prop["S01"][1] == "true" and p.prop["S01"][0].isdigit(),
+          "S01 (dead, one version behind) bar %r" % (p.prop["S01"],))
     for code in ("P01", "P02"):
         sec, behind = p.prop[code]
         check(behind == "false" and sec.isdigit(), "%s propagation %r" % (code, p.prop[code]))
