@@ -577,6 +577,9 @@ static json_t *row_json(site_t *d, const Sitesync__SiteStatus *r, bool self,
 	json_object_set_new(o, "link_last_seen", status_time_json(r->link_last_seen));
 	json_object_set_new(o, "last_sync_start", status_time_json(r->last_sync_start));
 	json_object_set_new(o, "last_sync_end", status_time_json(r->last_sync_end));
+	/* When catalog_version was committed at that site: the dashboard's
+	 * propagation chart compares it with the top's. */
+	json_object_set_new(o, "version_reached_at", status_time_json(r->version_reached_at));
 	json_object_set_new(o, "last_error_code", json_integer(r->last_error_code));
 	json_object_set_new(o, "last_error", str_or_null(r->last_error));
 	json_object_set_new(o, "next_retry", status_time_json(r->next_retry));

@@ -174,7 +174,17 @@ static int load_state(daemon_t *d, char *err, size_t errlen)
 	if ((ret = state_read(conn, false, &d->site.version, &d->site.digest, &d->site.entries, err, errlen)) != SS_EOK)
 		goto out;
 	d->site.top_version = d->site.version;
-	d->site.version_at = time(NULL);
+	/* When the held version was committed, not when we started: status's
+	 * lag and the dashboard's propagation chart measure from it. */
+	char vbuf[24];
+	snprintf(vbuf, sizeof(vbuf), "%" PRIu64, d->site.version);
+	const char *vp[] = { vbuf };
+	uint64_t committed = 0;
+	if ((ret = db_query_u64(conn, "SELECT coalesce(max(extract(epoch FROM created_at))::bigint, 0) "
+	                        "FROM catalog_versions WHERE version = $1::bigint",
+	                        1, vp, &committed, 1, err, errlen)) != SS_EOK)
+		goto out;
+	d->site.version_at = committed > 0 ? (time_t)committed : time(NULL);
 	if ((ret = approve_listed(conn, d->site.conf->children, err, errlen)) != SS_EOK)
 		goto out;
 	if ((ret = ctl_cmds_load_children(d, conn, err, errlen)) != SS_EOK)

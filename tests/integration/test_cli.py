@@ -263,7 +263,8 @@ STATUS_FIELDS = {
     "site": str, "parent": (str, type(None)), "sync_source": str, "state": str,
     "catalog_version": int, "parent_version": int, "lag_versions": int, "lag_seconds": int,
     "link": (str, type(None)), "link_last_seen": (str, type(None)),
-    "last_sync_start": str, "last_sync_end": str, "last_error_code": int,
+    "last_sync_start": str, "last_sync_end": str, "version_reached_at": str,
+    "last_error_code": int,
     "last_error": (str, type(None)), "next_retry": (str, type(None)),
     "consecutive_failures": int, "added": int, "changed": int, "removed": int,
     "expired": int, "version": str, "reported_at": str, "bytes_received": int,
@@ -281,7 +282,8 @@ def check_status(cas):
     for code, r in rows.items():
         for k, t in STATUS_FIELDS.items():
             check(k in r and isinstance(r[k], t), "%s: status field %s = %r" % (code, k, r.get(k)))
-            if k in ("reported_at", "last_sync_end", "last_success", "link_last_seen") and r[k]:
+            if k in ("reported_at", "last_sync_end", "last_success", "link_last_seen",
+                     "version_reached_at") and r[k]:
                 check(TIME_RE.fullmatch(r[k]), "%s: %s = %r" % (code, k, r[k]))
     p = rows["P01"]
     check(p["parent"] == "CAS" and p["link"] == "active" and p["state"] == "succeeded"

@@ -13,6 +13,11 @@ Screenshots of both views and the DOM are kept as artifacts in
 $SS_ARTIFACTS_DIR (default: test-artifacts/dashboard under the test's
 working directory, the build directory under meson).
 The synchronizations table lists the syncs of CAS that `history --json` gives.
+The charts (inline SVG drawn by the page's script from /status) have one
+propagation bar and one lag line per site of `status --json`, each with
+data-site; the top's bar is 0 s, the synced parents' are not behind and
+the dead S01, one version short after round 2, is. A
+script error leaves them empty and fails the test.
 
 Skips (exit 77) only when no Chromium binary can be found.
 """
@@ -48,6 +53,8 @@ class RowParser(html.parser.HTMLParser):
     def __init__(self):
         super().__init__()
         self.rows = []
+        self.prop = {}
+        self.lag = {}
         self.syncs = []
         self.when_cells = 0
         self.detail = None
@@ -64,7 +71,12 @@ class RowParser(html.parser.HTMLParser):
             self._field = a["data-field"]
         elif tag == "td" and self._field:
             self.fields[self._field] = ""
-        if "data-site" in a:
+        cls = (a.get("class") or "").split()
+        if "prop-bar" in cls:
+            self.prop[a.get("data-site")] = (a.get("data-seconds"), a.get("data-behind"))
+        elif "lag-series" in cls:
+            self.lag[a.get("data-site")] = (a.get("data-lag"), a.get("data-points"))
+        elif "data-site" in a:
             self.rows.append((a["data-site"], a.get("data-state")))
         if "data-sync-trigger" in a:
             self.syncs.append((a["data-sync-trigger"], a.get("data-sync-result")))
@@ -126,6 +138,10 @@ def test(h):
     hy["S01"].kill()
     wait_state(cas, "S01", lambda r, d: r.get("state") == "stale", 60,
                "S01 to read stale at CAS")
+    # A new top version reaches P01 and P02 but not the dead S01: the
+    # propagation chart shows S01 behind.
+    hy.next_round()
+    h.wait_converged(cas, [hy["P01"], hy["P02"]], 60, "round 2 at P01 and P02")
 
     # States can move while the browser loads; only a view taken between two
     # identical `status --json` answers is compared.
@@ -148,6 +164,18 @@ def test(h):
     check(want["S01"] == "stale" and want["CAS"] == "succeeded",
           "unexpected states %r" % want)
     log("dashboard rows match status --json: %s" % sorted(got.items()))
+    # The charts: one propagation bar and one lag series per site, drawn
+    # in the browser from the same /status (none of it without a script).
+    check(p.prop.keys() == want.keys(), "propagation bars %r, sites %r" % (p.prop, want))
+    check(p.lag.keys() == want.keys(), "lag series %r, sites %r" % (p.lag, want))
+    check(p.prop["CAS"] == ("0", "false"), "top's own bar %r" % (p.prop["CAS"],))
+    check(p.prop["S01"][1] == "true" and p.prop["S01"][0].isdigit(),
+          "S01 (dead, one version behind) bar %r" % (p.prop["S01"],))
+    for code in ("P01", "P02"):
+        sec, behind = p.prop[code]
+        check(behind == "false" and sec.isdigit(), "%s propagation %r" % (code, p.prop[code]))
+    check(all(int(n) >= 1 for _, n in p.lag.values()), "lag series %r" % p.lag)
+    log("charts: propagation %r, lag %r" % (p.prop, p.lag))
     # The synchronizations table: CAS's syncs as `history --json` lists them.
     hist = [(r["trigger"], r["result"]) for r in
             json.loads(cas.cli_ok("history", "--json"))["syncs"]]

@@ -186,12 +186,18 @@ def test(h):
         r = own_row(s)
         check(r.get("last_success") and r.get("last_sync_end"), "%s row %r" % (s.code, r))
         want[s.code] = (r["last_sync_end"], r["last_success"], r["state"])
+    before = cas.status_json()["generated_at"]
+    time.sleep(1.1)  # times are whole seconds: the restarts come strictly after
     for s in (p01, cas):
         s.restart()
     for s in (cas, p01):
         r = own_row(s)
         got = (r.get("last_sync_end"), r.get("last_success"), r.get("state"))
         check(got == want[s.code], "%s after restart: %r, before %r" % (s.code, got, want[s.code]))
+        # When the version was committed, from the database: not the restart.
+        check(r.get("version_reached_at") and r["version_reached_at"] <= before,
+              "%s version_reached_at %r after a restart at %s"
+              % (s.code, r.get("version_reached_at"), before))
     text = cas.cli_ok("status")
     check(text.count(want["CAS"][0].replace("T", " ").rstrip("Z")[:16]) >= 1
           or want["CAS"][0] in text, "status text after restart:\n%s" % text)
