@@ -60,7 +60,8 @@ def check_history(cas):
     # Syncs: the upstream sync that made version 1 (rows are written after
     # the sync ends, from a database worker).
     sync_keys = {"kind", "started_at", "ended_at", "result", "from_version", "to_version",
-                 "added", "changed", "removed", "expired", "error_code", "error"}
+                 "added", "changed", "removed", "expired", "error_code", "error",
+                 "duration_s", "trigger", "source"}
     def first_sync():
         syncs = jcli(cas, "history", "--limit", "3")["syncs"]
         return syncs[-1] if syncs else None
@@ -71,7 +72,8 @@ def check_history(cas):
     s = hist["syncs"][-1]
     check(s["kind"] == "upstream" and s["result"] == "succeeded" and s["from_version"] == 0
           and s["to_version"] == 1 and s["added"] == ENTRIES and s["error_code"] == 0
-          and s["error"] is None and s["started_at"] <= s["ended_at"],
+          and s["error"] is None and s["started_at"] <= s["ended_at"]
+          and s["trigger"] == "manual" and s["duration_s"] >= 0,
           "history syncs %r" % hist["syncs"])
     rows = sql_list(cas, "SELECT kind || ' ' || result || ' ' || to_version "
                     "FROM sync_history ORDER BY id DESC LIMIT 3")
