@@ -220,7 +220,8 @@ int topsync_start_confirmed(daemon_t *d, bool full, bool allow_removal, const ch
 	s->last_start = time(NULL);
 	s->progress_done = s->progress_total = 0;
 	snprintf(s->trigger, sizeof(s->trigger), "%s", trigger);
-	snprintf(s->source, sizeof(s->source), "%s", c->upstream_url);
+	/* Shown in history, /status and the dashboard: credentials redacted. */
+	snprintf(s->source, sizeof(s->source), "%s", c->upstream_url_shown ? c->upstream_url_shown : "");
 	evtimer_del(d->retry_ev);
 	site_synclog(&d->site, "Starting sync%s", full ? " (full)" : "");
 	site_message(&d->site, SS_MSG_SYNC_STARTED, "info", "Sync from upstream %s started%s",
