@@ -24,3 +24,23 @@ static inline void check_tmpfile(char *path, size_t len, const char *tag)
 	ck_assert_int_ge(fd, 0);
 	close(fd);
 }
+
+/* One case CASE_NAME (timeout in seconds, 0 keeps check's default) of
+ * the TESTS, NULL-ended, in a suite NAME. */
+static inline Suite *check_suite(const char *name, const char *case_name,
+	int timeout, const TTest *const *tests)
+{
+	Suite *s = suite_create(name);
+	TCase *tc = tcase_create(case_name);
+	if (timeout > 0)
+		tcase_set_timeout(tc, timeout);
+	for (; *tests; tests++)
+		tcase_add_test(tc, *tests);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+/* main() of a suite of one case: check_tests("name", "case", 0, a, b). */
+#define check_tests(name, case_name, timeout, ...) \
+	check_run(check_suite(name, case_name, timeout, \
+		(const TTest *const[]){ __VA_ARGS__, NULL }))
