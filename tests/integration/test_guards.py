@@ -26,13 +26,12 @@ runs only the one it needs.
 import json
 import os
 import re
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import check, log, wait_for  # noqa: E402
+from harness import check, keypair, log, wait_for  # noqa: E402
 
 ENTRIES = 400
 SEED = 11
@@ -44,16 +43,6 @@ MSG_SYNC_STARTED = 6701
 MSG_SYNC_FAILED = 6703
 MSG_SITE_STALE = 7105
 
-
-def keypair(h, name):
-    key = h.path("keys", name + ".key")
-    pub = h.path("keys", name + ".pub")
-    os.makedirs(os.path.dirname(key), exist_ok=True)
-    for argv in (["openssl", "genpkey", "-algorithm", "ed25519", "-out", key],
-                 ["openssl", "pkey", "-in", key, "-pubout", "-out", pub]):
-        p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True)
-        check(p.returncode == 0, "%s failed: %s" % (argv[:2], p.stderr))
-    return key, pub
 
 
 def catalog(h, entries=ENTRIES, rnd=1):
