@@ -264,24 +264,11 @@ START_TEST(missing_file)
 }
 END_TEST
 
-static Suite *bundle_suite(void)
-{
-	Suite *s = suite_create("bundle");
-	TCase *tc = tcase_create("verify");
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_add_test(tc, good_bundle_passes);
-	tcase_add_test(tc, every_flipped_byte_is_caught);
-	tcase_add_test(tc, middle_byte_is_a_checksum_mismatch);
-	tcase_add_test(tc, cut_files_are_truncated);
-	tcase_add_test(tc, trailing_bytes_are_refused);
-	tcase_add_test(tc, other_format_is_refused);
-	tcase_add_test(tc, stream_without_header_is_not_a_bundle);
-	tcase_add_test(tc, missing_file);
-	suite_add_tcase(s, tc);
-	return s;
-}
-
 int main(void)
 {
-	return check_run(bundle_suite());
+	return check_tests_fixture("bundle", "verify", 0, setup, teardown,
+		good_bundle_passes, every_flipped_byte_is_caught,
+		middle_byte_is_a_checksum_mismatch, cut_files_are_truncated,
+		trailing_bytes_are_refused, other_format_is_refused,
+		stream_without_header_is_not_a_bundle, missing_file);
 }
