@@ -130,32 +130,30 @@ def case_digest(h):
                  "rows that do not match P01's digest")
 
 
-def case_signature(h):
-    good_key, good_pub = keypair(h, "good")
-    _, other_pub = keypair(h, "other")
+def unsigned_refused(h, cas_extra, p01_pub, msg, what):
+    """CAS (CAS_EXTRA) syncs; P01, trusting only P01_PUB, refuses its pull."""
     cat = catalog(h)
-    cas = h.add_site("CAS", upstream="file://" + cat,
-                     extra={"trust": {"signing_key": good_key, "public_key": good_pub}})
-    p01 = h.add_site("P01", parent=cas, listen=False, extra={"trust": {"public_key": other_pub}})
+    cas = h.add_site("CAS", upstream="file://" + cat, extra=cas_extra)
+    p01 = h.add_site("P01", parent=cas, listen=False, extra={"trust": {"public_key": p01_pub}})
     cas.start()
     cas.cli_ok("child", "add", "P01")
     p01.start()
     cas.cli_ok("sync", "--yes")
-    refused_pull(p01, SS_ESIG, "the manifest of version 1 is not signed by a trusted key",
-                 "a manifest signed by an untrusted key")
+    refused_pull(p01, SS_ESIG, msg, what)
+
+
+def case_signature(h):
+    good_key, good_pub = keypair(h, "good")
+    _, other_pub = keypair(h, "other")
+    unsigned_refused(h, {"trust": {"signing_key": good_key, "public_key": good_pub}}, other_pub,
+                     "the manifest of version 1 is not signed by a trusted key",
+                     "a manifest signed by an untrusted key")
 
 
 def case_stripped(h):
     _, pub = keypair(h, "good")
-    cat = catalog(h)
-    cas = h.add_site("CAS", upstream="file://" + cat)      # signs nothing
-    p01 = h.add_site("P01", parent=cas, listen=False, extra={"trust": {"public_key": pub}})
-    cas.start()
-    cas.cli_ok("child", "add", "P01")
-    p01.start()
-    cas.cli_ok("sync", "--yes")
-    refused_pull(p01, SS_ESIG, "version 1 carries no signed manifest",
-                 "a version without a manifest")
+    unsigned_refused(h, None, pub, "version 1 carries no signed manifest",   # CAS signs nothing
+                     "a version without a manifest")
 
 
 def case_stale(h):
