@@ -99,9 +99,7 @@ def case_digest(h):
     cas = h.add_site("CAS", upstream="file://" + cat)
     p01 = h.add_site("P01", parent=cas)
     s01 = h.add_site("S01", parent=p01, listen=False)
-    cas.start()
-    cas.cli_ok("child", "add", "P01")
-    p01.start()
+    h.start_tree(cas, p01)
     cas.cli_ok("sync", "--yes")
     st = h.wait_converged(cas, [p01], TIMEOUT, "version 1 at P01")
     # P01's rows drift from its digest: same count, one revision changed.
