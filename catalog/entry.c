@@ -37,6 +37,19 @@ void entry_id_bytes(const char *id, uint8_t out[16])
 	}
 }
 
+void entry_id_format(const uint8_t b[16], char out[37])
+{
+	static const char hex[] = "0123456789abcdef";
+	int o = 0;
+	for (int i = 0; i < 16; i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			out[o++] = '-';
+		out[o++] = hex[b[i] >> 4];
+		out[o++] = hex[b[i] & 15];
+	}
+	out[o] = '\0';
+}
+
 void entry_copy_fields(copybuf_t *cb, const Sitesync__UpdateContent *u)
 {
 	copy_bin_text(cb, u->title);

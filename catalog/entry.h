@@ -51,3 +51,7 @@ void entry_copy_fields(copybuf_t *cb, const struct Sitesync__UpdateContent *u);
 
 /*! \brief The 16 bytes of a canonical id (entry_id_valid), for binary COPY. */
 void entry_id_bytes(const char *id, uint8_t out[16]);
+
+/*! \brief The canonical id (entry_id_valid) of 16 bytes, the inverse of
+ * entry_id_bytes(). */
+void entry_id_format(const uint8_t b[16], char out[37]);

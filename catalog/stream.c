@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "catalog/entry.h"
 #include "common/errcode.h"
 #include "storage/db.h"
 
@@ -49,19 +50,6 @@ int stream_write_frame(FILE *out, const frame_t *f, uint64_t *bytes)
 	if (ret == SS_EOK && bytes)
 		*bytes += len;
 	return ret;
-}
-
-static void uuid_format(const uint8_t *b, char out[37])
-{
-	static const char hex[] = "0123456789abcdef";
-	int o = 0;
-	for (int i = 0; i < 16; i++) {
-		if (i == 4 || i == 6 || i == 8 || i == 10)
-			out[o++] = '-';
-		out[o++] = hex[b[i] >> 4];
-		out[o++] = hex[b[i] & 15];
-	}
-	out[o] = '\0';
 }
 
 /* One Batch under construction; rows point into the PGresults kept here. */
@@ -139,7 +127,7 @@ static int batch_flush(batch_t *b, FILE *out, stream_produce_t *p)
 static void batch_add(batch_t *b, PGresult *row)
 {
 	int slot = b->n_up + b->n_del;
-	uuid_format((const uint8_t *)PQgetvalue(row, 0, 0), b->ids[slot]);
+	entry_id_format((const uint8_t *)PQgetvalue(row, 0, 0), b->ids[slot]);
 	b->rows[b->n_rows++] = row;
 	if (PQgetisnull(row, 0, 1)) {
 		b->del_ptrs[b->n_del++] = b->ids[slot];

@@ -105,13 +105,20 @@ X509 *tls_load_cert(const char *path)
 	return x;
 }
 
+/* tls_load_cert(), saying "cannot read WHAT PATH" in err when it fails. */
+static X509 *tls_load_cert_err(const char *path, const char *what, char *err, size_t errlen)
+{
+	X509 *x = tls_load_cert(path);
+	if (x == NULL)
+		snprintf(err, errlen, "cannot read %s %s", what, path);
+	return x;
+}
+
 int tls_cert_site(const char *cert_path, char out[4], char *err, size_t errlen)
 {
-	X509 *x = tls_load_cert(cert_path);
-	if (x == NULL) {
-		snprintf(err, errlen, "cannot read certificate %s", cert_path);
+	X509 *x = tls_load_cert_err(cert_path, "certificate", err, errlen);
+	if (x == NULL)
 		return SS_ETLS;
-	}
 	int ret = cert_site(x, out);
 	if (ret != SS_EOK)
 		snprintf(err, errlen, "certificate %s: common name is not a site code", cert_path);
@@ -134,11 +141,9 @@ time_t tls_cert_expiry(const char *cert_path)
 
 int tls_hierarchy_id(const char *ca_path, uint8_t out[32], char *err, size_t errlen)
 {
-	X509 *x = tls_load_cert(ca_path);
-	if (x == NULL) {
-		snprintf(err, errlen, "cannot read CA certificate %s", ca_path);
+	X509 *x = tls_load_cert_err(ca_path, "CA certificate", err, errlen);
+	if (x == NULL)
 		return SS_ETLS;
-	}
 	unsigned int n = 0;
 	int ok = X509_digest(x, EVP_sha256(), out, &n);
 	X509_free(x);

@@ -139,6 +139,32 @@ static void fetch_state_clear(fetch_state_t *st)
 	memset(st, 0, sizeof(*st));
 }
 
+CURLcode fetch_curl_shared(CURL *h, char *errbuf, const char *ca_file,
+			   const char *proxy, long connect_timeout, long timeout)
+{
+	CURLcode rc = CURLE_OK;
+	rc |= curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+	rc |= curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+	rc |= curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	rc |= curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+	rc |= curl_easy_setopt(h, CURLOPT_USERAGENT, "sitesync/" "0.1");
+	/* Catalogs are large XML: let the server compress them. */
+	rc |= curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");
+	if (ca_file != NULL)
+		rc |= curl_easy_setopt(h, CURLOPT_CAINFO, ca_file);
+	if (proxy != NULL)
+		rc |= curl_easy_setopt(h, CURLOPT_PROXY, proxy);
+	if (connect_timeout > 0)
+		rc |= curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, connect_timeout);
+	if (timeout > 0)
+		rc |= curl_easy_setopt(h, CURLOPT_TIMEOUT, timeout);
+	/* Without an overall timeout a stalled server would hold the worker
+	 * forever: give up (and retry) after a minute without progress. */
+	rc |= curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+	rc |= curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, FETCH_STALL_SECS);
+	return rc;
+}
+
 void fetch_result_clear(fetch_result_t *r)
 {
 	if (r == NULL)
@@ -223,31 +249,16 @@ int fetch_to_file(const fetch_opts_t *o, const char *dest_path,
 	rc |= curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, secure ? "https" : "http,https");
 	rc |= curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
 	rc |= curl_easy_setopt(h, CURLOPT_MAXREDIRS, FETCH_MAX_REDIRS);
-	rc |= curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
-	rc |= curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
-	rc |= curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-	rc |= curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-	rc |= curl_easy_setopt(h, CURLOPT_USERAGENT, "sitesync/" "0.1");
-	/* Catalogs are large XML: let the server compress them. */
-	rc |= curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");
+	rc |= fetch_curl_shared(h, errbuf,
+				o->ca_file != NULL && *o->ca_file != '\0' ? o->ca_file : NULL,
+				o->proxy != NULL && *o->proxy != '\0' ? o->proxy : NULL,
+				o->connect_timeout, o->timeout);
 	rc |= curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, fetch_write_cb);
 	rc |= curl_easy_setopt(h, CURLOPT_WRITEDATA, &st);
 	rc |= curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, fetch_header_cb);
 	rc |= curl_easy_setopt(h, CURLOPT_HEADERDATA, &st);
 	if (hdrs != NULL)
 		rc |= curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-	if (o->ca_file != NULL && *o->ca_file != '\0')
-		rc |= curl_easy_setopt(h, CURLOPT_CAINFO, o->ca_file);
-	if (o->proxy != NULL && *o->proxy != '\0')
-		rc |= curl_easy_setopt(h, CURLOPT_PROXY, o->proxy);
-	if (o->connect_timeout > 0)
-		rc |= curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, o->connect_timeout);
-	if (o->timeout > 0)
-		rc |= curl_easy_setopt(h, CURLOPT_TIMEOUT, o->timeout);
-	/* Without an overall timeout a stalled server would hold the worker
-	 * forever: give up (and retry) after a minute without progress. */
-	rc |= curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
-	rc |= curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, FETCH_STALL_SECS);
 	/* Refused early when the server announces a larger body; the write
 	 * callback enforces it on what decompression really yields. */
 	if (o->max_bytes)

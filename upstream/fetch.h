@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <curl/curl.h>
+
 typedef struct {
 	const char *url;
 	const char *ca_file;        /* CA bundle for https, NULL = system store */
@@ -59,6 +61,18 @@ typedef struct {
 int fetch_to_file(const fetch_opts_t *o, const char *dest_path,
 		  fetch_result_t *res, char *err, size_t errlen)
 	__attribute__((warn_unused_result));
+
+/*!
+ * \brief The settings every upstream request shares: peer and host
+ * verification, no signals, \a errbuf (CURL_ERROR_SIZE) for libcurl's
+ * message, our user agent, compressed bodies, the CA bundle (NULL: the
+ * system store), the proxy (NULL: none set), the timeouts in seconds (0:
+ * libcurl's default, none) and the one-minute stall limit.
+ *
+ * \return CURLE_OK, else the OR of the failing setopts' codes.
+ */
+CURLcode fetch_curl_shared(CURL *h, char *errbuf, const char *ca_file,
+			   const char *proxy, long connect_timeout, long timeout);
 
 /*!
  * \brief Free the strings of a result and zero it; accepts NULL.

@@ -14,6 +14,7 @@
 #include "catalog/entry.h"
 #include "common/errcode.h"
 #include "common/log.h"
+#include "upstream/fetch.h"
 #include "upstream/idset.h"
 #include "upstream/wsus_xml.h"
 
@@ -197,28 +198,14 @@ static int wsus_post(wsus_t *w, const char *url, const char *action, const char 
 		rc |= curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
 		/* No redirects: a 3xx fails the request (so never https -> http). */
 		rc |= curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-		rc |= curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
-		rc |= curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+		rc |= fetch_curl_shared(h, errbuf, o->ca_file, o->proxy,
+					o->connect_timeout, o->timeout);
 		rc |= curl_easy_setopt(h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
-		rc |= curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-		rc |= curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-		rc |= curl_easy_setopt(h, CURLOPT_USERAGENT, "sitesync/0.1");
-		rc |= curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");
 		rc |= curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
 		rc |= curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
 		rc |= curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(body));
 		rc |= curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, resp_write_cb);
 		rc |= curl_easy_setopt(h, CURLOPT_WRITEDATA, w);
-		if (o->ca_file)
-			rc |= curl_easy_setopt(h, CURLOPT_CAINFO, o->ca_file);
-		if (o->proxy)
-			rc |= curl_easy_setopt(h, CURLOPT_PROXY, o->proxy);
-		if (o->connect_timeout > 0)
-			rc |= curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, o->connect_timeout);
-		if (o->timeout > 0)
-			rc |= curl_easy_setopt(h, CURLOPT_TIMEOUT, o->timeout);
-		rc |= curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
-		rc |= curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 60L);
 		if (rc != CURLE_OK) {
 			werr(w, "cannot set up the request to %s", shown);
 			ret = SS_EFETCH;
@@ -347,8 +334,11 @@ static void auth_clear(auth_t *a)
 	memset(a, 0, sizeof(*a));
 }
 
-static int fault_error(wsus_t *w, const char *op)
+/* ret, unless it is WSUS_FAULT: then the fault, as an error naming op. */
+static int fault_error(wsus_t *w, int ret, const char *op)
 {
+	if (ret != WSUS_FAULT)
+		return ret;
 	werr(w, "%s: SOAP fault %s%s%s from %s", op, w->fault.code, w->fault.message[0] ? ": " : "",
 	     w->fault.message, w->shown);
 	return SS_EFETCH;
@@ -362,8 +352,7 @@ static int wsus_auth(wsus_t *w)
 	char *params = NULL, *e1 = NULL, *e2 = NULL;
 	snprintf(url, sizeof(url), "%s/" WSUS_SYNC_PATH, w->root);
 	int ret = wsus_soap(w, url, WSUS_NS, "GetAuthConfig", "", false, auth_cb, &a);
-	if (ret == WSUS_FAULT)
-		ret = fault_error(w, "GetAuthConfig");
+	ret = fault_error(w, ret, "GetAuthConfig");
 	if (ret != SS_EOK)
 		goto out;
 	if (a.service_url == NULL) {
@@ -391,8 +380,7 @@ static int wsus_auth(wsus_t *w)
 	                "<accountName>sitesync</accountName>"
 	                "<accountGuid>5175e7c5-0000-4000-8000-000000000000</accountGuid>",
 	                false, auth_cb, &a);
-	if (ret == WSUS_FAULT)
-		ret = fault_error(w, "GetAuthorizationCookie");
+	ret = fault_error(w, ret, "GetAuthorizationCookie");
 	if (ret != SS_EOK)
 		goto out;
 	if (a.cookie_data == NULL) {
@@ -410,8 +398,7 @@ static int wsus_auth(wsus_t *w)
 		goto out;
 	}
 	ret = wsus_soap(w, url, WSUS_NS, "GetCookie", params, false, auth_cb, &a);
-	if (ret == WSUS_FAULT)
-		ret = fault_error(w, "GetCookie");
+	ret = fault_error(w, ret, "GetCookie");
 	if (ret != SS_EOK)
 		goto out;
 	if (a.encrypted == NULL) {
@@ -706,19 +693,6 @@ static int want_push(wsus_t *w, const wsus_ident_t *id, int32_t from)
 	return SS_EOK;
 }
 
-static void id_format(const uint8_t b[16], char out[37])
-{
-	static const char hex[] = "0123456789abcdef";
-	size_t n = 0;
-	for (int i = 0; i < 16; i++) {
-		if (i == 4 || i == 6 || i == 8 || i == 10)
-			out[n++] = '-';
-		out[n++] = hex[b[i] >> 4];
-		out[n++] = hex[b[i] & 15];
-	}
-	out[n] = '\0';
-}
-
 static int write_record(wsus_t *w, const Sitesync__UpdateContent *u)
 {
 	size_t n = sitesync__update_content__get_packed_size(u);
@@ -891,7 +865,7 @@ static int fetch_range(wsus_t *w, bool categories, size_t lo, size_t hi)
 			return idset_add(&w->bad, b) < 0 ? SS_ENOMEM : SS_EOK;
 		}
 		if (strcmp(w->fault.code, "InvalidCookie") == 0)
-			return fault_error(w, "GetUpdateData");
+			return fault_error(w, ret, "GetUpdateData");
 		size_t mid = lo + (hi - lo) / 2;
 		ret = fetch_range(w, categories, lo, mid);
 		if (ret == SS_EOK)
@@ -1038,8 +1012,8 @@ static int hold_back(wsus_t *w, const char *tmp, const char *dest)
 				if ((idset_has(&w->got, m) || idset_has(&w->kept, m)) && !idset_has(&held, m))
 					continue;
 				char bid[37], mid[37];
-				id_format(b->id, bid);
-				id_format(m, mid);
+				entry_id_format(b->id, bid);
+				entry_id_format(m, mid);
 				note(w, "Held back bundle %s: its member %s could not be had%s%s", bid, mid,
 				     w->res->last_fault[0] ? " (last fault: " : "",
 				     w->res->last_fault[0] ? w->res->last_fault : "");
@@ -1202,15 +1176,13 @@ int wsus_fetch(const wsus_opts_t *o, const char *dest, wsus_result_t *res,
 	ret = wsus_call(&w, "GetConfigData", "", auth_cb, &cfg, NULL);
 	w.max_batch = cfg.max_batch;
 	auth_clear(&cfg);
-	if (ret == WSUS_FAULT)
-		ret = fault_error(&w, "GetConfigData");
+	ret = fault_error(&w, ret, "GetConfigData");
 	if (ret != SS_EOK)
 		goto out;
 	/* Categories: every one, newest revision of each. */
 	ret = wsus_call(&w, "GetRevisionIdList", "<filter><GetConfig>true</GetConfig></filter>",
 	                idlist_cb, &cl, idlist_reset);
-	if (ret == WSUS_FAULT)
-		ret = fault_error(&w, "GetRevisionIdList (categories)");
+	ret = fault_error(&w, ret, "GetRevisionIdList (categories)");
 	if (ret != SS_EOK)
 		goto out;
 	if (cl.n > 0)
@@ -1254,8 +1226,7 @@ int wsus_fetch(const wsus_opts_t *o, const char *dest, wsus_result_t *res,
 				goto out;
 			ret = wsus_call(&w, "GetRevisionIdList", params, idlist_cb, &ul, idlist_reset);
 		}
-		if (ret == WSUS_FAULT)
-			ret = fault_error(&w, "GetRevisionIdList");
+		ret = fault_error(&w, ret, "GetRevisionIdList");
 		if (ret != SS_EOK)
 			goto out;
 		res->delta = delta;
@@ -1315,8 +1286,7 @@ int wsus_fetch(const wsus_opts_t *o, const char *dest, wsus_result_t *res,
 		res->anchor = NULL;
 	}
 out:
-	if (ret == WSUS_FAULT)
-		ret = fault_error(&w, "GetUpdateData");
+	ret = fault_error(&w, ret, "GetUpdateData");
 	if (w.out != NULL)
 		fclose(w.out);
 	unlink(tmp);

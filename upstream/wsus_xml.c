@@ -10,7 +10,6 @@
 #include <libxml/xmlreader.h>
 #include <mspack.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,19 +26,6 @@
 #define WSUS_DEPTH_MAX 64
 
 static pthread_once_t wsus_init_once = PTHREAD_ONCE_INIT;
-
-static void wsus_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void wsus_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	if (err == NULL || errlen == 0)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 bool wsus_guid_norm(char *id)
 {
@@ -80,8 +66,8 @@ static int walk_text(walk_t *w, const char *s)
 {
 	size_t n = strlen(s);
 	if (n > w->max_text - w->tlen) {
-		wsus_err(w->err, w->errlen, "an element's text is over %zu bytes ([upstream] max_document)",
-		         w->max_text);
+		ss_errf(w->err, w->errlen, "an element's text is over %zu bytes ([upstream] max_document)",
+		        w->max_text);
 		return SS_EXML;
 	}
 	if (w->tlen + n + 1 > w->tcap) {
@@ -129,13 +115,13 @@ static int walk_end(walk_t *w)
 static int walk_start(walk_t *w, const char *name)
 {
 	if (w->depth >= WSUS_DEPTH_MAX) {
-		wsus_err(w->err, w->errlen, "SOAP response nested too deep");
+		ss_errf(w->err, w->errlen, "SOAP response nested too deep");
 		return SS_EXML;
 	}
 	size_t at = strlen(w->path);
 	int n = snprintf(w->path + at, sizeof(w->path) - at, "%s%s", at ? "/" : "", name);
 	if (n < 0 || (size_t)n >= sizeof(w->path) - at) {
-		wsus_err(w->err, w->errlen, "SOAP response path too long");
+		ss_errf(w->err, w->errlen, "SOAP response path too long");
 		return SS_EXML;
 	}
 	w->plen[w->depth++] = at;
@@ -159,7 +145,7 @@ static int walk_reader(xmlTextReaderPtr r, size_t max_text, wsus_xml_cb cb, void
 	int ret = SS_EOK;
 	bool seen_body = false;
 	if (r == NULL) {
-		wsus_err(err, errlen, "cannot create an XML reader");
+		ss_errf(err, errlen, "cannot create an XML reader");
 		return SS_ENOMEM;
 	}
 	int rc;
@@ -169,7 +155,7 @@ static int walk_reader(xmlTextReaderPtr r, size_t max_text, wsus_xml_cb cb, void
 		switch (type) {
 		case XML_READER_TYPE_DOCUMENT_TYPE:
 		case XML_READER_TYPE_ENTITY_REFERENCE:
-			wsus_err(err, errlen, "SOAP response declares or uses entities: refused");
+			ss_errf(err, errlen, "SOAP response declares or uses entities: refused");
 			ret = SS_EXML;
 			break;
 		case XML_READER_TYPE_ELEMENT: {
@@ -209,8 +195,8 @@ static int walk_reader(xmlTextReaderPtr r, size_t max_text, wsus_xml_cb cb, void
 	}
 	if (ret == SS_EOK && rc != 0) {
 		const xmlError *e = xmlGetLastError();
-		wsus_err(err, errlen, "malformed SOAP response%s%s", e && e->message ? ": " : "",
-		         e && e->message ? e->message : "");
+		ss_errf(err, errlen, "malformed SOAP response%s%s", e && e->message ? ": " : "",
+		        e && e->message ? e->message : "");
 		if (err != NULL) {
 			size_t n = strlen(err);
 			if (n > 0 && err[n - 1] == '\n')
@@ -219,7 +205,7 @@ static int walk_reader(xmlTextReaderPtr r, size_t max_text, wsus_xml_cb cb, void
 		ret = SS_EXML;
 	}
 	if (ret == SS_EOK && !seen_body) {
-		wsus_err(err, errlen, "not a SOAP response (no soap:Body)");
+		ss_errf(err, errlen, "not a SOAP response (no soap:Body)");
 		ret = SS_EXML;
 	}
 	xmlFreeTextReader(r);
@@ -240,7 +226,7 @@ int wsus_xml_walk_memory(const char *buf, size_t len, size_t max_text, wsus_xml_
 {
 	pthread_once(&wsus_init_once, xmlInitParser);
 	if (len > (size_t)INT32_MAX) {
-		wsus_err(err, errlen, "SOAP response too large for a memory parse");
+		ss_errf(err, errlen, "SOAP response too large for a memory parse");
 		return SS_EXML;
 	}
 	return walk_reader(xmlReaderForMemory(buf, (int)len, NULL, NULL, WSUS_XML_OPTIONS),
@@ -463,7 +449,7 @@ int wsus_blob_decode(const char *b64, size_t len, size_t max_text, char **xml,
 	*xml_len = 0;
 	int ret = b64_decode(b64, len, &cabf.buf, &cabf.len);
 	if (ret != SS_EOK) {
-		wsus_err(err, errlen, "compressed update blob: bad base64");
+		ss_errf(err, errlen, "compressed update blob: bad base64");
 		goto out;
 	}
 	cabf.cap = cabf.len;
@@ -477,8 +463,8 @@ int wsus_blob_decode(const char *b64, size_t len, size_t max_text, char **xml,
 	}
 	cab = d->open(d, (char *)(uintptr_t)&cabf);
 	if (cab == NULL) {
-		wsus_err(err, errlen, "compressed update blob: not a cabinet (libmspack error %d)",
-		         d->last_error(d));
+		ss_errf(err, errlen, "compressed update blob: not a cabinet (libmspack error %d)",
+		        d->last_error(d));
 		ret = SS_ECAB;
 		goto out;
 	}
@@ -486,25 +472,25 @@ int wsus_blob_decode(const char *b64, size_t len, size_t max_text, char **xml,
 	while (f != NULL && strcmp(f->filename, "blob") != 0)
 		f = f->next;
 	if (f == NULL) {
-		wsus_err(err, errlen, "compressed update blob: the cabinet has no member 'blob'");
+		ss_errf(err, errlen, "compressed update blob: the cabinet has no member 'blob'");
 		ret = SS_ECAB;
 		goto out;
 	}
 	if (f->length > outf.limit) {
-		wsus_err(err, errlen, "compressed update blob: member of %u bytes is over the limit "
-		         "([upstream] max_document)", f->length);
+		ss_errf(err, errlen, "compressed update blob: member of %u bytes is over the limit "
+		        "([upstream] max_document)", f->length);
 		ret = SS_ETOOBIG;
 		goto out;
 	}
 	if (d->extract(d, f, (char *)(uintptr_t)&outf) != MSPACK_ERR_OK) {
-		wsus_err(err, errlen, "compressed update blob: decompression failed (libmspack error %d)",
-		         d->last_error(d));
+		ss_errf(err, errlen, "compressed update blob: decompression failed (libmspack error %d)",
+		        d->last_error(d));
 		ret = SS_ECAB;
 		goto out;
 	}
 	ret = utf16le_to_utf8(outf.buf, outf.len, xml, xml_len);
 	if (ret == SS_ECAB)
-		wsus_err(err, errlen, "compressed update blob: member 'blob' is not UTF-16LE text");
+		ss_errf(err, errlen, "compressed update blob: member 'blob' is not UTF-16LE text");
 out:
 	if (cab != NULL)
 		d->close(d, cab);
@@ -861,7 +847,7 @@ int wsus_update_parse(const char *xml, size_t len, const char *const *langs, siz
 	upd_t p = { .w = out };
 	int ret = SS_EOK;
 	if (len > (size_t)INT32_MAX) {
-		wsus_err(err, errlen, "update document too large");
+		ss_errf(err, errlen, "update document too large");
 		return SS_ETOOBIG;
 	}
 	p.r = xmlReaderForMemory(xml, (int)len, NULL, "UTF-8", WSUS_XML_OPTIONS);
@@ -871,7 +857,7 @@ int wsus_update_parse(const char *xml, size_t len, const char *const *langs, siz
 	while (ret == SS_EOK && (rc = xmlTextReaderRead(p.r)) == 1) {
 		int type = xmlTextReaderNodeType(p.r);
 		if (type == XML_READER_TYPE_DOCUMENT_TYPE || type == XML_READER_TYPE_ENTITY_REFERENCE) {
-			wsus_err(err, errlen, "update document declares or uses entities: refused");
+			ss_errf(err, errlen, "update document declares or uses entities: refused");
 			ret = SS_EXML;
 			break;
 		}
@@ -882,7 +868,7 @@ int wsus_update_parse(const char *xml, size_t len, const char *const *langs, siz
 		if (name == NULL)
 			continue;
 		if (depth == 0 && strcmp(name, "Update") != 0) {
-			wsus_err(err, errlen, "not an update document (root %.40s)", name);
+			ss_errf(err, errlen, "not an update document (root %.40s)", name);
 			ret = SS_EXML;
 			break;
 		}
@@ -891,15 +877,15 @@ int wsus_update_parse(const char *xml, size_t len, const char *const *langs, siz
 			p.names[depth] = name;
 		ret = upd_element(&p, depth, name);
 		if (ret == SS_EXML)
-			wsus_err(err, errlen, "update document: bad UpdateIdentity under %s",
-			         parent(&p, depth, 1));
+			ss_errf(err, errlen, "update document: bad UpdateIdentity under %s",
+			        parent(&p, depth, 1));
 	}
 	if (ret == SS_EOK && rc != 0) {
-		wsus_err(err, errlen, "update document is not well-formed XML");
+		ss_errf(err, errlen, "update document is not well-formed XML");
 		ret = SS_EXML;
 	}
 	if (ret == SS_EOK && out->u.update_id == NULL) {
-		wsus_err(err, errlen, "update document without an UpdateIdentity");
+		ss_errf(err, errlen, "update document without an UpdateIdentity");
 		ret = SS_EXML;
 	}
 	if (ret == SS_EOK) {

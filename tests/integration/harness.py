@@ -501,6 +501,39 @@ def tls_connect(port, ca, cert=None, key=None, host="127.0.0.1", timeout=10):
     return s, None
 
 
+def keypair(h, name="m"):
+    """An Ed25519 key pair keys/NAME.key and keys/NAME.pub under the run."""
+    key = h.path("keys", name + ".key")
+    pub = h.path("keys", name + ".pub")
+    os.makedirs(os.path.dirname(key), exist_ok=True)
+    for argv in (["openssl", "genpkey", "-algorithm", "ed25519", "-out", key],
+                 ["openssl", "pkey", "-in", key, "-pubout", "-out", pub]):
+        p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+        check(p.returncode == 0, "%s failed: %s" % (argv[:2], p.stderr))
+    return key, pub
+
+
+def lock_catalog_state(h, site, seconds):
+    """A psql session holding SITE's catalog_state exclusively for SECONDS
+    (a slow database); returns once the lock is granted. The caller collects
+    the session (communicate) when done."""
+    locker = subprocess.Popen(
+        h.pg.psql_argv(site.dbname) + ["-c", "BEGIN; LOCK TABLE catalog_state IN "
+                                       "ACCESS EXCLUSIVE MODE; SELECT pg_sleep(%d); COMMIT;"
+                                       % seconds],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: site.sql("SELECT count(*) FROM pg_locks l JOIN pg_class c ON "
+                                  "c.oid = l.relation WHERE c.relname = 'catalog_state' "
+                                  "AND l.mode = 'AccessExclusiveLock' AND l.granted") == "1",
+                 10, "the lock on %s's catalog_state" % site.code)
+    except BaseException:
+        locker.kill()
+        locker.communicate()
+        raise
+    return locker
+
+
 # ---------------------------------------------------------------------------
 # PostgreSQL
 

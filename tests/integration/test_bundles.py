@@ -27,12 +27,11 @@ status row unchanged), not a failure.
 import json
 import os
 import shutil
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import Certs, Site, check, log, wait_for  # noqa: E402
+from harness import Certs, Site, check, keypair, log, wait_for  # noqa: E402
 
 ENTRIES = 3000
 SEED = 7
@@ -72,16 +71,6 @@ def import_ok(site, path):
     out = site.cli_ok("import", path, "--json", timeout=TIMEOUT)
     return json.loads(out)
 
-
-def keypair(h, name):
-    key = h.path("keys", name + ".key")
-    pub = h.path("keys", name + ".pub")
-    os.makedirs(os.path.dirname(key), exist_ok=True)
-    for argv in (["openssl", "genpkey", "-algorithm", "ed25519", "-out", key],
-                 ["openssl", "pkey", "-in", key, "-pubout", "-out", pub]):
-        p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True)
-        check(p.returncode == 0, "%s failed: %s" % (argv[:2], p.stderr))
-    return key, pub
 
 
 def replayed(site, path, held):

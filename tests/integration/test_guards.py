@@ -26,13 +26,12 @@ runs only the one it needs.
 import json
 import os
 import re
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import check, log, wait_for  # noqa: E402
+from harness import check, keypair, log, wait_for  # noqa: E402
 
 ENTRIES = 400
 SEED = 11
@@ -44,16 +43,6 @@ MSG_SYNC_STARTED = 6701
 MSG_SYNC_FAILED = 6703
 MSG_SITE_STALE = 7105
 
-
-def keypair(h, name):
-    key = h.path("keys", name + ".key")
-    pub = h.path("keys", name + ".pub")
-    os.makedirs(os.path.dirname(key), exist_ok=True)
-    for argv in (["openssl", "genpkey", "-algorithm", "ed25519", "-out", key],
-                 ["openssl", "pkey", "-in", key, "-pubout", "-out", pub]):
-        p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True)
-        check(p.returncode == 0, "%s failed: %s" % (argv[:2], p.stderr))
-    return key, pub
 
 
 def catalog(h, entries=ENTRIES, rnd=1):
@@ -110,9 +99,7 @@ def case_digest(h):
     cas = h.add_site("CAS", upstream="file://" + cat)
     p01 = h.add_site("P01", parent=cas)
     s01 = h.add_site("S01", parent=p01, listen=False)
-    cas.start()
-    cas.cli_ok("child", "add", "P01")
-    p01.start()
+    h.start_tree(cas, p01)
     cas.cli_ok("sync", "--yes")
     st = h.wait_converged(cas, [p01], TIMEOUT, "version 1 at P01")
     # P01's rows drift from its digest: same count, one revision changed.
@@ -141,32 +128,30 @@ def case_digest(h):
                  "rows that do not match P01's digest")
 
 
-def case_signature(h):
-    good_key, good_pub = keypair(h, "good")
-    _, other_pub = keypair(h, "other")
+def unsigned_refused(h, cas_extra, p01_pub, msg, what):
+    """CAS (CAS_EXTRA) syncs; P01, trusting only P01_PUB, refuses its pull."""
     cat = catalog(h)
-    cas = h.add_site("CAS", upstream="file://" + cat,
-                     extra={"trust": {"signing_key": good_key, "public_key": good_pub}})
-    p01 = h.add_site("P01", parent=cas, listen=False, extra={"trust": {"public_key": other_pub}})
+    cas = h.add_site("CAS", upstream="file://" + cat, extra=cas_extra)
+    p01 = h.add_site("P01", parent=cas, listen=False, extra={"trust": {"public_key": p01_pub}})
     cas.start()
     cas.cli_ok("child", "add", "P01")
     p01.start()
     cas.cli_ok("sync", "--yes")
-    refused_pull(p01, SS_ESIG, "the manifest of version 1 is not signed by a trusted key",
-                 "a manifest signed by an untrusted key")
+    refused_pull(p01, SS_ESIG, msg, what)
+
+
+def case_signature(h):
+    good_key, good_pub = keypair(h, "good")
+    _, other_pub = keypair(h, "other")
+    unsigned_refused(h, {"trust": {"signing_key": good_key, "public_key": good_pub}}, other_pub,
+                     "the manifest of version 1 is not signed by a trusted key",
+                     "a manifest signed by an untrusted key")
 
 
 def case_stripped(h):
     _, pub = keypair(h, "good")
-    cat = catalog(h)
-    cas = h.add_site("CAS", upstream="file://" + cat)      # signs nothing
-    p01 = h.add_site("P01", parent=cas, listen=False, extra={"trust": {"public_key": pub}})
-    cas.start()
-    cas.cli_ok("child", "add", "P01")
-    p01.start()
-    cas.cli_ok("sync", "--yes")
-    refused_pull(p01, SS_ESIG, "version 1 carries no signed manifest",
-                 "a version without a manifest")
+    unsigned_refused(h, None, pub, "version 1 carries no signed manifest",   # CAS signs nothing
+                     "a version without a manifest")
 
 
 def case_stale(h):

@@ -18,28 +18,17 @@ harness checks every daemon log at teardown).
 """
 
 import os
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import check, log, pb_decode, wait_for  # noqa: E402
+from harness import check, keypair, log, pb_decode, wait_for  # noqa: E402
 
 ENTRIES = 200
 SEED = 21
 TIMEOUT = 120
 LOCK_SECONDS = 5
-
-
-def keypair(h):
-    key, pub = h.path("keys", "m.key"), h.path("keys", "m.pub")
-    os.makedirs(os.path.dirname(key), exist_ok=True)
-    for argv in (["openssl", "genpkey", "-algorithm", "ed25519", "-out", key],
-                 ["openssl", "pkey", "-in", key, "-pubout", "-out", pub]):
-        p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True)
-        check(p.returncode == 0, "%s failed: %s" % (argv[:2], p.stderr))
-    return key, pub
 
 
 def test(h):
@@ -57,16 +46,8 @@ def test(h):
     v = wait_for(lambda: cas.catalog_state()[0] or None, TIMEOUT, "CAS version 1")
 
     # The slow database: the spool worker's first read waits on this lock.
-    locker = subprocess.Popen(
-        h.pg.psql_argv(cas.dbname) + ["-c", "BEGIN; LOCK TABLE catalog_state IN "
-                                      "ACCESS EXCLUSIVE MODE; SELECT pg_sleep(%d); COMMIT;"
-                                      % LOCK_SECONDS],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    locker = harness.lock_catalog_state(h, cas, LOCK_SECONDS)
     try:
-        wait_for(lambda: cas.sql("SELECT count(*) FROM pg_locks l JOIN pg_class c ON "
-                                 "c.oid = l.relation WHERE c.relname = 'catalog_state' "
-                                 "AND l.mode = 'AccessExclusiveLock' AND l.granted") == "1",
-                 10, "the lock on CAS's catalog_state")
         t0 = time.monotonic()
         mark = cas.log_mark()
         p01.start()

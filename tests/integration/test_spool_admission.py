@@ -14,7 +14,6 @@ the queue and P01 converges.
 """
 
 import os
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -44,16 +43,8 @@ def test(h):
         cas.cli_ok("sync", "--yes")
         wait_for(lambda: cas.catalog_state()[0] == rnd or None, TIMEOUT, "CAS version %d" % rnd)
 
-    locker = subprocess.Popen(
-        h.pg.psql_argv(cas.dbname) + ["-c", "BEGIN; LOCK TABLE catalog_state IN "
-                                      "ACCESS EXCLUSIVE MODE; SELECT pg_sleep(%d); COMMIT;"
-                                      % LOCK_SECONDS],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    locker = harness.lock_catalog_state(h, cas, LOCK_SECONDS)
     try:
-        wait_for(lambda: cas.sql("SELECT count(*) FROM pg_locks l JOIN pg_class c ON "
-                                 "c.oid = l.relation WHERE c.relname = 'catalog_state' "
-                                 "AND l.mode = 'AccessExclusiveLock' AND l.granted") == "1",
-                 10, "the lock on CAS's catalog_state")
         mark = cas.log_mark()
         certs = h.certs
         s, err = tls_connect(cas.port, certs.ca, certs.cert("P02"), certs.key("P02"))

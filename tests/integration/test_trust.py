@@ -11,27 +11,16 @@ manifest signed by the old one, switches to it, and the sites follow.
 """
 
 import os
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import check, log, wait_for  # noqa: E402
+from harness import check, keypair, log, wait_for  # noqa: E402
 
 ENTRIES = 1200
 SEED = 5
 TIMEOUT = 120
 
-
-def keypair(h, name):
-    key = h.path("keys", name + ".key")
-    pub = h.path("keys", name + ".pub")
-    os.makedirs(os.path.dirname(key), exist_ok=True)
-    for argv in (["openssl", "genpkey", "-algorithm", "ed25519", "-out", key],
-                 ["openssl", "pkey", "-in", key, "-pubout", "-out", pub]):
-        p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True)
-        check(p.returncode == 0, "%s failed: %s" % (argv[:2], p.stderr))
-    return key, pub
 
 
 def row(site, code):

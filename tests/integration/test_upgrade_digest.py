@@ -34,11 +34,7 @@ def test(h):
     cas = h.add_site("CAS", upstream="file://" + catalog)
     p01 = h.add_site("P01", parent=cas)
     s01 = h.add_site("S01", parent=p01, listen=False)
-    cas.start()
-    cas.cli_ok("child", "add", "P01")
-    p01.start()
-    p01.cli_ok("child", "add", "S01")
-    s01.start()
+    h.start_tree(cas, p01, s01)
     cas.cli_ok("sync", "--yes")
     v1 = h.wait_converged(cas, [p01, s01], TIMEOUT, "version 1 everywhere")
     rows = {s.code: s.fingerprint() for s in (cas, p01, s01)}

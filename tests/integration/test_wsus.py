@@ -66,7 +66,8 @@ def text(fields, num):
     return [v.decode("utf-8") for v in fields.get(num, [])]
 
 
-def test(h):
+def with_upstream(h, body):
+    """body(h, up) with the loopback WSUS upstream up running (needs gcab)."""
     if shutil.which("gcab") is None:
         raise harness.Skip("gcab (the test upstream's Cabinet tool) is not installed")
     up = wu.WsusUpstream().start()
@@ -74,6 +75,10 @@ def test(h):
         body(h, up)
     finally:
         up.stop()
+
+
+def test(h):
+    with_upstream(h, body)
 
 
 def body(h, up):

@@ -22,6 +22,7 @@ import harness  # noqa: E402
 import wsus_upstream as wu  # noqa: E402
 from harness import check, log  # noqa: E402
 from test_upstream import run_sync  # noqa: E402
+from test_wsus import with_upstream  # noqa: E402
 
 PRODUCT = "Adatum BIOS"
 PKG_RE = re.compile(r"<smc:SoftwareDistributionPackage>.*?</smc:SoftwareDistributionPackage>", re.S)
@@ -44,13 +45,7 @@ def product_ids(text):
 
 
 def test(h):
-    if shutil.which("gcab") is None:
-        raise harness.Skip("gcab (the test upstream's Cabinet tool) is not installed")
-    up = wu.WsusUpstream().start()
-    try:
-        body(h, up)
-    finally:
-        up.stop()
+    with_upstream(h, body)
 
 
 def body(h, up):

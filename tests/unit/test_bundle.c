@@ -223,17 +223,24 @@ START_TEST(trailing_bytes_are_refused)
 }
 END_TEST
 
+/* Build S, save it and verify it: verify()'s answer. */
+static int verify_built(const spec_t *s, char *err, size_t errlen)
+{
+	image_t img;
+	build(s, &img);
+	save(img.buf, img.len);
+	bundle_info_t info;
+	int ret = verify(&info, err, errlen);
+	free(img.buf);
+	return ret;
+}
+
 START_TEST(other_format_is_refused)
 {
 	spec_t s = good;
 	s.format = SS_BUNDLE_FORMAT + 1;
-	image_t img;
-	build(&s, &img);
-	save(img.buf, img.len);
-	bundle_info_t info;
 	char err[256];
-	ck_assert_int_eq(verify(&info, err, sizeof(err)), SS_EVERSION);
-	free(img.buf);
+	ck_assert_int_eq(verify_built(&s, err, sizeof(err)), SS_EVERSION);
 }
 END_TEST
 
@@ -241,17 +248,13 @@ START_TEST(stream_without_header_is_not_a_bundle)
 {
 	spec_t s = good;
 	s.no_header = true;
-	image_t img;
-	build(&s, &img);
-	save(img.buf, img.len);
-	bundle_info_t info;
 	char err[256];
-	ck_assert_int_eq(verify(&info, err, sizeof(err)), SS_EMALF);
+	ck_assert_int_eq(verify_built(&s, err, sizeof(err)), SS_EMALF);
 
 	const char *text = "this is not a bundle at all\n";
 	save((const uint8_t *)text, strlen(text));
+	bundle_info_t info;
 	ck_assert_int_eq(verify(&info, err, sizeof(err)), SS_EMALF);
-	free(img.buf);
 }
 END_TEST
 
@@ -264,24 +267,11 @@ START_TEST(missing_file)
 }
 END_TEST
 
-static Suite *bundle_suite(void)
-{
-	Suite *s = suite_create("bundle");
-	TCase *tc = tcase_create("verify");
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_add_test(tc, good_bundle_passes);
-	tcase_add_test(tc, every_flipped_byte_is_caught);
-	tcase_add_test(tc, middle_byte_is_a_checksum_mismatch);
-	tcase_add_test(tc, cut_files_are_truncated);
-	tcase_add_test(tc, trailing_bytes_are_refused);
-	tcase_add_test(tc, other_format_is_refused);
-	tcase_add_test(tc, stream_without_header_is_not_a_bundle);
-	tcase_add_test(tc, missing_file);
-	suite_add_tcase(s, tc);
-	return s;
-}
-
 int main(void)
 {
-	return check_run(bundle_suite());
+	return check_tests_fixture("bundle", "verify", 0, setup, teardown,
+		good_bundle_passes, every_flipped_byte_is_caught,
+		middle_byte_is_a_checksum_mismatch, cut_files_are_truncated,
+		trailing_bytes_are_refused, other_format_is_refused,
+		stream_without_header_is_not_a_bundle, missing_file);
 }

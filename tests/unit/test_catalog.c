@@ -881,28 +881,12 @@ START_TEST(namespaces_foreign_ignored)
 }
 END_TEST
 
-static Suite *catalog_suite(void)
-{
-	Suite *s = suite_create("catalog");
-	TCase *tc = tcase_create("parse");
-	tcase_set_timeout(tc, 120);
-	tcase_add_test(tc, sample_fields);
-	tcase_add_test(tc, single_sdp);
-	tcase_add_test(tc, encodings_agree);
-	tcase_add_test(tc, generated_counts);
-	tcase_add_test(tc, generated_rounds);
-	tcase_add_test(tc, cabinet_with_signature);
-	tcase_add_test(tc, truncated_and_malformed);
-	tcase_add_test(tc, hostile_entities);
-	tcase_add_test(tc, memory_bounded);
-	tcase_add_test(tc, package_bounded);
-	tcase_add_test(tc, namespaces_both_forms);
-	tcase_add_test(tc, namespaces_foreign_ignored);
-	suite_add_tcase(s, tc);
-	return s;
-}
-
 int main(void)
 {
-	return check_run(catalog_suite());
+	return check_tests("catalog", "parse", 120,
+		sample_fields, single_sdp, encodings_agree, generated_counts,
+		generated_rounds, cabinet_with_signature,
+		truncated_and_malformed, hostile_entities, memory_bounded,
+		package_bounded, namespaces_both_forms,
+		namespaces_foreign_ignored);
 }

@@ -371,24 +371,12 @@ START_TEST(forged_set_same_reduced_sum_is_refused)
 }
 END_TEST
 
-static Suite *digest_suite(void)
-{
-	Suite *s = suite_create("digest");
-	TCase *tc = tcase_create("digest");
-	tcase_add_test(tc, any_order_same_digest);
-	tcase_add_test(tc, any_field_change_changes_digest);
-	tcase_add_test(tc, duplicates_do_not_cancel);
-	tcase_add_test(tc, sub_undoes_add_with_carries);
-	tcase_add_test(tc, known_vectors);
-	tcase_add_test(tc, add_remove_symmetry);
-	tcase_add_test(tc, duplicate_entry_does_not_cancel);
-	tcase_add_test(tc, forged_set_same_reduced_sum_is_refused);
-	tcase_set_timeout(tc, 60);
-	suite_add_tcase(s, tc);
-	return s;
-}
-
 int main(void)
 {
-	return check_run(digest_suite());
+	return check_tests("digest", "digest", 60,
+		any_order_same_digest, any_field_change_changes_digest,
+		duplicates_do_not_cancel, sub_undoes_add_with_carries,
+		known_vectors, add_remove_symmetry,
+		duplicate_entry_does_not_cancel,
+		forged_set_same_reduced_sum_is_refused);
 }

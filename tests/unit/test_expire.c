@@ -154,18 +154,9 @@ START_TEST(split_refuses_what_it_cannot_splice)
 }
 END_TEST
 
-static Suite *expire_suite(void)
-{
-	Suite *s = suite_create("expire");
-	TCase *tc = tcase_create("core");
-	tcase_add_test(tc, splice_equals_pack);
-	tcase_add_test(tc, flip_equals_pack);
-	tcase_add_test(tc, split_refuses_what_it_cannot_splice);
-	suite_add_tcase(s, tc);
-	return s;
-}
-
 int main(void)
 {
-	return check_run(expire_suite());
+	return check_tests("expire", "core", 0,
+		splice_equals_pack, flip_equals_pack,
+		split_refuses_what_it_cannot_splice);
 }

@@ -183,6 +183,19 @@ static bool no_tmp_left(const char *d)
 	return !exists(t);
 }
 
+/* Fetching o into NAME succeeds: HTTP 200 and the fixture's body. */
+static void fetch_ok(const fetch_opts_t *o, const char *name)
+{
+	fetch_result_t r;
+	char err[256] = "";
+	char *d = dest(name);
+	int ret = fetch_to_file(o, d, &r, err, sizeof(err));
+	ck_assert_msg(ret == SS_EOK, "%s", err);
+	ck_assert_int_eq(r.http_status, 200);
+	ck_assert_str_eq(slurp(d), g_body);
+	fetch_result_clear(&r);
+}
+
 START_TEST(plain_download)
 {
 	fetch_opts_t o = { .url = url(false, "/catalog.xml"), .timeout = 20 };
@@ -231,14 +244,7 @@ START_TEST(through_proxy)
 	snprintf(proxy, sizeof(proxy), "http://127.0.0.1:%d", g_http_port);
 	fetch_opts_t o = { .url = "http://catalog.example.invalid/catalog.xml",
 			   .proxy = proxy, .timeout = 20 };
-	fetch_result_t r;
-	char err[256] = "";
-	char *d = dest("proxied.xml");
-	int ret = fetch_to_file(&o, d, &r, err, sizeof(err));
-	ck_assert_msg(ret == SS_EOK, "%s", err);
-	ck_assert_int_eq(r.http_status, 200);
-	ck_assert_str_eq(slurp(d), g_body);
-	fetch_result_clear(&r);
+	fetch_ok(&o, "proxied.xml");
 }
 END_TEST
 
@@ -311,14 +317,7 @@ START_TEST(https_with_ca)
 	snprintf(ca, sizeof(ca), "%s/pki/ca.crt", g_dir);
 	fetch_opts_t o = { .url = url(true, "/catalog.xml"), .ca_file = ca,
 			   .connect_timeout = 10, .timeout = 20 };
-	fetch_result_t r;
-	char err[256] = "";
-	char *d = dest("tls.xml");
-	int ret = fetch_to_file(&o, d, &r, err, sizeof(err));
-	ck_assert_msg(ret == SS_EOK, "%s", err);
-	ck_assert_int_eq(r.http_status, 200);
-	ck_assert_str_eq(slurp(d), g_body);
-	fetch_result_clear(&r);
+	fetch_ok(&o, "tls.xml");
 }
 END_TEST
 
@@ -471,28 +470,12 @@ START_TEST(url_credentials_redacted)
 }
 END_TEST
 
-static Suite *fetch_suite(void)
-{
-	Suite *s = suite_create("fetch");
-	TCase *tc = tcase_create("http");
-	tcase_set_timeout(tc, 60);
-	tcase_add_unchecked_fixture(tc, setup, teardown);
-	tcase_add_test(tc, plain_download);
-	tcase_add_test(tc, through_proxy);
-	tcase_add_test(tc, http_404_is_an_error);
-	tcase_add_test(tc, conditional_get);
-	tcase_add_test(tc, https_with_ca);
-	tcase_add_test(tc, https_wrong_ca_refused);
-	tcase_add_test(tc, retry_after_500);
-	tcase_add_test(tc, connection_refused_retries);
-	tcase_add_test(tc, https_downgrade_refused);
-	tcase_add_test(tc, decompression_bounded);
-	tcase_add_test(tc, url_credentials_redacted);
-	suite_add_tcase(s, tc);
-	return s;
-}
-
 int main(void)
 {
-	return check_run(fetch_suite());
+	return check_tests_case_fixture("fetch", "http", 60, setup, teardown,
+		plain_download, through_proxy, http_404_is_an_error,
+		conditional_get, https_with_ca, https_wrong_ca_refused,
+		retry_after_500, connection_refused_retries,
+		https_downgrade_refused, decompression_bounded,
+		url_credentials_redacted);
 }

@@ -74,18 +74,9 @@ START_TEST(garbage_is_malformed)
 }
 END_TEST
 
-static Suite *frame_suite(void)
-{
-	Suite *s = suite_create("frame");
-	TCase *tc = tcase_create("codec");
-	tcase_add_test(tc, header_incomplete_vs_malformed);
-	tcase_add_test(tc, hello_round_trip);
-	tcase_add_test(tc, garbage_is_malformed);
-	suite_add_tcase(s, tc);
-	return s;
-}
-
 int main(void)
 {
-	return check_run(frame_suite());
+	return check_tests("frame", "codec", 0,
+		header_incomplete_vs_malformed, hello_round_trip,
+		garbage_is_malformed);
 }

@@ -96,11 +96,6 @@ END_TEST
 
 int main(void)
 {
-	Suite *s = suite_create("handoff");
-	TCase *tc = tcase_create("core");
-	tcase_add_test(tc, in_order);
-	tcase_add_test(tc, error_is_sticky);
-	tcase_add_test(tc, abort_drops_the_queue);
-	suite_add_tcase(s, tc);
-	return check_run(s);
+	return check_tests("handoff", "core", 0,
+		in_order, error_is_sticky, abort_drops_the_queue);
 }

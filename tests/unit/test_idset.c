@@ -43,9 +43,6 @@ END_TEST
 
 int main(void)
 {
-	Suite *s = suite_create("idset");
-	TCase *tc = tcase_create("core");
-	tcase_add_test(tc, add_then_has);
-	suite_add_tcase(s, tc);
-	return check_run(s);
+	return check_tests("idset", "core", 0,
+		add_then_has);
 }

@@ -53,17 +53,8 @@ START_TEST(log_line_not_forged)
 }
 END_TEST
 
-static Suite *log_suite(void)
-{
-	Suite *s = suite_create("log");
-	TCase *tc = tcase_create("escape");
-	tcase_add_test(tc, escape_controls);
-	tcase_add_test(tc, log_line_not_forged);
-	suite_add_tcase(s, tc);
-	return s;
-}
-
 int main(void)
 {
-	return check_run(log_suite());
+	return check_tests("log", "escape", 0,
+		escape_controls, log_line_not_forged);
 }

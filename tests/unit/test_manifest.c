@@ -72,16 +72,8 @@ START_TEST(copy_is_a_snapshot)
 }
 END_TEST
 
-static Suite *manifest_suite(void)
-{
-	Suite *s = suite_create("manifest");
-	TCase *tc = tcase_create("keys");
-	tcase_add_test(tc, copy_is_a_snapshot);
-	suite_add_tcase(s, tc);
-	return s;
-}
-
 int main(void)
 {
-	return check_run(manifest_suite());
+	return check_tests("manifest", "keys", 0,
+		copy_is_a_snapshot);
 }

@@ -376,27 +376,9 @@ START_TEST(fast)
 }
 END_TEST
 
-static Suite *schedule_suite(void)
-{
-	Suite *s = suite_create("schedule");
-	TCase *tc = tcase_create("core");
-
-	tcase_add_test(tc, month_ends);
-	tcase_add_test(tc, leap_day);
-	tcase_add_test(tc, saturday_two_am);
-	tcase_add_test(tc, steps);
-	tcase_add_test(tc, day_or_rule);
-	tcase_add_test(tc, names);
-	tcase_add_test(tc, invalid);
-	tcase_add_test(tc, dst_amsterdam);
-	tcase_add_test(tc, dst_new_york);
-	tcase_add_test(tc, missed);
-	tcase_add_test(tc, fast);
-	suite_add_tcase(s, tc);
-	return s;
-}
-
 int main(void)
 {
-	return check_run(schedule_suite());
+	return check_tests("schedule", "core", 0,
+		month_ends, leap_day, saturday_two_am, steps, day_or_rule,
+		names, invalid, dst_amsterdam, dst_new_york, missed, fast);
 }

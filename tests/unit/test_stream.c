@@ -119,18 +119,8 @@ START_TEST(seek_past_4gib)
 }
 END_TEST
 
-static Suite *stream_suite(void)
-{
-	Suite *s = suite_create("stream");
-	TCase *tc = tcase_create("file");
-	tcase_add_checked_fixture(tc, tmp_setup, tmp_teardown);
-	tcase_add_test(tc, seek_only_to_frame_starts);
-	tcase_add_test(tc, seek_past_4gib);
-	suite_add_tcase(s, tc);
-	return s;
-}
-
 int main(void)
 {
-	return check_run(stream_suite());
+	return check_tests_fixture("stream", "file", 0, tmp_setup, tmp_teardown,
+		seek_only_to_frame_starts, seek_past_4gib);
 }

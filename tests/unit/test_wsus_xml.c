@@ -263,13 +263,7 @@ END_TEST
 
 int main(void)
 {
-	Suite *s = suite_create("wsus_xml");
-	TCase *tc = tcase_create("core");
-	tcase_add_test(tc, faults);
-	tcase_add_test(tc, bundle_document);
-	tcase_add_test(tc, leaf_and_category);
-	tcase_add_test(tc, dates_and_expiry);
-	tcase_add_test(tc, refusals);
-	suite_add_tcase(s, tc);
-	return check_run(s);
+	return check_tests("wsus_xml", "core", 0,
+		faults, bundle_document, leaf_and_category, dates_and_expiry,
+		refusals);
 }
