@@ -50,6 +50,30 @@ static const char *arg_path(const json_t *args, const char *key)
 	return s && s[0] == '/' && strlen(s) < PATH_MAX ? s : NULL;
 }
 
+/* The absolute file path args[key] names, or NULL after replying the error. */
+static const char *need_path(ctl_req_t *req, const json_t *args, const char *cmd,
+                             const char *key)
+{
+	const char *p = arg_path(args, key);
+	if (p == NULL)
+		ctl_reply_error(req, SS_EINVAL, "%s: \"%s\" must be an absolute file path", cmd, key);
+	return p;
+}
+
+/* A job for req on path, or NULL after replying the error. */
+static bundle_job_t *job_new(ctl_req_t *req, daemon_t *d, const char *path)
+{
+	bundle_job_t *j = calloc(1, sizeof(*j));
+	if (j == NULL) {
+		ctl_reply_error(req, SS_ENOMEM, "out of memory");
+		return NULL;
+	}
+	j->d = d;
+	j->req = req;
+	snprintf(j->path, sizeof(j->path), "%s", path);
+	return j;
+}
+
 static json_t *digest_json(const digest_t *dg, bool set)
 {
 	char hex[2 * SS_DIGEST_LEN + 1];
@@ -126,11 +150,9 @@ static void export_done(int ret, void *arg)
 static void cmd_export(ctl_req_t *req, const json_t *args, void *arg)
 {
 	daemon_t *d = arg;
-	const char *out = arg_path(args, "out");
-	if (out == NULL) {
-		ctl_reply_error(req, SS_EINVAL, "export: \"out\" must be an absolute file path");
+	const char *out = need_path(req, args, "export", "out");
+	if (out == NULL)
 		return;
-	}
 	const json_t *since = json_object_get(args, "since");
 	if (since && !json_is_null(since) && (!json_is_integer(since) || json_integer_value(since) < 0)) {
 		ctl_reply_error(req, SS_EINVAL, "export: \"since\" must be a catalog version");
@@ -138,14 +160,9 @@ static void cmd_export(ctl_req_t *req, const json_t *args, void *arg)
 	}
 	if (!have_hierarchy(req, d))
 		return;
-	bundle_job_t *j = calloc(1, sizeof(*j));
-	if (j == NULL) {
-		ctl_reply_error(req, SS_ENOMEM, "out of memory");
+	bundle_job_t *j = job_new(req, d, out);
+	if (j == NULL)
 		return;
-	}
-	j->d = d;
-	j->req = req;
-	snprintf(j->path, sizeof(j->path), "%s", out);
 	snprintf(j->scratch, sizeof(j->scratch), "%s", d->site.conf->state_dir);
 	snprintf(j->site, sizeof(j->site), "%s", d->site.conf->site_code);
 	bundle_export_t *e = &j->ex;
@@ -253,12 +270,10 @@ static void import_done(int ret, void *arg)
 
 static void cmd_import(ctl_req_t *req, const json_t *args, void *arg)
 {
-	daemon_t *d = arg;
-	const char *file = arg_path(args, "file");
-	if (file == NULL) {
-		ctl_reply_error(req, SS_EINVAL, "import: \"file\" must be an absolute file path");
+	const char *file = need_path(req, args, "import", "file");
+	if (file == NULL)
 		return;
-	}
+	daemon_t *d = arg;
 	if (conf_is_top(d->site.conf)) {
 		ctl_reply_error(req, SS_ENOTTOP, "%s is the top site: it builds its catalog from "
 		                "upstream and imports no bundles", d->site.conf->site_code);
@@ -275,14 +290,9 @@ static void cmd_import(ctl_req_t *req, const json_t *args, void *arg)
 		ctl_reply_error(req, SS_EBUSY, "another import is running");
 		return;
 	}
-	bundle_job_t *j = calloc(1, sizeof(*j));
-	if (j == NULL) {
-		ctl_reply_error(req, SS_ENOMEM, "out of memory");
+	bundle_job_t *j = job_new(req, d, file);
+	if (j == NULL)
 		return;
-	}
-	j->d = d;
-	j->req = req;
-	snprintf(j->path, sizeof(j->path), "%s", file);
 	bundle_import_t *im = &j->im;
 	im->path = j->path;
 	im->limit = conf_stream_frame_limit(d->site.conf);
