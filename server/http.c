@@ -83,6 +83,8 @@ static void reply_text(struct evhttp_request *req, int code, const char *reason,
                        const char *ctype, const char *body, size_t len);
 static void put_escaped_label(FILE *f, const char *s);
 static void put_number(FILE *f, double v, bool integer, json_int_t iv);
+static void put_site_sample(FILE *f, const char *name, const char *code, double v,
+                            bool integer, json_int_t iv);
 static bool json_sample_value(const json_t *v, double *d, bool *integer, json_int_t *iv);
 static void put_family_header(FILE *f, const char *name, const char *type,
                               const char *help);
@@ -459,6 +461,17 @@ static void put_number(FILE *f, double v, bool integer, json_int_t iv)
 	fputs(buf, f);
 }
 
+/* One sample of a per-site family: name{site="code"} value. */
+static void put_site_sample(FILE *f, const char *name, const char *code, double v,
+                            bool integer, json_int_t iv)
+{
+	fprintf(f, "%s{site=\"", name);
+	put_escaped_label(f, code);
+	fputs("\"} ", f);
+	put_number(f, v, integer, iv);
+	fputc('\n', f);
+}
+
 /* Numbers and booleans make samples; null, missing and text do not. */
 static bool json_sample_value(const json_t *v, double *d, bool *integer, json_int_t *iv)
 {
@@ -530,11 +543,7 @@ char *http_metrics_render(const json_t *status)
 			if (code == NULL ||
 			    !json_sample_value(json_object_get(row, sm->field), &d, &integer, &iv))
 				continue;
-			fprintf(f, "%s{site=\"", sm->name);
-			put_escaped_label(f, code);
-			fputs("\"} ", f);
-			put_number(f, d, integer, iv);
-			fputc('\n', f);
+			put_site_sample(f, sm->name, code, d, integer, iv);
 		}
 	}
 
@@ -597,11 +606,7 @@ char *http_metrics_render(const json_t *status)
 		}
 		if (!have)
 			continue;
-		fputs("sitesync_last_success_timestamp_seconds{site=\"", f);
-		put_escaped_label(f, code);
-		fputs("\"} ", f);
-		put_number(f, d, integer, iv);
-		fputc('\n', f);
+		put_site_sample(f, "sitesync_last_success_timestamp_seconds", code, d, integer, iv);
 	}
 
 	put_family_header(f, "sitesync_cert_expiry_timestamp_seconds", "gauge",
@@ -612,11 +617,8 @@ char *http_metrics_render(const json_t *status)
 
 		if (code == NULL || when == NULL || http_parse_iso8601(when, &d) != SS_EOK)
 			continue;
-		fputs("sitesync_cert_expiry_timestamp_seconds{site=\"", f);
-		put_escaped_label(f, code);
-		fputs("\"} ", f);
-		put_number(f, d, d == floor(d) && fabs(d) < 1e15, (json_int_t)d);
-		fputc('\n', f);
+		put_site_sample(f, "sitesync_cert_expiry_timestamp_seconds", code, d,
+		                d == floor(d) && fabs(d) < 1e15, (json_int_t)d);
 	}
 
 	put_family_header(f, "sitesync_cert_expiring", "gauge",
