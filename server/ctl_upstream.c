@@ -60,6 +60,45 @@ done:
 	upstream_job_free(job);
 }
 
+/*
+ * What import-update and remove-update both need: the top site, the active
+ * writer, no upstream sync running, and id a UUID, lowered into lid. False
+ * after replying the refusal.
+ */
+static bool catalog_edit_ok(ctl_req_t *req, const daemon_t *d, const char *cmd,
+                            const char *id, char lid[40])
+{
+	if (!conf_is_top(d->site.conf)) {
+		ctl_reply_error(req, SS_ENOTTOP, "%s runs at the top site only; "
+		                "this site gets its catalog from its parent", cmd);
+		return false;
+	}
+	/* A standby shares the database with the active writer: only it commits. */
+	if (!d->site.active) {
+		ctl_reply_error(req, SS_ELOCKED, "this daemon is a standby; run %s on the "
+		                "active one (it holds the writer lock)", cmd);
+		return false;
+	}
+	/* The sync would race the import for version V+1 and could undo it. */
+	if (topsync_running(d)) {
+		ctl_reply_error(req, SS_EBUSY, "an upstream sync is running; run %s "
+		                "again when it has finished", cmd);
+		return false;
+	}
+	size_t n = strlen(id);
+	if (n >= 40) {
+		ctl_reply_error(req, SS_EINVAL, "'%.60s' is not an update id (UUID)", id);
+		return false;
+	}
+	for (size_t i = 0; i <= n; i++)
+		lid[i] = (char)tolower((unsigned char)id[i]);
+	if (!entry_id_valid(lid)) {
+		ctl_reply_error(req, SS_EINVAL, "'%s' is not an update id (UUID)", id);
+		return false;
+	}
+	return true;
+}
+
 static void cmd_import_update(ctl_req_t *req, const json_t *args, void *arg)
 {
 	daemon_t *d = arg;
@@ -69,35 +108,9 @@ static void cmd_import_update(ctl_req_t *req, const json_t *args, void *arg)
 		ctl_reply_error(req, SS_EINVAL, "import-update needs \"from\" and \"id\"");
 		return;
 	}
-	if (!conf_is_top(d->site.conf)) {
-		ctl_reply_error(req, SS_ENOTTOP, "import-update runs at the top site only; "
-		                "this site gets its catalog from its parent");
-		return;
-	}
-	/* A standby shares the database with the active writer: only it commits. */
-	if (!d->site.active) {
-		ctl_reply_error(req, SS_ELOCKED, "this daemon is a standby; run import-update on the "
-		                "active one (it holds the writer lock)");
-		return;
-	}
-	/* The sync would race the import for version V+1 and could undo it. */
-	if (topsync_running(d)) {
-		ctl_reply_error(req, SS_EBUSY, "an upstream sync is running; run import-update "
-		                "again when it has finished");
-		return;
-	}
 	char lid[40];
-	size_t n = strlen(id);
-	if (n >= sizeof(lid)) {
-		ctl_reply_error(req, SS_EINVAL, "'%.60s' is not an update id (UUID)", id);
+	if (!catalog_edit_ok(req, d, "import-update", id, lid))
 		return;
-	}
-	for (size_t i = 0; i <= n; i++)
-		lid[i] = (char)tolower((unsigned char)id[i]);
-	if (!entry_id_valid(lid)) {
-		ctl_reply_error(req, SS_EINVAL, "'%s' is not an update id (UUID)", id);
-		return;
-	}
 
 	import_call_t *call = calloc(1, sizeof(*call));
 	upstream_job_t *job = calloc(1, sizeof(*job));
@@ -162,33 +175,9 @@ static void cmd_remove_update(ctl_req_t *req, const json_t *args, void *arg)
 		ctl_reply_error(req, SS_EINVAL, "remove-update needs \"id\"");
 		return;
 	}
-	if (!conf_is_top(d->site.conf)) {
-		ctl_reply_error(req, SS_ENOTTOP, "remove-update runs at the top site only; "
-		                "this site gets its catalog from its parent");
-		return;
-	}
-	if (!d->site.active) {
-		ctl_reply_error(req, SS_ELOCKED, "this daemon is a standby; run remove-update on the "
-		                "active one (it holds the writer lock)");
-		return;
-	}
-	if (topsync_running(d)) {
-		ctl_reply_error(req, SS_EBUSY, "an upstream sync is running; run remove-update "
-		                "again when it has finished");
-		return;
-	}
 	char lid[40];
-	size_t n = strlen(id);
-	if (n >= sizeof(lid)) {
-		ctl_reply_error(req, SS_EINVAL, "'%.60s' is not an update id (UUID)", id);
+	if (!catalog_edit_ok(req, d, "remove-update", id, lid))
 		return;
-	}
-	for (size_t i = 0; i <= n; i++)
-		lid[i] = (char)tolower((unsigned char)id[i]);
-	if (!entry_id_valid(lid)) {
-		ctl_reply_error(req, SS_EINVAL, "'%s' is not an update id (UUID)", id);
-		return;
-	}
 	import_call_t *call = calloc(1, sizeof(*call));
 	upstream_job_t *job = calloc(1, sizeof(*job));
 	if (call == NULL || job == NULL)
