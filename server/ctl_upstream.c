@@ -30,6 +30,22 @@ typedef struct {
 	ctl_req_t *req;
 } import_call_t;
 
+/* What import-update and remove-update answer when done. */
+static json_t *edit_job_result(const upstream_job_t *job)
+{
+	return json_pack("{s:s, s:I, s:I}", "update_id", job->import_id,
+	                 "revision", (json_int_t)job->revision,
+	                 "version", (json_int_t)job->version);
+}
+
+/* The call that owns job, then job. */
+static void edit_job_free(upstream_job_t *job)
+{
+	if (job != NULL)
+		free(job->owner);
+	upstream_job_free(job);
+}
+
 static void import_done_cb(int ret, void *arg)
 {
 	upstream_job_t *job = arg;
@@ -52,12 +68,9 @@ static void import_done_cb(int ret, void *arg)
 		             job->added ? "added" : "changed", job->version);
 		site_version_committed(&d->site, job->version, &job->digest, job->entries, false);
 	}
-	ctl_reply(call->req, json_pack("{s:s, s:I, s:I}", "update_id", job->import_id,
-	                               "revision", (json_int_t)job->revision,
-	                               "version", (json_int_t)job->version));
+	ctl_reply(call->req, edit_job_result(job));
 done:
-	free(call);
-	upstream_job_free(job);
+	edit_job_free(job);
 }
 
 /*
@@ -99,6 +112,23 @@ static bool catalog_edit_ok(ctl_req_t *req, const daemon_t *d, const char *cmd,
 	return true;
 }
 
+/* A job for the update lid, owned by a new call for req; NULL when out of memory. */
+static upstream_job_t *edit_job_new(ctl_req_t *req, daemon_t *d, const char *lid)
+{
+	import_call_t *call = calloc(1, sizeof(*call));
+	upstream_job_t *job = calloc(1, sizeof(*job));
+	if (call == NULL || job == NULL || (job->import_id = strdup(lid)) == NULL) {
+		free(call);
+		upstream_job_free(job);
+		return NULL;
+	}
+	call->d = d;
+	call->req = req;
+	job->owner = call;
+	job->keep_versions = d->site.conf->keep_versions;
+	return job;
+}
+
 static void cmd_import_update(ctl_req_t *req, const json_t *args, void *arg)
 {
 	daemon_t *d = arg;
@@ -112,33 +142,26 @@ static void cmd_import_update(ctl_req_t *req, const json_t *args, void *arg)
 	if (!catalog_edit_ok(req, d, "import-update", id, lid))
 		return;
 
-	import_call_t *call = calloc(1, sizeof(*call));
-	upstream_job_t *job = calloc(1, sizeof(*job));
-	if (call == NULL || job == NULL)
+	upstream_job_t *job = edit_job_new(req, d, lid);
+	if (job == NULL)
 		goto nomem;
-	call->d = d;
-	call->req = req;
 	const conf_t *c = d->site.conf;
-	job->owner = call;
 	job->url = strdup(from);
-	job->import_id = strdup(lid);
 	job->state_dir = strdup(c->state_dir);
 	job->ca_file = c->upstream_ca ? strdup(c->upstream_ca) : NULL;
 	job->proxy = c->upstream_proxy ? strdup(c->upstream_proxy) : NULL;
 	job->connect_timeout = c->upstream_connect_timeout;
 	job->timeout = c->upstream_timeout;
 	job->max_bytes = (uint64_t)c->upstream_max_mib * 1024 * 1024;
-	job->keep_versions = c->keep_versions;
 	job->max_entry_bytes = (size_t)c->max_entry_bytes;
-	if (job->url == NULL || job->import_id == NULL || job->state_dir == NULL)
+	if (job->url == NULL || job->state_dir == NULL)
 		goto nomem;
 	site_synclog(&d->site, "Importing update %s from %s", lid, from);
 	if (db_submit(d->site.db, DB_BULK, upstream_import_work, import_done_cb, job) != SS_EOK)
 		goto nomem;
 	return;
 nomem:
-	free(call);
-	upstream_job_free(job);
+	edit_job_free(job);
 	ctl_reply_error(req, SS_ENOMEM, "out of memory");
 }
 
@@ -159,12 +182,9 @@ static void remove_done_cb(int ret, void *arg)
 	             "(revision %" PRIu32 "): version %" PRIu64, job->import_id, job->revision,
 	             job->version);
 	site_version_committed(&d->site, job->version, &job->digest, job->entries, false);
-	ctl_reply(call->req, json_pack("{s:s, s:I, s:I}", "update_id", job->import_id,
-	                               "revision", (json_int_t)job->revision,
-	                               "version", (json_int_t)job->version));
+	ctl_reply(call->req, edit_job_result(job));
 done:
-	free(call);
-	upstream_job_free(job);
+	edit_job_free(job);
 }
 
 static void cmd_remove_update(ctl_req_t *req, const json_t *args, void *arg)
@@ -178,22 +198,13 @@ static void cmd_remove_update(ctl_req_t *req, const json_t *args, void *arg)
 	char lid[40];
 	if (!catalog_edit_ok(req, d, "remove-update", id, lid))
 		return;
-	import_call_t *call = calloc(1, sizeof(*call));
-	upstream_job_t *job = calloc(1, sizeof(*job));
-	if (call == NULL || job == NULL)
-		goto nomem;
-	call->d = d;
-	call->req = req;
-	job->owner = call;
-	job->import_id = strdup(lid);
-	job->keep_versions = d->site.conf->keep_versions;
-	if (job->import_id == NULL ||
+	upstream_job_t *job = edit_job_new(req, d, lid);
+	if (job == NULL ||
 	    db_submit(d->site.db, DB_BULK, upstream_remove_work, remove_done_cb, job) != SS_EOK)
 		goto nomem;
 	return;
 nomem:
-	free(call);
-	upstream_job_free(job);
+	edit_job_free(job);
 	ctl_reply_error(req, SS_ENOMEM, "out of memory");
 }
 
