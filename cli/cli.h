@@ -91,6 +91,15 @@ void cli_getopt_reset(void);
  */
 int cli_bad_option(const cli_cmd_t *cmd, int ch, int argc, char **argv);
 
+/*!
+ * \brief Parse only --json/--help; positional words stay in argv[optind..].
+ * \return -1 to go on, else an exit status.
+ */
+int cli_json_only(const cli_cmd_t *cmd, int argc, char **argv, bool *json);
+
+/*! \brief Print data as JSON or, through fn, as text; frees data; CLI_EXIT_OK. */
+int cli_show(json_t *data, bool json, void (*fn)(const json_t *));
+
 /*! \brief Parse a non-negative decimal integer; false when malformed. */
 bool cli_parse_uint(const char *s, long *out);
 

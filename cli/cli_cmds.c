@@ -18,36 +18,6 @@
 /* Default wait for a reply; bulk work (export, import) waits without limit. */
 #define CLI_TIMEOUT_MS 60000
 
-/* Options shared by the simple listing commands: --json and --help. */
-static const struct option cli_json_opts[] = {
-	{ "json", no_argument, NULL, 'j' },
-	{ "help", no_argument, NULL, 'h' },
-	{ NULL, 0, NULL, 0 },
-};
-
-/*
- * Parse only --json/--help; positional words are left in argv[optind..].
- * Returns -1 to go on, else an exit status.
- */
-static int cli_json_only(const cli_cmd_t *cmd, int argc, char **argv,
-                         bool *json)
-{
-	int ch;
-	cli_getopt_reset();
-	while ((ch = getopt_long(argc, argv, ":jh", cli_json_opts, NULL)) != -1) {
-		switch (ch) {
-		case 'j':
-			*json = true;
-			break;
-		case 'h':
-			return cli_cmd_help(cmd);
-		default:
-			return cli_bad_option(cmd, ch, argc, argv);
-		}
-	}
-	return -1;
-}
-
 /* Absolute form of a path given by the operator: the daemon has another
  * working directory. */
 static char *cli_abspath(const char *path)
@@ -63,17 +33,6 @@ static char *cli_abspath(const char *path)
 	if (abs != NULL)
 		snprintf(abs, len, "%s/%s", cwd, path);
 	return abs;
-}
-
-/* Print either JSON or, through fn, the human form; frees data. */
-static int cli_show(json_t *data, bool json, void (*fn)(const json_t *))
-{
-	if (json)
-		cli_print_json(data);
-	else
-		fn(data);
-	json_decref(data);
-	return CLI_EXIT_OK;
 }
 
 /* ---- child ---- */
