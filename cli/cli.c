@@ -681,32 +681,42 @@ int main(int argc, char **argv)
 }
 
 /* Options shared by the simple listing commands: --json and --help. */
-static const struct option cli_json_opts[] = {
+static const struct option cli_json_longopts[] = {
 	{ "json", no_argument, NULL, 'j' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
 
+/* --help, or the option getopt_long refused: what every command's switch
+ * ends with. */
+int cli_other_option(const cli_cmd_t *cmd, int ch, int argc, char **argv)
+{
+	if (ch == 'h')
+		return cli_cmd_help(cmd);
+	return cli_bad_option(cmd, ch, argc, argv);
+}
+
 /*
- * Parse only --json/--help; positional words are left in argv[optind..].
+ * Parse only --json/--help with optstring (":jh", or "+:jh" to stop at the
+ * first word); positional words are left in argv[optind..].
  * Returns -1 to go on, else an exit status.
  */
-int cli_json_only(const cli_cmd_t *cmd, int argc, char **argv, bool *json)
+int cli_json_opts(const cli_cmd_t *cmd, const char *optstring, int argc,
+                  char **argv, bool *json)
 {
 	int ch;
 	cli_getopt_reset();
-	while ((ch = getopt_long(argc, argv, ":jh", cli_json_opts, NULL)) != -1) {
-		switch (ch) {
-		case 'j':
-			*json = true;
-			break;
-		case 'h':
-			return cli_cmd_help(cmd);
-		default:
-			return cli_bad_option(cmd, ch, argc, argv);
-		}
+	while ((ch = getopt_long(argc, argv, optstring, cli_json_longopts, NULL)) != -1) {
+		if (ch != 'j')
+			return cli_other_option(cmd, ch, argc, argv);
+		*json = true;
 	}
 	return -1;
+}
+
+int cli_json_only(const cli_cmd_t *cmd, int argc, char **argv, bool *json)
+{
+	return cli_json_opts(cmd, ":jh", argc, argv, json);
 }
 
 /* Print either JSON or, through fn, the human form; frees data. */

@@ -97,6 +97,16 @@ int cli_bad_option(const cli_cmd_t *cmd, int ch, int argc, char **argv);
  */
 int cli_json_only(const cli_cmd_t *cmd, int argc, char **argv, bool *json);
 
+/*! \brief cli_json_only() with another optstring ("+:jh": options first). */
+int cli_json_opts(const cli_cmd_t *cmd, const char *optstring, int argc,
+                  char **argv, bool *json);
+
+/*!
+ * \brief The end of a command's option switch: 'h' prints its help, anything
+ * else is cli_bad_option().
+ */
+int cli_other_option(const cli_cmd_t *cmd, int ch, int argc, char **argv);
+
 /*! \brief Print data as JSON or, through fn, as text; frees data; CLI_EXIT_OK. */
 int cli_show(json_t *data, bool json, void (*fn)(const json_t *));
 

@@ -532,10 +532,8 @@ int cli_history_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv)
 		case 'j':
 			json = true;
 			break;
-		case 'h':
-			return cli_cmd_help(cmd);
 		default:
-			return cli_bad_option(cmd, ch, argc, argv);
+			return cli_other_option(cmd, ch, argc, argv);
 		}
 	}
 	if (optind < argc)
@@ -579,10 +577,8 @@ int cli_export_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv)
 		case 'j':
 			json = true;
 			break;
-		case 'h':
-			return cli_cmd_help(cmd);
 		default:
-			return cli_bad_option(cmd, ch, argc, argv);
+			return cli_other_option(cmd, ch, argc, argv);
 		}
 	}
 	if (optind < argc)
@@ -696,10 +692,8 @@ int cli_import_update_cb(cli_t *cli, const cli_cmd_t *cmd, int argc,
 		case 'j':
 			json = true;
 			break;
-		case 'h':
-			return cli_cmd_help(cmd);
 		default:
-			return cli_bad_option(cmd, ch, argc, argv);
+			return cli_other_option(cmd, ch, argc, argv);
 		}
 	}
 	if (optind < argc)

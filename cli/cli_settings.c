@@ -31,28 +31,12 @@ static void settings_print(const json_t *data)
 
 int cli_settings_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
 	bool json = false;
 	json_t *data = NULL;
-	int ch;
-
-	cli_getopt_reset();
 	/* Options before the subcommand only ("+"): a value may be negative. */
-	while ((ch = getopt_long(argc, argv, "+:jh", opts, NULL)) != -1) {
-		switch (ch) {
-		case 'j':
-			json = true;
-			break;
-		case 'h':
-			return cli_cmd_help(cmd);
-		default:
-			return cli_bad_option(cmd, ch, argc, argv);
-		}
-	}
+	int ret = cli_json_opts(cmd, "+:jh", argc, argv, &json);
+	if (ret >= 0)
+		return ret;
 	/* After it, --json may still come anywhere. */
 	char *rest[8];
 	int n = 0;
@@ -67,7 +51,6 @@ int cli_settings_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv)
 			return cli_usage_error("settings: too many arguments");
 	}
 	const char *sub = n > 0 ? rest[0] : "list";
-	int ret;
 	if (strcmp(sub, "list") == 0) {
 		if (n > 1)
 			return cli_usage_error("settings list: unexpected argument '%s'", rest[1]);
