@@ -729,3 +729,14 @@ int cli_show(json_t *data, bool json, void (*fn)(const json_t *))
 	json_decref(data);
 	return CLI_EXIT_OK;
 }
+
+/* Send a request and show its answer: JSON or, through fn, text. */
+int cli_call_show(cli_t *cli, const char *name, json_t *args, int timeout_ms,
+                  bool json, void (*fn)(const json_t *))
+{
+	json_t *data = NULL;
+	int ret = cli_call(cli, name, args, timeout_ms, &data);
+	if (ret != CLI_EXIT_OK)
+		return ret;
+	return cli_show(data, json, fn);
+}

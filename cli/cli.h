@@ -110,6 +110,10 @@ int cli_other_option(const cli_cmd_t *cmd, int ch, int argc, char **argv);
 /*! \brief Print data as JSON or, through fn, as text; frees data; CLI_EXIT_OK. */
 int cli_show(json_t *data, bool json, void (*fn)(const json_t *));
 
+/*! \brief cli_call() and, when it succeeds, cli_show() of its answer. */
+int cli_call_show(cli_t *cli, const char *name, json_t *args, int timeout_ms,
+                  bool json, void (*fn)(const json_t *));
+
 /*! \brief Parse a non-negative decimal integer; false when malformed. */
 bool cli_parse_uint(const char *s, long *out);
 

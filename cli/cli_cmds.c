@@ -77,10 +77,8 @@ int cli_child_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv)
 		if (npos != 0)
 			return cli_usage_error("child list: unexpected argument '%s'",
 			                       argv[pos]);
-		ret = cli_call(cli, "child.list", NULL, CLI_TIMEOUT_MS, &data);
-		if (ret != CLI_EXIT_OK)
-			return ret;
-		return cli_show(data, json, cli_child_list_print);
+		return cli_call_show(cli, "child.list", NULL, CLI_TIMEOUT_MS, json,
+		                     cli_child_list_print);
 	}
 	if (strcmp(sub, "add") != 0 && strcmp(sub, "remove") != 0)
 		return cli_usage_error("child: unknown subcommand '%s'", sub);
@@ -473,17 +471,13 @@ static void cli_where_print(const json_t *data)
 int cli_where_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv)
 {
 	bool json = false;
-	json_t *data = NULL;
 	int ret = cli_json_only(cmd, argc, argv, &json);
 	if (ret >= 0)
 		return ret;
 	if (argc - optind != 1)
 		return cli_usage_error("where: one update id expected");
-	ret = cli_call(cli, "where", json_pack("{s:s}", "id", argv[optind]),
-	               CLI_TIMEOUT_MS, &data);
-	if (ret != CLI_EXIT_OK)
-		return ret;
-	return cli_show(data, json, cli_where_print);
+	return cli_call_show(cli, "where", json_pack("{s:s}", "id", argv[optind]),
+	                     CLI_TIMEOUT_MS, json, cli_where_print);
 }
 
 /* ---- history ---- */
@@ -518,7 +512,6 @@ int cli_history_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv)
 	};
 	bool json = false;
 	long limit = 50;
-	json_t *data = NULL;
 	int ch;
 
 	cli_getopt_reset();
@@ -538,11 +531,8 @@ int cli_history_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv)
 	}
 	if (optind < argc)
 		return cli_usage_error("history: unexpected argument '%s'", argv[optind]);
-	int ret = cli_call(cli, "history", json_pack("{s:I}", "limit",
-	                   (json_int_t)limit), CLI_TIMEOUT_MS, &data);
-	if (ret != CLI_EXIT_OK)
-		return ret;
-	return cli_show(data, json, cli_history_print);
+	return cli_call_show(cli, "history", json_pack("{s:I}", "limit", (json_int_t)limit),
+	                     CLI_TIMEOUT_MS, json, cli_history_print);
 }
 
 /* ---- export, import, import-update ---- */

@@ -98,16 +98,13 @@ static void remove_update_print(const json_t *data)
 int cli_remove_update_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv)
 {
 	bool json = false;
-	json_t *data = NULL;
 	int ret = cli_json_only(cmd, argc, argv, &json);
 	if (ret >= 0)
 		return ret;
 	if (argc - optind != 1)
 		return cli_usage_error("remove-update: one update id expected");
-	ret = cli_call(cli, "remove-update", json_pack("{s:s}", "id", argv[optind]), 0, &data);
-	if (ret != CLI_EXIT_OK)
-		return ret;
-	return cli_show(data, json, remove_update_print);
+	return cli_call_show(cli, "remove-update", json_pack("{s:s}", "id", argv[optind]), 0,
+	                     json, remove_update_print);
 }
 
 static void reload_print(const json_t *data)
@@ -123,7 +120,6 @@ static void reload_print(const json_t *data)
 int cli_reload_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv)
 {
 	bool json = false;
-	json_t *data = NULL;
 	int ret = cli_json_only(cmd, argc, argv, &json);
 	if (ret >= 0)
 		return ret;
@@ -131,8 +127,5 @@ int cli_reload_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv)
 		return cli_usage_error("reload: unexpected argument '%s'", argv[optind]);
 	/* The file may be what the daemon is about to refuse: it says why. */
 	cli->lenient_conf = true;
-	ret = cli_call(cli, "reload", NULL, 0, &data);
-	if (ret != CLI_EXIT_OK)
-		return ret;
-	return cli_show(data, json, reload_print);
+	return cli_call_show(cli, "reload", NULL, 0, json, reload_print);
 }
