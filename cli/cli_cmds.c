@@ -154,12 +154,9 @@ int cli_category_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv)
 		if (pos < argc)
 			return cli_usage_error("%s list: unexpected argument '%s'",
 			                       cmd->name, argv[pos]);
-		ret = cli_call(cli, "category.list",
-		               json_pack("{s:s}", "kind", cmd->kind), CLI_TIMEOUT_MS,
-		               &data);
-		if (ret != CLI_EXIT_OK)
-			return ret;
-		return cli_show(data, json, cli_category_print);
+		return cli_call_show(cli, "category.list",
+		                     json_pack("{s:s}", "kind", cmd->kind), CLI_TIMEOUT_MS,
+		                     json, cli_category_print);
 	}
 	bool select = strcmp(sub, "select") == 0;
 	if (!select && strcmp(sub, "deselect") != 0)
