@@ -679,3 +679,64 @@ int main(int argc, char **argv)
 	free(cli.socket);
 	return ret;
 }
+
+/* Options shared by the simple listing commands: --json and --help. */
+static const struct option cli_json_longopts[] = {
+	{ "json", no_argument, NULL, 'j' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+/* --help, or the option getopt_long refused: what every command's switch
+ * ends with. */
+int cli_other_option(const cli_cmd_t *cmd, int ch, int argc, char **argv)
+{
+	if (ch == 'h')
+		return cli_cmd_help(cmd);
+	return cli_bad_option(cmd, ch, argc, argv);
+}
+
+/*
+ * Parse only --json/--help with optstring (":jh", or "+:jh" to stop at the
+ * first word); positional words are left in argv[optind..].
+ * Returns -1 to go on, else an exit status.
+ */
+int cli_json_opts(const cli_cmd_t *cmd, const char *optstring, int argc,
+                  char **argv, bool *json)
+{
+	int ch;
+	cli_getopt_reset();
+	while ((ch = getopt_long(argc, argv, optstring, cli_json_longopts, NULL)) != -1) {
+		if (ch != 'j')
+			return cli_other_option(cmd, ch, argc, argv);
+		*json = true;
+	}
+	return -1;
+}
+
+int cli_json_only(const cli_cmd_t *cmd, int argc, char **argv, bool *json)
+{
+	return cli_json_opts(cmd, ":jh", argc, argv, json);
+}
+
+/* Print either JSON or, through fn, the human form; frees data. */
+int cli_show(json_t *data, bool json, void (*fn)(const json_t *))
+{
+	if (json)
+		cli_print_json(data);
+	else
+		fn(data);
+	json_decref(data);
+	return CLI_EXIT_OK;
+}
+
+/* Send a request and show its answer: JSON or, through fn, text. */
+int cli_call_show(cli_t *cli, const char *name, json_t *args, int timeout_ms,
+                  bool json, void (*fn)(const json_t *))
+{
+	json_t *data = NULL;
+	int ret = cli_call(cli, name, args, timeout_ms, &data);
+	if (ret != CLI_EXIT_OK)
+		return ret;
+	return cli_show(data, json, fn);
+}

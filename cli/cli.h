@@ -91,6 +91,29 @@ void cli_getopt_reset(void);
  */
 int cli_bad_option(const cli_cmd_t *cmd, int ch, int argc, char **argv);
 
+/*!
+ * \brief Parse only --json/--help; positional words stay in argv[optind..].
+ * \return -1 to go on, else an exit status.
+ */
+int cli_json_only(const cli_cmd_t *cmd, int argc, char **argv, bool *json);
+
+/*! \brief cli_json_only() with another optstring ("+:jh": options first). */
+int cli_json_opts(const cli_cmd_t *cmd, const char *optstring, int argc,
+                  char **argv, bool *json);
+
+/*!
+ * \brief The end of a command's option switch: 'h' prints its help, anything
+ * else is cli_bad_option().
+ */
+int cli_other_option(const cli_cmd_t *cmd, int ch, int argc, char **argv);
+
+/*! \brief Print data as JSON or, through fn, as text; frees data; CLI_EXIT_OK. */
+int cli_show(json_t *data, bool json, void (*fn)(const json_t *));
+
+/*! \brief cli_call() and, when it succeeds, cli_show() of its answer. */
+int cli_call_show(cli_t *cli, const char *name, json_t *args, int timeout_ms,
+                  bool json, void (*fn)(const json_t *));
+
 /*! \brief Parse a non-negative decimal integer; false when malformed. */
 bool cli_parse_uint(const char *s, long *out);
 

@@ -18,36 +18,6 @@
 /* Default wait for a reply; bulk work (export, import) waits without limit. */
 #define CLI_TIMEOUT_MS 60000
 
-/* Options shared by the simple listing commands: --json and --help. */
-static const struct option cli_json_opts[] = {
-	{ "json", no_argument, NULL, 'j' },
-	{ "help", no_argument, NULL, 'h' },
-	{ NULL, 0, NULL, 0 },
-};
-
-/*
- * Parse only --json/--help; positional words are left in argv[optind..].
- * Returns -1 to go on, else an exit status.
- */
-static int cli_json_only(const cli_cmd_t *cmd, int argc, char **argv,
-                         bool *json)
-{
-	int ch;
-	cli_getopt_reset();
-	while ((ch = getopt_long(argc, argv, ":jh", cli_json_opts, NULL)) != -1) {
-		switch (ch) {
-		case 'j':
-			*json = true;
-			break;
-		case 'h':
-			return cli_cmd_help(cmd);
-		default:
-			return cli_bad_option(cmd, ch, argc, argv);
-		}
-	}
-	return -1;
-}
-
 /* Absolute form of a path given by the operator: the daemon has another
  * working directory. */
 static char *cli_abspath(const char *path)
@@ -63,17 +33,6 @@ static char *cli_abspath(const char *path)
 	if (abs != NULL)
 		snprintf(abs, len, "%s/%s", cwd, path);
 	return abs;
-}
-
-/* Print either JSON or, through fn, the human form; frees data. */
-static int cli_show(json_t *data, bool json, void (*fn)(const json_t *))
-{
-	if (json)
-		cli_print_json(data);
-	else
-		fn(data);
-	json_decref(data);
-	return CLI_EXIT_OK;
 }
 
 /* ---- child ---- */
@@ -118,10 +77,8 @@ int cli_child_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv)
 		if (npos != 0)
 			return cli_usage_error("child list: unexpected argument '%s'",
 			                       argv[pos]);
-		ret = cli_call(cli, "child.list", NULL, CLI_TIMEOUT_MS, &data);
-		if (ret != CLI_EXIT_OK)
-			return ret;
-		return cli_show(data, json, cli_child_list_print);
+		return cli_call_show(cli, "child.list", NULL, CLI_TIMEOUT_MS, json,
+		                     cli_child_list_print);
 	}
 	if (strcmp(sub, "add") != 0 && strcmp(sub, "remove") != 0)
 		return cli_usage_error("child: unknown subcommand '%s'", sub);
@@ -197,12 +154,9 @@ int cli_category_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv)
 		if (pos < argc)
 			return cli_usage_error("%s list: unexpected argument '%s'",
 			                       cmd->name, argv[pos]);
-		ret = cli_call(cli, "category.list",
-		               json_pack("{s:s}", "kind", cmd->kind), CLI_TIMEOUT_MS,
-		               &data);
-		if (ret != CLI_EXIT_OK)
-			return ret;
-		return cli_show(data, json, cli_category_print);
+		return cli_call_show(cli, "category.list",
+		                     json_pack("{s:s}", "kind", cmd->kind), CLI_TIMEOUT_MS,
+		                     json, cli_category_print);
 	}
 	bool select = strcmp(sub, "select") == 0;
 	if (!select && strcmp(sub, "deselect") != 0)
@@ -514,17 +468,13 @@ static void cli_where_print(const json_t *data)
 int cli_where_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv)
 {
 	bool json = false;
-	json_t *data = NULL;
 	int ret = cli_json_only(cmd, argc, argv, &json);
 	if (ret >= 0)
 		return ret;
 	if (argc - optind != 1)
 		return cli_usage_error("where: one update id expected");
-	ret = cli_call(cli, "where", json_pack("{s:s}", "id", argv[optind]),
-	               CLI_TIMEOUT_MS, &data);
-	if (ret != CLI_EXIT_OK)
-		return ret;
-	return cli_show(data, json, cli_where_print);
+	return cli_call_show(cli, "where", json_pack("{s:s}", "id", argv[optind]),
+	                     CLI_TIMEOUT_MS, json, cli_where_print);
 }
 
 /* ---- history ---- */
@@ -559,7 +509,6 @@ int cli_history_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv)
 	};
 	bool json = false;
 	long limit = 50;
-	json_t *data = NULL;
 	int ch;
 
 	cli_getopt_reset();
@@ -573,19 +522,14 @@ int cli_history_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv)
 		case 'j':
 			json = true;
 			break;
-		case 'h':
-			return cli_cmd_help(cmd);
 		default:
-			return cli_bad_option(cmd, ch, argc, argv);
+			return cli_other_option(cmd, ch, argc, argv);
 		}
 	}
 	if (optind < argc)
 		return cli_usage_error("history: unexpected argument '%s'", argv[optind]);
-	int ret = cli_call(cli, "history", json_pack("{s:I}", "limit",
-	                   (json_int_t)limit), CLI_TIMEOUT_MS, &data);
-	if (ret != CLI_EXIT_OK)
-		return ret;
-	return cli_show(data, json, cli_history_print);
+	return cli_call_show(cli, "history", json_pack("{s:I}", "limit", (json_int_t)limit),
+	                     CLI_TIMEOUT_MS, json, cli_history_print);
 }
 
 /* ---- export, import, import-update ---- */
@@ -620,10 +564,8 @@ int cli_export_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv)
 		case 'j':
 			json = true;
 			break;
-		case 'h':
-			return cli_cmd_help(cmd);
 		default:
-			return cli_bad_option(cmd, ch, argc, argv);
+			return cli_other_option(cmd, ch, argc, argv);
 		}
 	}
 	if (optind < argc)
@@ -737,10 +679,8 @@ int cli_import_update_cb(cli_t *cli, const cli_cmd_t *cmd, int argc,
 		case 'j':
 			json = true;
 			break;
-		case 'h':
-			return cli_cmd_help(cmd);
 		default:
-			return cli_bad_option(cmd, ch, argc, argv);
+			return cli_other_option(cmd, ch, argc, argv);
 		}
 	}
 	if (optind < argc)

@@ -31,28 +31,12 @@ static void settings_print(const json_t *data)
 
 int cli_settings_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
 	bool json = false;
 	json_t *data = NULL;
-	int ch;
-
-	cli_getopt_reset();
 	/* Options before the subcommand only ("+"): a value may be negative. */
-	while ((ch = getopt_long(argc, argv, "+:jh", opts, NULL)) != -1) {
-		switch (ch) {
-		case 'j':
-			json = true;
-			break;
-		case 'h':
-			return cli_cmd_help(cmd);
-		default:
-			return cli_bad_option(cmd, ch, argc, argv);
-		}
-	}
+	int ret = cli_json_opts(cmd, "+:jh", argc, argv, &json);
+	if (ret >= 0)
+		return ret;
 	/* After it, --json may still come anywhere. */
 	char *rest[8];
 	int n = 0;
@@ -67,7 +51,6 @@ int cli_settings_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv)
 			return cli_usage_error("settings: too many arguments");
 	}
 	const char *sub = n > 0 ? rest[0] : "list";
-	int ret;
 	if (strcmp(sub, "list") == 0) {
 		if (n > 1)
 			return cli_usage_error("settings list: unexpected argument '%s'", rest[1]);
@@ -103,85 +86,46 @@ int cli_settings_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv)
 	return CLI_EXIT_OK;
 }
 
+static void remove_update_print(const json_t *data)
+{
+	printf("Removed imported update %s revision %" JSON_INTEGER_FORMAT "; catalog version %"
+	       JSON_INTEGER_FORMAT ".\n", json_string_value(json_object_get(data, "update_id")),
+	       json_integer_value(json_object_get(data, "revision")),
+	       json_integer_value(json_object_get(data, "version")));
+}
+
 /* `sitesync remove-update ID`: take a hand-imported update out of the catalog. */
 int cli_remove_update_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
 	bool json = false;
-	json_t *data = NULL;
-	int ch;
-
-	cli_getopt_reset();
-	while ((ch = getopt_long(argc, argv, ":jh", opts, NULL)) != -1) {
-		switch (ch) {
-		case 'j':
-			json = true;
-			break;
-		case 'h':
-			return cli_cmd_help(cmd);
-		default:
-			return cli_bad_option(cmd, ch, argc, argv);
-		}
-	}
+	int ret = cli_json_only(cmd, argc, argv, &json);
+	if (ret >= 0)
+		return ret;
 	if (argc - optind != 1)
 		return cli_usage_error("remove-update: one update id expected");
-	int ret = cli_call(cli, "remove-update", json_pack("{s:s}", "id", argv[optind]), 0, &data);
-	if (ret != CLI_EXIT_OK)
-		return ret;
-	if (json)
-		cli_print_json(data);
-	else
-		printf("Removed imported update %s revision %" JSON_INTEGER_FORMAT "; catalog version %"
-		       JSON_INTEGER_FORMAT ".\n", json_string_value(json_object_get(data, "update_id")),
-		       json_integer_value(json_object_get(data, "revision")),
-		       json_integer_value(json_object_get(data, "version")));
-	json_decref(data);
-	return CLI_EXIT_OK;
+	return cli_call_show(cli, "remove-update", json_pack("{s:s}", "id", argv[optind]), 0,
+	                     json, remove_update_print);
+}
+
+static void reload_print(const json_t *data)
+{
+	const char *note = json_string_value(json_object_get(data, "note"));
+	printf("Configuration reloaded from %s%s%s.\n",
+	       json_string_value(json_object_get(data, "reloaded")),
+	       note && note[0] ? "; " : "", note ? note : "");
 }
 
 /* `sitesync reload`: re-read the configuration and say whether it took
  * (systemd's ExecReload runs it, so `systemctl reload` reports a refusal). */
 int cli_reload_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
 	bool json = false;
-	json_t *data = NULL;
-	int ch;
-
-	cli_getopt_reset();
-	while ((ch = getopt_long(argc, argv, ":jh", opts, NULL)) != -1) {
-		switch (ch) {
-		case 'j':
-			json = true;
-			break;
-		case 'h':
-			return cli_cmd_help(cmd);
-		default:
-			return cli_bad_option(cmd, ch, argc, argv);
-		}
-	}
+	int ret = cli_json_only(cmd, argc, argv, &json);
+	if (ret >= 0)
+		return ret;
 	if (optind < argc)
 		return cli_usage_error("reload: unexpected argument '%s'", argv[optind]);
 	/* The file may be what the daemon is about to refuse: it says why. */
 	cli->lenient_conf = true;
-	int ret = cli_call(cli, "reload", NULL, 0, &data);
-	if (ret != CLI_EXIT_OK)
-		return ret;
-	const char *note = json_string_value(json_object_get(data, "note"));
-	if (json)
-		cli_print_json(data);
-	else
-		printf("Configuration reloaded from %s%s%s.\n",
-		       json_string_value(json_object_get(data, "reloaded")),
-		       note && note[0] ? "; " : "", note ? note : "");
-	json_decref(data);
-	return CLI_EXIT_OK;
+	return cli_call_show(cli, "reload", NULL, 0, json, reload_print);
 }

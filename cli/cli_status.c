@@ -288,10 +288,8 @@ int cli_status_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv)
 				optind++;
 			}
 			break;
-		case 'h':
-			return cli_cmd_help(cmd);
 		default:
-			return cli_bad_option(cmd, ch, argc, argv);
+			return cli_other_option(cmd, ch, argc, argv);
 		}
 	}
 	if (optind < argc)
@@ -653,10 +651,8 @@ int cli_sync_cb(cli_t *cli, const cli_cmd_t *cmd, int argc, char **argv)
 				return cli_usage_error("sync: --timeout needs a number of seconds, not '%s'",
 				                       optarg);
 			break;
-		case 'h':
-			return cli_cmd_help(cmd);
 		default:
-			return cli_bad_option(cmd, ch, argc, argv);
+			return cli_other_option(cmd, ch, argc, argv);
 		}
 	}
 	if (optind < argc)
