@@ -297,23 +297,10 @@ START_TEST(reload_keeps_fixed_keys)
 }
 END_TEST
 
-static Suite *conf_suite(void)
-{
-	Suite *s = suite_create("conf");
-	TCase *tc = tcase_create("conf");
-	tcase_add_test(tc, defaults_and_values);
-	tcase_add_test(tc, rejects_bad_input);
-	tcase_add_test(tc, child_pins_parent_and_trust);
-	tcase_add_test(tc, site_codes);
-	tcase_add_test(tc, upstream_kind);
-	tcase_add_test(tc, sources);
-	tcase_add_test(tc, hostile_limits);
-	tcase_add_test(tc, reload_keeps_fixed_keys);
-	suite_add_tcase(s, tc);
-	return s;
-}
-
 int main(void)
 {
-	return check_run(conf_suite());
+	return check_tests("conf", "conf", 0,
+		defaults_and_values, rejects_bad_input, child_pins_parent_and_trust,
+		site_codes, upstream_kind, sources,
+		hostile_limits, reload_keeps_fixed_keys);
 }
