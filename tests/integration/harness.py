@@ -483,6 +483,20 @@ def tls_client_context(ca, cert=None, key=None):
     return ctx
 
 
+def connect_nonblocking(port, src=None):
+    """A plain TCP socket to 127.0.0.1:port (from address src, if given),
+    non-blocking, its connect started but not awaited."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if src is not None:
+        s.bind((src, 0))
+    s.setblocking(False)
+    try:
+        s.connect(("127.0.0.1", port))
+    except BlockingIOError:
+        pass
+    return s
+
+
 def tls_connect(port, ca, cert=None, key=None, host="127.0.0.1", timeout=10):
     """Connect over TLS 1.3 with an optional client certificate.
 
