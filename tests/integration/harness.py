@@ -1052,6 +1052,16 @@ class Harness:
             s.start()
 
     # -- hierarchy-wide checks ---------------------------------------------
+    def start_levels(self, top, *levels):
+        """Start top, then level by level: each site's parent adds it as
+        a child, then the level's sites start."""
+        top.start()
+        for level in levels:
+            for site in level:
+                site.parent.cli_ok("child", "add", site.code)
+            for site in level:
+                site.start()
+
     def wait_converged(self, top, sites, timeout, what=None):
         """Wait until every site holds top's version and digest and the
         same rows; return top's (version, digest, entries)."""
