@@ -483,6 +483,24 @@ def tls_client_context(ca, cert=None, key=None):
     return ctx
 
 
+def file_mark(path):
+    """Where path ends now (0 while it does not exist), for file_since()."""
+    try:
+        return os.path.getsize(path)
+    except FileNotFoundError:
+        return 0
+
+
+def file_since(path, mark):
+    """The text of path written after file_mark() gave mark."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(mark)
+            return f.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return ""
+
+
 def connect_nonblocking(port, src=None):
     """A plain TCP socket to 127.0.0.1:port (from address src, if given),
     non-blocking, its connect started but not awaited."""
@@ -876,18 +894,10 @@ class Site:
             return ""
 
     def log_mark(self):
-        try:
-            return os.path.getsize(self.logfile)
-        except FileNotFoundError:
-            return 0
+        return file_mark(self.logfile)
 
     def log_since(self, mark):
-        try:
-            with open(self.logfile, "rb") as f:
-                f.seek(mark)
-                return f.read().decode("utf-8", "replace")
-        except FileNotFoundError:
-            return ""
+        return file_since(self.logfile, mark)
 
     def log_tail(self, n=40):
         return "\n".join(self.log_text().splitlines()[-n:])
