@@ -483,6 +483,38 @@ def tls_client_context(ca, cert=None, key=None):
     return ctx
 
 
+def file_mark(path):
+    """Where path ends now (0 while it does not exist), for file_since()."""
+    try:
+        return os.path.getsize(path)
+    except FileNotFoundError:
+        return 0
+
+
+def file_since(path, mark):
+    """The text of path written after file_mark() gave mark."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(mark)
+            return f.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return ""
+
+
+def connect_nonblocking(port, src=None):
+    """A plain TCP socket to 127.0.0.1:port (from address src, if given),
+    non-blocking, its connect started but not awaited."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if src is not None:
+        s.bind((src, 0))
+    s.setblocking(False)
+    try:
+        s.connect(("127.0.0.1", port))
+    except BlockingIOError:
+        pass
+    return s
+
+
 def tls_connect(port, ca, cert=None, key=None, host="127.0.0.1", timeout=10):
     """Connect over TLS 1.3 with an optional client certificate.
 
@@ -862,18 +894,10 @@ class Site:
             return ""
 
     def log_mark(self):
-        try:
-            return os.path.getsize(self.logfile)
-        except FileNotFoundError:
-            return 0
+        return file_mark(self.logfile)
 
     def log_since(self, mark):
-        try:
-            with open(self.logfile, "rb") as f:
-                f.seek(mark)
-                return f.read().decode("utf-8", "replace")
-        except FileNotFoundError:
-            return ""
+        return file_since(self.logfile, mark)
 
     def log_tail(self, n=40):
         return "\n".join(self.log_text().splitlines()[-n:])
@@ -1038,6 +1062,16 @@ class Harness:
             s.start()
 
     # -- hierarchy-wide checks ---------------------------------------------
+    def start_levels(self, top, *levels):
+        """Start top, then level by level: each site's parent adds it as
+        a child, then the level's sites start."""
+        top.start()
+        for level in levels:
+            for site in level:
+                site.parent.cli_ok("child", "add", site.code)
+            for site in level:
+                site.start()
+
     def wait_converged(self, top, sites, timeout, what=None):
         """Wait until every site holds top's version and digest and the
         same rows; return top's (version, digest, entries)."""

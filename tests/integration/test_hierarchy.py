@@ -54,15 +54,7 @@ def test(h):
     s02 = h.add_site("S02", parent=p02, listen=False)
     children = [p01, p02, s01, s02]
 
-    cas.start()
-    cas.cli_ok("child", "add", "P01")
-    cas.cli_ok("child", "add", "P02")
-    p01.start()
-    p02.start()
-    p01.cli_ok("child", "add", "S01")
-    p02.cli_ok("child", "add", "S02")
-    s01.start()
-    s02.start()
+    h.start_levels(cas, [p01, p02], [s01, s02])
 
     # Round 1: the base catalog everywhere.
     st1 = sync_round(h, cas, 1)

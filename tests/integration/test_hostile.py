@@ -98,14 +98,7 @@ def closed_now(s, wait):
 
 
 def open_from(port, src):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind((src, 0))
-    s.setblocking(False)
-    try:
-        s.connect(("127.0.0.1", port))
-    except BlockingIOError:
-        pass
-    return s
+    return harness.connect_nonblocking(port, src)
 
 
 def raise_fd_limit(n):
@@ -133,15 +126,7 @@ def phase_flood(h, cas, p01, catalog, http_port):
     # Idle connections from 16 loopback addresses.
     idle = [open_from(cas.port, "127.0.0.%d" % (2 + i % 16)) for i in range(CONNS)]
     # HTTP: endless headers.
-    http = []
-    for _ in range(20):
-        s = socket.socket()
-        s.setblocking(False)
-        try:
-            s.connect(("127.0.0.1", http_port))
-        except BlockingIOError:
-            pass
-        http.append(s)
+    http = [harness.connect_nonblocking(http_port) for _ in range(20)]
     time.sleep(0.5)
 
     # Beyond the caps, connections are closed at accept.

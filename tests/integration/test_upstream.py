@@ -197,19 +197,11 @@ def ids_of(site, where="true"):
 
 
 def sync_log_since(site, mark):
-    try:
-        with open(site.sync_log, "rb") as f:
-            f.seek(mark)
-            return f.read().decode("utf-8", "replace")
-    except FileNotFoundError:
-        return ""
+    return harness.file_since(site.sync_log, mark)
 
 
 def sync_log_mark(site):
-    try:
-        return os.path.getsize(site.sync_log)
-    except FileNotFoundError:
-        return 0
+    return harness.file_mark(site.sync_log)
 
 
 def run_sync(site, *flags):

@@ -229,15 +229,7 @@ def phase_connect_timeout(h, cas):
                 upstream={"timeout": str(OVERALL_TIMEOUT),
                           "connect_timeout": str(CONNECT_TIMEOUT)},
                 schedule={"retry_minutes": str(RETRY_MINUTES)})
-    fillers = []
-    for _ in range(4):
-        c = socket.socket()
-        c.setblocking(False)
-        try:
-            c.connect(("127.0.0.1", port))
-        except BlockingIOError:
-            pass
-        fillers.append(c)
+    fillers = [harness.connect_nonblocking(port) for _ in range(4)]
     time.sleep(0.3)
     probe = socket.socket()
     probe.settimeout(1)

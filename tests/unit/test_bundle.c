@@ -158,17 +158,23 @@ START_TEST(good_bundle_passes)
 }
 END_TEST
 
+/* Save LEN bytes of BUF as the bundle and verify it: verify()'s answer. */
+static int verify_saved(const uint8_t *buf, size_t len, char *err, size_t errlen)
+{
+	save(buf, len);
+	bundle_info_t info;
+	return verify(&info, err, errlen);
+}
+
 START_TEST(every_flipped_byte_is_caught)
 {
 	image_t img;
 	build(&good, &img);
-	bundle_info_t info;
 	char err[256];
 	/* A stride through the whole file: header, batch, PullDone, checksum. */
 	for (size_t at = 0; at < img.len; at += 97) {
 		img.buf[at] ^= 0x20;
-		save(img.buf, img.len);
-		ck_assert_msg(verify(&info, err, sizeof(err)) != SS_EOK,
+		ck_assert_msg(verify_saved(img.buf, img.len, err, sizeof(err)) != SS_EOK,
 		              "byte %zu of %zu flipped and still accepted", at, img.len);
 		img.buf[at] ^= 0x20;
 	}
@@ -181,10 +187,8 @@ START_TEST(middle_byte_is_a_checksum_mismatch)
 	image_t img;
 	build(&good, &img);
 	img.buf[img.len / 2] ^= 0x01;
-	save(img.buf, img.len);
-	bundle_info_t info;
 	char err[256];
-	ck_assert_int_eq(verify(&info, err, sizeof(err)), SS_ECHECKSUM);
+	ck_assert_int_eq(verify_saved(img.buf, img.len, err, sizeof(err)), SS_ECHECKSUM);
 	ck_assert_ptr_nonnull(strstr(err, "checksum mismatch"));
 	free(img.buf);
 }
@@ -194,12 +198,10 @@ START_TEST(cut_files_are_truncated)
 {
 	image_t img;
 	build(&good, &img);
-	bundle_info_t info;
 	char err[256];
 	size_t cuts[] = { img.len - 1, img.end_at, img.len / 2, 2, 0 };
 	for (size_t i = 0; i < sizeof(cuts) / sizeof(cuts[0]); i++) {
-		save(img.buf, cuts[i]);
-		ck_assert_msg(verify(&info, err, sizeof(err)) == SS_ETRUNC,
+		ck_assert_msg(verify_saved(img.buf, cuts[i], err, sizeof(err)) == SS_ETRUNC,
 		              "cut at %zu of %zu: %s", cuts[i], img.len, err);
 		ck_assert_ptr_nonnull(strstr(err, "truncated bundle"));
 	}
@@ -214,10 +216,8 @@ START_TEST(trailing_bytes_are_refused)
 	uint8_t *more = malloc(img.len + 16);
 	memcpy(more, img.buf, img.len);
 	memset(more + img.len, 0, 16);
-	save(more, img.len + 16);
-	bundle_info_t info;
 	char err[256];
-	ck_assert_int_ne(verify(&info, err, sizeof(err)), SS_EOK);
+	ck_assert_int_ne(verify_saved(more, img.len + 16, err, sizeof(err)), SS_EOK);
 	free(more);
 	free(img.buf);
 }
@@ -228,9 +228,7 @@ static int verify_built(const spec_t *s, char *err, size_t errlen)
 {
 	image_t img;
 	build(s, &img);
-	save(img.buf, img.len);
-	bundle_info_t info;
-	int ret = verify(&info, err, errlen);
+	int ret = verify_saved(img.buf, img.len, err, errlen);
 	free(img.buf);
 	return ret;
 }
@@ -252,9 +250,7 @@ START_TEST(stream_without_header_is_not_a_bundle)
 	ck_assert_int_eq(verify_built(&s, err, sizeof(err)), SS_EMALF);
 
 	const char *text = "this is not a bundle at all\n";
-	save((const uint8_t *)text, strlen(text));
-	bundle_info_t info;
-	ck_assert_int_eq(verify(&info, err, sizeof(err)), SS_EMALF);
+	ck_assert_int_eq(verify_saved((const uint8_t *)text, strlen(text), err, sizeof(err)), SS_EMALF);
 }
 END_TEST
 

@@ -28,6 +28,33 @@ static int load(const char *text, conf_t **c, char *err, size_t errlen)
 	return ret;
 }
 
+/* BASE then REST loads; the conf (the caller frees it). */
+static conf_t *loaded(const char *base, const char *rest)
+{
+	conf_t *c = NULL;
+	char err[512] = "";
+	char text[1024];
+	snprintf(text, sizeof(text), "%s%s", base, rest);
+	ck_assert_msg(load(text, &c, err, sizeof(err)) == SS_EOK, "%s", err);
+	return c;
+}
+
+/* BASE then REST is refused (SS_ECONFIG, no conf) with the error WANT,
+ * the whole of it when WHOLE, else within it. */
+static void refused(const char *base, const char *rest, const char *want, bool whole)
+{
+	conf_t *c = NULL;
+	char err[512] = "";
+	char text[1024];
+	snprintf(text, sizeof(text), "%s%s", base, rest);
+	ck_assert_int_eq(load(text, &c, err, sizeof(err)), SS_ECONFIG);
+	if (whole)
+		ck_assert_str_eq(err, want);
+	else
+		ck_assert_msg(strstr(err, want) != NULL, "got: %s", err);
+	ck_assert_ptr_null(c);
+}
+
 START_TEST(defaults_and_values)
 {
 	conf_t *c = NULL;
@@ -155,67 +182,41 @@ END_TEST
 /* [upstream] kind: each guard alone, everything else valid. */
 START_TEST(upstream_kind)
 {
-	conf_t *c = NULL;
-	char err[512] = "";
 	const char *base = "[site]\ncode = CAS\n[database]\nconninfo=x\n[upstream]\n";
-	char text[512];
-	snprintf(text, sizeof(text), "%surl = https://sws.update.microsoft.com\nkind = wsus\n", base);
-	ck_assert_msg(load(text, &c, err, sizeof(err)) == SS_EOK, "%s", err);
+	conf_t *c = loaded(base, "url = https://sws.update.microsoft.com\nkind = wsus\n");
 	ck_assert_str_eq(c->upstream_kind, "wsus");
 	conf_free(c);
-	c = NULL;
-	snprintf(text, sizeof(text), "%surl = file:///x.xml\n", base);
-	ck_assert_msg(load(text, &c, err, sizeof(err)) == SS_EOK, "%s", err);
+	c = loaded(base, "url = file:///x.xml\n");
 	ck_assert_str_eq(c->upstream_kind, "catalog");
 	conf_free(c);
-	c = NULL;
-	snprintf(text, sizeof(text), "%surl = https://h/\nkind = msupdate\n", base);
-	ck_assert_int_eq(load(text, &c, err, sizeof(err)), SS_ECONFIG);
-	ck_assert_str_eq(err, "[upstream] kind must be 'catalog' or 'wsus', not 'msupdate'");
-	ck_assert_ptr_null(c);
-	snprintf(text, sizeof(text), "%surl = https://h/\nkind = wsus\nmax_document = 65535\n", base);
-	ck_assert_int_eq(load(text, &c, err, sizeof(err)), SS_ECONFIG);
-	ck_assert_str_eq(err, "[upstream] max_document must be at least 65536 bytes, not 65535");
-	ck_assert_ptr_null(c);
-	snprintf(text, sizeof(text), "%surl = file:///x.xml\nkind = wsus\n", base);
-	ck_assert_int_eq(load(text, &c, err, sizeof(err)), SS_ECONFIG);
-	ck_assert_ptr_nonnull(strstr(err, "kind = wsus needs an http:// or https:// url"));
-	ck_assert_ptr_null(c);
+	refused(base, "url = https://h/\nkind = msupdate\n",
+		"[upstream] kind must be 'catalog' or 'wsus', not 'msupdate'", true);
+	refused(base, "url = https://h/\nkind = wsus\nmax_document = 65535\n",
+		"[upstream] max_document must be at least 65536 bytes, not 65535", true);
+	refused(base, "url = file:///x.xml\nkind = wsus\n",
+		"kind = wsus needs an http:// or https:// url", false);
 }
 END_TEST
 
 /* [source NAME]: each refusal alone, everything else valid. */
 START_TEST(sources)
 {
-	conf_t *c = NULL;
-	char err[512] = "";
 	const char *base = "[site]\ncode = CAS\n[database]\nconninfo=x\n";
-	char text[1024];
-	snprintf(text, sizeof(text), "%s[upstream]\nurl = file:///a.xml\n[source vendor-1]\n"
-	         "url = https://v.example/c.cab\nca = /ca.pem\n", base);
-	ck_assert_msg(load(text, &c, err, sizeof(err)) == SS_EOK, "%s", err);
+	conf_t *c = loaded(base, "[upstream]\nurl = file:///a.xml\n[source vendor-1]\n"
+		"url = https://v.example/c.cab\nca = /ca.pem\n");
 	ck_assert_int_eq(c->n_sources, 1);
 	ck_assert_str_eq(c->sources[0].name, "vendor-1");
 	ck_assert_str_eq(c->sources[0].url, "https://v.example/c.cab");
 	ck_assert_str_eq(c->sources[0].ca, "/ca.pem");
 	conf_free(c);
-	c = NULL;
-	snprintf(text, sizeof(text), "%s[source vendor]\nurl = file:///c.xml\n", base);
-	ck_assert_int_eq(load(text, &c, err, sizeof(err)), SS_ECONFIG);
-	ck_assert_str_eq(err, "[source vendor] needs [upstream] url: it is merged into the upstream's catalog");
-	snprintf(text, sizeof(text), "%s[upstream]\nurl = file:///a.xml\n[source vendor]\n"
-	         "url = sitesync://h:1\n", base);
-	ck_assert_int_eq(load(text, &c, err, sizeof(err)), SS_ECONFIG);
-	ck_assert_str_eq(err, "[source vendor] url must be an http://, https:// or file:// catalog");
-	snprintf(text, sizeof(text), "%s[upstream]\nurl = file:///a.xml\n[source Vendor]\n"
-	         "url = file:///c.xml\n", base);
-	ck_assert_int_eq(load(text, &c, err, sizeof(err)), SS_ECONFIG);
-	ck_assert_ptr_nonnull(strstr(err, "[source Vendor]: a source name is 1-32 of a-z, 0-9, - and _"));
-	snprintf(text, sizeof(text), "%s[upstream]\nurl = file:///a.xml\n[source vendor]\n"
-	         "url = file:///c.xml\nkind = wsus\n", base);
-	ck_assert_int_eq(load(text, &c, err, sizeof(err)), SS_ECONFIG);
-	ck_assert_ptr_nonnull(strstr(err, "unknown key 'kind' in section [source vendor] (url, ca, proxy)"));
-	ck_assert_ptr_null(c);
+	refused(base, "[source vendor]\nurl = file:///c.xml\n",
+		"[source vendor] needs [upstream] url: it is merged into the upstream's catalog", true);
+	refused(base, "[upstream]\nurl = file:///a.xml\n[source vendor]\nurl = sitesync://h:1\n",
+		"[source vendor] url must be an http://, https:// or file:// catalog", true);
+	refused(base, "[upstream]\nurl = file:///a.xml\n[source Vendor]\nurl = file:///c.xml\n",
+		"[source Vendor]: a source name is 1-32 of a-z, 0-9, - and _", false);
+	refused(base, "[upstream]\nurl = file:///a.xml\n[source vendor]\nurl = file:///c.xml\nkind = wsus\n",
+		"unknown key 'kind' in section [source vendor] (url, ca, proxy)", false);
 }
 END_TEST
 
@@ -297,23 +298,10 @@ START_TEST(reload_keeps_fixed_keys)
 }
 END_TEST
 
-static Suite *conf_suite(void)
-{
-	Suite *s = suite_create("conf");
-	TCase *tc = tcase_create("conf");
-	tcase_add_test(tc, defaults_and_values);
-	tcase_add_test(tc, rejects_bad_input);
-	tcase_add_test(tc, child_pins_parent_and_trust);
-	tcase_add_test(tc, site_codes);
-	tcase_add_test(tc, upstream_kind);
-	tcase_add_test(tc, sources);
-	tcase_add_test(tc, hostile_limits);
-	tcase_add_test(tc, reload_keeps_fixed_keys);
-	suite_add_tcase(s, tc);
-	return s;
-}
-
 int main(void)
 {
-	return check_run(conf_suite());
+	return check_tests("conf", "conf", 0,
+		defaults_and_values, rejects_bad_input, child_pins_parent_and_trust,
+		site_codes, upstream_kind, sources,
+		hostile_limits, reload_keeps_fixed_keys);
 }

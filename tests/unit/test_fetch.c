@@ -321,6 +321,21 @@ START_TEST(https_with_ca)
 }
 END_TEST
 
+/* Fetching O into D is refused (SS_EFETCH) with an error holding WANT,
+ * and nothing is written; the seconds it took. R is the result. */
+static double fetch_refused(const fetch_opts_t *o, const char *d, fetch_result_t *r,
+			    char *err, size_t errlen, const char *want)
+{
+	double t0 = now();
+	int ret = fetch_to_file(o, d, r, err, errlen);
+	double took = now() - t0;
+	ck_assert_int_eq(ret, SS_EFETCH);
+	ck_assert_msg(strstr(err, want) != NULL, "%s", err);
+	ck_assert(!exists(d));
+	ck_assert(no_tmp_left(d));
+	return took;
+}
+
 START_TEST(https_wrong_ca_refused)
 {
 	char other[256];
@@ -330,14 +345,9 @@ START_TEST(https_wrong_ca_refused)
 	fetch_result_t r;
 	char err[256] = "";
 	char *d = dest("tls-bad.xml");
-	double t0 = now();
-	int ret = fetch_to_file(&o, d, &r, err, sizeof(err));
-	ck_assert_int_eq(ret, SS_EFETCH);
+	double took = fetch_refused(&o, d, &r, err, sizeof(err), "certificate");
 	/* A verification failure is not transient: no backoff. */
-	ck_assert_double_lt(now() - t0, 1.0);
-	ck_assert_msg(strstr(err, "certificate") != NULL, "%s", err);
-	ck_assert(!exists(d));
-	ck_assert(no_tmp_left(d));
+	ck_assert_double_lt(took, 1.0);
 
 	/* Nor does the system store know our throwaway CA. */
 	o.ca_file = NULL;
@@ -411,14 +421,10 @@ START_TEST(https_downgrade_refused)
 	fetch_result_t r;
 	char err[256] = "";
 	char *d = dest("downgrade.xml");
-	int ret = fetch_to_file(&o, d, &r, err, sizeof(err));
-	ck_assert_int_eq(ret, SS_EFETCH);
-	ck_assert_msg(strstr(err, "refused a redirect away from https") != NULL, "%s", err);
-	ck_assert(!exists(d));
-	ck_assert(no_tmp_left(d));
+	fetch_refused(&o, d, &r, err, sizeof(err), "refused a redirect away from https");
 	/* An https to https redirect is still followed. */
 	o.url = url(true, "/redirect/catalog.xml");
-	ret = fetch_to_file(&o, d, &r, err, sizeof(err));
+	int ret = fetch_to_file(&o, d, &r, err, sizeof(err));
 	ck_assert_msg(ret == SS_EOK, "%s", err);
 	fetch_result_clear(&r);
 }

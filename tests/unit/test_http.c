@@ -729,30 +729,12 @@ START_TEST(connection_cap)
 }
 END_TEST
 
-static Suite *http_suite(void)
-{
-	Suite *s = suite_create("http");
-	TCase *tc = tcase_create("core");
-
-	tcase_set_timeout(tc, 30);
-	tcase_add_test(tc, status_json);
-	tcase_add_test(tc, metrics_route);
-	tcase_add_test(tc, checker_refuses);
-	tcase_add_test(tc, dashboard);
-	tcase_add_test(tc, dashboard_script_parses);
-	tcase_add_test(tc, dashboard_renders);
-	tcase_add_test(tc, dashboard_server_side);
-	tcase_add_test(tc, errors);
-	tcase_add_test(tc, listen_addresses);
-	tcase_add_test(tc, render_edge_cases);
-	tcase_add_test(tc, iso8601);
-	tcase_add_test(tc, header_flood_refused);
-	tcase_add_test(tc, connection_cap);
-	suite_add_tcase(s, tc);
-	return s;
-}
-
 int main(void)
 {
-	return check_run(http_suite());
+	return check_tests("http", "core", 30,
+		status_json, metrics_route, checker_refuses,
+		dashboard, dashboard_script_parses, dashboard_renders,
+		dashboard_server_side, errors, listen_addresses,
+		render_edge_cases, iso8601, header_flood_refused,
+		connection_cap);
 }
