@@ -1039,6 +1039,13 @@ class Harness:
     def path(self, *parts):
         return os.path.join(self.root, *parts)
 
+    def add_top(self, entries, seed, extra=None):
+        """Site CAS whose upstream is a generated catalog (round 1) of
+        `entries` entries; returns the site and the catalog's path, which a
+        test may regenerate for later rounds."""
+        catalog = self.gen_catalog(self.path("upstream", "catalog.xml"), entries, 1, seed)
+        return self.add_site("CAS", upstream="file://" + catalog, extra=extra), catalog
+
     def gen_catalog(self, out, entries, rnd, seed=1):
         gen = os.path.join(self.src, "tests", "gen_catalog.py")
         check(os.path.exists(gen), "catalog generator %s is missing" % gen)

@@ -23,12 +23,9 @@ TIMEOUT = 180
 
 
 def test(h):
-    catalog = h.path("upstream", "catalog.xml")
-    os.makedirs(os.path.dirname(catalog))
-    h.gen_catalog(catalog, ENTRIES, 1, SEED)
-    cas = h.add_site("CAS", upstream="file://" + catalog,
-                     extra={"replication": {"max_concurrent_pulls": "1",
-                                            "rate_limit_kib": str(RATE_KIB)}})
+    cas, _ = h.add_top(ENTRIES, SEED,
+                       extra={"replication": {"max_concurrent_pulls": "1",
+                                              "rate_limit_kib": str(RATE_KIB)}})
     kids = [h.add_site(code, parent=cas, listen=False) for code in ("P01", "P02", "P03")]
     cas.start()
     for k in kids:

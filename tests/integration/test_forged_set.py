@@ -65,9 +65,7 @@ def strip_set_digest(src, dst):
 
 
 def test(h):
-    catalog = h.path("upstream", "catalog.xml")
-    h.gen_catalog(catalog, ENTRIES, 1, 3)
-    cas = h.add_site("CAS", upstream="file://" + catalog)
+    cas, _ = h.add_top(ENTRIES, 3)
     p01 = h.add_site("P01", parent=cas)
     s01 = h.add_site("S01", parent=p01, listen=False)
     cas.start()

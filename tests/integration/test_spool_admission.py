@@ -28,11 +28,8 @@ LOCK_SECONDS = 5
 
 
 def test(h):
-    catalog = h.path("upstream", "catalog.xml")
-    os.makedirs(os.path.dirname(catalog))
-    h.gen_catalog(catalog, ENTRIES, 1, SEED)
-    cas = h.add_site("CAS", upstream="file://" + catalog,
-                     extra={"replication": {"max_concurrent_pulls": "1"}})
+    cas, catalog = h.add_top(ENTRIES, SEED,
+                             extra={"replication": {"max_concurrent_pulls": "1"}})
     p01 = h.add_site("P01", parent=cas, listen=False)
     h.add_site("P02", parent=cas, listen=False)
     cas.start()

@@ -29,9 +29,7 @@ PRE_005 = ("ALTER TABLE catalog_state DROP COLUMN lthash; "
 
 
 def test(h):
-    catalog = h.path("upstream", "catalog.xml")
-    h.gen_catalog(catalog, ENTRIES, 1, 4)
-    cas = h.add_site("CAS", upstream="file://" + catalog)
+    cas, _ = h.add_top(ENTRIES, 4)
     p01 = h.add_site("P01", parent=cas)
     s01 = h.add_site("S01", parent=p01, listen=False)
     h.start_tree(cas, p01, s01)
