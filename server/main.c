@@ -180,7 +180,7 @@ static int load_state(daemon_t *d, char *err, size_t errlen)
 	snprintf(vbuf, sizeof(vbuf), "%" PRIu64, d->site.version);
 	const char *vp[] = { vbuf };
 	uint64_t committed = 0;
-	if ((ret = db_query_u64(conn, "SELECT coalesce(max(extract(epoch FROM created_at))::bigint, 0) "
+	if ((ret = db_query_u64(conn, "SELECT coalesce(floor(max(extract(epoch FROM created_at)))::bigint, 0) "
 	                        "FROM catalog_versions WHERE version = $1::bigint",
 	                        1, vp, &committed, 1, err, errlen)) != SS_EOK)
 		goto out;
