@@ -84,6 +84,7 @@ static const conf_key_t conf_keys[] = {
 	K("status", "refusal_log_seconds", CF_INT, refusal_log_seconds, "60", true),
 	K("status", "messages_keep", CF_INT, messages_keep, "100000", true),
 	K("status", "messages_days", CF_INT, messages_days, "90", true),
+	K("status", "relay_messages", CF_INT, relay_messages, "5", true),
 	K("alerts", "command", CF_STR, alert_command, NULL, true),
 	K("children", "approved", CF_STR, children, NULL, true),
 	K("children", "pending_max", CF_INT, pending_max, "32", true),
@@ -360,6 +361,10 @@ int conf_validate(const conf_t *c, char *err, size_t errlen)
 	}
 	if (c->sync_history_rows < 10) {
 		snprintf(err, errlen, "[status] sync_history_rows must be >= 10");
+		return SS_ECONFIG;
+	}
+	if (c->relay_messages < 0 || c->relay_messages > 16) {
+		snprintf(err, errlen, "[status] relay_messages must be 0 to 16");
 		return SS_ECONFIG;
 	}
 	if (c->pending_max < 0 || c->pending_max > 1024) {

@@ -77,6 +77,7 @@ typedef struct {
 	int sync_history_rows;    /* [status] sync_history_rows kept (newest) */
 	int refusal_log_seconds;  /* [status] refusal_log_seconds: one line per peer per window */
 	int messages_keep;        /* [status] messages_keep: newest history rows kept */
+	int relay_messages;       /* [status] relay_messages: error messages a row carries up, and taken per row */
 	int messages_days;        /* [status] messages_days: older history rows pruned */
 	char *alert_command;      /* [alerts] command */
 	char *children;           /* [children] approved = P01,P02 */

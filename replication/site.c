@@ -21,6 +21,8 @@
 			(d)->events->ev((d), ##__VA_ARGS__); \
 	} while (0)
 
+static void site_relay_push(site_t *d, int msg_id, const char *text);
+
 static void site_vsynclog(site_t *d, const char *fmt, va_list ap)
 {
 	char line[1024];
@@ -139,6 +141,42 @@ void site_message(site_t *d, int msg_id, const char *severity, const char *fmt, 
 	                     strcmp(severity, "warning") == 0 ? SS_LOG_WARNING : SS_LOG_INFO;
 	log_msg(lvl, "[%d] %s", msg_id, text);
 	RAISE(d, message, msg_id, severity, text);
+	if (lvl == SS_LOG_ERROR)
+		site_relay_push(d, msg_id, text);
+}
+
+/* Keep an error message for the status row, so the sites above learn of
+ * it (the refused reload of a leaf, its failed sync) with the next report. */
+static void site_relay_push(site_t *d, int msg_id, const char *text)
+{
+	size_t keep = d->conf->relay_messages > 0 ? (size_t)d->conf->relay_messages : 0;
+	if (keep > SITE_RELAY_MAX)
+		keep = SITE_RELAY_MAX;
+	if (keep == 0)
+		return;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	int64_t at = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+	/* Strictly increasing: the time is what tells a message seen before. */
+	if (d->n_relay > 0 && at <= d->relay[0].at_us)
+		at = d->relay[0].at_us + 1;
+	size_t n = d->n_relay < keep ? d->n_relay : keep - 1;
+	memmove(&d->relay[1], &d->relay[0], n * sizeof(d->relay[0]));
+	d->relay[0].msg_id = msg_id;
+	d->relay[0].at_us = at;
+	snprintf(d->relay[0].text, sizeof(d->relay[0].text), "%s", text);
+	d->n_relay = n + 1;
+	site_status_changed(d);
+}
+
+void site_message_relayed(site_t *d, const char *origin, int msg_id, const char *text,
+                          int64_t at_us)
+{
+	char safe[512];
+	/* The text is the site's own, but it lands on operators' terminals here. */
+	log_escape(text ? text : "", safe, sizeof(safe));
+	log_warning("[%d] from %s: %s", msg_id, origin, safe);
+	RAISE(d, relayed, origin, msg_id, "error", safe, at_us);
 }
 
 void site_version_committed(site_t *d, uint64_t version, const digest_t *digest,
@@ -148,6 +186,8 @@ void site_version_committed(site_t *d, uint64_t version, const digest_t *digest,
 	d->digest = *digest;
 	d->entries = entries;
 	d->version_at = time(NULL);
+	if (d->subtree)
+		status_reached_note(&d->subtree->own, version, d->version_at);
 	if (version >= d->top_version) {
 		d->top_version = version;
 		d->self.behind_since = 0;

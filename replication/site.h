@@ -103,6 +103,16 @@ typedef struct {
 	uint32_t attempts;
 } site_pending_t;
 
+/* An error message of this site that its status row carries upwards
+ * (proto SiteMessage); at most SITE_RELAY_MAX, [status] relay_messages. */
+#define SITE_RELAY_MAX 16
+#define SITE_RELAY_TEXT 240           /* bytes of text relayed: rows stay small */
+typedef struct {
+	int msg_id;
+	int64_t at_us;                /* unix microseconds, strictly increasing here */
+	char text[SITE_RELAY_TEXT];
+} site_relay_msg_t;
+
 struct site;
 
 /* Peers whose refusals are rate-limited one by one; more share the oldest slot. */
@@ -121,6 +131,10 @@ typedef struct {
 	void (*sync_finished)(struct site *s, bool ok);
 	/* A status message for operators (already logged). */
 	void (*message)(struct site *s, int msg_id, const char *severity, const char *text);
+	/* A site below reported an error message of its own (\a origin, when
+	 * it emitted it); the same message may come again with later reports. */
+	void (*relayed)(struct site *s, const char *origin, int msg_id, const char *severity,
+	                const char *text, int64_t at_us);
 } site_events_t;
 
 typedef struct site {
@@ -167,6 +181,8 @@ typedef struct site {
 	site_sync_t recent[SITE_RECENT_SYNCS];  /* newest first */
 	size_t n_recent;
 	struct status_table *subtree;
+	site_relay_msg_t relay[SITE_RELAY_MAX];  /* own error messages, newest first */
+	size_t n_relay;
 	bool status_dirty;
 	struct event *status_ev;      /* debounced report upwards */
 
@@ -223,6 +239,14 @@ void site_trust_announced(site_t *d, bool announced, const uint8_t key[32]);
 /*! \brief Log a status message and raise it to the owner (who records it). */
 void site_message(site_t *d, int msg_id, const char *severity,
                   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/*!
+ * \brief A row from below carries an error message of its site \a origin:
+ * escape its text, log it and raise it to the owner (who records it,
+ * once per origin, id and time).
+ */
+void site_message_relayed(site_t *d, const char *origin, int msg_id, const char *text,
+                          int64_t at_us);
 
 /*!
  * \brief A new catalog version is committed here: drop stale spools, tell

@@ -59,6 +59,17 @@ void status_table_free(status_table_t *t)
 	free(t);
 }
 
+void status_reached_note(status_reached_list_t *l, uint64_t v, int64_t at)
+{
+	if (v == 0 || (l->n > 0 && l->v[0].version == v))
+		return;
+	size_t n = l->n < STATUS_PROP_VERSIONS ? l->n : STATUS_PROP_VERSIONS - 1;
+	memmove(&l->v[1], &l->v[0], n * sizeof(l->v[0]));
+	l->v[0].version = v;
+	l->v[0].at = at;
+	l->n = n + 1;
+}
+
 status_row_t *status_table_find(status_table_t *t, const char *site)
 {
 	for (status_row_t *r = t->head; r; r = r->next)
@@ -88,6 +99,35 @@ static bool in_list(char (*list)[4], int n, const char *site)
 }
 
 static void status_forget_absent(site_t *d, const char *via, char (*keep)[4], int n_keep);
+
+/* The newest message time of a row (messages come newest first). */
+static int64_t newest_message(const Sitesync__SiteStatus *r)
+{
+	int64_t at = 0;
+	for (size_t i = 0; r && i < r->n_messages; i++)
+		if (r->messages[i] && r->messages[i]->at_us > at)
+			at = r->messages[i]->at_us;
+	return at;
+}
+
+/* A verified row's error messages that the row it replaces did not carry:
+ * at most [status] relay_messages of them, each raised once (the history's
+ * insert skips one recorded before our restart). The row is signed by its
+ * site: what it says of itself is its own to say. */
+static void status_take_messages(site_t *d, const Sitesync__SiteStatus *in,
+                                 const Sitesync__SiteStatus *prev)
+{
+	size_t max = d->conf->relay_messages > 0 ? (size_t)d->conf->relay_messages : 0;
+	size_t n = in->n_messages < max ? in->n_messages : max;
+	int64_t seen = newest_message(prev);
+	/* Oldest first, so the history lists them in the order they happened. */
+	for (size_t i = n; i-- > 0;) {
+		const Sitesync__SiteMessage *m = in->messages[i];
+		if (m == NULL || m->at_us <= seen)
+			continue;
+		site_message_relayed(d, in->site, (int)m->msg_id, m->text, m->at_us);
+	}
+}
 
 int status_accept_report(site_t *d, const char *child,
                          const Sitesync__StatusReport *rep, int *refused,
@@ -167,6 +207,9 @@ int status_accept_report(site_t *d, const char *child,
 				sitesync__site_status__free_unpacked(in, NULL);
 			continue;
 		}
+		/* Its error messages newer than those of the row it replaces are
+		 * recorded here (an ancestor's history); the row keeps them. */
+		status_take_messages(d, in, old ? old->row : NULL);
 		if (old == NULL) {
 			old = calloc(1, sizeof(*old));
 			if (old == NULL) {
@@ -181,6 +224,7 @@ int status_accept_report(site_t *d, const char *child,
 			rowsig_signed_clear(&old->signed_row);
 		}
 		old->row = in;
+		status_reached_note(&old->reached, in->catalog_version, in->version_reached_at);
 		if (is_signed && signed_copy(&old->signed_row, rep->signed_rows[i]) != SS_EOK)
 			sitesync__signed_row__init(&old->signed_row);
 		snprintf(old->via, sizeof(old->via), "%s", child);
@@ -274,6 +318,31 @@ static void fill_pending(site_t *d, Sitesync__SiteStatus *row)
 	row->pending_children = ptrs;
 }
 
+/* Our newest error messages, one block as fill_children_down()'s; the
+ * texts point into d->relay. */
+static void fill_messages(site_t *d, Sitesync__SiteStatus *row)
+{
+	size_t max = d->conf->relay_messages > 0 ? (size_t)d->conf->relay_messages : 0;
+	size_t n = d->n_relay < max ? d->n_relay : max;
+	if (n == 0)
+		return;
+	void *block = calloc(n, sizeof(Sitesync__SiteMessage *) + sizeof(Sitesync__SiteMessage));
+	if (block == NULL)
+		return;
+	Sitesync__SiteMessage **ptrs = block;
+	Sitesync__SiteMessage *msgs = (Sitesync__SiteMessage *)(ptrs + n);
+	for (size_t i = 0; i < n; i++) {
+		sitesync__site_message__init(&msgs[i]);
+		msgs[i].msg_id = (uint32_t)d->relay[i].msg_id;
+		msgs[i].at_us = d->relay[i].at_us;
+		msgs[i].severity = "error";
+		msgs[i].text = d->relay[i].text;
+		ptrs[i] = &msgs[i];
+	}
+	row->messages = ptrs;
+	row->n_messages = n;
+}
+
 void status_fill_self(site_t *d, Sitesync__SiteStatus *row)
 {
 	sitesync__site_status__init(row);
@@ -319,8 +388,10 @@ void status_fill_self(site_t *d, Sitesync__SiteStatus *row)
 	row->progress_total = s->progress_total;
 	row->behind_since = d->version < d->top_version ? s->behind_since : 0;
 	row->top_version = d->top_version;
+	row->last_sync_trigger = (char *)s->trigger;
 	fill_children_down(d, row);
 	fill_pending(d, row);
+	fill_messages(d, row);
 }
 
 /* Test hook for the compromised-relay test: what a lying relay would do. */
@@ -425,6 +496,7 @@ void status_report_clear(Sitesync__StatusReport *rep)
 		/* Only the self row was allocated here, with its children_down block. */
 		free(rep->rows[0]->children_down);
 		free(rep->rows[0]->pending_children);
+		free(rep->rows[0]->messages);
 		free(rep->rows[0]);
 	}
 	free(rep->rows);
@@ -499,6 +571,79 @@ static const Sitesync__ChildDown *child_down_find(const Sitesync__SiteStatus *ro
 		if (row->children_down[i]->site && strcmp(row->children_down[i]->site, site) == 0)
 			return row->children_down[i];
 	return NULL;
+}
+
+/* The row's error messages (newest first), as the history lists them. */
+static json_t *row_messages_json(const Sitesync__SiteStatus *r)
+{
+	json_t *arr = json_array();
+	for (size_t i = 0; i < r->n_messages; i++) {
+		const Sitesync__SiteMessage *m = r->messages[i];
+		if (m == NULL)
+			continue;
+		json_t *o = json_object();
+		json_object_set_new(o, "at", status_time_json((time_t)(m->at_us / 1000000)));
+		json_object_set_new(o, "site", json_string(r->site));
+		json_object_set_new(o, "msg_id", json_integer(m->msg_id));
+		json_object_set_new(o, "severity", json_string(m->severity ? m->severity : ""));
+		json_object_set_new(o, "text", json_string(m->text ? m->text : ""));
+		json_array_append_new(arr, o);
+	}
+	return arr;
+}
+
+/* A site's syncs: our own history's newest, or the last sync a row below
+ * reports (its start, end, trigger, source, result and counts). */
+static json_t *row_syncs_json(site_t *d, const Sitesync__SiteStatus *r, bool self)
+{
+	if (self)
+		return synchist_recent_json(d);
+	json_t *arr = json_array();
+	if (r->last_sync_start <= 0 && r->last_sync_end <= 0)
+		return arr;
+	bool failed = r->state == SITESYNC__SYNC_STATE__SYNC_FAILED;
+	bool syncing = r->state == SITESYNC__SYNC_STATE__SYNC_SYNCING;
+	const char *src = r->sync_source ? r->sync_source : "";
+	json_t *o = json_object();
+	json_object_set_new(o, "kind", json_string(r->parent == NULL || r->parent[0] == '\0' ?
+	                    "upstream" : strcmp(src, "import") == 0 ? "import" : "pull"));
+	json_object_set_new(o, "started_at", status_time_json(r->last_sync_start));
+	json_object_set_new(o, "ended_at", status_time_json(syncing ? 0 : r->last_sync_end));
+	json_object_set_new(o, "duration_s", json_integer(!syncing && r->last_sync_end > r->last_sync_start &&
+	                    r->last_sync_start > 0 ? (json_int_t)(r->last_sync_end - r->last_sync_start) : 0));
+	json_object_set_new(o, "trigger", str_or_null(r->last_sync_trigger));
+	json_object_set_new(o, "source", json_string(src));
+	json_object_set_new(o, "result", json_string(failed ? "failed" : syncing ? "running" : "succeeded"));
+	json_object_set_new(o, "from_version", json_integer((json_int_t)r->catalog_version));
+	json_object_set_new(o, "to_version", json_integer((json_int_t)r->catalog_version));
+	json_object_set_new(o, "added", json_integer((json_int_t)r->added));
+	json_object_set_new(o, "changed", json_integer((json_int_t)r->changed));
+	json_object_set_new(o, "removed", json_integer((json_int_t)r->removed));
+	json_object_set_new(o, "expired", json_integer((json_int_t)r->expired));
+	json_object_set_new(o, "error_code", json_integer(failed ? r->last_error_code : 0));
+	json_object_set_new(o, "error", failed ? str_or_null(r->last_error) : json_null());
+	json_array_append_new(arr, o);
+	return arr;
+}
+
+/* Versions the site committed and when, newest first, the one it holds
+ * included (its time survives restarts; older ones are since our start). */
+static json_t *row_reached_json(const Sitesync__SiteStatus *r, const status_reached_list_t *l)
+{
+	json_t *arr = json_array();
+	if (r->catalog_version > 0 && (l == NULL || l->n == 0 || l->v[0].version != r->catalog_version)) {
+		json_t *o = json_object();
+		json_object_set_new(o, "version", json_integer((json_int_t)r->catalog_version));
+		json_object_set_new(o, "reached_at", status_time_json(r->version_reached_at));
+		json_array_append_new(arr, o);
+	}
+	for (size_t i = 0; l && i < l->n && json_array_size(arr) < STATUS_PROP_VERSIONS; i++) {
+		json_t *o = json_object();
+		json_object_set_new(o, "version", json_integer((json_int_t)l->v[i].version));
+		json_object_set_new(o, "reached_at", status_time_json((time_t)l->v[i].at));
+		json_array_append_new(arr, o);
+	}
+	return arr;
 }
 
 static json_t *row_json(site_t *d, const Sitesync__SiteStatus *r, bool self,
@@ -603,6 +748,13 @@ static json_t *row_json(site_t *d, const Sitesync__SiteStatus *r, bool self,
 	json_object_set_new(o, "progress_total", json_integer((json_int_t)r->progress_total));
 	if (r->state == SITESYNC__SYNC_STATE__SYNC_SUCCEEDED)
 		json_object_set_new(o, "last_success", status_time_json(r->last_sync_end));
+	json_object_set_new(o, "last_sync_trigger", str_or_null(r->last_sync_trigger));
+	/* For the dashboard's site detail view and propagation chart. */
+	json_object_set_new(o, "syncs", row_syncs_json(d, r, self));
+	json_object_set_new(o, "messages", row_messages_json(r));
+	status_row_t *sr = self ? NULL : status_table_find(d->subtree, r->site);
+	json_object_set_new(o, "versions_reached",
+	                    row_reached_json(r, self ? &d->subtree->own : sr ? &sr->reached : NULL));
 	return o;
 }
 

@@ -8,11 +8,25 @@
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <time.h>
 
 #include "proto/sitesync.pb-c.h"
 
 struct site;
+
+/* Versions a site was seen to commit, and when (its version_reached_at),
+ * newest first: the dashboard's propagation of the last versions. Kept
+ * in memory from the reports since this daemon started. */
+#define STATUS_PROP_VERSIONS 10
+typedef struct {
+	uint64_t version;
+	int64_t at;                     /* unix seconds at that site */
+} status_reached_t;
+typedef struct {
+	status_reached_t v[STATUS_PROP_VERSIONS];
+	size_t n;
+} status_reached_list_t;
 
 typedef struct status_row {
 	struct status_row *next;
@@ -21,11 +35,16 @@ typedef struct status_row {
 	Sitesync__SiteStatus *row;      /* owned deep copy */
 	Sitesync__SignedRow signed_row; /* as its site signed it (owned), relayed as is */
 	time_t received_at;
+	status_reached_list_t reached;  /* versions this row's site committed */
 } status_row_t;
 
 typedef struct status_table {
 	status_row_t *head;
+	status_reached_list_t own;      /* this site's committed versions */
 } status_table_t;
+
+/*! \brief Note that version \a v was committed at \a at (once per version). */
+void status_reached_note(status_reached_list_t *l, uint64_t v, int64_t at);
 
 status_table_t *status_table_new(void);
 void status_table_free(status_table_t *t);

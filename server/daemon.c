@@ -1,9 +1,11 @@
 /* The shell's subscriptions to the site context's events. */
 #include "server/daemon.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/errcode.h"
@@ -17,6 +19,7 @@ typedef struct {
 	char severity[12];
 	char text[512];
 	char at[40];            /* stamped on the loop: emission order */
+	bool relayed;           /* from a site below: insert once per site, id and time */
 } message_job_t;
 
 static int message_work(PGconn *conn, void *arg)
@@ -28,6 +31,13 @@ static int message_work(PGconn *conn, void *arg)
 	if (shuffle && strcmp(shuffle, "1") == 0)
 		usleep((useconds_t)(((unsigned)m->at[strlen(m->at) - 4] * 7919u) % 40u) * 1000u);
 	const char *p[] = { m->site, m->msg_id, m->severity, m->text, m->at };
+	if (m->relayed)
+		/* Reports repeat a site's newest messages, and come again after a
+		 * restart here: the site's own time tells a message recorded before. */
+		return db_execp(conn, "INSERT INTO status_messages (site, msg_id, severity, text, at) "
+		                "SELECT $1, $2::int, $3, $4, $5::timestamptz WHERE NOT EXISTS (SELECT 1 "
+		                "FROM status_messages WHERE at = $5::timestamptz AND site = $1 "
+		                "AND msg_id = $2::int)", 5, p, NULL, 0);
 	return db_execp(conn, "INSERT INTO status_messages (site, msg_id, severity, text, at) "
 	                "VALUES ($1, $2, $3, $4, $5::timestamptz)", 5, p, NULL, 0);
 }
@@ -37,19 +47,45 @@ static void message_done(int ret, void *arg)
 	free(arg);
 }
 
+static void message_store(site_t *s, const char *site, int msg_id, const char *severity,
+                          const char *text, int64_t at_us);
+
 /* site_events_t.message: store it for `sitesync history` (asynchronously). */
 static void on_message(site_t *s, int msg_id, const char *severity, const char *text)
+{
+	message_store(s, s->conf->site_code, msg_id, severity, text, 0);
+}
+
+/* site_events_t.relayed: a site below's error message, in our history too. */
+static void on_relayed(site_t *s, const char *origin, int msg_id, const char *severity,
+                       const char *text, int64_t at_us)
+{
+	message_store(s, origin, msg_id, severity, text, at_us);
+}
+
+/* \a at_us 0: our own message, stamped now; else a relayed one's time. */
+static void message_store(site_t *s, const char *site, int msg_id, const char *severity,
+                          const char *text, int64_t at_us)
 {
 	message_job_t *m = calloc(1, sizeof(*m));
 	if (m == NULL)
 		return;
 	snprintf(m->text, sizeof(m->text), "%s", text);
-	snprintf(m->site, sizeof(m->site), "%s", s->conf->site_code);
+	snprintf(m->site, sizeof(m->site), "%s", site);
 	snprintf(m->msg_id, sizeof(m->msg_id), "%d", msg_id);
 	snprintf(m->severity, sizeof(m->severity), "%s", severity);
-	/* Every worker serves the quick lane, so ids follow insertion, not
-	 * emission: the time stamped here is what orders the history. */
-	synchist_stamp(m->at, sizeof(m->at));
+	if (at_us > 0) {
+		struct tm tm;
+		time_t sec = (time_t)(at_us / 1000000);
+		gmtime_r(&sec, &tm);
+		size_t n = strftime(m->at, sizeof(m->at), "%Y-%m-%d %H:%M:%S", &tm);
+		snprintf(m->at + n, sizeof(m->at) - n, ".%06ld+00", (long)(at_us % 1000000));
+		m->relayed = true;
+	} else {
+		/* Every worker serves the quick lane, so ids follow insertion, not
+		 * emission: the time stamped here is what orders the history. */
+		synchist_stamp(m->at, sizeof(m->at));
+	}
 	if (s->db == NULL || db_submit(s->db, DB_QUICK, message_work, message_done, m) != SS_EOK)
 		free(m);
 	/* A tenth of the kept rows written since the last prune: prune again,
@@ -119,6 +155,7 @@ void daemon_events_free(daemon_t *d)
 
 static const site_events_t daemon_events = {
 	.message = on_message,
+	.relayed = on_relayed,
 };
 
 void daemon_subscribe(daemon_t *d)

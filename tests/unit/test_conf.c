@@ -127,6 +127,22 @@ START_TEST(rejects_bad_input)
 	ck_assert_int_eq(c->pending_max, 1024);
 	conf_free(c);
 	c = NULL;
+	/* Error messages a status row carries up (and taken from one): 0 to 16. */
+	ck_assert_int_eq(load("[site]\ncode = CAS\n[database]\nconninfo=x\n[status]\n"
+	                      "relay_messages = 17\n", &c, err, sizeof(err)), SS_ECONFIG);
+	ck_assert_str_eq(err, "[status] relay_messages must be 0 to 16");
+	ck_assert_int_eq(load("[site]\ncode = CAS\n[database]\nconninfo=x\n[status]\n"
+	                      "relay_messages = -1\n", &c, err, sizeof(err)), SS_ECONFIG);
+	ck_assert_int_eq(load("[site]\ncode = CAS\n[database]\nconninfo=x\n", &c, err,
+	                      sizeof(err)), SS_EOK);
+	ck_assert_int_eq(c->relay_messages, 5);
+	conf_free(c);
+	c = NULL;
+	ck_assert_int_eq(load("[site]\ncode = CAS\n[database]\nconninfo=x\n[status]\n"
+	                      "relay_messages = 16\n", &c, err, sizeof(err)), SS_EOK);
+	ck_assert_int_eq(c->relay_messages, 16);
+	conf_free(c);
+	c = NULL;
 }
 END_TEST
 
