@@ -55,7 +55,7 @@ static void put_site_row(FILE *f, const json_t *s, int depth)
 	        json_is_true(json_object_get(s, "cert_expiring")) ? "true" : "false", cls);
 	fprintf(f, "<td class=\"site\" style=\"padding-left: %.1fem\">", 0.8 + 1.6 * depth);
 	fputs(depth > 0 ? "\xe2\x94\x94 " : "", f);
-	fputs("<a href=\"#site=", f);
+	fputs("<a href=\"?site=", f);
 	put_esc(f, str(s, "site"));
 	fputs("\">", f);
 	put_esc(f, str(s, "site"));
@@ -206,7 +206,89 @@ static void put_syncs(FILE *f, const json_t *syncs)
 	}
 }
 
-char *dashboard_render(const char *tmpl, const json_t *status)
+/* The detail view's fields, as DETAIL in dashboard.html lists them. */
+static const char *const DETAIL[][2] = {
+	{ "state", "State" }, { "stale_reason", "Stale because" }, { "parent", "Parent" },
+	{ "sync_source", "Syncs from" }, { "catalog_version", "Catalog version" },
+	{ "lag_versions", "Behind (versions)" }, { "lag_seconds", "Behind (seconds)" },
+	{ "link", "Link" }, { "link_last_seen", "Link last seen" },
+	{ "last_sync_start", "Last sync start" }, { "last_sync_end", "Last sync end" },
+	{ "last_success", "Last success" }, { "added", "Added" }, { "changed", "Changed" },
+	{ "removed", "Removed" }, { "expired", "Expired" }, { "last_error_code", "Last error code" },
+	{ "last_error", "Last error" }, { "consecutive_failures", "Consecutive failures" },
+	{ "next_retry", "Next retry" }, { "version", "Software" },
+	{ "cert_expires", "Certificate expires" }, { "cert_days_left", "Certificate days left" },
+	{ "reported_at", "Reported at" },
+};
+
+static bool ends_with(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), m = strlen(suffix);
+	return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+/* One value as the script's cell() shows it: "-" for nothing. */
+static void put_value_cell(FILE *f, const char *cls, const json_t *v)
+{
+	char buf[32];
+	const char *text = "-";
+	if (json_is_string(v) && json_string_length(v) > 0)
+		text = json_string_value(v);
+	else if (json_is_integer(v)) {
+		snprintf(buf, sizeof(buf), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+		text = buf;
+	} else if (json_is_boolean(v))
+		text = json_is_true(v) ? "true" : "false";
+	put_cell(f, cls, text);
+}
+
+static void put_detail_rows(FILE *f, const json_t *s)
+{
+	static const char *const times[] = { "_at", "_start", "_end", "_success", "_seen",
+	                                     "_retry", "_expires" };
+	for (size_t i = 0; i < sizeof(DETAIL) / sizeof(DETAIL[0]); i++) {
+		bool when = false;
+		for (size_t k = 0; k < sizeof(times) / sizeof(times[0]); k++)
+			when = when || ends_with(DETAIL[i][0], times[k]);
+		fprintf(f, "<tr data-field=\"%s\"><th>%s</th>", DETAIL[i][0], DETAIL[i][1]);
+		put_value_cell(f, when ? "when" : NULL, json_object_get(s, DETAIL[i][0]));
+		fputs("</tr>\n", f);
+	}
+}
+
+/* The site's error messages, newest first. */
+static void put_messages(FILE *f, const json_t *msgs)
+{
+	size_t i;
+	const json_t *m;
+	json_array_foreach(msgs, i, m) {
+		char id[24];
+		snprintf(id, sizeof(id), "%" JSON_INTEGER_FORMAT,
+		         json_integer_value(json_object_get(m, "msg_id")));
+		fputs("<tr data-msg-id=\"", f);
+		put_esc(f, id);
+		fputs("\">", f);
+		put_cell(f, "when", str(m, "at"));
+		put_cell(f, NULL, id);
+		put_cell(f, NULL, str(m, "severity"));
+		put_cell(f, "err", str(m, "text"));
+		fputs("</tr>\n", f);
+	}
+}
+
+static const json_t *find_site(const json_t *status, const char *code)
+{
+	size_t i;
+	const json_t *s;
+	if (code == NULL)
+		return NULL;
+	json_array_foreach(json_object_get(status, "sites"), i, s)
+		if (str(s, "site") && strcmp(str(s, "site"), code) == 0)
+			return s;
+	return NULL;
+}
+
+char *dashboard_render(const char *tmpl, const json_t *status, const char *detail)
 {
 	char *out = NULL;
 	size_t len = 0;
@@ -214,7 +296,11 @@ char *dashboard_render(const char *tmpl, const json_t *status)
 	if (f == NULL)
 		return NULL;
 	static const char *const markers[] = { "<!--SITES-->", "<!--SYNCS-->", "<!--SITE-->",
-	                                       "<!--GENERATED-->", "<!--TOP-->" };
+	                                       "<!--GENERATED-->", "<!--TOP-->",
+	                                       "<!--DETAIL-ATTRS-->", "<!--DETAIL-SITE-->",
+	                                       "<!--DETAIL-ROWS-->", "<!--DETAIL-SYNCS-->",
+	                                       "<!--DETAIL-MSGS-->" };
+	const json_t *site = status ? find_site(status, detail) : NULL;
 	const char *p = tmpl;
 	for (;;) {
 		const char *next = NULL;
@@ -232,7 +318,18 @@ char *dashboard_render(const char *tmpl, const json_t *status)
 		}
 		fwrite(p, 1, (size_t)(next - p), f);
 		p = next + strlen(markers[which]);
-		if (status == NULL)
+		if (which == 5) {
+			/* Hidden unless ?site= names a site of the view. */
+			if (site == NULL) {
+				fputs(" hidden", f);
+				continue;
+			}
+			fputs(" data-detail-site=\"", f);
+			put_esc(f, str(site, "site"));
+			fputs("\"", f);
+			continue;
+		}
+		if (status == NULL || (which > 5 && site == NULL))
 			continue;
 		char buf[32];
 		switch (which) {
@@ -240,6 +337,10 @@ char *dashboard_render(const char *tmpl, const json_t *status)
 		case 1: put_syncs(f, json_object_get(status, "syncs")); break;
 		case 2: put_esc(f, str(status, "site")); break;
 		case 3: put_esc(f, str(status, "generated_at")); break;
+		case 6: put_esc(f, str(site, "site")); break;
+		case 7: put_detail_rows(f, site); break;
+		case 8: put_syncs(f, json_object_get(site, "syncs")); break;
+		case 9: put_messages(f, json_object_get(site, "messages")); break;
 		default:
 			snprintf(buf, sizeof(buf), "%" JSON_INTEGER_FORMAT,
 			         json_integer_value(json_object_get(status, "top_version")));

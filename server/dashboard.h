@@ -11,6 +11,8 @@
  * \brief The dashboard template (server/dashboard.html) with the rows of
  * \a status (may be NULL: the tables stay empty) put in at its markers.
  * Every text from the status object is HTML-escaped.
+ * \param detail  Site code of the detail view (GET /?site=CODE), or NULL;
+ *                a code not in the view leaves the view hidden.
  * \return A new string (free()), or NULL when out of memory.
  */
-char *dashboard_render(const char *tmpl, const json_t *status);
+char *dashboard_render(const char *tmpl, const json_t *status, const char *detail);

@@ -9,6 +9,7 @@
 
 #include <arpa/inet.h>
 #include <math.h>
+#include <stdbool.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,7 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
+#include "common/conf.h"
 #include "common/errcode.h"
 #include "common/log.h"
 #include "net/conn.h"
@@ -309,6 +311,17 @@ static void reply_text(struct evhttp_request *req, int code, const char *reason,
 	evbuffer_free(buf);
 }
 
+/* GET /?site=CODE: the site of the dashboard's detail view. Only that one
+ * parameter with a well-formed site code counts; the rest is ignored. */
+static bool http_detail_site(const struct evhttp_uri *uri, char out[4])
+{
+	const char *q = uri != NULL ? evhttp_uri_get_query(uri) : NULL;
+	if (q == NULL || strncmp(q, "site=", 5) != 0 || strlen(q + 5) != 3)
+		return false;
+	memcpy(out, q + 5, 4);
+	return conf_site_code_valid(out);
+}
+
 static void request_cb(struct evhttp_request *req, void *arg)
 {
 	http_t *h = arg;
@@ -331,7 +344,9 @@ static void request_cb(struct evhttp_request *req, void *arg)
 	if (strcmp(path, "/") == 0 || strcmp(path, "/index.html") == 0) {
 		/* Rendered with the rows first; the script then polls /status. */
 		status = h->cb != NULL ? h->cb(h->arg) : NULL;
-		body = dashboard_render(http_dashboard_html, status);
+		char detail[4];
+		body = dashboard_render(http_dashboard_html, status,
+		                        http_detail_site(uri, detail) ? detail : NULL);
 		json_decref(status);
 		if (body == NULL) {
 			evhttp_send_error(req, HTTP_INTERNAL, NULL);

@@ -185,6 +185,20 @@ static int load_state(daemon_t *d, char *err, size_t errlen)
 	                        1, vp, &committed, 1, err, errlen)) != SS_EOK)
 		goto out;
 	d->site.version_at = committed > 0 ? (time_t)committed : time(NULL);
+	/* The last versions' commit times, for the propagation chart across restarts. */
+	PGresult *vr = NULL;
+	char nbuf[16];
+	snprintf(nbuf, sizeof(nbuf), "%d", STATUS_PROP_VERSIONS);
+	const char *np[] = { nbuf };
+	if ((ret = db_query(conn, "SELECT version, floor(extract(epoch FROM created_at))::bigint FROM "
+	                    "(SELECT version, created_at FROM catalog_versions WHERE version > 0 "
+	                    "ORDER BY version DESC LIMIT $1::int) v ORDER BY version",
+	                    1, np, &vr, err, errlen)) != SS_EOK)
+		goto out;
+	for (int i = 0; i < PQntuples(vr); i++)
+		status_reached_note(&d->site.subtree->own, strtoull(PQgetvalue(vr, i, 0), NULL, 10),
+		                    strtoll(PQgetvalue(vr, i, 1), NULL, 10));
+	PQclear(vr);
 	if ((ret = approve_listed(conn, d->site.conf->children, err, errlen)) != SS_EOK)
 		goto out;
 	if ((ret = ctl_cmds_load_children(d, conn, err, errlen)) != SS_EOK)

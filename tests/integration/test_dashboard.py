@@ -8,7 +8,11 @@ dumps the DOM: every site of `status --json` must have a row with the same
 data-site and data-state, and no other row may exist. A screenshot is saved
 next to the DOM dump in the test's temp dir (SS_KEEP_TMP=1 keeps it).
 GET / without a script already carries the rows (server-side first).
-The detail view (#site=S01) shows S01's row in full, with why it is stale.
+The detail view (#site=S01, or ?site=S01 rendered by the server first)
+shows S01's row in full, with why it is stale, its last sync (the row's)
+and the 7142 of a reload refused there before it died, with the exact
+values of `status --json`; GET /?site=CAS carries CAS's syncs as
+`history --json` lists them, before any script.
 Screenshots of both views and the DOM are kept as artifacts in
 $SS_ARTIFACTS_DIR (default: test-artifacts/dashboard under the test's
 working directory, the build directory under meson).
@@ -16,23 +20,31 @@ The synchronizations table lists the syncs of CAS that `history --json` gives.
 The charts (inline SVG drawn by the page's script from /status) have one
 propagation bar and one lag line per site of `status --json`, each with
 data-site; the top's bar is 0 s, the synced parents' are not behind and
-the dead S01, one version short after round 2, is. A
+the dead S01, one version short after the last round, is. After twelve
+versions the chart of the last versions has one series per version for
+the top's last ten, each with one bar per site whose data-seconds is the
+time from the top's commit to the site's (versions_reached). A
 script error leaves them empty and fails the test.
 
 Skips (exit 77) only when no Chromium binary can be found.
 """
 
+import calendar
 import html.parser
 import json
 import os
 import shutil
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import check, log, wait_for  # noqa: E402
 from test_status import build_hierarchy, http_get, rows_of, wait_state  # noqa: E402
+
+PROP_VERSIONS = 10              # STATUS_PROP_VERSIONS, the page's PROP_VERSIONS
+RELOAD_REASON = "[children] pending_max must be 0 to 1024"
 
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "chromium", "chromium-browser",
                        "google-chrome", "google-chrome-stable")
@@ -60,6 +72,11 @@ class RowParser(html.parser.HTMLParser):
         self.detail = None
         self.fields = {}
         self._field = None
+        self.series = []        # prop-series data-version, in page order
+        self.points = {}        # (version, site) -> (data-seconds, data-behind)
+        self.tables = {}        # tbody id -> rows of cell texts
+        self._tbody = None
+        self._row = None
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
@@ -67,27 +84,45 @@ class RowParser(html.parser.HTMLParser):
             self.when_cells += 1
         if "data-detail-site" in a:
             self.detail = a["data-detail-site"]
+        if tag == "tbody":
+            self._tbody = a.get("id")
+            self.tables.setdefault(self._tbody, [])
+        elif tag == "tr" and self._tbody:
+            self._row = []
+            self.tables[self._tbody].append(self._row)
+        elif tag == "td" and self._row is not None:
+            self._row.append("")
         if "data-field" in a:
             self._field = a["data-field"]
         elif tag == "td" and self._field:
             self.fields[self._field] = ""
         cls = (a.get("class") or "").split()
-        if "prop-bar" in cls:
+        if "prop-series" in cls:
+            self.series.append(a.get("data-version"))
+        elif "prop-point" in cls:
+            self.points[(a.get("data-version"), a.get("data-site"))] = (
+                a.get("data-seconds"), a.get("data-behind"))
+        elif "prop-bar" in cls:
             self.prop[a.get("data-site")] = (a.get("data-seconds"), a.get("data-behind"))
         elif "lag-series" in cls:
             self.lag[a.get("data-site")] = (a.get("data-lag"), a.get("data-points"))
         elif "data-site" in a:
             self.rows.append((a["data-site"], a.get("data-state")))
-        if "data-sync-trigger" in a:
+        if "data-sync-trigger" in a and self._tbody != "detail-syncs":
             self.syncs.append((a["data-sync-trigger"], a.get("data-sync-result")))
 
     def handle_data(self, data):
         if self._field and self._field in self.fields:
             self.fields[self._field] += data
+        if self._row:
+            self._row[-1] += data
 
     def handle_endtag(self, tag):
         if tag == "tr":
             self._field = None
+            self._row = None
+        elif tag == "tbody":
+            self._tbody = None
 
 
 def chromium(h, exe, url, *mode):
@@ -103,6 +138,41 @@ def chromium(h, exe, url, *mode):
     check(p.returncode == 0, "chromium %s exited %d: %s"
           % (" ".join(mode), p.returncode, p.stderr[-2000:]))
     return p.stdout
+
+
+def sync_cells(y):
+    """A sync row's cells as the page writes them."""
+    versions = str(y["to_version"]) if y["from_version"] == y["to_version"] else \
+        "%d \u2192 %d" % (y["from_version"], y["to_version"])
+    err = "%d: %s" % (y["error_code"], y["error"] or "") if y["error_code"] else ""
+    return [y["started_at"] or "", y["ended_at"] or "", "%d s" % y["duration_s"], y["kind"],
+            y["trigger"] or "", y["source"] or "", y["result"], versions, str(y["added"]),
+            str(y["changed"]), str(y["removed"]), str(y["expired"]), err]
+
+
+def epoch(t):
+    return calendar.timegm(time.strptime(t, "%Y-%m-%dT%H:%M:%SZ")) if t else None
+
+
+def expected_propagation(doc):
+    """(version, site) -> (seconds or None, behind) for the top's last
+    PROP_VERSIONS versions, from versions_reached as the page reads them."""
+    sites = doc["sites"]
+    top = [r for r in sites if not r["parent"]][0]
+    versions = [v for v in top["versions_reached"] if v["reached_at"]][:PROP_VERSIONS]
+    out = {}
+    for v in versions:
+        t0 = epoch(v["reached_at"])
+        for r in sites:
+            if r["catalog_version"] < v["version"]:
+                out[(v["version"], r["site"])] = (None, True)
+                continue
+            known = r["versions_reached"]
+            times = [epoch(e["reached_at"]) for e in known
+                     if e["version"] >= v["version"] and e["reached_at"]]
+            ok = known and min(e["version"] for e in known) <= v["version"] and times
+            out[(v["version"], r["site"])] = (max(0, min(times) - t0) if ok else None, False)
+    return [v["version"] for v in reversed(versions)], out
 
 
 def states(site):
@@ -134,6 +204,29 @@ def test(h):
           "dates are not kept on one line")
     log("GET / carries %d site rows and %d syncs before any script runs"
         % (len(p.rows), len(p.syncs)))
+
+    # More versions than the chart keeps: ten more rounds, all sites alive.
+    # P02 is down for one of them and gets that version late.
+    for i in range(PROP_VERSIONS):
+        if i == 4:
+            hy["P02"].stop()
+        late = hy.next_round()
+        if i == 4:
+            time.sleep(2)
+            hy["P02"].start()
+            h.wait_converged(cas, [hy["P02"]], 60, "P02 back with version %d" % late)
+            late_version = late
+    h.wait_converged(cas, [hy["P01"], hy["P02"], hy["S01"]], 120, "round 11 everywhere")
+    # A refused reload at S01 reaches CAS's view of S01 (its error messages).
+    s01 = hy["S01"]
+    s01.extra = {"children": {"pending_max": "5000"}}
+    s01.write_config()
+    rc, _, err = s01.cli("-s", s01.control, "reload")
+    check(rc == 2 and RELOAD_REASON in err, "S01 reload: rc %d %r" % (rc, err))
+    reload_text = "Reload of %s refused: %s; the running configuration is kept" % (
+        s01.conf, RELOAD_REASON)
+    wait_state(cas, "S01", lambda r, d: [m["msg_id"] for m in r["messages"]] == [7142], 30,
+               "S01's 7142 in its row at CAS")
 
     hy["S01"].kill()
     wait_state(cas, "S01", lambda r, d: r.get("state") == "stale", 60,
@@ -175,6 +268,33 @@ def test(h):
         sec, behind = p.prop[code]
         check(behind == "false" and sec.isdigit(), "%s propagation %r" % (code, p.prop[code]))
     check(all(int(n) >= 1 for _, n in p.lag.values()), "lag series %r" % p.lag)
+    # The last versions' chart: one series per version, the top's last
+    # PROP_VERSIONS (oldest first), one bar per site with exact seconds;
+    # S01 lacks the newest and shows it behind.
+    doc = cas.status_json()
+    top = cas.catalog_state()[0]
+    versions, want_points = expected_propagation(doc)
+    check(versions == list(range(top - PROP_VERSIONS + 1, top + 1)),
+          "the top's last versions %r, top version %d" % (versions, top))
+    check(p.series == [str(v) for v in versions], "series %r, versions %r"
+          % (p.series, versions))
+    check(set(p.points) == {(str(v), c) for v, c in want_points},
+          "points %r, want %r" % (sorted(p.points), sorted(want_points)))
+    for (v, code), (sec, behind) in want_points.items():
+        got = p.points[(str(v), code)]
+        if behind:
+            check(got[1] == "true" and got[0].isdigit(), "v%d %s: %r (behind)" % (v, code, got))
+        else:
+            check(got == ("" if sec is None else str(sec), "false"),
+                  "v%d %s: %r, want %r" % (v, code, got, sec))
+    check(p.points[(str(top), "S01")][1] == "true" and
+          p.points[(str(top - 1), "S01")] == (str(want_points[(top - 1, "S01")][0]), "false"),
+          "S01 in the chart: %r" % [(k, x) for k, x in p.points.items() if k[1] == "S01"])
+    late_s = p.points[(str(late_version), "P02")][0]
+    check(late_s.isdigit() and int(late_s) >= 2, "P02, down while version %d came, got it "
+          "after %r s" % (late_version, late_s))
+    check(all(p.points[(str(v), "CAS")] == ("0", "false") for v in versions),
+          "the top's own bars: %r" % [(k, x) for k, x in p.points.items() if k[1] == "CAS"])
     log("charts: propagation %r, lag %r" % (p.prop, p.lag))
     # The synchronizations table: CAS's syncs as `history --json` lists them.
     hist = [(r["trigger"], r["result"]) for r in
@@ -187,6 +307,35 @@ def test(h):
     d = RowParser()
     d.feed(dom)
     s01 = [r for r in cas.status_json()["sites"] if r["site"] == "S01"][0]
+    check(d.tables.get("detail-syncs") == [sync_cells(y) for y in s01["syncs"]] and
+          len(s01["syncs"]) == 1 and s01["syncs"][0]["trigger"] == "parent" and
+          s01["syncs"][0]["to_version"] == top - 1, "detail syncs of S01 %r, status %r"
+          % (d.tables.get("detail-syncs"), s01["syncs"]))
+    msgs = [[m["at"], "7142", "error", reload_text] for m in s01["messages"]]
+    check(d.tables.get("detail-msgs") == msgs and len(msgs) == 1,
+          "detail messages of S01 %r, want %r" % (d.tables.get("detail-msgs"), msgs))
+    hist = [m for m in json.loads(cas.cli_ok("history", "--json"))["messages"]
+            if m["site"] == "S01" and m["msg_id"] == 7142]
+    check(len(hist) == 1 and [hist[0]["at"], "7142", "error", hist[0]["text"]] == msgs[0],
+          "CAS history of S01's 7142 %r, detail %r" % (hist, msgs))
+    # Server-side first: GET /?site=CAS carries CAS's syncs (its history's)
+    # and fields, before any script; GET /?site=S01 the same as the browser.
+    _, page = http_get(cas.http_port, "/?site=CAS")
+    c = RowParser()
+    c.feed(page)
+    hist = json.loads(cas.cli_ok("history", "--json"))["syncs"]
+    check(c.detail == "CAS" and c.tables.get("detail-syncs") == [sync_cells(y) for y in hist]
+          and len(hist) == 1 + PROP_VERSIONS + 1 and c.fields.get("parent") == "-",
+          "GET /?site=CAS detail %r %r, history %r" % (c.detail, c.tables.get("detail-syncs"),
+                                                      hist))
+    _, page = http_get(cas.http_port, "/?site=S01")
+    c = RowParser()
+    c.feed(page)
+    check(c.detail == "S01" and c.tables.get("detail-msgs") == msgs and
+          c.tables.get("detail-syncs") == d.tables.get("detail-syncs"),
+          "GET /?site=S01: %r %r" % (c.detail, c.tables))
+    _, page = http_get(cas.http_port, "/?site=%3Cb%3E")
+    check('<section id="detail" hidden>' in page, "GET /?site=<b> shows a detail view")
     check(d.detail == "S01" and d.fields.get("state") == "stale" and
           d.fields.get("stale_reason") == s01["stale_reason"] and
           d.fields.get("catalog_version") == str(s01["catalog_version"]) and
@@ -199,9 +348,10 @@ def test(h):
     keep = os.environ.get("SS_ARTIFACTS_DIR") or os.path.join(os.getcwd(), "test-artifacts",
                                                               "dashboard")
     os.makedirs(keep, exist_ok=True)
-    for name, u in (("dashboard.png", url), ("dashboard-S01.png", url + "#site=S01")):
+    for name, u in (("dashboard.png", url), ("dashboard-S01.png", url + "?site=S01"),
+                    ("dashboard-CAS.png", url + "?site=CAS")):
         shot = h.path(name)
-        chromium(h, exe, u, "--window-size=1400,900", "--screenshot=" + shot)
+        chromium(h, exe, u, "--window-size=1400,2600", "--screenshot=" + shot)
         check(os.path.exists(shot) and os.path.getsize(shot) > 1000,
               "no screenshot at %s" % shot)
         shutil.copy(shot, os.path.join(keep, name))

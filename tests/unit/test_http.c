@@ -444,7 +444,7 @@ START_TEST(dashboard_server_side)
 		"\"source\":\"file:///x/<img src=x>\",\"from_version\":3,\"to_version\":3,"
 		"\"error_code\":521,\"error\":\"a & b\"}]}", 0, &jerr);
 	ck_assert_msg(st != NULL, "%s", jerr.text);
-	char *page = dashboard_render(http_dashboard_html, st);
+	char *page = dashboard_render(http_dashboard_html, st, NULL);
 	ck_assert_ptr_nonnull(page);
 	/* Depth-first: CAS, P01, S01. */
 	const char *cas = strstr(page, "data-site=\"CAS\" data-state=\"succeeded\"");
@@ -458,10 +458,43 @@ START_TEST(dashboard_server_side)
 	ck_assert_ptr_nonnull(strstr(page, "521: a &amp; b"));
 	ck_assert_ptr_nonnull(strstr(page, "data-sync-trigger=\"manual\""));
 	ck_assert_ptr_null(strstr(page, "<!--SITES-->"));
+	/* No ?site=: the detail view is hidden and empty. */
+	ck_assert_ptr_nonnull(strstr(page, "<section id=\"detail\" hidden>"));
+	ck_assert_ptr_null(strstr(page, "data-field=\""));
+	free(page);
+	/* ?site=S01: its fields, syncs and messages, escaped like the rest. */
+	json_t *row = json_array_get(json_object_get(st, "sites"), 0);
+	json_object_set_new(row, "syncs", json_loads(
+		"[{\"kind\":\"pull\",\"trigger\":\"parent\",\"result\":\"failed\","
+		"\"started_at\":\"2026-11-24T02:00:00Z\",\"ended_at\":\"2026-11-24T02:00:07Z\","
+		"\"duration_s\":7,\"source\":\"parent P01 (x)\",\"from_version\":2,"
+		"\"to_version\":2,\"added\":4,\"changed\":3,\"removed\":2,\"expired\":1,"
+		"\"error_code\":505,\"error\":\"<i>gone</i>\"}]", 0, &jerr));
+	json_object_set_new(row, "messages", json_loads(
+		"[{\"at\":\"2026-11-24T02:00:09Z\",\"site\":\"S01\",\"msg_id\":7142,"
+		"\"severity\":\"error\",\"text\":\"Reload refused: <svg onload=x>\"}]", 0, &jerr));
+	page = dashboard_render(http_dashboard_html, st, "S01");
+	ck_assert_ptr_nonnull(page);
+	ck_assert_ptr_nonnull(strstr(page, "<section id=\"detail\" data-detail-site=\"S01\">"));
+	ck_assert_ptr_nonnull(strstr(page, "<span id=\"detail-site\">S01</span>"));
+	ck_assert_ptr_nonnull(strstr(page, "<tr data-field=\"state\"><th>State</th><td>stale</td></tr>"));
+	ck_assert_ptr_nonnull(strstr(page, "<tr data-field=\"parent\"><th>Parent</th><td>P01</td></tr>"));
+	ck_assert_ptr_nonnull(strstr(page, "<tr data-field=\"link\"><th>Link</th><td>-</td></tr>"));
+	ck_assert_ptr_nonnull(strstr(page, "<tr data-msg-id=\"7142\"><td class=\"when\">"
+		"2026-11-24T02:00:09Z</td><td>7142</td><td>error</td><td class=\"err\">"
+		"Reload refused: &lt;svg onload=x&gt;</td></tr>"));
+	ck_assert_ptr_nonnull(strstr(page, "<td>4</td><td>3</td><td>2</td><td>1</td>"
+		"<td class=\"err\">505: &lt;i&gt;gone&lt;/i&gt;</td>"));
+	ck_assert_ptr_null(strstr(page, "<svg onload"));
+	ck_assert_ptr_null(strstr(page, "<!--DETAIL"));
+	free(page);
+	/* A code not in the view, or none: hidden. */
+	page = dashboard_render(http_dashboard_html, st, "ZZZ");
+	ck_assert_ptr_nonnull(strstr(page, "<section id=\"detail\" hidden>"));
 	free(page);
 	json_decref(st);
 	/* No status: the page, with empty tables. */
-	page = dashboard_render(http_dashboard_html, NULL);
+	page = dashboard_render(http_dashboard_html, NULL, NULL);
 	ck_assert_ptr_nonnull(page);
 	ck_assert_ptr_null(strstr(page, "<!--SYNCS-->"));
 	ck_assert_ptr_null(strstr(page, "data-site=\""));
