@@ -60,6 +60,11 @@ def test(h):
     m = wait_for(lambda: relayed(cas), 30, "S01's 7142 in CAS's history")
     check(len(m) == 1 and m[0]["severity"] == "error" and m[0]["text"] == text,
           "CAS history: %r" % m)
+    # The table an operator reads at the top: AT SITE ID SEVERITY TEXT.
+    lines = [ln for ln in cas.cli_ok("history").splitlines() if ln.split()[1:4] ==
+             ["S01", "7142", "error"]]
+    check(len(lines) == 1 and lines[0].startswith(m[0]["at"]) and lines[0].endswith(text),
+          "CAS history table: %r" % lines)
     own = relayed(s01)
     check(len(own) == 1 and own[0]["text"] == text, "S01's own history: %r" % own)
     mid = wait_for(lambda: relayed(p01), 30, "S01's 7142 in P01's history")
