@@ -164,7 +164,15 @@ static void site_relay_push(site_t *d, int msg_id, const char *text)
 	memmove(&d->relay[1], &d->relay[0], n * sizeof(d->relay[0]));
 	d->relay[0].msg_id = msg_id;
 	d->relay[0].at_us = at;
-	snprintf(d->relay[0].text, sizeof(d->relay[0].text), "%s", text);
+	/* Cut long texts at a character boundary: the row's string is UTF-8. */
+	size_t len = strlen(text);
+	if (len >= sizeof(d->relay[0].text)) {
+		len = sizeof(d->relay[0].text) - 1;
+		while (len > 0 && ((unsigned char)text[len] & 0xc0) == 0x80)
+			len--;
+	}
+	memcpy(d->relay[0].text, text, len);
+	d->relay[0].text[len] = '\0';
 	d->n_relay = n + 1;
 	site_status_changed(d);
 }

@@ -586,7 +586,8 @@ static json_t *row_messages_json(const Sitesync__SiteStatus *r)
 		json_object_set_new(o, "site", json_string(r->site));
 		json_object_set_new(o, "msg_id", json_integer(m->msg_id));
 		json_object_set_new(o, "severity", json_string(m->severity ? m->severity : ""));
-		json_object_set_new(o, "text", json_string(m->text ? m->text : ""));
+		json_t *text = json_string(m->text ? m->text : "");
+		json_object_set_new(o, "text", text ? text : json_string("(not UTF-8)"));
 		json_array_append_new(arr, o);
 	}
 	return arr;
