@@ -100,14 +100,16 @@ static bool in_list(char (*list)[4], int n, const char *site)
 
 static void status_forget_absent(site_t *d, const char *via, char (*keep)[4], int n_keep);
 
-/* The newest message time of a row (messages come newest first). */
-static int64_t newest_message(const Sitesync__SiteStatus *r)
+/* Whether row \a r carried message \a m already (same id and time); by
+ * identity, not by time order, so a clock set back at that site loses
+ * nothing. */
+static bool row_has_message(const Sitesync__SiteStatus *r, const Sitesync__SiteMessage *m)
 {
-	int64_t at = 0;
 	for (size_t i = 0; r && i < r->n_messages; i++)
-		if (r->messages[i] && r->messages[i]->at_us > at)
-			at = r->messages[i]->at_us;
-	return at;
+		if (r->messages[i] && r->messages[i]->at_us == m->at_us &&
+		    r->messages[i]->msg_id == m->msg_id)
+			return true;
+	return false;
 }
 
 /* A verified row's error messages that the row it replaces did not carry:
@@ -119,11 +121,10 @@ static void status_take_messages(site_t *d, const Sitesync__SiteStatus *in,
 {
 	size_t max = d->conf->relay_messages > 0 ? (size_t)d->conf->relay_messages : 0;
 	size_t n = in->n_messages < max ? in->n_messages : max;
-	int64_t seen = newest_message(prev);
 	/* Oldest first, so the history lists them in the order they happened. */
 	for (size_t i = n; i-- > 0;) {
 		const Sitesync__SiteMessage *m = in->messages[i];
-		if (m == NULL || m->at_us <= seen)
+		if (m == NULL || row_has_message(prev, m))
 			continue;
 		site_message_relayed(d, in->site, (int)m->msg_id, m->text, m->at_us);
 	}

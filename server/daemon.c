@@ -48,24 +48,24 @@ static void message_done(int ret, void *arg)
 }
 
 static void message_store(site_t *s, const char *site, int msg_id, const char *severity,
-                          const char *text, int64_t at_us);
+                          const char *text, bool relayed, int64_t at_us);
 
 /* site_events_t.message: store it for `sitesync history` (asynchronously). */
 static void on_message(site_t *s, int msg_id, const char *severity, const char *text)
 {
-	message_store(s, s->conf->site_code, msg_id, severity, text, 0);
+	message_store(s, s->conf->site_code, msg_id, severity, text, false, 0);
 }
 
 /* site_events_t.relayed: a site below's error message, in our history too. */
 static void on_relayed(site_t *s, const char *origin, int msg_id, const char *severity,
                        const char *text, int64_t at_us)
 {
-	message_store(s, origin, msg_id, severity, text, at_us);
+	message_store(s, origin, msg_id, severity, text, true, at_us);
 }
 
-/* \a at_us 0: our own message, stamped now; else a relayed one's time. */
+/* Our own message is stamped now; a relayed one keeps its site's time. */
 static void message_store(site_t *s, const char *site, int msg_id, const char *severity,
-                          const char *text, int64_t at_us)
+                          const char *text, bool relayed, int64_t at_us)
 {
 	message_job_t *m = calloc(1, sizeof(*m));
 	if (m == NULL)
@@ -74,7 +74,7 @@ static void message_store(site_t *s, const char *site, int msg_id, const char *s
 	snprintf(m->site, sizeof(m->site), "%s", site);
 	snprintf(m->msg_id, sizeof(m->msg_id), "%d", msg_id);
 	snprintf(m->severity, sizeof(m->severity), "%s", severity);
-	if (at_us > 0) {
+	if (relayed) {
 		struct tm tm;
 		time_t sec = (time_t)(at_us / 1000000);
 		gmtime_r(&sec, &tm);
