@@ -157,7 +157,7 @@ static void site_relay_push(site_t *d, int msg_id, const char *text)
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	int64_t at = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-	/* Strictly increasing: the time is what tells a message seen before. */
+	/* Strictly increasing, so id and time tell a message seen before. */
 	if (d->n_relay > 0 && at <= d->relay[0].at_us)
 		at = d->relay[0].at_us + 1;
 	size_t n = d->n_relay < keep ? d->n_relay : keep - 1;
