@@ -871,7 +871,7 @@ static int history_work(PGconn *conn, ctl_job_t *j)
 	               "coalesce(extract(epoch FROM ended_at - started_at)::bigint, 0) AS duration_s, "
 	               "sync_trigger AS trigger, source, "
 	               "result, from_version, to_version, added, changed, removed, expired, "
-	               "error_code, error FROM sync_history ORDER BY id DESC LIMIT $1::bigint",
+	               "error_code, error, nullif(by_source, '') AS by_source FROM sync_history ORDER BY id DESC LIMIT $1::bigint",
 	               1, p, &r, j->err, sizeof(j->err));
 	if (ret != SS_EOK)
 		return ret;

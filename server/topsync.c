@@ -81,6 +81,8 @@ static void topsync_done(int ret, void *arg)
 			site_synclog(&d->site, "Diff: %" PRIu64 " added, %" PRIu64 " changed, %" PRIu64
 			             " removed, %" PRIu64 " expired, %" PRIu64 " purged",
 			             job->added, job->changed, job->removed, job->expired, job->purged);
+			if (job->by_source[0])
+				site_synclog(&d->site, "By source: %s", job->by_source);
 			if (job->first_direct)
 				site_synclog(&d->site, "Write: first sync into an empty catalog, entries written "
 				             "as they were parsed");
@@ -109,14 +111,16 @@ static void topsync_done(int ret, void *arg)
 			             job->removed, job->expired, job->version);
 			site_message(&d->site, SS_MSG_SYNC_DONE, "info", "Synced from upstream: version %" PRIu64
 			             ", %" PRIu64 " added, %" PRIu64 " changed, %" PRIu64 " removed, %"
-			             PRIu64 " expired", job->version, job->added, job->changed, job->removed,
-			             job->expired);
+			             PRIu64 " expired%s%s%s", job->version, job->added, job->changed,
+			             job->removed, job->expired, job->by_source[0] ? " (" : "",
+			             job->by_source, job->by_source[0] ? ")" : "");
 			site_version_committed(&d->site, job->version, &job->digest, job->entries, job->full);
 		}
 		if (job->unchanged && !job->not_modified)
 			site_synclog(&d->site, "Catalog unchanged, version stays %" PRIu64, d->site.version);
 		site_synclog_time(&d->site, "Sync finished. ");
-		synchist_record(&d->site, "upstream", job->unchanged, from, d->site.version);
+		synchist_record_sources(&d->site, "upstream", job->unchanged, from, d->site.version,
+		                        job->by_source);
 	} else {
 		sync_status_failed(&d->site, ret, "%s", job->err);
 		long delay = 60L * d->site.conf->retry_minutes;

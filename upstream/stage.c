@@ -97,6 +97,7 @@ typedef struct {
 	copybuf_t cb;
 	uint64_t staged;
 	/* parser side */
+	uint64_t packaged;         /* packages handed on: the next one's seq */
 	copybuf_t fields;
 	uint8_t *packed;
 	size_t packed_cap;
@@ -383,6 +384,9 @@ static int stage_package(stage_ctx_t *s, const Sitesync__UpdateContent *u,
 	}
 	s->fields.len = 0;
 	entry_copy_fields(&s->fields, u);
+	/* Each package handed on becomes one stage row, in order (window_add
+	 * keeps the order), so this is its seq: where its source's range is. */
+	s->packaged++;
 	r.content_len = (uint32_t)len;
 	r.fields_len = (uint32_t)s->fields.len;
 	if (s->win != NULL)
@@ -574,8 +578,10 @@ int upstream_stage_catalog(PGconn *conn, upstream_job_t *job, const char *path,
 	for (size_t i = 0; ret == SS_EOK && i < job->n_sources; i++) {
 		upstream_source_t *src = &job->sources[i];
 		catalog_stats_t ss = { 0 };
+		src->seq_lo = s.packaged;
 		ret = catalog_parse_file_bounded(src->path, job->max_bytes, job->max_entry_bytes,
 		                                 stage_entry_cb, &s, &ss, perr, sizeof(perr));
+		src->seq_hi = s.packaged;
 		src->entries = ss.entries;
 		stats.entries += ss.entries;
 		stats.bytes += ss.bytes;

@@ -28,6 +28,7 @@
 #include "upstream/fetch.h"
 #include "upstream/first.h"
 #include "upstream/removal.h"
+#include "upstream/sources.h"
 #include "upstream/stage.h"
 #include "upstream/remote.h"
 #include "upstream/wsus_sync.h"
@@ -61,6 +62,9 @@ void upstream_job_free(upstream_job_t *job)
 		free(job->sources[i].url);
 		free(job->sources[i].ca_file);
 		free(job->sources[i].proxy);
+		free(job->sources[i].products);
+		free(job->sources[i].classifications);
+		free(job->sources[i].languages);
 	}
 	free(job);
 }
@@ -505,6 +509,8 @@ again:
 	atomic_store(&job->phase, 2);
 	if (job->wsus && (ret = wsus_sync_categories(conn, job)) != SS_EOK)
 		goto rollback;
+	if ((ret = sources_stage_table(conn, job)) != SS_EOK)
+		goto rollback;
 	/* Selected count before expiry maintenance may purge some. */
 	if ((ret = db_exec(conn, SQL_CATEGORIES, job->err, sizeof(job->err))) != SS_EOK ||
 	    (ret = db_exec(conn, SQL_SELECT, job->err, sizeof(job->err))) != SS_EOK ||
@@ -527,6 +533,8 @@ again:
 	if (ret != SS_EOK)
 		goto rollback;
 	job->first_direct = direct;
+	if ((ret = sources_settle(conn, job)) != SS_EOK)
+		goto rollback;
 	if (job->wsus && (ret = wsus_sync_remember(conn, job, sel_now)) != SS_EOK)
 		goto rollback;
 	if (path != upstream_file_path(job->url) && !remote_is_url(job->url) && !job->wsus) {

@@ -9,8 +9,14 @@ SDP catalog as [source vendor], merged into one catalog version per sync.
    WSUS entries stay.
 3. The vendor catalog unreadable: the sync fails naming the source, and
    nothing changes.
+4. The source of each change: the sync log's "By source:" line, the 6702
+   message, `history` (text and --json) and `status` (text and --json)
+   give each source's added, changed and removed counts, in the same
+   words; a source dropped from the configuration is named for the
+   entries it loses, and the top forgets the owners afterwards.
 """
 
+import json
 import os
 import re
 import shutil
@@ -20,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import harness  # noqa: E402
 import wsus_upstream as wu  # noqa: E402
-from harness import check, log  # noqa: E402
+from harness import check, log, wait_for  # noqa: E402
 from test_upstream import run_sync  # noqa: E402
 from test_wsus import with_upstream  # noqa: E402
 
@@ -42,6 +48,41 @@ def product_ids(text):
         if "<sdp:ProductName>%s</sdp:ProductName>" % PRODUCT in p:
             out.add(re.search(r'PackageID="([0-9a-fA-F-]{36})"', p).group(1).lower())
     return out
+
+
+def by_source(wsus, vendor, removed=0):
+    return ("upstream: %d added, 0 changed, 0 removed; vendor: %d added, 0 changed, %d removed"
+            % (wsus, vendor, removed))
+
+
+def check_named(cas, out, by, what):
+    """Every place an operator reads a sync names each source's counts as `by`."""
+    check(" CAS By source: %s\n" % by in out, "%s: sync log 'By source:' line, want %r:\n%s"
+          % (what, by, out))
+    # The 6702 message and the history row are written after the log line.
+    version = cas.catalog_state()[0]
+
+    def recorded():
+        hist = json.loads(cas.cli_ok("history", "--json"))
+        done = [m for m in hist["messages"] if m["msg_id"] == 6702]
+        return hist if done and "version %d," % version in done[0]["text"] and \
+            hist["syncs"] and hist["syncs"][0]["to_version"] == version else None
+    hist = wait_for(recorded, 20, "%s: the 6702 message and the history row" % what)
+    msg = [m for m in hist["messages"] if m["msg_id"] == 6702][0]["text"]
+    check(msg.endswith(" expired (%s)" % by), "%s: 6702 text %r, want it to end (%s)"
+          % (what, msg, by))
+    row = hist["syncs"][0]
+    check(row["by_source"] == by and row["result"] == "succeeded",
+          "%s: history --json syncs[0] %r" % (what, row))
+    text = cas.cli_ok("history").split("Syncs:\n", 1)[1].splitlines()
+    cells = re.split(r"\s{2,}", text[1].strip())
+    check(text[0].split()[-1] == "BY-SOURCE" and cells[-1] == by,
+          "%s: history text row %r" % (what, cells))
+    top = wait_for(lambda: cas.status_json()["syncs"][0], 10, "CAS /status syncs")
+    check(top["by_source"] == by, "%s: status --json syncs[0] %r" % (what, top))
+    st = cas.cli_ok("status")
+    check("\nVersion %d by source: %s\n" % (row["to_version"], by) in st,
+          "%s: status text lacks 'Version %d by source: %s':\n%s" % (what, row["to_version"], by, st))
 
 
 def test(h):
@@ -78,6 +119,10 @@ def body(h, up):
           "the sync log does not name the vendor source:\n%s" % out)
     check("Source upstream (%s): " % shown in out and secret not in out,
           "the sync log does not name the [upstream] source redacted:\n%s" % out)
+    check_named(cas, out, by_source(len(wsus), len(vendor)), "first sync")
+    owners = cas.sql("SELECT source, count(*) FROM update_sources GROUP BY 1 ORDER BY 1")
+    check(owners.split() == ["upstream|%d" % len(wsus), "vendor|%d" % len(vendor)],
+          "update_sources after the first sync: %r" % owners)
     log("two sources: %d WSUS entries and %d vendor entries in one version" % (len(wsus), len(vendor)))
 
     # 2. One vendor package gone: only it is removed.
@@ -94,7 +139,8 @@ def body(h, up):
     check(ids(cas) == held - {gone}, "removal not scoped to the vendor's package: %d held, want %d"
           % (len(ids(cas)), len(held) - 1))
     check(cas.catalog_state()[0] == before[0] + 1, "no new version for the removal")
-    log("vendor package removed; every WSUS entry kept")
+    check_named(cas, out, by_source(0, 0, 1), "vendor package removed")
+    log("vendor package removed; every WSUS entry kept; the change named as the vendor's")
 
     # 3. The vendor catalog unreadable: the sync fails naming it, nothing changes.
     os.rename(catalog, catalog + ".gone")
@@ -104,6 +150,25 @@ def body(h, up):
           "a failing source: %s" % out)
     check(cas.catalog_state() == before, "a failed source changed the catalog")
     log("a failing source fails the sync by name, nothing changed")
+
+    # 4. [source vendor] dropped: its entries go, counted as the vendor's.
+    os.rename(catalog + ".gone", catalog)
+    del cas.extra["source vendor"]
+    cas.write_config()
+    cas.restart()
+    out = run_sync(cas, "--allow-removal")
+    check("Sync finished" in out, "sync without the vendor source: %s" % out)
+    check(ids(cas) == wsus, "without [source vendor]: %d held, want the %d WSUS entries"
+          % (len(ids(cas)), len(wsus)))
+    by = "upstream: 0 added, 0 changed, 0 removed; vendor: 0 added, 0 changed, %d removed" \
+        % (len(vendor) - 1)
+    check_named(cas, out, by, "source dropped")
+    check(cas.sql("SELECT count(*) FROM update_sources").strip() == "0",
+          "update_sources kept owners with one source left")
+    out = run_sync(cas)
+    check("Sync finished" in out and "By source:" not in out,
+          "one source again: no 'By source:' line:\n%s" % out)
+    log("a dropped source named for the %d entries it lost; owners forgotten" % (len(vendor) - 1))
 
 
 if __name__ == "__main__":
