@@ -206,8 +206,13 @@ int topsync_start_confirmed(daemon_t *d, bool full, bool allow_removal, const ch
 		src->url = strdup(cs->url);
 		src->ca_file = cs->ca ? strdup(cs->ca) : NULL;
 		src->proxy = cs->proxy ? strdup(cs->proxy) : NULL;
+		src->products = cs->products ? strdup(cs->products) : NULL;
+		src->classifications = cs->classifications ? strdup(cs->classifications) : NULL;
+		src->languages = cs->languages ? strdup(cs->languages) : NULL;
 		if (src->name == NULL || src->url == NULL || (cs->ca && !src->ca_file) ||
-		    (cs->proxy && !src->proxy)) {
+		    (cs->proxy && !src->proxy) || (cs->products && !src->products) ||
+		    (cs->classifications && !src->classifications) ||
+		    (cs->languages && !src->languages)) {
 			upstream_job_free(job);
 			return SS_ENOMEM;
 		}

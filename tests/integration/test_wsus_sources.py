@@ -7,6 +7,9 @@ SDP catalog as [source vendor], merged into one catalog version per sync.
    redacted).
 2. A package removed from the vendor catalog is removed, and only it: the
    WSUS entries stay.
+   A selection of the source's own ([source vendor] products and
+   classifications, with the product no longer selected for the site)
+   takes exactly the vendor's packages it lists, and no WSUS entry moves.
 3. The vendor catalog unreadable: the sync fails naming the source, and
    nothing changes.
 4. The source of each change: the sync log's "By source:" line, the 6702
@@ -41,13 +44,21 @@ def ids(site):
     return set(line for line in out.split("\n") if line)
 
 
-def product_ids(text):
-    """Ids of the catalog's packages of PRODUCT (lower case)."""
+def product_ids(text, classification=None):
+    """Ids of the catalog's packages of PRODUCT (lower case), of one
+    classification when given."""
     out = set()
     for p in PKG_RE.findall(text):
-        if "<sdp:ProductName>%s</sdp:ProductName>" % PRODUCT in p:
+        if "<sdp:ProductName>%s</sdp:ProductName>" % PRODUCT in p and (
+                classification is None or 'UpdateClassification="%s"' % classification in p):
             out.add(re.search(r'PackageID="([0-9a-fA-F-]{36})"', p).group(1).lower())
     return out
+
+
+def expired(site, among):
+    out = site.sql("SELECT update_id, expired FROM updates")
+    return {ln.split("|")[0]: ln.split("|")[1] for ln in out.split("\n") if ln
+            and ln.split("|")[0] in among}
 
 
 def by_source(wsus, vendor, removed=0):
@@ -141,6 +152,31 @@ def body(h, up):
     check(cas.catalog_state()[0] == before[0] + 1, "no new version for the removal")
     check_named(cas, out, by_source(0, 0, 1), "vendor package removed")
     log("vendor package removed; every WSUS entry kept; the change named as the vendor's")
+
+    # 2b. The vendor's own selection: Security Updates of PRODUCT only, with
+    # PRODUCT no longer selected for the site. Given in upper case.
+    security = SDP_CLASSES[0]
+    want = product_ids(text, security) - {gone}
+    kept = vendor - {gone}
+    check(0 < len(want) < len(kept), "the sample catalog has %d of %d %s packages in "
+          "Security Updates" % (len(want), len(kept), PRODUCT))
+    before_exp = expired(cas, want)
+    cas.extra["source vendor"].update({"products": PRODUCT, "classifications": security.upper()})
+    cas.write_config()
+    cas.restart()
+    cas.cli_ok("products", "deselect", PRODUCT)
+    out = run_sync(cas)
+    check("Sync finished" in out, "sync with the vendor's own selection: %s" % out)
+    now = ids(cas)
+    check(now & vendor == want, "[source vendor] selection: %d vendor entries held, want the %d "
+          "Security Updates" % (len(now & vendor), len(want)))
+    check(now - vendor == wsus, "the vendor's selection moved WSUS entries")
+    flipped = sum(1 for k, v in expired(cas, want).items() if before_exp.get(k) != v)
+    check_named(cas, out, "upstream: 0 added, 0 changed, 0 removed; vendor: 0 added, %d "
+                "changed, %d removed" % (flipped, len(kept) - len(want)), "vendor's own selection")
+    vendor = want | {gone}
+    log("[source vendor] products/classifications: %d of its %d entries kept, WSUS untouched"
+        % (len(want), len(kept)))
 
     # 3. The vendor catalog unreadable: the sync fails naming it, nothing changes.
     os.rename(catalog, catalog + ".gone")
