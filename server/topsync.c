@@ -28,9 +28,10 @@ static void topsync_wsus_log(daemon_t *d, const upstream_job_t *job)
 	const wsus_result_t *r = &job->wsus_res;
 	site_synclog(&d->site, "WSUS: %zu categories (%" PRIu64 " documents asked for), %" PRIu64
 	             " update documents asked for (%s list), "
-	             "%" PRIu64 " held entries kept, %" PRIu64 " skipped, %" PRIu64 " bundles held back",
+	             "%" PRIu64 " held entries kept, %" PRIu64 " skipped, %" PRIu64 " bundles held back, "
+	             "%" PRIu64 " updates held back for a prerequisite",
 	             r->n_cats, r->cats_requested, r->requested, r->delta ? "delta" : "full", (uint64_t)r->n_keep,
-	             r->skipped, r->held_back);
+	             r->skipped, r->held_back, r->held_prereq);
 	for (const char *p = r->notes; p != NULL && *p;) {
 		const char *nl = strchr(p, '\n');
 		int n = nl ? (int)(nl - p) : (int)strlen(p);

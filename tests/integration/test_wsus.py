@@ -206,6 +206,36 @@ def body(h, up):
           % up.data_ids)
     log("refused anchor: full list, nothing re-fetched")
 
+    # 5b. Prerequisites that are updates, not categories (documents name them
+    # without a revision, so only a list can give one): one the site holds
+    # and one listed with the update that needs it count as had; one that no
+    # list names holds back the update needing it, named, like a bundle
+    # with a missing member, and everything else is published.
+    a, b = up.updates[2], up.updates[3]
+    newp, newd, orphan, needy = ("9e9e9e9e-0000-4000-8000-00000000000%d" % i for i in range(1, 5))
+    for uid in (newp, newd, orphan, needy):
+        up.add_update(uid, 0, compressed=True)
+    up.drop_update(orphan)
+    up.require(a, b)
+    up.require(newd, newp)
+    up.require(needy, orphan)
+    up.data_ids = []
+    out = run_sync(cas)
+    check("Sync finished" in out, "sync with prerequisites: %s" % out)
+    check("Held back update %s: its prerequisite %s could not be had (no update list of the "
+          "selection names it)" % (needy, orphan) in out,
+          "the held-back update is not named with its prerequisite:\n%s" % out)
+    check("0 bundles held back, 1 updates held back for a prerequisite" in out,
+          "the WSUS line does not count it:\n%s" % out)
+    now = ids(cas)
+    check(needy not in now and orphan not in now, "an update without its prerequisite was published")
+    check({a, b, newp, newd} <= now, "updates whose prerequisites were had are missing")
+    check(content(cas, a).get(23) == [up.docs[a].rev], "%s not at its new revision" % a)
+    check(b not in up.data_ids and orphan not in up.data_ids,
+          "fetched a held prerequisite or one no list names: %r" % up.data_ids)
+    up.drop_update(needy)
+    log("prerequisites: held and listed ones had; %s held back for %s, named" % (needy, orphan))
+
     # 6. Faults not handled: the sync fails, naming them, and changes nothing;
     # the upstream URL carries credentials, shown redacted everywhere.
     before = cas.catalog_state()
