@@ -21,8 +21,10 @@ SDP catalog as [source vendor], merged into one catalog version per sync.
 
 import json
 import os
+import pty
 import re
 import shutil
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -96,6 +98,19 @@ def check_named(cas, out, by, what):
           "%s: status text lacks 'Version %d by source: %s':\n%s" % (what, row["to_version"], by, st))
 
 
+def ask_sync(site):
+    """`sitesync sync` at a terminal, answered no: (exit code, stdout)."""
+    master, slave = pty.openpty()
+    try:
+        os.write(master, b"n\n")
+        p = subprocess.run([site.h.sitesync, "-c", site.conf, "sync"], stdin=slave,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(master)
+        os.close(slave)
+    return p.returncode, p.stdout
+
+
 def test(h):
     with_upstream(h, body)
 
@@ -165,6 +180,12 @@ def body(h, up):
     cas.write_config()
     cas.restart()
     cas.cli_ok("products", "deselect", PRODUCT)
+    # The confirmation counts what the sync will remove, by the same rule.
+    total = len(ids(cas))
+    rc, pv = ask_sync(cas)
+    check(rc == 0 and "The current selection removes %d of the %d updates in the catalog"
+          % (len(kept) - len(want), total) in pv and "Cancelled." in pv,
+          "sync's confirmation, want %d of %d removed: %r" % (len(kept) - len(want), total, pv))
     out = run_sync(cas)
     check("Sync finished" in out, "sync with the vendor's own selection: %s" % out)
     now = ids(cas)
