@@ -38,7 +38,7 @@ Knobs for the tests (attributes of WsusUpstream, safe to set while serving):
   bump(ids)          give these updates a new revision (a changed upstream)
   require(id, p)     revise update id to name update p as a prerequisite
   add_update(id, ..) a new listed update; drop_update(id) unlists it (its
-                     document stays: an update no list names)
+                     document stays: an update no list names); relist(id)
 
 Volume mode (WsusUpstream(volume=N) or `--volume N`): N generated revisions
 over several products and classifications, compressed and uncompressed
@@ -401,6 +401,13 @@ class WsusUpstream:
     def drop_update(self, uid):
         with self.lock:
             self.filters[(DEFENDER, DEFINITIONS)].remove(uid)
+
+    def relist(self, uid):
+        """List again an update drop_update() unlisted."""
+        with self.lock:
+            self.gen += 1
+            self.filters[(DEFENDER, DEFINITIONS)].append(uid)
+            self.changed_at[uid] = self.gen
 
     def bump(self, ids):
         """A changed upstream: each id gets revision + 1 and a new title."""

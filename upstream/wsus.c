@@ -1028,6 +1028,41 @@ static int list_params(wsus_t *w, const char *anchor, bool delta, char **out)
 	return SS_EOK;
 }
 
+/*
+ * A held-back update the site holds at an older revision keeps that one
+ * (with its held members), as a delta keeps what did not change: the new
+ * revision waits, the catalog loses nothing. Its new revision is not
+ * remembered, so the next sync (a full list) asks for it again.
+ */
+static int keep_older(wsus_t *w, const idset_t *held)
+{
+	wsus_result_t *r = w->res;
+	size_t before = r->n_keep;
+	for (size_t i = 0; i < w->n_bundles; i++) {
+		const uint8_t *id = w->bundles[i].id;
+		if (!idset_has(held, id) || held_find(w->o, id) == NULL)
+			continue;
+		int ret = keep_push(w, id);
+		if (ret < 0)
+			return ret;
+	}
+	if (r->n_keep == before)
+		return SS_EOK;
+	qsort(r->keep, r->n_keep, 16, cmp_id16);
+	size_t n = 0;
+	for (size_t i = 0; i < r->n_revs; i++) {
+		uint8_t b[16];
+		entry_id_bytes(r->revs[i].id, b);
+		if (idset_has(held, b) && wsus_keep_has(r, b)) {
+			free(r->revs[i].bundled);
+			continue;
+		}
+		r->revs[n++] = r->revs[i];
+	}
+	r->n_revs = n;
+	return SS_EOK;
+}
+
 /* Hold back bundles whose members could not be had: rewrite the records
  * without them (the file is small next to the network time it took). */
 static int hold_back(wsus_t *w, const char *tmp, const char *dest)
@@ -1072,6 +1107,8 @@ static int hold_back(wsus_t *w, const char *tmp, const char *dest)
 			}
 		}
 	}
+	if ((ret = keep_older(w, &held)) != SS_EOK)
+		goto out;
 	/* Nothing held back (the usual case): the records stand as written. */
 	if (held.count == 0) {
 		if (rename(tmp, dest) != 0) {
