@@ -12,6 +12,8 @@ SDP catalog as [source vendor], merged into one catalog version per sync.
    takes exactly the vendor's packages it lists, and no WSUS entry moves.
 3. The vendor catalog unreadable: the sync fails naming the source, and
    nothing changes.
+   An entry of the vendor catalog over [upstream] max_entry_bytes refuses
+   the sync naming the entry and the vendor's URL (not the [upstream] one).
 4. The source of each change: the sync log's "By source:" line, the 6702
    message, `history` (text and --json) and `status` (text and --json)
    give each source's added, changed and removed counts, in the same
@@ -208,8 +210,32 @@ def body(h, up):
     check(cas.catalog_state() == before, "a failed source changed the catalog")
     log("a failing source fails the sync by name, nothing changed")
 
-    # 4. [source vendor] dropped: its entries go, counted as the vendor's.
+    # 3b. An entry over [upstream] max_entry_bytes in the vendor catalog: the
+    # sync is refused naming the entry and the source's URL, nothing changes.
     os.rename(catalog + ".gone", catalog)
+    with open(catalog) as f:
+        good = f.read()
+    big_id = "b16b16b1-5000-4000-8000-000000000001"
+    big = re.sub(r'PackageID="[0-9a-fA-F-]{36}"', 'PackageID="%s"' % big_id,
+                 PKG_RE.findall(good)[0], count=1)
+    big = big.replace("<sdp:Description>", "<sdp:Description>" + "x" * 300000, 1)
+    cut = good.rindex("</smc:SoftwareDistributionPackage>") + len("</smc:SoftwareDistributionPackage>")
+    with open(catalog, "w") as f:
+        f.write(good[:cut] + big + good[cut:])
+    cas.extra["upstream"]["max_entry_bytes"] = "200000"
+    cas.write_config()
+    cas.restart()
+    out = run_sync(cas)
+    check("Sync failed: entry %s from file://%s is " % (big_id, catalog) in out and
+          "over the limit of 200000 ([upstream] max_entry_bytes); nothing was changed" in out,
+          "an over-large source entry, want it named with the source's URL: %s" % out)
+    check(cas.catalog_state() == before, "a refused source entry changed the catalog")
+    with open(catalog, "w") as f:
+        f.write(good)
+    del cas.extra["upstream"]["max_entry_bytes"]
+    log("an over-large entry of the vendor catalog refused by the vendor's URL")
+
+    # 4. [source vendor] dropped: its entries go, counted as the vendor's.
     del cas.extra["source vendor"]
     cas.write_config()
     cas.restart()
