@@ -19,8 +19,10 @@ Figures (see bench/RESULTS.md for the targets):
   4 fan-out: 250 light children (bench/lightchild) pulling one delta
   5 upstream ingest vs xmllint --stream + COPY; unchanged re-sync
   6 peak RSS (VmHWM) of parent and child during a large full pull
+  8 WSUS upstream: first sync of N revisions vs curl replaying its requests;
+    delta sync after 1% changed (bench/wsus_bench.py; not in the default set)
 
-  bench.py [--quick] [--only 1,2,3,5,6,4] [--runs N] [--keep]
+  bench.py [--quick] [--only 1,2,3,5,6,4,8] [--runs N] [--keep]
 """
 
 import argparse
@@ -630,7 +632,7 @@ def run(args):
             t1 = time.monotonic()
             try:
                 {"1": fig_1_2_5, "2": fig_1_2_5, "5": fig_5, "3": fig_3,
-                 "6": fig_6, "4": fig_4}[f](b)
+                 "6": fig_6, "4": fig_4, "8": fig_8}[f](b)
             except harness.TestFailure as e:
                 log("figure %s failed: %s" % (f, e))
                 result(f, "figure %s" % f, "error", "", None, "", None, "-", False,
@@ -657,13 +659,18 @@ def fig_4(b):
     fanout.fig_4(b)
 
 
+def fig_8(b):
+    import wsus_bench
+    wsus_bench.fig_8(b)
+
+
 def main():
     ap = argparse.ArgumentParser(description="sitesync benchmarks")
     ap.add_argument("--quick", action="store_true",
                     help="fewer entries and runs (figures say so)")
     ap.add_argument("--only", default="1,3,6,4",
-                    help="comma list of figures: 1 (runs 1, 2 and 5), 3, 6, 4; "
-                    "5 alone runs only the ingest")
+                    help="comma list of figures: 1 (runs 1, 2 and 5), 3, 6, 4, 8 (WSUS "
+                    "upstream, not in the default); 5 alone runs only the ingest")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--ingest-runs", type=int,
                     help="figure 5: fresh tops to ingest at (default --runs)")
@@ -683,10 +690,13 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep the temp dir")
     ap.add_argument("--mem-entries", type=int,
                     help="figure 6 catalog size (default 1,000,000; --quick 100,000)")
+    ap.add_argument("--wsus-revisions", type=int,
+                    help="figure 8 upstream size (default 25,000; --quick 2,000)")
     args = ap.parse_args()
     args.entries = 20000 if args.quick else 200000
     args.tree_entries = 2000 if args.quick else 10000
     args.mem_entries = args.mem_entries or (100000 if args.quick else 1000000)
+    args.wsus_revisions = args.wsus_revisions or (2000 if args.quick else 25000)
     args.prop_runs = 3 if args.quick else 5
     args.fan_children = args.fan_children or (50 if args.quick else 250)
     args.fan_entries = 10000

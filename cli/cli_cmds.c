@@ -490,7 +490,7 @@ static void cli_history_print(const json_t *data)
 		{ "RESULT", "result" }, { "FROM", "from_version" }, { "TO", "to_version" },
 		{ "ADDED", "added" }, { "CHANGED", "changed" }, { "REMOVED", "removed" },
 		{ "EXPIRED", "expired" }, { "DURATION", "duration_s" }, { "TRIGGER", "trigger" },
-		{ "SOURCE", "source" }, { "ERROR", "error" },
+		{ "SOURCE", "source" }, { "ERROR", "error" }, { "BY-SOURCE", "by_source" },
 	};
 	printf("Status messages:\n");
 	cli_print_rows(json_object_get(data, "messages"), messages,

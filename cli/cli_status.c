@@ -206,6 +206,26 @@ static void cli_status_certs(FILE *out, const json_t *status, bool colour)
 	}
 }
 
+/* Several sources: whose entries the newest upstream version added,
+ * changed and removed (nothing with one source). */
+static void cli_status_sources(FILE *out, const json_t *status)
+{
+	size_t i;
+	const json_t *y;
+	json_array_foreach(json_object_get(status, "syncs"), i, y) {
+		const char *kind = json_string_value(json_object_get(y, "kind"));
+		const char *result = json_string_value(json_object_get(y, "result"));
+		if (kind == NULL || strcmp(kind, "upstream") != 0 || result == NULL ||
+		    strcmp(result, "succeeded") != 0)
+			continue;
+		const char *by = json_string_value(json_object_get(y, "by_source"));
+		if (by != NULL && by[0] != '\0')
+			fprintf(out, "\nVersion %" JSON_INTEGER_FORMAT " by source: %s\n",
+			        json_integer_value(json_object_get(y, "to_version")), by);
+		return;
+	}
+}
+
 void cli_status_render(FILE *out, const json_t *status, bool colour)
 {
 	static const char *const headers[] = {
@@ -243,6 +263,7 @@ void cli_status_render(FILE *out, const json_t *status, bool colour)
 	cli_table_print(tr.table, out, colour);
 	free(tr.done);
 	cli_status_certs(out, status, colour);
+	cli_status_sources(out, status);
 }
 
 static int cli_status_once(cli_t *cli, bool json)

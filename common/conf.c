@@ -147,6 +147,81 @@ static int conf_set(conf_t *c, const conf_key_t *k, const char *value,
 	return SS_EINVAL;
 }
 
+static bool conf_guid(const char *s, size_t n)
+{
+	if (n != 36)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+		if (dash ? s[i] != '-' : !isxdigit((unsigned char)s[i]))
+			return false;
+	}
+	return true;
+}
+
+static bool conf_language(const char *s, size_t n)
+{
+	if (n == 0 || n > 16)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && s[i] != '-')
+			return false;
+	return true;
+}
+
+/*
+ * A [source] selection key: a comma-separated list of category ids as
+ * `products list` (and the like) shows them, each trimmed, none empty;
+ * classifications are GUIDs (stored lower case, as upstream ids are
+ * compared), languages codes such as en or pt-BR. Returns the list
+ * rejoined without blanks, or NULL with err set.
+ */
+static char *conf_source_ids(const char *sname, const char *key, const char *value,
+                             char *err, size_t errlen)
+{
+	size_t len = strlen(value);
+	char *out = malloc(len + 1);
+	if (out == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	size_t o = 0, count = 0;
+	const char *p = value;
+	for (;;) {
+		const char *end = strchr(p, ',');
+		if (end == NULL)
+			end = p + strlen(p);
+		while (p < end && isspace((unsigned char)*p))
+			p++;
+		const char *e = end;
+		while (e > p && isspace((unsigned char)e[-1]))
+			e--;
+		size_t n = (size_t)(e - p);
+		const char *why = n == 0 ? "an empty id" : n > 200 ? "an id over 200 characters" :
+		                  ++count > CONF_SOURCE_MAX_IDS ? "more than 256 ids" :
+		                  strcmp(key, "classifications") == 0 && !conf_guid(p, n) ?
+		                  "an id that is not a GUID" :
+		                  strcmp(key, "languages") == 0 && !conf_language(p, n) ?
+		                  "a code that is not a language (e.g. en, pt-BR)" : NULL;
+		if (why != NULL) {
+			snprintf(err, errlen, "[source %s] %s: %s in '%.80s' (a comma-separated list)",
+			         sname, key, why, value);
+			free(out);
+			return NULL;
+		}
+		if (o > 0)
+			out[o++] = ',';
+		for (size_t i = 0; i < n; i++)
+			out[o++] = strcmp(key, "classifications") == 0 ?
+			           (char)tolower((unsigned char)p[i]) : p[i];
+		if (*end == '\0')
+			break;
+		p = end + 1;
+	}
+	out[o] = '\0';
+	return out;
+}
+
 /* [source NAME] key = value: further catalogs of the top site. */
 static int conf_source_key(conf_parse_t *p, const char *sname, const char *name,
                            const char *value)
@@ -181,9 +256,22 @@ static int conf_source_key(conf_parse_t *p, const char *sname, const char *name,
 	}
 	char **dst = !strcmp(name, "url") ? &src->url : !strcmp(name, "ca") ? &src->ca :
 	             !strcmp(name, "proxy") ? &src->proxy : NULL;
+	char **sel = !strcmp(name, "products") ? &src->products :
+	             !strcmp(name, "classifications") ? &src->classifications :
+	             !strcmp(name, "languages") ? &src->languages : NULL;
+	if (sel != NULL) {
+		char *ids = conf_source_ids(sname, name, value, p->err, p->errlen);
+		if (ids == NULL) {
+			p->failed = SS_ECONFIG;
+			return 0;
+		}
+		free(*sel);
+		*sel = ids;
+		return 1;
+	}
 	if (dst == NULL) {
-		snprintf(p->err, p->errlen, "unknown key '%s' in section [source %s] (url, ca, proxy)",
-		         name, sname);
+		snprintf(p->err, p->errlen, "unknown key '%s' in section [source %s] (url, ca, proxy, "
+		         "products, classifications, languages)", name, sname);
 		p->failed = SS_ECONFIG;
 		return 0;
 	}
@@ -474,6 +562,9 @@ void conf_free(conf_t *c)
 		free(c->sources[i].url);
 		free(c->sources[i].ca);
 		free(c->sources[i].proxy);
+		free(c->sources[i].products);
+		free(c->sources[i].classifications);
+		free(c->sources[i].languages);
 	}
 	free(c->upstream_url_shown);
 	free(c);

@@ -17,7 +17,14 @@ typedef struct {
 	char *url;                /* https://, http:// or file:// catalog */
 	char *ca;
 	char *proxy;
+	/* Its own selection: comma-separated ids, trimmed (NULL: the site's,
+	 * chosen with `sitesync products select` and the like). */
+	char *products;
+	char *classifications;
+	char *languages;
 } conf_source_t;
+
+#define CONF_SOURCE_MAX_IDS 256   /* ids in one [source] selection key */
 
 #define CONF_MAX_SOURCES 16
 

@@ -88,6 +88,7 @@ typedef struct {
 	char result[12];              /* succeeded, unchanged, failed */
 	char trigger[16];
 	char source[160];
+	char by_source[1024];         /* several sources: each one's counts */
 	time_t started, ended;
 	uint64_t from, to;
 	uint64_t added, changed, removed, expired;

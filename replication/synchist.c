@@ -27,6 +27,7 @@ typedef struct {
 	char keep[24];          /* [status] sync_history_rows */
 	char trigger[16];
 	char source[160];
+	char by_source[1024];
 } synchist_job_t;
 
 static pthread_mutex_t stamp_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -60,12 +61,12 @@ static int record_work(PGconn *conn, void *arg)
 	synchist_job_t *j = arg;
 	const char *p[] = { j->kind, j->result, j->started, j->ended, j->from, j->to, j->added,
 	                    j->changed, j->removed, j->expired, j->code,
-	                    j->error[0] ? j->error : NULL, j->trigger, j->source };
+	                    j->error[0] ? j->error : NULL, j->trigger, j->source, j->by_source };
 	int ret = db_execp(conn, "INSERT INTO sync_history (kind, result, started_at, ended_at, "
 	                   "from_version, to_version, added, changed, removed, expired, error_code, error, "
-	                   "sync_trigger, source) "
+	                   "sync_trigger, source, by_source) "
 	                   "VALUES ($1, $2, to_timestamp($3::bigint), to_timestamp($4::bigint), $5, $6, "
-	                   "$7, $8, $9, $10, $11, $12, $13, $14)", 14, p, NULL, 0);
+	                   "$7, $8, $9, $10, $11, $12, $13, $14, $15)", 15, p, NULL, 0);
 	/* Bounded: a parent that makes many versions must not grow it forever. */
 	const char *k[] = { j->keep };
 	if (ret == SS_EOK)
@@ -99,6 +100,7 @@ static void remember(site_t *d, const synchist_job_t *j, time_t started, time_t 
 	snprintf(r->result, sizeof(r->result), "%s", j->result);
 	snprintf(r->trigger, sizeof(r->trigger), "%s", j->trigger);
 	snprintf(r->source, sizeof(r->source), "%s", j->source);
+	snprintf(r->by_source, sizeof(r->by_source), "%s", j->by_source);
 	snprintf(r->error, sizeof(r->error), "%s", j->error);
 	r->error_code = atoi(j->code);
 	r->started = started;
@@ -124,6 +126,7 @@ json_t *synchist_recent_json(const site_t *d)
 		                    (json_int_t)(r->ended - r->started) : 0));
 		json_object_set_new(o, "trigger", json_string(r->trigger));
 		json_object_set_new(o, "source", json_string(r->source));
+		json_object_set_new(o, "by_source", r->by_source[0] ? json_string(r->by_source) : json_null());
 		json_object_set_new(o, "result", json_string(r->result));
 		json_object_set_new(o, "from_version", json_integer((json_int_t)r->from));
 		json_object_set_new(o, "to_version", json_integer((json_int_t)r->to));
@@ -139,6 +142,12 @@ json_t *synchist_recent_json(const site_t *d)
 }
 
 void synchist_record(site_t *d, const char *kind, bool unchanged, uint64_t from, uint64_t to)
+{
+	synchist_record_sources(d, kind, unchanged, from, to, "");
+}
+
+void synchist_record_sources(site_t *d, const char *kind, bool unchanged, uint64_t from,
+                             uint64_t to, const char *by_source)
 {
 	const sync_status_t *s = &d->self;
 	synchist_job_t *j = calloc(1, sizeof(*j));
@@ -166,6 +175,7 @@ void synchist_record(site_t *d, const char *kind, bool unchanged, uint64_t from,
 	snprintf(j->trigger, sizeof(j->trigger), "%s", s->trigger[0] ? s->trigger :
 	         strcmp(kind, "import") == 0 ? "import" : strcmp(kind, "pull") == 0 ? "parent" : "manual");
 	snprintf(j->source, sizeof(j->source), "%s", s->source);
+	snprintf(j->by_source, sizeof(j->by_source), "%s", failed || unchanged ? "" : by_source);
 	remember(d, j, s->last_start ? s->last_start : s->last_end, s->last_end, from,
 	         failed ? from : to, c);
 	if (d->db == NULL || db_submit(d->db, DB_QUICK, record_work, record_done, j) != SS_EOK)
@@ -182,7 +192,7 @@ static int load_recent(site_t *d, PGconn *conn, char *err, size_t errlen)
 	int ret = db_query(conn, "SELECT * FROM (SELECT id, kind, result, sync_trigger, source, "
 		"extract(epoch FROM started_at)::bigint, coalesce(extract(epoch FROM ended_at)::bigint, 0), "
 		"coalesce(from_version, 0), coalesce(to_version, 0), added, changed, removed, expired, "
-		"error_code, coalesce(error, '') FROM sync_history WHERE result <> 'running' "
+		"error_code, coalesce(error, ''), by_source FROM sync_history WHERE result <> 'running' "
 		"ORDER BY id DESC LIMIT $1::bigint) n ORDER BY id", 1, p, &r, err, errlen);
 	if (ret != SS_EOK)
 		return ret;
@@ -203,6 +213,7 @@ static int load_recent(site_t *d, PGconn *conn, char *err, size_t errlen)
 		e->expired = strtoull(PQgetvalue(r, i, 12), NULL, 10);
 		e->error_code = atoi(PQgetvalue(r, i, 13));
 		snprintf(e->error, sizeof(e->error), "%s", PQgetvalue(r, i, 14));
+		snprintf(e->by_source, sizeof(e->by_source), "%s", PQgetvalue(r, i, 15));
 	}
 	PQclear(r);
 	return SS_EOK;

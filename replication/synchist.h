@@ -25,6 +25,14 @@ void synchist_record(struct site *d, const char *kind, bool unchanged, uint64_t 
                      uint64_t to);
 
 /*!
+ * \brief synchist_record() for an upstream sync of several sources.
+ * \param by_source  Each source's counts ("upstream: 3 added, 0 changed,
+ *                   0 removed; dell: ..."), '' with one source.
+ */
+void synchist_record_sources(struct site *d, const char *kind, bool unchanged, uint64_t from,
+                             uint64_t to, const char *by_source);
+
+/*!
  * \brief At start: restore this site's status row (state, last start and
  * end, last success, counts, error, consecutive failures) from the newest
  * recorded syncs.

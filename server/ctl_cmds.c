@@ -871,7 +871,7 @@ static int history_work(PGconn *conn, ctl_job_t *j)
 	               "coalesce(extract(epoch FROM ended_at - started_at)::bigint, 0) AS duration_s, "
 	               "sync_trigger AS trigger, source, "
 	               "result, from_version, to_version, added, changed, removed, expired, "
-	               "error_code, error FROM sync_history ORDER BY id DESC LIMIT $1::bigint",
+	               "error_code, error, nullif(by_source, '') AS by_source FROM sync_history ORDER BY id DESC LIMIT $1::bigint",
 	               1, p, &r, j->err, sizeof(j->err));
 	if (ret != SS_EOK)
 		return ret;
@@ -882,19 +882,32 @@ static int history_work(PGconn *conn, ctl_job_t *j)
 
 /* What the next sync's selection would remove from the catalog as held:
  * the entries from upstream that no longer match (the same rule as the
- * sync's, upstream/sync.c), for `sitesync sync`'s confirmation. */
+ * sync's, upstream/sync.c: a [source] that lists a kind selects its own
+ * entries, as update_sources names them, by that list), for `sitesync
+ * sync`'s confirmation. */
 static int preview_work(PGconn *conn, ctl_job_t *j)
 {
 	uint64_t v[2];
-	int ret = db_query_u64(conn, "SELECT count(*) FILTER (WHERE u.source = 'upstream' AND NOT ("
+	char *lists = json_dumps(json_object_get(j->args, "own_selection"), JSON_COMPACT);
+	const char *p[] = { lists ? lists : "[]" };
+	int ret = db_query_u64(conn, "WITH r AS (SELECT * FROM json_to_recordset($1::json) "
+		"  AS x(name text, products text, classifications text, languages text)) "
+		"SELECT count(*) FILTER (WHERE u.source = 'upstream' AND NOT ("
+		"(CASE WHEN r.products IS NOT NULL THEN u.products && string_to_array(r.products, ',') ELSE "
 		"(NOT EXISTS (SELECT 1 FROM categories WHERE kind = 'product' AND selected) "
-		"  OR u.products && ARRAY(SELECT id FROM categories WHERE kind = 'product' AND selected)) "
-		"AND (NOT EXISTS (SELECT 1 FROM categories WHERE kind = 'classification' AND selected) "
-		"  OR u.classification IN (SELECT id FROM categories WHERE kind = 'classification' AND selected)) "
-		"AND (NOT EXISTS (SELECT 1 FROM categories WHERE kind = 'language' AND selected) "
+		"  OR u.products && ARRAY(SELECT id FROM categories WHERE kind = 'product' AND selected)) END) "
+		"AND (CASE WHEN r.classifications IS NOT NULL "
+		"  THEN lower(u.classification) = ANY (string_to_array(r.classifications, ',')) ELSE "
+		"(NOT EXISTS (SELECT 1 FROM categories WHERE kind = 'classification' AND selected) "
+		"  OR u.classification IN (SELECT id FROM categories WHERE kind = 'classification' AND selected)) END) "
+		"AND (CASE WHEN r.languages IS NOT NULL "
+		"  THEN u.languages = '{}' OR u.languages && string_to_array(r.languages, ',') ELSE "
+		"(NOT EXISTS (SELECT 1 FROM categories WHERE kind = 'language' AND selected) "
 		"  OR u.languages = '{}' "
-		"  OR u.languages && ARRAY(SELECT id FROM categories WHERE kind = 'language' AND selected)))), "
-		"count(*) FROM updates u", 0, NULL, v, 2, j->err, sizeof(j->err));
+		"  OR u.languages && ARRAY(SELECT id FROM categories WHERE kind = 'language' AND selected)) END))), "
+		"count(*) FROM updates u LEFT JOIN update_sources o USING (update_id) "
+		"LEFT JOIN r ON r.name = o.source", 1, p, v, 2, j->err, sizeof(j->err));
+	free(lists);
 	if (ret != SS_EOK)
 		return ret;
 	j->result = json_pack("{s:I, s:I}", "would_remove", (json_int_t)v[0],
@@ -910,7 +923,21 @@ static void preview_after(ctl_job_t *j)
 
 static void cmd_sync_preview(ctl_req_t *req, const json_t *args, void *arg)
 {
-	ctl_job_submit(arg, req, args, preview_work, preview_after);
+	daemon_t *d = arg;
+	const conf_t *c = d->site.conf;
+	/* The sources' own selections, read here on the loop (a reload swaps
+	 * the configuration); null keeps the site's selection of that kind. */
+	json_t *own = json_array();
+	for (size_t i = 0; i < c->n_sources; i++) {
+		const conf_source_t *s = &c->sources[i];
+		json_array_append_new(own, json_pack("{s:s, s:s?, s:s?, s:s?}", "name", s->name,
+		                                     "products", s->products, "classifications",
+		                                     s->classifications, "languages", s->languages));
+	}
+	json_t *a = args ? json_copy((json_t *)args) : json_object();
+	json_object_set_new(a, "own_selection", own);
+	ctl_job_submit(arg, req, a, preview_work, preview_after);
+	json_decref(a);
 }
 
 static void cmd_history(ctl_req_t *req, const json_t *args, void *arg)

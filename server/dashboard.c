@@ -202,6 +202,8 @@ static void put_syncs(FILE *f, const json_t *syncs)
 			snprintf(err, sizeof(err), "%" JSON_INTEGER_FORMAT ": %s", code,
 			         str(y, "error") ? str(y, "error") : "");
 		put_cell(f, "err", err);
+		/* Several sources: each one's counts (null otherwise). */
+		put_cell(f, "err", str(y, "by_source") ? str(y, "by_source") : "");
 		fputs("</tr>\n", f);
 	}
 }

@@ -28,9 +28,10 @@ static void topsync_wsus_log(daemon_t *d, const upstream_job_t *job)
 	const wsus_result_t *r = &job->wsus_res;
 	site_synclog(&d->site, "WSUS: %zu categories (%" PRIu64 " documents asked for), %" PRIu64
 	             " update documents asked for (%s list), "
-	             "%" PRIu64 " held entries kept, %" PRIu64 " skipped, %" PRIu64 " bundles held back",
+	             "%" PRIu64 " held entries kept, %" PRIu64 " skipped, %" PRIu64 " bundles held back, "
+	             "%" PRIu64 " updates held back for a prerequisite",
 	             r->n_cats, r->cats_requested, r->requested, r->delta ? "delta" : "full", (uint64_t)r->n_keep,
-	             r->skipped, r->held_back);
+	             r->skipped, r->held_back, r->held_prereq);
 	for (const char *p = r->notes; p != NULL && *p;) {
 		const char *nl = strchr(p, '\n');
 		int n = nl ? (int)(nl - p) : (int)strlen(p);
@@ -81,6 +82,8 @@ static void topsync_done(int ret, void *arg)
 			site_synclog(&d->site, "Diff: %" PRIu64 " added, %" PRIu64 " changed, %" PRIu64
 			             " removed, %" PRIu64 " expired, %" PRIu64 " purged",
 			             job->added, job->changed, job->removed, job->expired, job->purged);
+			if (job->by_source[0])
+				site_synclog(&d->site, "By source: %s", job->by_source);
 			if (job->first_direct)
 				site_synclog(&d->site, "Write: first sync into an empty catalog, entries written "
 				             "as they were parsed");
@@ -109,14 +112,16 @@ static void topsync_done(int ret, void *arg)
 			             job->removed, job->expired, job->version);
 			site_message(&d->site, SS_MSG_SYNC_DONE, "info", "Synced from upstream: version %" PRIu64
 			             ", %" PRIu64 " added, %" PRIu64 " changed, %" PRIu64 " removed, %"
-			             PRIu64 " expired", job->version, job->added, job->changed, job->removed,
-			             job->expired);
+			             PRIu64 " expired%s%s%s", job->version, job->added, job->changed,
+			             job->removed, job->expired, job->by_source[0] ? " (" : "",
+			             job->by_source, job->by_source[0] ? ")" : "");
 			site_version_committed(&d->site, job->version, &job->digest, job->entries, job->full);
 		}
 		if (job->unchanged && !job->not_modified)
 			site_synclog(&d->site, "Catalog unchanged, version stays %" PRIu64, d->site.version);
 		site_synclog_time(&d->site, "Sync finished. ");
-		synchist_record(&d->site, "upstream", job->unchanged, from, d->site.version);
+		synchist_record_sources(&d->site, "upstream", job->unchanged, from, d->site.version,
+		                        job->by_source);
 	} else {
 		sync_status_failed(&d->site, ret, "%s", job->err);
 		long delay = 60L * d->site.conf->retry_minutes;
@@ -202,8 +207,13 @@ int topsync_start_confirmed(daemon_t *d, bool full, bool allow_removal, const ch
 		src->url = strdup(cs->url);
 		src->ca_file = cs->ca ? strdup(cs->ca) : NULL;
 		src->proxy = cs->proxy ? strdup(cs->proxy) : NULL;
+		src->products = cs->products ? strdup(cs->products) : NULL;
+		src->classifications = cs->classifications ? strdup(cs->classifications) : NULL;
+		src->languages = cs->languages ? strdup(cs->languages) : NULL;
 		if (src->name == NULL || src->url == NULL || (cs->ca && !src->ca_file) ||
-		    (cs->proxy && !src->proxy)) {
+		    (cs->proxy && !src->proxy) || (cs->products && !src->products) ||
+		    (cs->classifications && !src->classifications) ||
+		    (cs->languages && !src->languages)) {
 			upstream_job_free(job);
 			return SS_ENOMEM;
 		}

@@ -36,6 +36,9 @@ Knobs for the tests (attributes of WsusUpstream, safe to set while serving):
   service_url        GetAuthConfig names this authorization service URL
   data_ids           every id asked for by GetUpdateData, in order (a list)
   bump(ids)          give these updates a new revision (a changed upstream)
+  require(id, p)     revise update id to name update p as a prerequisite
+  add_update(id, ..) a new listed update; drop_update(id) unlists it (its
+                     document stays: an update no list names); relist(id)
 
 Volume mode (WsusUpstream(volume=N) or `--volume N`): N generated revisions
 over several products and classifications, compressed and uncompressed
@@ -399,6 +402,13 @@ class WsusUpstream:
         with self.lock:
             self.filters[(DEFENDER, DEFINITIONS)].remove(uid)
 
+    def relist(self, uid):
+        """List again an update drop_update() unlisted."""
+        with self.lock:
+            self.gen += 1
+            self.filters[(DEFENDER, DEFINITIONS)].append(uid)
+            self.changed_at[uid] = self.gen
+
     def bump(self, ids):
         """A changed upstream: each id gets revision + 1 and a new title."""
         with self.lock:
@@ -411,6 +421,20 @@ class WsusUpstream:
                            x, count=1)
                 self.docs[uid] = Doc(uid, d.rev + 1, x, d.compressed, d.files, packer=d.packer)
                 self.changed_at[uid] = self.gen
+
+    def require(self, uid, prereq):
+        """Revise update `uid` (revision + 1) to name the update `prereq` as
+        a required prerequisite, directly under Prerequisites as real
+        documents name one update needing another (no RevisionNumber)."""
+        with self.lock:
+            self.gen += 1
+            d = self.docs[uid]
+            x = self.blob_xml(uid)
+            x = x.replace('RevisionNumber="%d"' % d.rev, 'RevisionNumber="%d"' % (d.rev + 1), 1)
+            x = x.replace("<upd:Prerequisites>", '<upd:Prerequisites><upd:UpdateIdentity '
+                          'UpdateID="%s" />' % prereq, 1)
+            self.docs[uid] = Doc(uid, d.rev + 1, x, d.compressed, d.files, packer=d.packer)
+            self.changed_at[uid] = self.gen
 
     # -- protocol ----------------------------------------------------------
 

@@ -148,7 +148,9 @@ int first_sync_begin(first_sync_t *f, PGconn *conn, upstream_job_t *job, long mo
 	idset_init(&f->ids);
 	copy_init(&f->meta_cb);
 	*use = false;
-	if (job->import_id != NULL || job->staged_only)
+	/* Several sources: each may select by itself, and the counts per
+	 * source come from the diff (sources.h). */
+	if (job->import_id != NULL || job->staged_only || job->n_sources > 0)
 		return SS_EOK;
 	PGresult *r = NULL;
 	int ret = db_query(conn, "SELECT NOT EXISTS (SELECT 1 FROM updates)", 0, NULL, &r,

@@ -97,6 +97,8 @@ typedef struct {
 	copybuf_t cb;
 	uint64_t staged;
 	/* parser side */
+	uint64_t packaged;         /* packages handed on: the next one's seq */
+	const char *from_url;      /* the catalog being parsed ([upstream] or a source) */
 	copybuf_t fields;
 	uint8_t *packed;
 	size_t packed_cap;
@@ -367,7 +369,7 @@ static int stage_package(stage_ctx_t *s, const Sitesync__UpdateContent *u,
 	 * before anything is committed, by name and source. */
 	if (s->job->max_entry_bytes > 0 && len > s->job->max_entry_bytes) {
 		char shown[512];
-		log_url_redact(s->job->url, shown, sizeof(shown));
+		log_url_redact(s->from_url, shown, sizeof(shown));
 		snprintf(s->job->err, sizeof(s->job->err), "entry %.40s from %s is %zu bytes, over the "
 		         "limit of %zu ([upstream] max_entry_bytes); nothing was changed",
 		         u->update_id, shown, len, s->job->max_entry_bytes);
@@ -383,6 +385,9 @@ static int stage_package(stage_ctx_t *s, const Sitesync__UpdateContent *u,
 	}
 	s->fields.len = 0;
 	entry_copy_fields(&s->fields, u);
+	/* Each package handed on becomes one stage row, in order (window_add
+	 * keeps the order), so this is its seq: where its source's range is. */
+	s->packaged++;
 	r.content_len = (uint32_t)len;
 	r.fields_len = (uint32_t)s->fields.len;
 	if (s->win != NULL)
@@ -533,7 +538,7 @@ static int stage_wsus(stage_ctx_t *s, const char *path, catalog_stats_t *stats)
 int upstream_stage_catalog(PGconn *conn, upstream_job_t *job, const char *path,
                            first_sync_t *first)
 {
-	stage_ctx_t s = { .conn = conn, .job = job, .first = first };
+	stage_ctx_t s = { .conn = conn, .job = job, .first = first, .from_url = job->url };
 	copy_init(&s.cb);
 	copy_init(&s.fields);
 	int ret = db_exec(conn, SQL_STAGE_TABLE, job->err, sizeof(job->err));
@@ -574,8 +579,11 @@ int upstream_stage_catalog(PGconn *conn, upstream_job_t *job, const char *path,
 	for (size_t i = 0; ret == SS_EOK && i < job->n_sources; i++) {
 		upstream_source_t *src = &job->sources[i];
 		catalog_stats_t ss = { 0 };
+		src->seq_lo = s.packaged;
+		s.from_url = src->url;
 		ret = catalog_parse_file_bounded(src->path, job->max_bytes, job->max_entry_bytes,
 		                                 stage_entry_cb, &s, &ss, perr, sizeof(perr));
+		src->seq_hi = s.packaged;
 		src->entries = ss.entries;
 		stats.entries += ss.entries;
 		stats.bytes += ss.bytes;

@@ -28,6 +28,7 @@
 #include "upstream/fetch.h"
 #include "upstream/first.h"
 #include "upstream/removal.h"
+#include "upstream/sources.h"
 #include "upstream/stage.h"
 #include "upstream/remote.h"
 #include "upstream/wsus_sync.h"
@@ -61,6 +62,9 @@ void upstream_job_free(upstream_job_t *job)
 		free(job->sources[i].url);
 		free(job->sources[i].ca_file);
 		free(job->sources[i].proxy);
+		free(job->sources[i].products);
+		free(job->sources[i].classifications);
+		free(job->sources[i].languages);
 	}
 	free(job);
 }
@@ -236,18 +240,26 @@ static const char *const SQL_CATEGORIES =
 	"ON CONFLICT (kind, id) DO NOTHING";
 
 /* A kind with nothing selected is not filtered; language-neutral entries
- * pass any language selection. Of an id listed twice the first stays. */
+ * pass any language selection. A [source] that lists a kind itself
+ * (ss_srcs, sources.h) selects its own packages of that kind by that list
+ * instead. Of an id listed twice the first selected stays. */
 static const char *const SQL_SELECT =
 	"CREATE TEMP TABLE ss_pick ON COMMIT DROP AS "
 	"SELECT DISTINCT ON (update_id) s.update_id, s.seq, s.release_date, s.supersedes, "
-	"  s.expired, s.source FROM ss_up s WHERE "
-	"(NOT EXISTS (SELECT 1 FROM categories WHERE kind = 'product' AND selected) "
-	"  OR s.products && ARRAY(SELECT id FROM categories WHERE kind = 'product' AND selected)) "
-	"AND (NOT EXISTS (SELECT 1 FROM categories WHERE kind = 'classification' AND selected) "
-	"  OR s.classification IN (SELECT id FROM categories WHERE kind = 'classification' AND selected)) "
-	"AND (NOT EXISTS (SELECT 1 FROM categories WHERE kind = 'language' AND selected) "
+	"  s.expired, s.source FROM ss_up s "
+	"LEFT JOIN ss_srcs r ON s.seq >= r.lo AND s.seq < r.hi WHERE "
+	"(CASE WHEN r.products IS NOT NULL THEN s.products && r.products ELSE "
+	"  (NOT EXISTS (SELECT 1 FROM categories WHERE kind = 'product' AND selected) "
+	"  OR s.products && ARRAY(SELECT id FROM categories WHERE kind = 'product' AND selected)) END) "
+	"AND (CASE WHEN r.classifications IS NOT NULL "
+	"  THEN lower(s.classification) = ANY (r.classifications) ELSE "
+	"  (NOT EXISTS (SELECT 1 FROM categories WHERE kind = 'classification' AND selected) "
+	"  OR s.classification IN (SELECT id FROM categories WHERE kind = 'classification' AND selected)) END) "
+	"AND (CASE WHEN r.languages IS NOT NULL "
+	"  THEN s.languages = '{}' OR s.languages && r.languages ELSE "
+	"  (NOT EXISTS (SELECT 1 FROM categories WHERE kind = 'language' AND selected) "
 	"  OR s.languages = '{}' "
-	"  OR s.languages && ARRAY(SELECT id FROM categories WHERE kind = 'language' AND selected)) "
+	"  OR s.languages && ARRAY(SELECT id FROM categories WHERE kind = 'language' AND selected)) END) "
 	"ORDER BY update_id, seq";
 
 /* a = added, c = changed (content differs: revision + 1), r = removed.
@@ -505,6 +517,8 @@ again:
 	atomic_store(&job->phase, 2);
 	if (job->wsus && (ret = wsus_sync_categories(conn, job)) != SS_EOK)
 		goto rollback;
+	if ((ret = sources_stage_table(conn, job)) != SS_EOK)
+		goto rollback;
 	/* Selected count before expiry maintenance may purge some. */
 	if ((ret = db_exec(conn, SQL_CATEGORIES, job->err, sizeof(job->err))) != SS_EOK ||
 	    (ret = db_exec(conn, SQL_SELECT, job->err, sizeof(job->err))) != SS_EOK ||
@@ -527,6 +541,8 @@ again:
 	if (ret != SS_EOK)
 		goto rollback;
 	job->first_direct = direct;
+	if ((ret = sources_settle(conn, job)) != SS_EOK)
+		goto rollback;
 	if (job->wsus && (ret = wsus_sync_remember(conn, job, sel_now)) != SS_EOK)
 		goto rollback;
 	if (path != upstream_file_path(job->url) && !remote_is_url(job->url) && !job->wsus) {

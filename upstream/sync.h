@@ -19,9 +19,12 @@
 /* A further catalog merged into the sync ([source NAME]). */
 typedef struct {
 	char *name, *url, *ca_file, *proxy;   /* owned */
+	/* Its own selection, comma-separated ids (owned; NULL: the site's). */
+	char *products, *classifications, *languages;
 	char path[1024];           /* where its catalog was read from */
 	uint64_t entries;          /* packages it brought to the stage */
 	uint64_t bytes;
+	uint64_t seq_lo, seq_hi;   /* its packages' seq in the stage: [lo, hi) */
 } upstream_source_t;
 
 #define UPSTREAM_MAX_SOURCES 16
@@ -51,7 +54,7 @@ typedef struct upstream_job {
 	size_t max_document;       /* WSUS: one update document, bytes (0 = default) */
 	upstream_source_t sources[UPSTREAM_MAX_SOURCES]; /* after the url's catalog */
 	size_t n_sources;
-	uint64_t primary_entries;  /* packages the url itself brought */
+	uint64_t primary_entries;  /* packages the url itself brought (seq 0 onwards) */
 
 	/* Progress, read by the event loop. */
 	atomic_uint_fast64_t parsed;
@@ -80,6 +83,9 @@ typedef struct upstream_job {
 	uint64_t added, changed, removed, expired, purged;
 	uint32_t revision;         /* import: the update's revision after it */
 	wsus_result_t wsus_res;    /* WSUS upstreams: categories, counts, notes, anchor */
+	/* With [source] sections: the counts per source, "upstream: 3 added,
+	 * 0 changed, 0 removed; dell: ..." (sources.h); '' otherwise. */
+	char by_source[1024];
 	char err[256];
 } upstream_job_t;
 

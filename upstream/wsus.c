@@ -31,11 +31,13 @@ typedef struct {
 	int32_t from;                 /* index of the entry that needed it, or -1 */
 } want_t;
 
-/* What a fetched update contributes to the bundle check. */
+/* What a fetched update contributes to the bundle check: its members,
+ * or (prereq) the updates it names as required prerequisites. */
 typedef struct {
 	uint8_t id[16];
 	uint8_t (*members)[16];
 	size_t n_members;
+	bool prereq;
 } bundle_t;
 
 typedef wsus_catrec_t cat_t;
@@ -710,6 +712,37 @@ static int write_record(wsus_t *w, const Sitesync__UpdateContent *u)
 	return ret;
 }
 
+/*
+ * The required prerequisites of a fetched update that are updates, not
+ * categories or detectoids: documents name them without a revision, and
+ * GetUpdateData needs one, so they can be had only as an update list
+ * names them (or as held). hold_back() holds the update back when one
+ * is missing, as for a bundle's member: a client cannot evaluate it.
+ */
+static int need_prereqs(wsus_t *w, const wsus_update_t *it)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < it->n_req_prereqs; i++)
+		n += cat_find(w, it->req_prereqs[i]) == NULL;
+	if (n == 0)
+		return SS_EOK;
+	bundle_t *nb = realloc(w->bundles, (w->n_bundles + 1) * sizeof(*nb));
+	if (nb == NULL)
+		return SS_ENOMEM;
+	w->bundles = nb;
+	bundle_t *b = &nb[w->n_bundles];
+	memset(b, 0, sizeof(*b));
+	entry_id_bytes(it->u.update_id, b->id);
+	b->prereq = true;
+	if ((b->members = malloc(n * 16)) == NULL)
+		return SS_ENOMEM;
+	for (size_t i = 0; i < it->n_req_prereqs; i++)
+		if (cat_find(w, it->req_prereqs[i]) == NULL)
+			entry_id_bytes(it->req_prereqs[i], b->members[b->n_members++]);
+	w->n_bundles++;
+	return SS_EOK;
+}
+
 /* One fetched update: sort its categories, queue what it needs, write it. */
 static int take_update(wsus_t *w, data_t *d, wsus_update_t *it, int32_t from)
 {
@@ -772,6 +805,8 @@ static int take_update(wsus_t *w, data_t *d, wsus_update_t *it, int32_t from)
 		vendor = co ? co->title : NULL;
 	}
 	u->vendor = (char *)(vendor ? vendor : "Microsoft");
+	if ((ret = need_prereqs(w, it)) != SS_EOK)
+		return ret;
 	for (size_t i = 0; i < it->n_bundled_ids; i++) {
 		uint8_t mb[16];
 		entry_id_bytes(it->bundled_ids[i].id, mb);
@@ -790,6 +825,7 @@ static int take_update(wsus_t *w, data_t *d, wsus_update_t *it, int32_t from)
 			return SS_ENOMEM;
 		w->bundles = nb;
 		bundle_t *b = &nb[w->n_bundles];
+		memset(b, 0, sizeof(*b));
 		entry_id_bytes(u->update_id, b->id);
 		b->members = malloc(it->n_bundled_ids * 16);
 		if (b->members == NULL)
@@ -992,6 +1028,41 @@ static int list_params(wsus_t *w, const char *anchor, bool delta, char **out)
 	return SS_EOK;
 }
 
+/*
+ * A held-back update the site holds at an older revision keeps that one
+ * (with its held members), as a delta keeps what did not change: the new
+ * revision waits, the catalog loses nothing. Its new revision is not
+ * remembered, so the next sync (a full list) asks for it again.
+ */
+static int keep_older(wsus_t *w, const idset_t *held)
+{
+	wsus_result_t *r = w->res;
+	size_t before = r->n_keep;
+	for (size_t i = 0; i < w->n_bundles; i++) {
+		const uint8_t *id = w->bundles[i].id;
+		if (!idset_has(held, id) || held_find(w->o, id) == NULL)
+			continue;
+		int ret = keep_push(w, id);
+		if (ret < 0)
+			return ret;
+	}
+	if (r->n_keep == before)
+		return SS_EOK;
+	qsort(r->keep, r->n_keep, 16, cmp_id16);
+	size_t n = 0;
+	for (size_t i = 0; i < r->n_revs; i++) {
+		uint8_t b[16];
+		entry_id_bytes(r->revs[i].id, b);
+		if (idset_has(held, b) && wsus_keep_has(r, b)) {
+			free(r->revs[i].bundled);
+			continue;
+		}
+		r->revs[n++] = r->revs[i];
+	}
+	r->n_revs = n;
+	return SS_EOK;
+}
+
 /* Hold back bundles whose members could not be had: rewrite the records
  * without them (the file is small next to the network time it took). */
 static int hold_back(wsus_t *w, const char *tmp, const char *dest)
@@ -1014,19 +1085,30 @@ static int hold_back(wsus_t *w, const char *tmp, const char *dest)
 				char bid[37], mid[37];
 				entry_id_format(b->id, bid);
 				entry_id_format(m, mid);
-				note(w, "Held back bundle %s: its member %s could not be had%s%s", bid, mid,
-				     w->res->last_fault[0] ? " (last fault: " : "",
-				     w->res->last_fault[0] ? w->res->last_fault : "");
+				if (b->prereq)
+					note(w, "Held back update %s: its prerequisite %s could not be had (%s)",
+					     bid, mid, idset_has(&w->bad, m) ? "the upstream faults on it" :
+					     idset_has(&held, m) ? "held back itself" :
+					     "no update list of the selection names it");
+				else
+					note(w, "Held back bundle %s: its member %s could not be had%s%s", bid, mid,
+					     w->res->last_fault[0] ? " (last fault: " : "",
+					     w->res->last_fault[0] ? w->res->last_fault : "");
 				if (idset_add(&held, b->id) < 0) {
 					ret = SS_ENOMEM;
 					goto out;
 				}
-				w->res->held_back++;
+				if (b->prereq)
+					w->res->held_prereq++;
+				else
+					w->res->held_back++;
 				again = true;
 				break;
 			}
 		}
 	}
+	if ((ret = keep_older(w, &held)) != SS_EOK)
+		goto out;
 	/* Nothing held back (the usual case): the records stand as written. */
 	if (held.count == 0) {
 		if (rename(tmp, dest) != 0) {
@@ -1281,7 +1363,7 @@ int wsus_fetch(const wsus_opts_t *o, const char *dest, wsus_result_t *res,
 	ret = hold_back(&w, tmp, dest);
 	/* What was skipped or held back is not held: the next sync must list
 	 * it again, which a delta from this anchor would not. */
-	if (ret == SS_EOK && (res->skipped > 0 || res->held_back > 0)) {
+	if (ret == SS_EOK && (res->skipped > 0 || res->held_back > 0 || res->held_prereq > 0)) {
 		free(res->anchor);
 		res->anchor = NULL;
 	}

@@ -13,13 +13,15 @@
  *   GetRevisionIdList (selected products AND classifications; Delta
  *        │  with the stored anchor when there is one)
  *        v
- *   GetUpdateData in batches; bundle members and non-category
- *   prerequisites are fetched too ──> record file of catalog entries
+ *   GetUpdateData in batches; bundle members are fetched too (the
+ *   bundle names their revisions) ──> record file of catalog entries
  *
  * Faults: InvalidCookie re-authenticates and retries; a batch that faults
  * is split until the bad ids are isolated (logged, skipped); timeouts and
  * 5xx are retried with backoff; a bundle whose members cannot be had is
- * held back, naming the member. Blocking: runs on a database worker.
+ * held back, naming the member, and so is an update whose required
+ * prerequisite update no list gave (documents name it without the
+ * revision GetUpdateData needs). Blocking: runs on a database worker.
  */
 #pragma once
 
@@ -93,6 +95,7 @@ typedef struct {
 	uint64_t requested;          /* update ids asked for with GetUpdateData */
 	uint64_t skipped;            /* ids the upstream faulted on, skipped */
 	uint64_t held_back;          /* bundles not published (members missing) */
+	uint64_t held_prereq;        /* updates not published (a prerequisite missing) */
 	uint64_t bytes;              /* response bytes */
 	bool delta;                  /* the update list was a delta */
 	char *anchor;                /* the anchor to store for next time */

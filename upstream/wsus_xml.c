@@ -554,6 +554,7 @@ void wsus_update_clear(wsus_update_t *w)
 		free(w->files[i]);
 	free(w->files);
 	free(w->cat_prereqs);
+	free(w->req_prereqs);
 	free(w->bundled_ids);
 	memset(w, 0, sizeof(*w));
 }
@@ -651,6 +652,8 @@ static int upd_identity(upd_t *p, int depth)
 		/* Only inside the AtLeastOne IsCategory="true" last opened. */
 		if (ret == SS_EOK && p->at_least_one_cat && strcmp(par, "AtLeastOne") == 0)
 			ret = strv_push(w, &w->cat_prereqs, &w->n_cat_prereqs, id);
+		if (ret == SS_EOK && strcmp(par, "Prerequisites") == 0)
+			ret = strv_push(w, &w->req_prereqs, &w->n_req_prereqs, id);
 		return ret;
 	}
 	if (strcmp(gpar, "BundledUpdates") == 0 || strcmp(par, "BundledUpdates") == 0) {

@@ -82,6 +82,10 @@ typedef struct {
 	 * sorts them into products and classification by their kind. */
 	char **cat_prereqs;
 	size_t n_cat_prereqs;
+	/* Prerequisites named directly under Prerequisites: each one is
+	 * required (of an AtLeastOne group any one will do). */
+	char **req_prereqs;
+	size_t n_req_prereqs;
 	wsus_ident_t *bundled_ids;  /* with revisions, as the document names them */
 	size_t n_bundled_ids;
 	/* internal */

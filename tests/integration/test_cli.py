@@ -61,7 +61,7 @@ def check_history(cas):
     # the sync ends, from a database worker).
     sync_keys = {"kind", "started_at", "ended_at", "result", "from_version", "to_version",
                  "added", "changed", "removed", "expired", "error_code", "error",
-                 "duration_s", "trigger", "source"}
+                 "duration_s", "trigger", "source", "by_source"}
     def first_sync():
         syncs = jcli(cas, "history", "--limit", "3")["syncs"]
         return syncs[-1] if syncs else None

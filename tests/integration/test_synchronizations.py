@@ -27,7 +27,7 @@ from harness import check, log, wait_for  # noqa: E402
 
 TIMEOUT = 120
 HEADER = ("KIND", "STARTED", "ENDED", "RESULT", "FROM", "TO", "ADDED", "CHANGED",
-          "REMOVED", "EXPIRED", "DURATION", "TRIGGER", "SOURCE", "ERROR")
+          "REMOVED", "EXPIRED", "DURATION", "TRIGGER", "SOURCE", "ERROR", "BY-SOURCE")
 
 
 def syncs(site):

@@ -206,6 +206,51 @@ def body(h, up):
           % up.data_ids)
     log("refused anchor: full list, nothing re-fetched")
 
+    # 5b. Prerequisites that are updates, not categories (documents name them
+    # without a revision, so only a list can give one): one the site holds
+    # and one listed with the update that needs it count as had; one that no
+    # list names holds back the update needing it, named, like a bundle
+    # with a missing member; an update held at an older revision keeps it;
+    # everything else is published. Listed after all, it comes with both.
+    a, b, c = up.updates[2], up.updates[3], up.updates[4]
+    c_rev = content(cas, c).get(23)
+    newp, newd, orphan, needy = ("9e9e9e9e-0000-4000-8000-00000000000%d" % i for i in range(1, 5))
+    for uid in (newp, newd, orphan, needy):
+        up.add_update(uid, 0, compressed=True)
+    up.drop_update(orphan)
+    up.require(a, b)
+    up.require(newd, newp)
+    up.require(needy, orphan)
+    up.require(c, orphan)
+    up.data_ids = []
+    out = run_sync(cas)
+    check("Sync finished" in out, "sync with prerequisites: %s" % out)
+    for uid in (needy, c):
+        check("Held back update %s: its prerequisite %s could not be had (no update list of "
+              "the selection names it)" % (uid, orphan) in out,
+              "the held-back update %s is not named with its prerequisite:\n%s" % (uid, out))
+    check("0 bundles held back, 2 updates held back for a prerequisite" in out,
+          "the WSUS line does not count them:\n%s" % out)
+    now = ids(cas)
+    check(needy not in now and orphan not in now, "an update without its prerequisite was published")
+    check({a, b, newp, newd} <= now, "updates whose prerequisites were had are missing")
+    check(content(cas, a).get(23) == [up.docs[a].rev], "%s not at its new revision" % a)
+    c_now = content(cas, c).get(23) if c in now else "removed"
+    check(c_now == c_rev, "%s held back: its held revision %r was not kept (%r)" % (c, c_rev, c_now))
+    check(b not in up.data_ids and orphan not in up.data_ids,
+          "fetched a held prerequisite or one no list names: %r" % up.data_ids)
+    up.relist(orphan)
+    out = run_sync(cas)
+    check("Sync finished" in out and "Held back" not in out, "prerequisite listed: %s" % out)
+    now = ids(cas)
+    check({needy, orphan, c} <= now and content(cas, c).get(23) == [up.docs[c].rev],
+          "with the prerequisite listed, %s, %s and %s at its new revision are not all held"
+          % (orphan, needy, c))
+    for uid in (orphan, needy):
+        up.drop_update(uid)
+    log("prerequisites: held and listed ones had; %s and %s held back for %s (the older "
+        "revision of %s kept), then published with it" % (needy, c, orphan, c))
+
     # 6. Faults not handled: the sync fails, naming them, and changes nothing;
     # the upstream URL carries credentials, shown redacted everywhere.
     before = cas.catalog_state()

@@ -224,7 +224,27 @@ START_TEST(sources)
 	ck_assert_str_eq(c->sources[0].name, "vendor-1");
 	ck_assert_str_eq(c->sources[0].url, "https://v.example/c.cab");
 	ck_assert_str_eq(c->sources[0].ca, "/ca.pem");
+	ck_assert_ptr_null(c->sources[0].products);
 	conf_free(c);
+	/* Its own selection: trimmed, GUIDs lower case. */
+	c = loaded(base, "[upstream]\nurl = file:///a.xml\n[source v]\nurl = file:///c.xml\n"
+		"products = Adatum BIOS , Contoso Browser\n"
+		"classifications = 0FA1201D-4330-4fa8-8ae9-b877473b6441,cd5ffd1e-e932-4e3a-bf74-18bf0b1bbd83\n"
+		"languages = en, pt-BR\n");
+	ck_assert_str_eq(c->sources[0].products, "Adatum BIOS,Contoso Browser");
+	ck_assert_str_eq(c->sources[0].classifications,
+		"0fa1201d-4330-4fa8-8ae9-b877473b6441,cd5ffd1e-e932-4e3a-bf74-18bf0b1bbd83");
+	ck_assert_str_eq(c->sources[0].languages, "en,pt-BR");
+	conf_free(c);
+	refused(base, "[upstream]\nurl = file:///a.xml\n[source v]\nurl = file:///c.xml\n"
+		"products = Adatum BIOS,,Contoso\n",
+		"[source v] products: an empty id in 'Adatum BIOS,,Contoso' (a comma-separated list)", false);
+	refused(base, "[upstream]\nurl = file:///a.xml\n[source v]\nurl = file:///c.xml\n"
+		"classifications = Security Updates\n",
+		"[source v] classifications: an id that is not a GUID in 'Security Updates'", false);
+	refused(base, "[upstream]\nurl = file:///a.xml\n[source v]\nurl = file:///c.xml\n"
+		"languages = en;de\n",
+		"[source v] languages: a code that is not a language (e.g. en, pt-BR) in 'en;de'", false);
 	refused(base, "[source vendor]\nurl = file:///c.xml\n",
 		"[source vendor] needs [upstream] url: it is merged into the upstream's catalog", true);
 	refused(base, "[upstream]\nurl = file:///a.xml\n[source vendor]\nurl = sitesync://h:1\n",
@@ -232,7 +252,8 @@ START_TEST(sources)
 	refused(base, "[upstream]\nurl = file:///a.xml\n[source Vendor]\nurl = file:///c.xml\n",
 		"[source Vendor]: a source name is 1-32 of a-z, 0-9, - and _", false);
 	refused(base, "[upstream]\nurl = file:///a.xml\n[source vendor]\nurl = file:///c.xml\nkind = wsus\n",
-		"unknown key 'kind' in section [source vendor] (url, ca, proxy)", false);
+		"unknown key 'kind' in section [source vendor] (url, ca, proxy, products, "
+		"classifications, languages)", false);
 }
 END_TEST
 

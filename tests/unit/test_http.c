@@ -442,7 +442,8 @@ START_TEST(dashboard_server_side)
 		"\"link\":\"active\\\"><b>\"}],"
 		"\"syncs\":[{\"kind\":\"upstream\",\"trigger\":\"manual\",\"result\":\"failed\","
 		"\"source\":\"file:///x/<img src=x>\",\"from_version\":3,\"to_version\":3,"
-		"\"error_code\":521,\"error\":\"a & b\"}]}", 0, &jerr);
+		"\"error_code\":521,\"error\":\"a & b\",\"by_source\":\"upstream: 1 added, 0 changed, "
+		"0 removed; v<1>: 0 added, 0 changed, 2 removed\"}]}", 0, &jerr);
 	ck_assert_msg(st != NULL, "%s", jerr.text);
 	char *page = dashboard_render(http_dashboard_html, st, NULL);
 	ck_assert_ptr_nonnull(page);
@@ -456,6 +457,8 @@ START_TEST(dashboard_server_side)
 	ck_assert_ptr_nonnull(strstr(page, "active&quot;&gt;&lt;b&gt;"));
 	ck_assert_ptr_nonnull(strstr(page, "file:///x/&lt;img src=x&gt;"));
 	ck_assert_ptr_nonnull(strstr(page, "521: a &amp; b"));
+	ck_assert_ptr_nonnull(strstr(page, "upstream: 1 added, 0 changed, 0 removed; v&lt;1&gt;: 0 added, "
+	                             "0 changed, 2 removed</td></tr>"));
 	ck_assert_ptr_nonnull(strstr(page, "data-sync-trigger=\"manual\""));
 	ck_assert_ptr_null(strstr(page, "<!--SITES-->"));
 	/* No ?site=: the detail view is hidden and empty. */

@@ -152,6 +152,7 @@ START_TEST(leaf_and_category)
 	ck_assert_int_eq(wsus_update_parse(s.blob, strlen(s.blob), NULL, 0, &u, err, sizeof(err)), SS_EOK);
 	ck_assert_int_eq(u.n_bundled_ids, 4);
 	ck_assert_int_eq(u.u.n_prerequisites, 2);
+	ck_assert_int_eq(u.n_req_prereqs, 0);    /* two AtLeastOne groups */
 	wsus_update_clear(&u);
 	free(s.blob);
 }
@@ -183,6 +184,10 @@ START_TEST(dates_and_expiry)
 	ck_assert_int_eq(u.u.n_prerequisites, 2);
 	ck_assert_int_eq(u.n_cat_prereqs, 1);
 	ck_assert_str_eq(u.cat_prereqs[0], "aaaaaaaa-0000-4000-8000-00000000000c");
+	/* Only the one directly under Prerequisites is required (wsus.c holds
+	 * the update back without it); a group needs any one of its members. */
+	ck_assert_int_eq(u.n_req_prereqs, 1);
+	ck_assert_str_eq(u.req_prereqs[0], "aaaaaaaa-0000-4000-8000-00000000000d");
 	wsus_update_clear(&u);
 }
 END_TEST
