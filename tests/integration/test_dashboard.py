@@ -19,7 +19,9 @@ working directory, the build directory under meson).
 The synchronizations table lists the syncs of CAS that `history --json` gives.
 The charts (inline SVG drawn by the page's script from /status) have one
 propagation bar and one lag line per site of `status --json`, each with
-data-site; the top's bar is 0 s, the synced parents' are not behind and
+data-site; the lag lines are complete on the first load: every corner
+(data-at, data-seconds, data-held) is the one versions_reached gives, the
+top's are all 0 and P02's shows the seconds it was behind while down; the top's bar is 0 s, the synced parents' are not behind and
 the dead S01, one version short after the last round, is. After twelve
 versions the chart of the last versions has one series per version for
 the top's last ten, each with one bar per site whose data-seconds is the
@@ -74,6 +76,8 @@ class RowParser(html.parser.HTMLParser):
         self._field = None
         self.series = []        # prop-series data-version, in page order
         self.points = {}        # (version, site) -> (data-seconds, data-behind)
+        self.lag_points = {}    # site -> [(data-at, data-seconds, data-held)] in order
+        self.lag_now = None     # the lag chart's data-now (its /status generated_at)
         self.tables = {}        # tbody id -> rows of cell texts
         self._tbody = None
         self._row = None
@@ -106,6 +110,11 @@ class RowParser(html.parser.HTMLParser):
             self.prop[a.get("data-site")] = (a.get("data-seconds"), a.get("data-behind"))
         elif "lag-series" in cls:
             self.lag[a.get("data-site")] = (a.get("data-lag"), a.get("data-points"))
+        elif "lag-point" in cls:
+            self.lag_points.setdefault(a.get("data-site"), []).append(
+                (a.get("data-at"), a.get("data-seconds"), a.get("data-held")))
+        elif tag == "svg" and a.get("id") == "lag-chart":
+            self.lag_now = a.get("data-now")
         elif "data-site" in a:
             self.rows.append((a["data-site"], a.get("data-state")))
         if "data-sync-trigger" in a and self._tbody != "detail-syncs":
@@ -147,7 +156,8 @@ def sync_cells(y):
     err = "%d: %s" % (y["error_code"], y["error"] or "") if y["error_code"] else ""
     return [y["started_at"] or "", y["ended_at"] or "", "%d s" % y["duration_s"], y["kind"],
             y["trigger"] or "", y["source"] or "", y["result"], versions, str(y["added"]),
-            str(y["changed"]), str(y["removed"]), str(y["expired"]), err]
+            str(y["changed"]), str(y["removed"]), str(y["expired"]), err,
+            y.get("by_source") or ""]
 
 
 def epoch(t):
@@ -173,6 +183,43 @@ def expected_propagation(doc):
             ok = known and min(e["version"] for e in known) <= v["version"] and times
             out[(v["version"], r["site"])] = (max(0, min(times) - t0) if ok else None, False)
     return [v["version"] for v in reversed(versions)], out
+
+
+def expected_lag(doc, now):
+    """site -> [(at, seconds, held)]: each site's lag line from versions_reached,
+    sampled just before and at each commit time (top's or site's) up to now:
+    at t a site holding h lags t - (the top's commit of its oldest version
+    newer than h), 0 if none. Drawn from the first time the site held the
+    top's oldest listed version (older top versions are not listed)."""
+    def reached(r):
+        return sorted((e["version"], epoch(e["reached_at"])) for e in r["versions_reached"]
+                      if e["reached_at"])
+    top = reached([r for r in doc["sites"] if not r["parent"]][0])
+    out = {}
+    for r in doc["sites"]:
+        mine = reached(r)
+
+        def held(t, strict):
+            got = [v for v, at in mine if (at < t if strict else at <= t)]
+            return max(got) if got else None
+
+        def lag(t, h):
+            nxt = [at for v, at in top if v > h]
+            return max(0, t - nxt[0]) if nxt else 0
+        starts = [at for v, at in mine if top and v >= top[0][0] and at <= now]
+        if not starts:
+            out[r["site"]] = []
+            continue
+        start = min(starts)
+        h = held(start, False)
+        pts = [(start, lag(start, h), h)]
+        for t in sorted({at for _, at in top + mine if start < at < now} | {now} - {start}):
+            before, h = held(t, True), held(t, False)
+            if lag(t, before) != lag(t, h):
+                pts.append((t, lag(t, before), before))
+            pts.append((t, lag(t, h), h))
+        out[r["site"]] = [(str(t), str(s), str(v)) for t, s, v in pts]
+    return out
 
 
 def states(site):
@@ -295,7 +342,32 @@ def test(h):
           "after %r s" % (late_version, late_s))
     check(all(p.points[(str(v), "CAS")] == ("0", "false") for v in versions),
           "the top's own bars: %r" % [(k, x) for k, x in p.points.items() if k[1] == "CAS"])
-    log("charts: propagation %r, lag %r" % (p.prop, p.lag))
+    # The lag chart, complete on this first load: each site's lag line from
+    # versions_reached up to the page's generated_at, corner by corner; the
+    # top never lags, P02 lagged from the top's commit of late_version until
+    # its own, and the dead S01 lags the newest version until now.
+    check(p.lag_now and p.lag_now.isdigit(), "lag chart data-now %r" % p.lag_now)
+    now = int(p.lag_now)
+    want_lag = expected_lag(doc, now)
+    for code in want:
+        check(p.lag_points.get(code) == want_lag[code], "lag line of %s %r, from "
+              "versions_reached %r" % (code, p.lag_points.get(code), want_lag[code]))
+    # (several versions can share a second: one corner per distinct second)
+    check(len(want_lag["CAS"]) >= 2 and want_lag["CAS"][-2][2] == str(top) and
+          all(s == "0" for _, s, _ in want_lag["CAS"]), "the top's lag %r" % want_lag["CAS"])
+    rows = {r["site"]: r for r in doc["sites"]}
+    top_at = {e["version"]: epoch(e["reached_at"]) for e in rows["CAS"]["versions_reached"]}
+    p02_at = min(epoch(e["reached_at"]) for e in rows["P02"]["versions_reached"]
+                 if e["version"] >= late_version)
+    late_lag = p02_at - top_at[late_version]
+    check(late_lag >= 2 and late_lag == int(late_s) and
+          (str(p02_at), str(late_lag), str(late_version - 1)) in want_lag["P02"],
+          "P02's lag step for version %d: %d s at %d, line %r" % (
+              late_version, late_lag, p02_at, want_lag["P02"]))
+    check(want_lag["S01"][-1] == (str(now), str(now - top_at[top]), str(top - 1)) and
+          now - top_at[top] > 0, "S01's lag now %r" % (want_lag["S01"][-1],))
+    log("charts: propagation %r, lag %r; P02 %d s behind with version %d"
+        % (p.prop, p.lag, late_lag, late_version))
     # The synchronizations table: CAS's syncs as `history --json` lists them.
     hist = [(r["trigger"], r["result"]) for r in
             json.loads(cas.cli_ok("history", "--json"))["syncs"]]
