@@ -712,6 +712,23 @@ static int write_record(wsus_t *w, const Sitesync__UpdateContent *u)
 	return ret;
 }
 
+/* A new entry of w->bundles for update \a update_id with room for \a n
+ * members (none counted yet); NULL when out of memory. */
+static bundle_t *bundle_push(wsus_t *w, const char *update_id, size_t n)
+{
+	bundle_t *nb = realloc(w->bundles, (w->n_bundles + 1) * sizeof(*nb));
+	if (nb == NULL)
+		return NULL;
+	w->bundles = nb;
+	bundle_t *b = &nb[w->n_bundles];
+	memset(b, 0, sizeof(*b));
+	entry_id_bytes(update_id, b->id);
+	if ((b->members = malloc(n * sizeof(*b->members))) == NULL)
+		return NULL;
+	w->n_bundles++;
+	return b;
+}
+
 /*
  * The required prerequisites of a fetched update that are updates, not
  * categories or detectoids: documents name them without a revision, and
@@ -726,20 +743,13 @@ static int need_prereqs(wsus_t *w, const wsus_update_t *it)
 		n += cat_find(w, it->req_prereqs[i]) == NULL;
 	if (n == 0)
 		return SS_EOK;
-	bundle_t *nb = realloc(w->bundles, (w->n_bundles + 1) * sizeof(*nb));
-	if (nb == NULL)
+	bundle_t *b = bundle_push(w, it->u.update_id, n);
+	if (b == NULL)
 		return SS_ENOMEM;
-	w->bundles = nb;
-	bundle_t *b = &nb[w->n_bundles];
-	memset(b, 0, sizeof(*b));
-	entry_id_bytes(it->u.update_id, b->id);
 	b->prereq = true;
-	if ((b->members = malloc(n * 16)) == NULL)
-		return SS_ENOMEM;
 	for (size_t i = 0; i < it->n_req_prereqs; i++)
 		if (cat_find(w, it->req_prereqs[i]) == NULL)
 			entry_id_bytes(it->req_prereqs[i], b->members[b->n_members++]);
-	w->n_bundles++;
 	return SS_EOK;
 }
 
@@ -820,20 +830,12 @@ static int take_update(wsus_t *w, data_t *d, wsus_update_t *it, int32_t from)
 			return ret;
 	}
 	if (it->n_bundled_ids > 0) {
-		bundle_t *nb = realloc(w->bundles, (w->n_bundles + 1) * sizeof(*nb));
-		if (nb == NULL)
-			return SS_ENOMEM;
-		w->bundles = nb;
-		bundle_t *b = &nb[w->n_bundles];
-		memset(b, 0, sizeof(*b));
-		entry_id_bytes(u->update_id, b->id);
-		b->members = malloc(it->n_bundled_ids * 16);
-		if (b->members == NULL)
+		bundle_t *b = bundle_push(w, u->update_id, it->n_bundled_ids);
+		if (b == NULL)
 			return SS_ENOMEM;
 		for (size_t i = 0; i < it->n_bundled_ids; i++)
 			entry_id_bytes(it->bundled_ids[i].id, b->members[i]);
 		b->n_members = it->n_bundled_ids;
-		w->n_bundles++;
 	}
 	uint8_t idb[16];
 	entry_id_bytes(u->update_id, idb);
