@@ -454,11 +454,17 @@ def fig_1_2_5(b, ingest_only=False):
         log("fig 1: full pull at %s: %.2fs" % (code, dt))
         c.stop()
         kids.append(c)
-    full = statistics.median(pulls)
-    result("1", "full pull %d entries" % entries, full, "s", base1, "s",
-           full / base1, "<= 1.3", full / base1 <= 1.3,
-           "pulls %s (first one also produces the spool file); COPY pipe %s"
-           % (["%.2f" % x for x in pulls], ["%.2f" % x for x in base_runs]))
+    # The headline is the cold pull: the first child's, which also has the
+    # parent produce the spool file from its database. The warm pulls that
+    # follow are served from that file; their median stands beside it.
+    cold = pulls[0]
+    full = statistics.median(pulls[1:]) if len(pulls) > 1 else cold
+    note = ("pulls %s (the first also produces the spool file); COPY pipe %s"
+            % (["%.2f" % x for x in pulls], ["%.2f" % x for x in base_runs]))
+    result("1", "full pull %d entries, cold" % entries, cold, "s", base1, "s",
+           cold / base1, "<= 1.1", cold / base1 <= 1.1, note)
+    result("1w", "full pull %d entries, warm (spool kept)" % entries, full, "s",
+           base1, "s", full / base1, "<= 1.3", full / base1 <= 1.3)
 
     # Figure 2: delta pull of 0.1% changed entries. P01 holds version 1,
     # then each round the top commits a 0.1% change and P01 pulls it.
