@@ -28,6 +28,8 @@ typedef struct {
 	char trigger[16];
 	char source[160];
 	char by_source[1024];
+	synchist_then_fn then;  /* after the row is written (or could not be) */
+	void *then_arg;
 } synchist_job_t;
 
 static pthread_mutex_t stamp_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -77,9 +79,12 @@ static int record_work(PGconn *conn, void *arg)
 
 static void record_done(int ret, void *arg)
 {
+	synchist_job_t *j = arg;
 	if (ret != SS_EOK)
 		log_warning("cannot record the sync in the history (%s)", ss_strerror(ret));
-	free(arg);
+	if (j->then)
+		j->then(j->then_arg);
+	free(j);
 }
 
 /* The newest syncs, newest first, for the dashboard. */
@@ -143,16 +148,28 @@ json_t *synchist_recent_json(const site_t *d)
 
 void synchist_record(site_t *d, const char *kind, bool unchanged, uint64_t from, uint64_t to)
 {
-	synchist_record_sources(d, kind, unchanged, from, to, "");
+	synchist_record_then(d, kind, unchanged, from, to, "", NULL, NULL);
 }
 
 void synchist_record_sources(site_t *d, const char *kind, bool unchanged, uint64_t from,
                              uint64_t to, const char *by_source)
 {
+	synchist_record_then(d, kind, unchanged, from, to, by_source, NULL, NULL);
+}
+
+void synchist_record_then(site_t *d, const char *kind, bool unchanged, uint64_t from,
+                          uint64_t to, const char *by_source, synchist_then_fn then,
+                          void *then_arg)
+{
 	const sync_status_t *s = &d->self;
 	synchist_job_t *j = calloc(1, sizeof(*j));
-	if (j == NULL)
+	if (j == NULL) {
+		if (then)
+			then(then_arg);
 		return;
+	}
+	j->then = then;
+	j->then_arg = then_arg;
 	bool failed = s->state == SITESYNC__SYNC_STATE__SYNC_FAILED;
 	snprintf(j->kind, sizeof(j->kind), "%s", kind);
 	snprintf(j->result, sizeof(j->result), "%s",
@@ -178,8 +195,11 @@ void synchist_record_sources(site_t *d, const char *kind, bool unchanged, uint64
 	snprintf(j->by_source, sizeof(j->by_source), "%s", failed || unchanged ? "" : by_source);
 	remember(d, j, s->last_start ? s->last_start : s->last_end, s->last_end, from,
 	         failed ? from : to, c);
-	if (d->db == NULL || db_submit(d->db, DB_QUICK, record_work, record_done, j) != SS_EOK)
+	if (d->db == NULL || db_submit(d->db, DB_QUICK, record_work, record_done, j) != SS_EOK) {
+		if (then)
+			then(then_arg);
 		free(j);
+	}
 }
 
 /* The newest rows back into memory, oldest pushed first. */

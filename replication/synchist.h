@@ -32,6 +32,17 @@ void synchist_record(struct site *d, const char *kind, bool unchanged, uint64_t 
 void synchist_record_sources(struct site *d, const char *kind, bool unchanged, uint64_t from,
                              uint64_t to, const char *by_source);
 
+typedef void (*synchist_then_fn)(void *arg);
+
+/*!
+ * \brief synchist_record_sources(), then \p then once the row is written or
+ * could not be: an answer sent from \p then ("import done") is never
+ * followed by a `history` that lacks the row.
+ */
+void synchist_record_then(struct site *d, const char *kind, bool unchanged, uint64_t from,
+                          uint64_t to, const char *by_source, synchist_then_fn then,
+                          void *then_arg);
+
 /*!
  * \brief At start: restore this site's status row (state, last start and
  * end, last success, counts, error, consecutive failures) from the newest

@@ -183,6 +183,25 @@ static void cmd_export(ctl_req_t *req, const json_t *args, void *arg)
 
 /* ---- import ----------------------------------------------------------- */
 
+/* The import's answer goes out once its history row is written, so a
+ * `history` right after `import` lists it. */
+typedef struct {
+	ctl_req_t *req;
+	json_t *data;           /* the success answer; NULL for a failure */
+	int code;
+	char err[256];
+} import_answer_t;
+
+static void import_answer(void *arg)
+{
+	import_answer_t *a = arg;
+	if (a->data)
+		ctl_reply(a->req, a->data);
+	else
+		ctl_reply_error(a->req, a->code, "import failed: %s", a->err);
+	free(a);
+}
+
 static int import_work(PGconn *conn, void *arg)
 {
 	bundle_job_t *j = arg;
@@ -200,9 +219,18 @@ static void import_failed(bundle_job_t *j, int ret)
 	site_synclog(&d->site, "Import of %s failed: %s", j->path, j->im.err);
 	site_message(&d->site, SS_MSG_SYNC_FAILED, "error", "Import of %s failed: %s (error %d)",
 	             j->path, j->im.err, d->site.self.last_error_code);
-	synchist_record(&d->site, "import", false, d->site.version, d->site.version);
 	site_status_changed(&d->site);
-	ctl_reply_error(j->req, ret, "import failed: %s", j->im.err);
+	import_answer_t *a = calloc(1, sizeof(*a));
+	if (a == NULL) {
+		synchist_record(&d->site, "import", false, d->site.version, d->site.version);
+		ctl_reply_error(j->req, ret, "import failed: %s", j->im.err);
+		return;
+	}
+	a->req = j->req;
+	a->code = ret;
+	snprintf(a->err, sizeof(a->err), "%s", j->im.err);
+	synchist_record_then(&d->site, "import", false, d->site.version, d->site.version, "",
+	                     import_answer, a);
 }
 
 static void import_done(int ret, void *arg)
@@ -261,9 +289,18 @@ static void import_done(int ret, void *arg)
 	json_object_set_new(o, "set_digest", digest_json(&a->digest, true));
 	/* Children pull from here now; the status row goes up if a parent is linked. */
 	site_trust_announced(&d->site, a->key_announced, a->next_key);
-	synchist_record(&d->site, "import", false, d->site.version, a->to);
+	import_answer_t *ans = calloc(1, sizeof(*ans));
+	if (ans != NULL) {
+		ans->req = j->req;
+		ans->data = o;
+		synchist_record_then(&d->site, "import", false, d->site.version, a->to, "",
+		                     import_answer, ans);
+	} else {
+		synchist_record(&d->site, "import", false, d->site.version, a->to);
+	}
 	site_version_committed(&d->site, a->to, &a->digest, a->entries, a->full);
-	ctl_reply(j->req, o);
+	if (ans == NULL)
+		ctl_reply(j->req, o);
 	apply_clear(&j->im.apply);
 	free(j);
 }

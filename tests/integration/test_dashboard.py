@@ -256,6 +256,9 @@ def test(h):
     # P02 is down for one of them and gets that version late.
     for i in range(PROP_VERSIONS):
         if i == 4:
+            # P02 holds the previous version when it goes down, so the
+            # version it gets late is exactly one step ahead of it.
+            h.wait_converged(cas, [hy["P02"]], 60, "P02 before it goes down")
             hy["P02"].stop()
         late = hy.next_round()
         if i == 4:
