@@ -37,6 +37,24 @@ void digest_entry_hash(uint32_t revision, const uint8_t *content, size_t len,
 void digest_zero(digest_t *d);
 /*! \brief Add one entry (by its entry hash) to both forms. */
 void digest_add(digest_t *d, const uint8_t h[SS_DIGEST_LEN]);
+/*! \brief digest_add() of \p n entries, eight expansions at a time. */
+void digest_add_many(digest_t *d, const uint8_t (*h)[SS_DIGEST_LEN], size_t n);
+
+/* Entry hashes gathered for digest_add_many(): what a loop over a stream
+ * or a query's rows adds one at a time. Flush before reading \a into. */
+#define SS_DIGEST_BATCH 64
+typedef struct {
+	digest_t *into;
+	size_t n;
+	uint8_t h[SS_DIGEST_BATCH][SS_DIGEST_LEN];
+} digest_batch_t;
+
+void digest_batch_init(digest_batch_t *b, digest_t *into);
+/*! \brief Queue one entry hash; adds the batch when it is full. */
+void digest_batch_add(digest_batch_t *b, const uint8_t h[SS_DIGEST_LEN]);
+/*! \brief Add what is queued. */
+void digest_batch_flush(digest_batch_t *b);
+
 /*! \brief Remove one entry (by its entry hash) from both forms. */
 void digest_sub(digest_t *d, const uint8_t h[SS_DIGEST_LEN]);
 /*! \brief The protocol-2 sum alone: add / subtract one entry hash. */

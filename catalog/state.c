@@ -115,29 +115,36 @@ int state_commit_version(PGconn *conn, uint64_t version, const digest_t *digest,
 int state_sum_hash_column(PGresult *r, int col, bool skip_null, digest_t *d,
                           char *err, size_t errlen)
 {
+	digest_batch_t b;
+	digest_batch_init(&b, d);
 	for (int i = 0; i < PQntuples(r); i++) {
 		uint8_t h[SS_DIGEST_LEN];
 		if (skip_null && PQgetisnull(r, i, col))
 			continue;
 		if (bytea_digest(r, i, col, h) != SS_EOK) {
 			snprintf(err, errlen, "stored entry hash is not %d bytes", SS_DIGEST_LEN);
+			digest_batch_flush(&b);
 			return SS_EDB;
 		}
-		digest_add(d, h);
+		digest_batch_add(&b, h);
 	}
+	digest_batch_flush(&b);
 	return SS_EOK;
 }
 
 int state_sum_hashes(PGconn *conn, const char *sql, digest_t *d, char *err, size_t errlen)
 {
 	/* Row by row in binary: a whole catalog's hashes are never held at
-	 * once, and SHAKE128 (not the transfer) is the cost. */
+	 * once, and SHAKE128 (not the transfer) is the cost, so they are
+	 * expanded eight at a time. */
 	if (!PQsendQueryParams(conn, sql, 0, NULL, NULL, NULL, NULL, 1) || !PQsetSingleRowMode(conn)) {
 		db_errcopy(PQerrorMessage(conn), err, errlen);
 		return SS_EDB;
 	}
 	int ret = SS_EOK;
 	PGresult *r;
+	digest_batch_t b;
+	digest_batch_init(&b, d);
 	while ((r = PQgetResult(conn)) != NULL) {
 		ExecStatusType st = PQresultStatus(r);
 		if (st == PGRES_SINGLE_TUPLE && ret == SS_EOK) {
@@ -145,7 +152,7 @@ int state_sum_hashes(PGconn *conn, const char *sql, digest_t *d, char *err, size
 				snprintf(err, errlen, "stored entry hash is not %d bytes", SS_DIGEST_LEN);
 				ret = SS_EDB;
 			} else {
-				digest_add(d, (const uint8_t *)PQgetvalue(r, 0, 0));
+				digest_batch_add(&b, (const uint8_t *)PQgetvalue(r, 0, 0));
 			}
 		} else if (st != PGRES_SINGLE_TUPLE && st != PGRES_TUPLES_OK && ret == SS_EOK) {
 			db_errcopy(PQresultErrorMessage(r), err, errlen);
@@ -153,6 +160,7 @@ int state_sum_hashes(PGconn *conn, const char *sql, digest_t *d, char *err, size
 		}
 		PQclear(r);
 	}
+	digest_batch_flush(&b);
 	return ret;
 }
 

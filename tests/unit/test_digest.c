@@ -371,6 +371,43 @@ START_TEST(forged_set_same_reduced_sum_is_refused)
 }
 END_TEST
 
+/* The eight-way expansion (catalog/keccak8.c) against OpenSSL's SHAKE128,
+ * through digest_add(): every batch size from 0 to 3 groups, a short last
+ * group, and the batcher's flush at 64. */
+START_TEST(add_many_matches_add)
+{
+	enum { MAX = 3 * 8 + 5 };
+	uint8_t h[200][SS_DIGEST_LEN];
+	for (int i = 0; i < 200; i++) {
+		char buf[64];
+		uint32_t rev;
+		entry(i, &rev, buf, sizeof(buf));
+		digest_entry_hash(rev, (const uint8_t *)buf, strlen(buf), h[i]);
+	}
+	for (size_t n = 0; n <= MAX; n++) {
+		digest_t one, many;
+		digest_zero(&one);
+		digest_zero(&many);
+		for (size_t i = 0; i < n; i++)
+			digest_add(&one, h[i]);
+		digest_add_many(&many, (const uint8_t (*)[SS_DIGEST_LEN])h, n);
+		ck_assert_msg(digest_equal(&one, &many), "%zu entries", n);
+	}
+	digest_t one, many;
+	digest_zero(&one);
+	digest_zero(&many);
+	digest_batch_t b;
+	digest_batch_init(&b, &many);
+	for (int i = 0; i < 200; i++) {
+		digest_add(&one, h[i]);
+		digest_batch_add(&b, h[i]);
+	}
+	ck_assert(!digest_equal(&one, &many));        /* 8 still queued */
+	digest_batch_flush(&b);
+	ck_assert(digest_equal(&one, &many));
+}
+END_TEST
+
 int main(void)
 {
 	return check_tests("digest", "digest", 60,
@@ -378,5 +415,5 @@ int main(void)
 		duplicates_do_not_cancel, sub_undoes_add_with_carries,
 		known_vectors, add_remove_symmetry,
 		duplicate_entry_does_not_cancel,
-		forged_set_same_reduced_sum_is_refused);
+		forged_set_same_reduced_sum_is_refused, add_many_matches_add);
 }
