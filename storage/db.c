@@ -1,6 +1,7 @@
 /* Worker threads with one PostgreSQL connection each; results return to the loop. */
 #include "storage/db.h"
 
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -121,9 +122,26 @@ int db_connect(const char *conninfo, PGconn **out, char *err, size_t errlen)
 
 /* Reconnect when the server went away, so one restart of PostgreSQL does
  * not leave a worker broken for good. */
+/* An idle session has nothing to say: readable means the server closed it
+ * (a restart, pg_terminate_backend) or sent a notice. Reading it lets libpq
+ * notice the end now, not in the middle of the next job. */
+static bool idle_conn_alive(PGconn *c)
+{
+	for (int i = 0; i < 4; i++) {
+		struct pollfd pfd = { .fd = PQsocket(c), .events = POLLIN };
+		if (pfd.fd < 0)
+			return false;
+		if (poll(&pfd, 1, 0) <= 0)
+			break;
+		if (!PQconsumeInput(c))
+			return false;
+	}
+	return PQstatus(c) == CONNECTION_OK;
+}
+
 static PGconn *worker_conn(db_worker_t *w)
 {
-	if (w->conn && PQstatus(w->conn) == CONNECTION_OK)
+	if (w->conn && PQstatus(w->conn) == CONNECTION_OK && idle_conn_alive(w->conn))
 		return w->conn;
 	if (w->conn) {
 		PQreset(w->conn);
