@@ -1,5 +1,6 @@
 /* Producing pull streams from the database and reading stream files. */
 #include "catalog/stream.h"
+#include "catalog/feed.h"
 
 #include <arpa/inet.h>
 #include <inttypes.h>
@@ -479,6 +480,12 @@ int stream_read_raw(FILE *f, size_t limit, uint8_t **buf, size_t *cap, size_t *l
 
 int stream_reader_next(stream_reader_t *r, frame_t **out)
 {
+	/* Behind a writer: read only whole frames it has published. */
+	if (r->feed) {
+		int w = stream_feed_wait(r->feed, r->offset, r->feed_wait);
+		if (w != 0)
+			return w;
+	}
 	int ret = stream_read_raw(r->f, r->limit, &r->buf, &r->cap, &r->len);
 	if (ret != SS_EOK)
 		return ret;

@@ -65,6 +65,8 @@ int stream_write_frame(FILE *out, const frame_t *f, uint64_t *bytes)
 typedef struct {
 	FILE *f;
 	size_t limit;
+	struct stream_feed *feed;  /* set: the file is still being written */
+	int feed_wait;             /* seconds to wait for its next frame */
 	uint64_t offset;           /* bytes consumed so far */
 	uint8_t *buf;              /* last frame: header + body */
 	size_t cap;

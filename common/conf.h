@@ -79,6 +79,7 @@ typedef struct {
 	int rate_limit_kib;       /* [replication] rate_limit_kib: KiB/s per child link, 0 = none */
 	int wave_size;            /* [replication] request_wave: children per SyncRequest wave */
 	int wave_ms;              /* [replication] request_wave_ms between waves */
+	bool apply_receiving;     /* [replication] apply_while_receiving */
 	int stale_seconds;        /* [status] stale_seconds behind the top */
 	int cert_warning_days;    /* [status] cert_warning_days before expiry; 0 = off */
 	int sync_history_rows;    /* [status] sync_history_rows kept (newest) */

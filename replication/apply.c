@@ -378,6 +378,8 @@ int apply_stream(PGconn *conn, apply_t *a)
 		snprintf(a->err, sizeof(a->err), "cannot open %s: %s", a->path, ss_strerror(ret));
 		return ret;
 	}
+	rd.feed = a->feed;
+	rd.feed_wait = a->feed_wait;
 	if ((ret = read_start(&rd, a)) != SS_EOK)
 		goto out;
 	if ((ret = db_exec(conn, "BEGIN", a->err, sizeof(a->err))) != SS_EOK)

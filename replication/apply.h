@@ -23,6 +23,10 @@ typedef struct {
 	int keep_versions;         /* change-log versions to keep */
 	bool bundle;               /* BundleHeader first, BundleEnd last */
 	bool allow_same;           /* a full snapshot may re-apply the held version */
+	/* Set: the stream is still arriving; read whole frames as they are
+	 * published (catalog/feed.h), wait at most feed_wait s for the next. */
+	struct stream_feed *feed;
+	int feed_wait;
 	/* Trusted keys, an owned snapshot (manifest_keys_copy()): the loop may
 	 * trust a rotated key while this runs on a worker. None = not checked. */
 	manifest_keys_t keys;

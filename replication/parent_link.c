@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -18,6 +19,7 @@
 #include "common/errcode.h"
 #include "common/log.h"
 #include "storage/db.h"
+#include "catalog/feed.h"
 
 typedef enum {
 	PL_IDLE,
@@ -57,6 +59,12 @@ struct parent_link {
 	bool resuming;              /* asked the parent to continue at resume_offset */
 	uint64_t resume_offset;
 	apply_t *apply;             /* in flight; owned by the job until done */
+	/* Applying while the stream arrives ([replication] apply_while_receiving):
+	 * the receiver publishes whole frames to the apply job through feed. */
+	stream_feed_t *feed;
+	bool feed_lost;             /* aborted: the link went down mid-stream */
+	bool apply_early;           /* the job ended before PullDone came... */
+	int apply_early_ret;        /* ... with this result, kept until then */
 	char addrs[4][256];         /* [parent] address: one or more, tried in turn */
 	int n_addrs;
 	int addr_next;
@@ -92,7 +100,7 @@ time_t parent_link_last_seen(const parent_link_t *p)
 
 bool parent_link_busy(const parent_link_t *p)
 {
-	return p->state == PL_PULLING || p->state == PL_APPLYING;
+	return p->state == PL_PULLING || p->state == PL_APPLYING || p->apply != NULL;
 }
 
 int parent_link_pull_now(parent_link_t *p, bool full)
@@ -155,6 +163,31 @@ void parent_link_report(parent_link_t *p)
 	status_report_clear(&rep);
 }
 
+static void pl_apply_release(parent_link_t *p)
+{
+	if (p->apply) {
+		apply_clear(p->apply);
+		free(p->apply);
+	}
+	p->apply = NULL;
+	stream_feed_free(p->feed);
+	p->feed = NULL;
+	p->apply_early = false;
+	p->feed_lost = false;
+}
+
+/* The stream will not be completed on this connection: the apply reading
+ * behind it rolls back; the stored part stays for the resume. */
+static void pl_feed_lost(parent_link_t *p)
+{
+	if (p->feed == NULL)
+		return;
+	p->feed_lost = true;
+	stream_feed_abort(p->feed, SS_ETRUNC);
+	if (p->apply_early)
+		pl_apply_release(p);      /* the job is over already */
+}
+
 /* Drop the connection (and any partial pull); reconnect later. */
 static void pl_lost(parent_link_t *p, bool conn_gone, const char *why)
 {
@@ -171,6 +204,7 @@ static void pl_lost(parent_link_t *p, bool conn_gone, const char *why)
 	if (p->state == PL_PULLING) {
 		sync_status_failed(d, SS_ETRUNC, "connection to parent lost during pull");
 		synchist_record(d, "pull", false, d->version, d->version);
+		pl_feed_lost(p);
 	}
 	/* An apply in flight finishes on its own; the link just goes down. */
 	if (p->state != PL_APPLYING)
@@ -386,7 +420,7 @@ static void pl_start_pull(parent_link_t *p)
 void parent_link_kick(parent_link_t *p)
 {
 	site_t *d = p->d;
-	if (p->state != PL_READY || p->conn == NULL)
+	if (p->state != PL_READY || p->conn == NULL || p->apply != NULL)
 		return;
 	/* An import is moving the catalog: pull after it, from its version.
 	 * A standby never writes: the active writer pulls. */
@@ -440,6 +474,14 @@ static void pl_on_hello(parent_link_t *p, const Sitesync__Hello *h)
 	parent_link_kick(p);
 }
 
+/* Bytes in the stream file (flushed): what a reader behind may read. An
+ * append-mode stream's position says nothing before its first write. */
+static off_t pl_stream_size(parent_link_t *p)
+{
+	struct stat st;
+	return fstat(fileno(p->stream), &st) == 0 ? st.st_size : -1;
+}
+
 /* Store the frame exactly as received: the stored stream is then byte for
  * byte the parent's, which is what lets an interrupted pull resume. */
 static void pl_stream_write(parent_link_t *p, const frame_t *f)
@@ -448,14 +490,23 @@ static void pl_stream_write(parent_link_t *p, const frame_t *f)
 	const uint8_t *raw = conn_frame_raw(p->conn, &len);
 	if (p->stream == NULL || raw == NULL)
 		return;
-	if (fwrite(raw, 1, len, p->stream) != len) {
+	if (fwrite(raw, 1, len, p->stream) != len ||
+	    (p->feed && fflush(p->stream) != 0)) {
 		log_error("cannot store pull stream in %s", p->path);
 		fclose(p->stream);
 		p->stream = NULL;
+		if (p->feed)
+			stream_feed_abort(p->feed, SS_EIO);
+	} else if (p->feed) {
+		off_t at = pl_stream_size(p);
+		if (at > 0)
+			stream_feed_publish(p->feed, (uint64_t)at);
 	}
 	p->d->self.bytes_received += len;
 	(void)f;
 }
+
+static void pl_apply_early_start(parent_link_t *p);
 
 /* PullStart opens the stream file, or continues the stored one when the
  * parent agreed to resume. */
@@ -485,6 +536,7 @@ static void pl_on_pull_start(parent_link_t *p, const frame_t *f)
 	d->self.progress_total = ps->upserts + ps->deletes;
 	if (ps->to_version > p->parent_version)
 		p->parent_version = ps->to_version;
+	pl_apply_early_start(p);
 }
 
 static void pl_fail_sync(parent_link_t *p, int code, const char *msg)
@@ -506,36 +558,78 @@ static void pl_fail_sync(parent_link_t *p, int code, const char *msg)
 	site_status_changed(d);
 }
 
+/* The apply job over the stored stream; with a feed it starts at PullStart
+ * and reads behind the receiver. */
+static int pl_apply_submit(parent_link_t *p, stream_feed_t *feed)
+{
+	site_t *d = p->d;
+	apply_t *a = calloc(1, sizeof(*a));
+	if (a == NULL)
+		return SS_ENOMEM;
+	a->path = p->path;
+	a->limit = conf_stream_frame_limit(d->conf);
+	a->keep_versions = d->conf->keep_versions;
+	a->allow_same = p->want_full;
+	/* A parent silent this long is dropped by the link first. */
+	a->feed = feed;
+	a->feed_wait = 3 * d->conf->heartbeat_seconds + 60;
+	manifest_keys_copy(&a->keys, &d->keys);
+	p->apply = a;
+	p->feed = feed;
+	p->apply_early = p->feed_lost = false;
+	if (db_submit(d->db, DB_BULK, pl_apply_work, pl_apply_done, p) != SS_EOK) {
+		p->feed = NULL;
+		pl_apply_release(p);
+		return SS_ENOMEM;
+	}
+	return SS_EOK;
+}
+
+/* PullStart stored: apply while the rest arrives, when configured. */
+static void pl_apply_early_start(parent_link_t *p)
+{
+	site_t *d = p->d;
+	if (!d->conf->apply_receiving || p->stream == NULL || p->apply != NULL)
+		return;
+	stream_feed_t *feed = NULL;
+	off_t at = fflush(p->stream) == 0 ? pl_stream_size(p) : -1;
+	if (at <= 0 || stream_feed_new(&feed, (uint64_t)at) != SS_EOK)
+		return;                 /* applied after PullDone instead */
+	if (pl_apply_submit(p, feed) != SS_EOK)
+		stream_feed_free(feed);
+}
+
+static void pl_apply_finish(parent_link_t *p, int ret);
+
 static void pl_on_pull_done(parent_link_t *p)
 {
 	site_t *d = p->d;
 	/* No open stream: a complete one stored before a restart is applied. */
 	if (p->stream != NULL && fclose(p->stream) != 0) {
 		p->stream = NULL;
+		if (p->feed) {
+			/* The job reading behind gives up; its end reports this. */
+			stream_feed_abort(p->feed, SS_EIO);
+			p->feed_lost = true;
+			if (p->apply_early)
+				pl_apply_release(p);
+		}
 		pl_partial_drop(p);
 		pl_fail_sync(p, SS_EIO, "cannot store the pull stream");
 		pl_set_state(p, PL_READY);
 		return;
 	}
 	p->stream = NULL;
-	apply_t *a = calloc(1, sizeof(*a));
-	if (a == NULL) {
-		pl_fail_sync(p, SS_ENOMEM, "out of memory");
-		pl_set_state(p, PL_READY);
-		return;
-	}
-	a->path = p->path;
-	a->limit = conf_stream_frame_limit(d->conf);
-	a->keep_versions = d->conf->keep_versions;
-	a->allow_same = p->want_full;
-	manifest_keys_copy(&a->keys, &d->keys);
-	p->apply = a;
 	pl_set_state(p, PL_APPLYING);
 	site_message(d, SS_MSG_SYNC_WRITING, "info", "Writing the catalog into the site database");
-	if (db_submit(d->db, DB_BULK, pl_apply_work, pl_apply_done, p) != SS_EOK) {
-		p->apply = NULL;
-		apply_clear(a);
-		free(a);
+	if (p->feed) {
+		/* Already applying what arrived: the rest is there. */
+		stream_feed_end(p->feed);
+		if (p->apply_early)
+			pl_apply_finish(p, p->apply_early_ret);
+		return;
+	}
+	if (pl_apply_submit(p, NULL) != SS_EOK) {
 		pl_fail_sync(p, SS_ENOMEM, "out of memory");
 		pl_set_state(p, PL_READY);
 	}
@@ -544,15 +638,35 @@ static void pl_on_pull_done(parent_link_t *p)
 static void pl_apply_done(int ret, void *arg)
 {
 	parent_link_t *p = arg;
+	if (p->freeing) {
+		/* Shutting down: the result stands in the database, nothing to tell. */
+		pl_apply_release(p);
+		return;
+	}
+	if (p->feed && p->feed_lost) {
+		/* Rolled back behind a stream that stopped: the link said so, and
+		 * the stored part is kept for the resume. */
+		pl_apply_release(p);
+		parent_link_kick(p);
+		return;
+	}
+	if (p->feed && p->state == PL_PULLING) {
+		/* Refused before the stream ended: told at PullDone, as always. */
+		p->apply_early = true;
+		p->apply_early_ret = ret;
+		return;
+	}
+	pl_apply_finish(p, ret);
+}
+
+static void pl_apply_finish(parent_link_t *p, int ret)
+{
 	site_t *d = p->d;
 	apply_t *a = p->apply;
 	p->apply = NULL;
-	if (p->freeing) {
-		/* Shutting down: the result stands in the database, nothing to tell. */
-		apply_clear(a);
-		free(a);
-		return;
-	}
+	stream_feed_free(p->feed);
+	p->feed = NULL;
+	p->apply_early = false;
 	pl_set_state(p, p->conn && p->site[0] ? PL_READY : PL_IDLE);
 	/* Applied or refused, the stored stream has served its purpose. */
 	pl_partial_drop(p);
@@ -665,6 +779,7 @@ static void pl_on_frame(parent_link_t *p, const frame_t *f)
 			if (p->stream)
 				fclose(p->stream);
 			p->stream = NULL;
+			pl_feed_lost(p);
 			pl_set_state(p, PL_READY);
 			pl_fail_sync(p, f->error->code, f->error->message);
 		}
@@ -785,6 +900,10 @@ void parent_link_close(parent_link_t *p)
 	if (p == NULL)
 		return;
 	p->freeing = true;
+	if (p->feed) {
+		p->feed_lost = true;
+		stream_feed_abort(p->feed, SS_ETRUNC);
+	}
 	if (p->conn)
 		conn_close(p->conn, 0, "shutting down");
 	p->conn = NULL;
@@ -803,8 +922,6 @@ void parent_link_free(parent_link_t *p)
 	event_free(p->retry_ev);
 	event_free(p->ping_ev);
 	/* Called after the worker pool drained: no apply is in flight. */
-	if (p->apply)
-		apply_clear(p->apply);
-	free(p->apply);
+	pl_apply_release(p);
 	free(p);
 }
