@@ -3,11 +3,11 @@
 
     CAS (rate-limited, so a full pull takes seconds) -> P01, P02
 
-  - P01 (`[replication] apply_while_receiving`, the default): while its
+  - P01 (`[replication] apply_while_receiving = true`): while its
     stream is still arriving, its database already runs the apply's COPY in
     an open transaction, and its catalog still reads version 0 (nothing is
     visible before the commit). It converges with CAS's digest.
-  - P02 (apply_while_receiving = false): no apply runs while its stream
+  - P02 (the default, false): no apply runs while its stream
     arrives; it converges the same.
 Rolled-back applies behind a cut stream are test_resume's (a child killed
 mid-stream resumes) and test_faults' (link cut mid-pull, database gone).
@@ -70,9 +70,9 @@ def test(h):
     h.gen_catalog(catalog, ENTRIES, 1, SEED)
     cas = h.add_site("CAS", upstream="file://" + catalog,
                      extra={"replication": {"rate_limit_kib": str(RATE_KIB)}})
-    p01 = h.add_site("P01", parent=cas, listen=False)
-    p02 = h.add_site("P02", parent=cas, listen=False,
-                     extra={"replication": {"apply_while_receiving": "false"}})
+    p01 = h.add_site("P01", parent=cas, listen=False,
+                     extra={"replication": {"apply_while_receiving": "true"}})
+    p02 = h.add_site("P02", parent=cas, listen=False)
     cas.start()
     cas.cli_ok("child", "add", "P01")
     cas.cli_ok("child", "add", "P02")
@@ -90,7 +90,7 @@ def test(h):
     seen = pull_once(h, cas, p02)
     total = wait_for(lambda: served_bytes(cas, "P02"), 20, "CAS to finish serving P02")
     check(seen is None or seen >= total,
-          "P02 (apply_while_receiving = false) applied with %r of %d bytes stored" % (seen, total))
+          "P02 (apply_while_receiving off) applied with %r of %d bytes stored" % (seen, total))
     h.wait_converged(cas, [p02], TIMEOUT, "P02 at version 1")
     log("P02 applied after the whole stream (%d bytes) was stored" % total)
 
