@@ -266,6 +266,8 @@ class Bench:
         ex = {"log": {"level": "debug"},
               "replication": {"heartbeat_seconds": "600",
                               "heartbeat_timeout": "1800"}}
+        if self.args.apply_while_receiving:
+            ex["replication"]["apply_while_receiving"] = "true"
         for k, v in (extra or {}).items():
             ex.setdefault(k, {}).update(v)
         s = self.h.add_site(code, parent=parent, listen=listen,
@@ -738,6 +740,9 @@ def main():
                     help="log statements slower than MS ms (postgres.log in --logs)")
     ap.add_argument("--markdown", help="also write the table as markdown here")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir")
+    ap.add_argument("--apply-while-receiving", action="store_true",
+                    help="sites apply a pull while it arrives ([replication] "
+                    "apply_while_receiving = true)")
     ap.add_argument("--mem-entries", type=int,
                     help="figure 6 catalog size (default 1,000,000; --quick 100,000)")
     ap.add_argument("--wsus-revisions", type=int,
