@@ -35,6 +35,12 @@ static int produce_write(stream_produce_t *p, FILE *out, const frame_t *f)
 	uint64_t before = p->bytes;
 	int ret = stream_write_frame(out, f, &p->bytes);
 	int acc = produce_account(p, before);
+	if (ret == SS_EOK && acc == SS_EOK && p->published) {
+		/* Whole frames only, and only once they are in the file. */
+		if (fflush(out) != 0)
+			return SS_EIO;
+		atomic_store(p->published, p->bytes);
+	}
 	return ret != SS_EOK ? ret : acc;
 }
 

@@ -35,6 +35,10 @@ typedef struct {
 	stream_tamper_t tamper;    /* test hook: forge one entry */
 	atomic_uint_fast64_t *disk_used; /* bytes of every producer's files, or NULL */
 	uint64_t disk_limit;       /* fail with SS_ENOSPC once disk_used passes it */
+	/* Or NULL. Bytes of whole frames flushed to the file so far: a
+	 * reader on another thread may serve up to there while the rest is
+	 * still being produced. */
+	atomic_uint_fast64_t *published;
 
 	/* Results. */
 	uint64_t from;             /* 0 when full */

@@ -79,6 +79,7 @@ static const conf_key_t conf_keys[] = {
 	K("replication", "request_wave", CF_INT, wave_size, "25", true),
 	K("replication", "request_wave_ms", CF_INT, wave_ms, "100", true),
 	K("replication", "apply_while_receiving", CF_BOOL, apply_receiving, "false", true),
+	K("replication", "serve_while_producing", CF_BOOL, serve_producing, "true", true),
 	K("status", "stale_seconds", CF_INT, stale_seconds, "3600", true),
 	K("status", "cert_warning_days", CF_INT, cert_warning_days, "30", true),
 	K("status", "sync_history_rows", CF_INT, sync_history_rows, "10000", true),

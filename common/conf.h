@@ -80,6 +80,7 @@ typedef struct {
 	int wave_size;            /* [replication] request_wave: children per SyncRequest wave */
 	int wave_ms;              /* [replication] request_wave_ms between waves */
 	bool apply_receiving;     /* [replication] apply_while_receiving */
+	bool serve_producing;     /* [replication] serve_while_producing */
 	int stale_seconds;        /* [status] stale_seconds behind the top */
 	int cert_warning_days;    /* [status] cert_warning_days before expiry; 0 = off */
 	int sync_history_rows;    /* [status] sync_history_rows kept (newest) */

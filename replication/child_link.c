@@ -326,6 +326,58 @@ static void child_rate_cb(evutil_socket_t fd, short what, void *arg)
 		child_stream_more(cl);
 }
 
+/* Serving a stream while it is produced ([replication]
+ * serve_while_producing): the producing worker only publishes how many
+ * bytes of whole frames are in the file, so a child that has been sent
+ * all of them looks again at the next tick of one timer for the whole
+ * site. The end of the production starts every follower at once
+ * (child_spool_ready), so the tick adds no latency to the last frame. */
+#define FOLLOW_TICK_US 2000
+
+static void child_start_stream(child_link_t *cl);
+
+static void child_follow_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	site_t *d = arg;
+	child_link_t *cl = d->children;
+	while (cl) {
+		child_link_t *next = cl->next;    /* cl may go away below */
+		if (cl->following) {
+			cl->following = false;
+			if (cl->state == CL_WAIT_SPOOL && spool_readable(cl->spool) > 0)
+				child_start_stream(cl);
+			else if (cl->state == CL_WAIT_SPOOL)
+				cl->following = true;
+			else if (cl->state == CL_STREAMING && cl->stream)
+				child_stream_more(cl);
+		}
+		cl = next;
+	}
+	for (cl = d->children; cl; cl = cl->next) {
+		if (cl->following) {
+			struct timeval tick = { 0, FOLLOW_TICK_US };
+			evtimer_add(d->follow_ev, &tick);
+			break;
+		}
+	}
+}
+
+/* Look again at cl's stream at the next tick. Without the timer (out of
+ * memory) it waits for the end of the production, as it would unfollowed. */
+static void child_follow(child_link_t *cl)
+{
+	site_t *d = cl->d;
+	cl->following = true;
+	if (d->follow_ev == NULL)
+		d->follow_ev = evtimer_new(d->base, child_follow_cb, d);
+	if (d->follow_ev && !evtimer_pending(d->follow_ev, NULL)) {
+		struct timeval tick = { 0, FOLLOW_TICK_US };
+		evtimer_add(d->follow_ev, &tick);
+	}
+}
+
 /* Read the next whole frame of the spooled stream into cl->fbuf.
  * Returns its length, 0 at the end, or a negative error. */
 static ssize_t child_read_frame(child_link_t *cl)
@@ -354,6 +406,14 @@ static void child_stream_more(child_link_t *cl)
 			if (cl->rate_ev)
 				evtimer_add(cl->rate_ev, &tick);
 			return;
+		}
+		if (cl->spool->state == SPOOL_PRODUCING) {
+			/* Only frames the producer has published are whole. */
+			if (cl->offset >= spool_readable(cl->spool)) {
+				child_follow(cl);
+				return;
+			}
+			clearerr(cl->stream);
 		}
 		ssize_t n = child_read_frame(cl);
 		if (n < 0) {
@@ -405,6 +465,8 @@ static void child_start_stream(child_link_t *cl)
 	}
 	cl->offset = 0;
 	cl->state = CL_STREAMING;
+	if (s->state == SPOOL_PRODUCING)
+		CL_LOG(SS_LOG_INFO, cl, "serving the stream while it is produced");
 	/* The same change set at the same version is the same bytes, so a
 	 * child holding its first resume_offset bytes continues from there.
 	 * An offset inside a frame means the child's bytes are not ours:
@@ -451,6 +513,10 @@ static void child_spool_ready(spool_t *s, void *arg)
 		child_link_t *next = cl->next;    /* cl may go away below */
 		if (cl->state == CL_WAIT_SPOOL && cl->spool == s)
 			child_start_stream(cl);
+		else if (cl->state == CL_STREAMING && cl->spool == s && s->state == SPOOL_FAILED)
+			child_start_stream(cl);     /* says why and disconnects */
+		else if (cl->state == CL_STREAMING && cl->spool == s && cl->stream)
+			child_stream_more(cl);      /* the rest, without waiting for a tick */
 		cl = next;
 	}
 	/* A production slot is free now. */
@@ -508,6 +574,8 @@ static void child_start_pull(child_link_t *cl, uint64_t have, bool full)
 	       p->full ? " (full snapshot asked)" : "");
 	if (s->state != SPOOL_PRODUCING)
 		child_start_stream(cl);
+	else if (d->conf->serve_producing && cl->resume_offset == 0)
+		child_follow(cl);   /* starts once PullStart is in the file */
 }
 
 static void child_on_status(child_link_t *cl, const Sitesync__StatusReport *rep)
@@ -696,4 +764,7 @@ void child_link_free_all(site_t *d)
 {
 	while (d->children)
 		child_disconnect(d->children, false, 0, "shutting down");
+	if (d->follow_ev)
+		event_free(d->follow_ev);
+	d->follow_ev = NULL;
 }

@@ -53,6 +53,7 @@ typedef struct child_link {
 	bool queued_full;
 	uint64_t resume_to;         /* the child holds this stream up to resume_offset */
 	uint64_t resume_offset;
+	bool following;             /* waits for more of a stream being produced */
 	bool checking;              /* approval being checked in the database */
 	bool hello_held;            /* Hello arrived during the check: kept here */
 	uint32_t held_proto;

@@ -168,6 +168,7 @@ typedef struct site {
 	uint64_t next_child_id;
 	uint64_t next_queue_seq;
 	struct spool *spools;         /* produced pull streams */
+	struct event *follow_ev;      /* next look at streams still being produced */
 	atomic_uint_fast64_t spool_bytes; /* their size on disk, written by producers */
 	site_pending_t *pending;      /* refused, not approved: [children] pending_max */
 	struct { char site[4]; time_t since; } *down;  /* approved children lost, since when */

@@ -99,6 +99,13 @@ int spool_producing_unwanted(site_t *d)
 	return n;
 }
 
+uint64_t spool_readable(spool_t *s)
+{
+	if (s->state == SPOOL_READY)
+		return s->prod.bytes;
+	return s->state == SPOOL_PRODUCING ? atomic_load(&s->published) : 0;
+}
+
 /* Over the disk budget: delete finished streams no child is reading
  * (the current version's too; they are made again when asked). */
 static void spool_trim(site_t *d)
@@ -158,6 +165,8 @@ spool_t *spool_get(site_t *d, uint64_t have, bool want_full,
 	s->prod.site = s->site;
 	s->prod.disk_used = &d->spool_bytes;
 	s->prod.disk_limit = (uint64_t)d->conf->spool_max_mb << 20;
+	atomic_init(&s->published, 0);
+	s->prod.published = &s->published;
 	/* Test hook for the compromised-relay test: never set in production. */
 	const char *tamper = getenv("SITESYNC_TEST_TAMPER");
 	s->prod.tamper = STREAM_TAMPER_NONE;

@@ -47,6 +47,10 @@ typedef struct spool {
 	char site[8];
 	manifest_keys_t keys;
 	stream_produce_t prod;
+	/* Bytes of whole frames in the file while it is produced (the
+	 * worker stores, the loop loads): children may be served up to here
+	 * before the production ends. */
+	atomic_uint_fast64_t published;
 } spool_t;
 
 /*!
@@ -65,6 +69,12 @@ spool_t *spool_get(struct site *d, uint64_t have, bool want_full,
  * admission control counts them.
  */
 int spool_producing_unwanted(struct site *d);
+
+/*!
+ * \brief Bytes of \a s that may be read now: the whole file once it is
+ * produced, the frames published so far while it is being produced.
+ */
+uint64_t spool_readable(spool_t *s);
 
 /*! \brief Drop a reference; unused streams of older versions are deleted. */
 void spool_put(struct site *d, spool_t *s);

@@ -549,16 +549,21 @@ def lock_catalog_state(h, site, seconds):
     """A psql session holding SITE's catalog_state exclusively for SECONDS
     (a slow database); returns once the lock is granted. The caller collects
     the session (communicate) when done."""
+    return lock_table(h, site, "catalog_state", seconds)
+
+
+def lock_table(h, site, table, seconds):
+    """lock_catalog_state() for any of SITE's tables."""
     locker = subprocess.Popen(
-        h.pg.psql_argv(site.dbname) + ["-c", "BEGIN; LOCK TABLE catalog_state IN "
+        h.pg.psql_argv(site.dbname) + ["-c", "BEGIN; LOCK TABLE %s IN "
                                        "ACCESS EXCLUSIVE MODE; SELECT pg_sleep(%d); COMMIT;"
-                                       % seconds],
+                                       % (table, seconds)],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         wait_for(lambda: site.sql("SELECT count(*) FROM pg_locks l JOIN pg_class c ON "
-                                  "c.oid = l.relation WHERE c.relname = 'catalog_state' "
-                                  "AND l.mode = 'AccessExclusiveLock' AND l.granted") == "1",
-                 10, "the lock on %s's catalog_state" % site.code)
+                                  "c.oid = l.relation WHERE c.relname = '%s' "
+                                  "AND l.mode = 'AccessExclusiveLock' AND l.granted" % table)
+                 == "1", 10, "the lock on %s's %s" % (site.code, table))
     except BaseException:
         locker.kill()
         locker.communicate()

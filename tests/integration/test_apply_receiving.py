@@ -65,11 +65,8 @@ def pull_once(h, cas, site):
 
 
 def test(h):
-    catalog = h.path("upstream", "catalog.xml")
-    os.makedirs(os.path.dirname(catalog))
-    h.gen_catalog(catalog, ENTRIES, 1, SEED)
-    cas = h.add_site("CAS", upstream="file://" + catalog,
-                     extra={"replication": {"rate_limit_kib": str(RATE_KIB)}})
+    cas, _ = h.add_top(ENTRIES, SEED,
+                       extra={"replication": {"rate_limit_kib": str(RATE_KIB)}})
     p01 = h.add_site("P01", parent=cas, listen=False,
                      extra={"replication": {"apply_while_receiving": "true"}})
     p02 = h.add_site("P02", parent=cas, listen=False)

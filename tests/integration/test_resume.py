@@ -119,11 +119,8 @@ def misaligned_resume(h, cas):
 
 
 def test(h):
-    catalog = h.path("upstream", "catalog.xml")
-    os.makedirs(os.path.dirname(catalog))
-    h.gen_catalog(catalog, ENTRIES, 1, SEED)
-    cas = h.add_site("CAS", upstream="file://" + catalog,
-                     extra={"replication": {"rate_limit_kib": str(RATE_KIB)}})
+    cas, _ = h.add_top(ENTRIES, SEED,
+                       extra={"replication": {"rate_limit_kib": str(RATE_KIB)}})
     p01 = h.add_site("P01", parent=cas, listen=False)
     cas.start()
     cas.cli_ok("child", "add", "P01")
