@@ -268,6 +268,8 @@ class Bench:
                               "heartbeat_timeout": "1800"}}
         if self.args.apply_while_receiving:
             ex["replication"]["apply_while_receiving"] = "true"
+        if self.args.no_serve_while_producing:
+            ex["replication"]["serve_while_producing"] = "false"
         for k, v in (extra or {}).items():
             ex.setdefault(k, {}).update(v)
         s = self.h.add_site(code, parent=parent, listen=listen,
@@ -743,6 +745,9 @@ def main():
     ap.add_argument("--apply-while-receiving", action="store_true",
                     help="sites apply a pull while it arrives ([replication] "
                     "apply_while_receiving = true)")
+    ap.add_argument("--no-serve-while-producing", action="store_true",
+                    help="parents serve only finished streams ([replication] "
+                    "serve_while_producing = false; the default is true)")
     ap.add_argument("--mem-entries", type=int,
                     help="figure 6 catalog size (default 1,000,000; --quick 100,000)")
     ap.add_argument("--wsus-revisions", type=int,
