@@ -19,10 +19,12 @@ Figures (see bench/RESULTS.md for the targets):
   4 fan-out: 250 light children (bench/lightchild) pulling one delta
   5 upstream ingest vs xmllint --stream + COPY; unchanged re-sync
   6 peak RSS (VmHWM) of parent and child during a large full pull
+  7 the largest hierarchy: 1 top, 25 mids, 6,250 light leaves (bench/hierarchy.py;
+    not in the default set)
   8 WSUS upstream: first sync of N revisions vs curl replaying its requests;
     delta sync after 1% changed (bench/wsus_bench.py; not in the default set)
 
-  bench.py [--quick] [--only 1,2,3,5,6,4,8] [--runs N] [--keep]
+  bench.py [--quick] [--only 1,2,3,5,6,4,7,8] [--runs N] [--keep]
 """
 
 import argparse
@@ -686,7 +688,7 @@ def run(args):
             t1 = time.monotonic()
             try:
                 {"1": fig_1_2_5, "2": fig_1_2_5, "5": fig_5, "3": fig_3,
-                 "6": fig_6, "4": fig_4, "8": fig_8}[f](b)
+                 "6": fig_6, "4": fig_4, "7": fig_7, "8": fig_8}[f](b)
             except harness.TestFailure as e:
                 log("figure %s failed: %s" % (f, e))
                 result(f, "figure %s" % f, "error", "", None, "", None, "-", False,
@@ -713,6 +715,11 @@ def fig_4(b):
     fanout.fig_4(b)
 
 
+def fig_7(b):
+    import hierarchy
+    hierarchy.fig_7(b)
+
+
 def fig_8(b):
     import wsus_bench
     wsus_bench.fig_8(b)
@@ -723,8 +730,9 @@ def main():
     ap.add_argument("--quick", action="store_true",
                     help="fewer entries and runs (figures say so)")
     ap.add_argument("--only", default="1,3,6,4",
-                    help="comma list of figures: 1 (runs 1, 2 and 5), 3, 6, 4, 8 (WSUS "
-                    "upstream, not in the default); 5 alone runs only the ingest")
+                    help="comma list of figures: 1 (runs 1, 2 and 5), 3, 6, 4, 7 (6,276-site "
+                    "hierarchy) and 8 (WSUS upstream), not in the default; 5 alone runs only "
+                    "the ingest")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--ingest-runs", type=int,
                     help="figure 5: fresh tops to ingest at (default --runs)")
@@ -750,6 +758,10 @@ def main():
                     "serve_while_producing = false; the default is true)")
     ap.add_argument("--mem-entries", type=int,
                     help="figure 6 catalog size (default 1,000,000; --quick 100,000)")
+    ap.add_argument("--h7-mids", type=int,
+                    help="figure 7 mid sites (default 25; --quick 5)")
+    ap.add_argument("--h7-leaves", type=int,
+                    help="figure 7 light leaves per mid (default 250; --quick 50)")
     ap.add_argument("--wsus-revisions", type=int,
                     help="figure 8 upstream size (default 25,000; --quick 2,000)")
     args = ap.parse_args()
@@ -760,6 +772,8 @@ def main():
     args.prop_runs = 3 if args.quick else 5
     args.fan_children = args.fan_children or (50 if args.quick else 250)
     args.fan_entries = 10000
+    args.h7_mids = args.h7_mids or (5 if args.quick else 25)
+    args.h7_leaves = args.h7_leaves or (50 if args.quick else 250)
     args.fan_base = 20000
     figs = args.only.split(",")
     # 1 and 2 share figure 5's top site: 5 alone is the ingest only

@@ -582,8 +582,9 @@ static void child_on_status(child_link_t *cl, const Sitesync__StatusReport *rep)
 {
 	site_t *d = cl->d;
 	int refused = 0;
+	bool changed = false;
 	char first[4], why[160];
-	status_accept_report(d, cl->site, rep, &refused, first, why, sizeof(why));
+	status_accept_report(d, cl->site, rep, &refused, first, why, sizeof(why), &changed);
 	status_row_t *own = status_table_find(d->subtree, cl->site);
 	if (own && strcmp(own->via, cl->site) == 0)
 		cl->version = own->row->catalog_version;
@@ -593,7 +594,12 @@ static void child_on_status(child_link_t *cl, const Sitesync__StatusReport *rep)
 		             "Child site %s reported %d status row(s) that were refused (first: %s: %s)",
 		             cl->site, refused, first, why);
 	}
-	site_status_changed(d);
+	/* A heartbeat that changed nothing but report times travels up with
+	 * the next report instead of causing one of the whole subtree. */
+	if (changed)
+		site_status_changed(d);
+	else
+		site_status_touched(d);
 }
 
 static void child_on_ping(child_link_t *cl, const Sitesync__Ping *p)

@@ -161,6 +161,7 @@ void parent_link_report(parent_link_t *p)
 	pl_send(p, &f);
 	rep.n_rows = n_rows;
 	status_report_clear(&rep);
+	site_status_sent(p->d);
 }
 
 static void pl_apply_release(parent_link_t *p)

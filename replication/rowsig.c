@@ -46,6 +46,7 @@ int rowsig_init(rowsig_t *r, const char *ca, const char *cert, const char *key,
 
 void rowsig_clear(rowsig_t *r)
 {
+	free(r->cache);
 	EVP_PKEY_free(r->key);
 	free(r->cert_der);
 	X509_STORE_free(r->store);
@@ -98,15 +99,55 @@ void rowsig_signed_clear(Sitesync__SignedRow *s)
 	sitesync__signed_row__init(s);
 }
 
+static rowsig_cached_t *rowsig_cache_slot(rowsig_cached_t *tab, size_t cap, const uint8_t h[32])
+{
+	uint64_t k;
+	memcpy(&k, h, sizeof(k));
+	for (size_t i = (size_t)k & (cap - 1);; i = (i + 1) & (cap - 1))
+		if (!tab[i].used || memcmp(tab[i].hash, h, 32) == 0)
+			return &tab[i];
+}
+
+/* Remember a verified certificate; growing past ROWSIG_CACHE_MAX starts
+ * over instead (the cache is only a shortcut). */
+static void rowsig_cache_add(rowsig_t *r, const uint8_t h[32], const char site[4])
+{
+	if (2 * (r->cache_n + 1) > r->cache_cap) {
+		size_t cap = r->cache_cap ? 2 * r->cache_cap : ROWSIG_CACHE_MIN;
+		if (cap > ROWSIG_CACHE_MAX)
+			cap = ROWSIG_CACHE_MAX;
+		rowsig_cached_t *tab = calloc(cap, sizeof(*tab));
+		if (tab == NULL)
+			return;
+		size_t n = 0;
+		for (size_t i = 0; cap > r->cache_cap && i < r->cache_cap; i++)
+			if (r->cache[i].used) {
+				*rowsig_cache_slot(tab, cap, r->cache[i].hash) = r->cache[i];
+				n++;
+			}
+		free(r->cache);
+		r->cache = tab;
+		r->cache_cap = cap;
+		r->cache_n = n;
+	}
+	rowsig_cached_t *e = rowsig_cache_slot(r->cache, r->cache_cap, h);
+	if (!e->used)
+		r->cache_n++;
+	memcpy(e->hash, h, 32);
+	memcpy(e->site, site, 4);
+	e->used = true;
+}
+
 /* The site code a certificate proves, checking its chain once per certificate. */
 static int rowsig_cert_site(rowsig_t *r, X509 *x, const uint8_t *der, size_t len, char site[4])
 {
 	uint8_t h[32];
 	unsigned int hl = 0;
 	EVP_Digest(der, len, h, &hl, EVP_sha256(), NULL);
-	for (int i = 0; i < r->cache_n; i++) {
-		if (memcmp(r->cache_hash[i], h, 32) == 0) {
-			memcpy(site, r->cache_site[i], 4);
+	if (r->cache_cap > 0) {
+		const rowsig_cached_t *e = rowsig_cache_slot(r->cache, r->cache_cap, h);
+		if (e->used) {
+			memcpy(site, e->site, 4);
 			return SS_EOK;
 		}
 	}
@@ -118,9 +159,7 @@ static int rowsig_cert_site(rowsig_t *r, X509 *x, const uint8_t *der, size_t len
 	    !conf_site_code_valid(cn))
 		return SS_ESIG;
 	memcpy(site, cn, 4);
-	int slot = r->cache_n < ROWSIG_CACHE ? r->cache_n++ : r->cache_next++ % ROWSIG_CACHE;
-	memcpy(r->cache_hash[slot], h, 32);
-	memcpy(r->cache_site[slot], cn, 4);
+	rowsig_cache_add(r, h, cn);
 	return SS_EOK;
 }
 

@@ -17,19 +17,29 @@
 
 #include "proto/sitesync.pb-c.h"
 
-#define ROWSIG_CACHE 64
+/* Verified certificates kept: enough for every site of a large hierarchy
+ * (figure 7 has 6,276); past it the cache starts over. */
+#define ROWSIG_CACHE_MIN 64
+#define ROWSIG_CACHE_MAX (1u << 17)
+
+typedef struct {
+	uint8_t hash[32];           /* SHA-256 of the DER certificate */
+	char site[4];
+	bool used;
+} rowsig_cached_t;
 
 typedef struct {
 	EVP_PKEY *key;              /* this site's private key */
 	uint8_t *cert_der;          /* this site's certificate */
 	size_t cert_len;
 	X509_STORE *store;          /* the hierarchy's CA */
-	/* Certificates already verified: hash -> site code (chain checks are
-	 * the expensive part and a subtree reports every heartbeat). */
-	uint8_t cache_hash[ROWSIG_CACHE][32];
-	char cache_site[ROWSIG_CACHE][4];
-	int cache_n;
-	int cache_next;
+	/* Certificates already verified, open addressing by hash: chain checks
+	 * are the expensive part, a subtree reports every heartbeat, and a top
+	 * sees every site's certificate (a small ring re-verified thousands of
+	 * chains per heartbeat). Moved by value with the rest. */
+	rowsig_cached_t *cache;
+	size_t cache_cap;           /* a power of two, 0 before the first */
+	size_t cache_n;
 } rowsig_t;
 
 /*! \brief Load this site's key and certificate and the CA. */

@@ -210,6 +210,7 @@ static void status_report_cb(evutil_socket_t fd, short what, void *arg)
 {
 	site_t *d = arg;
 	d->status_dirty = false;
+	d->status_lazy = false;
 	if (d->parent)
 		parent_link_report(d->parent);
 }
@@ -220,9 +221,29 @@ void site_status_changed(site_t *d)
 	if (d->status_dirty || d->status_ev == NULL)
 		return;
 	d->status_dirty = true;
-	/* Coalesce bursts of changes into one report. */
+	/* Coalesce bursts of changes into one report (sooner than a lazy one). */
 	struct timeval tv = { 0, 50000 };
 	evtimer_add(d->status_ev, &tv);
+}
+
+void site_status_touched(site_t *d)
+{
+	RAISE(d, status_changed);
+	if (d->status_dirty || d->status_lazy || d->status_ev == NULL || d->parent == NULL)
+		return;
+	d->status_lazy = true;
+	/* Half a heartbeat: a site n levels down is still heard of at the top
+	 * well inside heartbeat_timeout (its own heartbeat plus n-1 halves). */
+	long ms = (long)d->conf->heartbeat_seconds * 500;
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+	evtimer_add(d->status_ev, &tv);
+}
+
+void site_status_sent(site_t *d)
+{
+	if (d->status_lazy && !d->status_dirty && d->status_ev)
+		evtimer_del(d->status_ev);
+	d->status_lazy = false;
 }
 
 bool site_refusal_allow(site_t *d, const char *key, unsigned long *skipped)

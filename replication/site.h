@@ -186,6 +186,7 @@ typedef struct site {
 	site_relay_msg_t relay[SITE_RELAY_MAX];  /* own error messages, newest first */
 	size_t n_relay;
 	bool status_dirty;
+	bool status_lazy;             /* a report is due within half a heartbeat */
 	struct event *status_ev;      /* debounced report upwards */
 
 	/* Writes: only the holder of the writer lock pulls, syncs, imports. */
@@ -259,6 +260,17 @@ void site_version_committed(site_t *d, uint64_t version, const digest_t *digest,
 
 /*! \brief Own status changed: schedule a report to the parent. */
 void site_status_changed(site_t *d);
+
+/*!
+ * \brief Only the report times of the subtree moved (a child's heartbeat):
+ * schedule a report to the parent within half a heartbeat, unless one
+ * goes before. Relaying each child's heartbeat at once sent the parent
+ * the whole subtree once per site below it, every heartbeat.
+ */
+void site_status_touched(site_t *d);
+
+/*! \brief A report just went to the parent: no lazy one is due any more. */
+void site_status_sent(site_t *d);
 
 /*!
  * \brief A refused peer (\a key: its site code, or its address) is logged

@@ -1,6 +1,7 @@
 /* Subtree status rows: acceptance rules, relaying, JSON rendering. */
 #include "replication/status.h"
 
+#include <ctype.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,13 +11,48 @@
 #include "replication/parent_link.h"
 #include "replication/site.h"
 #include "replication/synchist.h"
+#include "common/conf.h"
 #include "common/errcode.h"
 #include "common/log.h"
 #include "replication/rowsig.h"
 
 status_table_t *status_table_new(void)
 {
-	return calloc(1, sizeof(status_table_t));
+	status_table_t *t = calloc(1, sizeof(status_table_t));
+	if (t && (t->index = calloc(STATUS_CODES, sizeof(*t->index))) == NULL) {
+		free(t);
+		return NULL;
+	}
+	return t;
+}
+
+int status_code_index(const char *site)
+{
+	if (!conf_site_code_valid(site))
+		return -1;
+	int k = 0;
+	for (int i = 0; i < 3; i++)
+		k = k * 36 + (isdigit((unsigned char)site[i]) ? site[i] - '0' : site[i] - 'A' + 10);
+	return k;
+}
+
+/* A set of site codes, one bit each (STATUS_CODES / 8 bytes). */
+static uint8_t *code_set_new(void)
+{
+	return calloc(STATUS_CODES / 8 + 1, 1);
+}
+
+static void code_set_add(uint8_t *set, const char *site)
+{
+	int k = status_code_index(site);
+	if (k >= 0)
+		set[k / 8] |= (uint8_t)(1u << (k % 8));
+}
+
+static bool code_set_has(const uint8_t *set, const char *site)
+{
+	int k = status_code_index(site);
+	return set && k >= 0 && (set[k / 8] & (1u << (k % 8)));
 }
 
 static void row_free(status_row_t *r)
@@ -56,6 +92,7 @@ void status_table_free(status_table_t *t)
 		row_free(r);
 		r = next;
 	}
+	free(t->index);
 	free(t);
 }
 
@@ -72,10 +109,8 @@ void status_reached_note(status_reached_list_t *l, uint64_t v, int64_t at)
 
 status_row_t *status_table_find(status_table_t *t, const char *site)
 {
-	for (status_row_t *r = t->head; r; r = r->next)
-		if (strcmp(r->site, site) == 0)
-			return r;
-	return NULL;
+	int k = status_code_index(site);
+	return k >= 0 ? t->index[k] : NULL;
 }
 
 static Sitesync__SiteStatus *row_copy(const Sitesync__SiteStatus *src)
@@ -90,15 +125,48 @@ static Sitesync__SiteStatus *row_copy(const Sitesync__SiteStatus *src)
 	return dst;
 }
 
-static bool in_list(char (*list)[4], int n, const char *site)
+static int status_forget_absent(site_t *d, const char *via, const uint8_t *keep);
+
+/* Whether two rows say the same but for when they were said: a report
+ * that only refreshes these need not travel up at once. */
+static bool row_same_but_times(const Sitesync__SiteStatus *a, const Sitesync__SiteStatus *b)
 {
-	for (int i = 0; i < n; i++)
-		if (strcmp(list[i], site) == 0)
-			return true;
-	return false;
+	if (a == NULL || b == NULL)
+		return false;
+	Sitesync__SiteStatus x = *a;     /* shallow: only packed */
+	x.reported_at = b->reported_at;
+	x.link_last_seen = b->link_last_seen;
+	size_t la = sitesync__site_status__get_packed_size(&x);
+	if (la != sitesync__site_status__get_packed_size(b))
+		return false;
+	uint8_t *pa = malloc(2 * la + 1);
+	if (pa == NULL)
+		return false;
+	sitesync__site_status__pack(&x, pa);
+	sitesync__site_status__pack(b, pa + la);
+	bool same = memcmp(pa, pa + la, la) == 0;
+	free(pa);
+	return same;
 }
 
-static void status_forget_absent(site_t *d, const char *via, char (*keep)[4], int n_keep);
+/* The stored row of a signed row carrying the very bytes stored (row,
+ * signature and certificate): verified when it was stored. */
+static status_row_t *signed_known(site_t *d, const Sitesync__SignedRow *in)
+{
+	Sitesync__SiteStatus *row = sitesync__site_status__unpack(NULL, in->row.len, in->row.data);
+	status_row_t *r = row ? status_table_find(d->subtree, row->site) : NULL;
+	if (row)
+		sitesync__site_status__free_unpacked(row, NULL);
+	if (r == NULL)
+		return NULL;
+	const Sitesync__SignedRow *s = &r->signed_row;
+	bool same = s->row.len == in->row.len && s->signature.len == in->signature.len &&
+	            s->cert.len == in->cert.len && s->row.len > 0 &&
+	            memcmp(s->row.data, in->row.data, in->row.len) == 0 &&
+	            memcmp(s->signature.data, in->signature.data, in->signature.len) == 0 &&
+	            memcmp(s->cert.data, in->cert.data, in->cert.len) == 0;
+	return same ? r : NULL;
+}
 
 /* Whether row \a r carried message \a m already (same id and time); by
  * identity, not by time order, so a clock set back at that site loses
@@ -132,23 +200,29 @@ static void status_take_messages(site_t *d, const Sitesync__SiteStatus *in,
 
 int status_accept_report(site_t *d, const char *child,
                          const Sitesync__StatusReport *rep, int *refused,
-                         char first_refused[4], char *why, size_t whylen)
+                         char first_refused[4], char *why, size_t whylen, bool *changed)
 {
 	*refused = 0;
+	*changed = false;
 	first_refused[0] = '\0';
 	why[0] = '\0';
 	int accepted = 0;
 	bool is_signed = rep->n_signed_rows > 0;
 	size_t n = is_signed ? rep->n_signed_rows : rep->n_rows;
-	char (*allowed)[4] = calloc(n + 1, sizeof(*allowed));
+	uint8_t *allowed = code_set_new();
 	if (allowed == NULL)
 		return 0;
-	int n_allowed = 0;
 	for (size_t i = 0; i < n; i++) {
 		Sitesync__SiteStatus *in = NULL;
 		char reason[160] = "";
 		bool ok = true;
-		if (is_signed) {
+		/* Relays pass on the rows of every site below at each report:
+		 * verify only those that changed since. */
+		status_row_t *known = is_signed && d->rowsig_ok ?
+		                      signed_known(d, rep->signed_rows[i]) : NULL;
+		if (known) {
+			in = row_copy(known->row);
+		} else if (is_signed) {
 			if (!d->rowsig_ok || rowsig_verify(&d->rowsig, rep->signed_rows[i], &in, reason,
 			                                   sizeof(reason)) != SS_EOK) {
 				if (!d->rowsig_ok)
@@ -180,8 +254,8 @@ int status_accept_report(site_t *d, const char *child,
 				ok = strcmp(in->site, child) == 0;
 			else
 				ok = conf_site_code_valid(in->site) && in->parent &&
-				     in_list(allowed, n_allowed, in->parent) &&
-				     !in_list(allowed, n_allowed, in->site);
+				     code_set_has(allowed, in->parent) &&
+				     !code_set_has(allowed, in->site);
 			if (!ok && reason[0] == '\0')
 				snprintf(reason, sizeof(reason), "site outside the child's subtree");
 		}
@@ -211,7 +285,12 @@ int status_accept_report(site_t *d, const char *child,
 		/* Its error messages newer than those of the row it replaces are
 		 * recorded here (an ancestor's history); the row keeps them. */
 		status_take_messages(d, in, old ? old->row : NULL);
-		if (old == NULL) {
+		bool fresh = !(known != NULL && old == known);
+		if (!fresh) {
+			/* The same signed bytes: only who relayed it and when. */
+			sitesync__site_status__free_unpacked(in, NULL);
+			in = old->row;
+		} else if (old == NULL) {
 			old = calloc(1, sizeof(*old));
 			if (old == NULL) {
 				sitesync__site_status__free_unpacked(in, NULL);
@@ -220,48 +299,65 @@ int status_accept_report(site_t *d, const char *child,
 			snprintf(old->site, sizeof(old->site), "%s", in->site);
 			old->next = d->subtree->head;
 			d->subtree->head = old;
+			d->subtree->index[status_code_index(in->site)] = old;
+			*changed = true;
 		} else {
+			if (!row_same_but_times(in, old->row))
+				*changed = true;
 			sitesync__site_status__free_unpacked(old->row, NULL);
 			rowsig_signed_clear(&old->signed_row);
 		}
-		old->row = in;
+		if (fresh) {
+			old->row = in;
+			if (is_signed && signed_copy(&old->signed_row, rep->signed_rows[i]) != SS_EOK)
+				sitesync__signed_row__init(&old->signed_row);
+		}
 		status_reached_note(&old->reached, in->catalog_version, in->version_reached_at);
-		if (is_signed && signed_copy(&old->signed_row, rep->signed_rows[i]) != SS_EOK)
-			sitesync__signed_row__init(&old->signed_row);
+		if (strcmp(old->via, child) != 0)
+			*changed = true;
 		snprintf(old->via, sizeof(old->via), "%s", child);
 		old->received_at = time(NULL);
-		snprintf(allowed[n_allowed++], 4, "%s", in->site);
+		code_set_add(allowed, in->site);
 		accepted++;
 	}
+	if (*refused > 0)
+		*changed = true;
 	/* A report carries the child's whole subtree: a site it no longer
 	 * lists was removed below (child remove there), so it goes here too,
 	 * and from here up. Only a report taken whole proves an absence. */
-	if (*refused == 0 && accepted > 0)
-		status_forget_absent(d, child, allowed, n_allowed);
+	if (*refused == 0 && accepted > 0 && status_forget_absent(d, child, allowed) > 0)
+		*changed = true;
 	free(allowed);
 	return accepted;
 }
 
-/* Drop the rows reported through `via` whose site is not in keep[]. */
-static void status_forget_absent(site_t *d, const char *via, char (*keep)[4], int n_keep)
+/* Drop the rows reported through `via` whose site is not in keep (NULL:
+ * none kept); how many were dropped. */
+static int status_forget_absent(site_t *d, const char *via, const uint8_t *keep)
 {
+	int dropped = 0;
 	status_row_t **pp = &d->subtree->head;
 	while (*pp) {
 		status_row_t *r = *pp;
-		if (strcmp(r->via, via) == 0 && !in_list(keep, n_keep, r->site)) {
+		if (strcmp(r->via, via) == 0 && !code_set_has(keep, r->site)) {
 			log_info("site %s is no longer reported by child %s: dropped from the status view",
 			         r->site, via);
 			*pp = r->next;
+			int k = status_code_index(r->site);
+			if (k >= 0 && d->subtree->index[k] == r)
+				d->subtree->index[k] = NULL;
 			row_free(r);
+			dropped++;
 			continue;
 		}
 		pp = &r->next;
 	}
+	return dropped;
 }
 
 void status_forget_child(site_t *d, const char *child)
 {
-	status_forget_absent(d, child, NULL, 0);
+	status_forget_absent(d, child, NULL);
 }
 
 /* Our approved children whose link is down, in one block (pointers, then
@@ -435,15 +531,30 @@ void status_report_build(site_t *d, Sitesync__StatusReport *rep, bool wire)
 	status_fill_self(d, self);
 	rep->rows[rep->n_rows++] = self;
 	status_row_t **order = calloc(cap, sizeof(*order));
-	/* Breadth-first from this site, so a parent always precedes its children. */
-	for (size_t q = 0; order && q < rep->n_rows && rep->n_rows < cap; q++) {
-		const char *parent = rep->rows[q]->site;
-		for (status_row_t *r = d->subtree->head; r && rep->n_rows < cap; r = r->next)
-			if (r->row->parent && strcmp(r->row->parent, parent) == 0) {
-				order[rep->n_rows] = r;
-				rep->rows[rep->n_rows++] = r->row;
-			}
+	/* Each site's children in table order (first and last by parent code),
+	 * so the walk below costs the rows, not rows x rows. */
+	status_row_t **first = calloc(2 * (size_t)STATUS_CODES, sizeof(*first));
+	status_row_t **last = first ? first + STATUS_CODES : NULL;
+	for (status_row_t *r = d->subtree->head; first && r; r = r->next) {
+		int k = r->row->parent ? status_code_index(r->row->parent) : -1;
+		r->kid = NULL;
+		if (k < 0)
+			continue;
+		if (last[k])
+			last[k]->kid = r;
+		else
+			first[k] = r;
+		last[k] = r;
 	}
+	/* Breadth-first from this site, so a parent always precedes its children. */
+	for (size_t q = 0; order && first && q < rep->n_rows && rep->n_rows < cap; q++) {
+		int k = status_code_index(rep->rows[q]->site);
+		for (status_row_t *r = k >= 0 ? first[k] : NULL; r && rep->n_rows < cap; r = r->kid) {
+			order[rep->n_rows] = r;
+			rep->rows[rep->n_rows++] = r->row;
+		}
+	}
+	free(first);
 	if (!wire || order == NULL || !d->rowsig_ok) {
 		free(order);
 		return;

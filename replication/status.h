@@ -28,8 +28,14 @@ typedef struct {
 	size_t n;
 } status_reached_list_t;
 
+/* Site codes are 3 of [A-Z0-9] (conf_site_code_valid): a table of 36^3
+ * slots finds any row at once, so a report, a view or a relay costs the
+ * rows it touches, not a walk of the whole subtree per row. */
+#define STATUS_CODES (36 * 36 * 36)
+
 typedef struct status_row {
 	struct status_row *next;
+	struct status_row *kid;         /* scratch of status_report_build() */
 	char site[4];
 	char via[4];                    /* child that reported it */
 	Sitesync__SiteStatus *row;      /* owned deep copy */
@@ -40,6 +46,7 @@ typedef struct status_row {
 
 typedef struct status_table {
 	status_row_t *head;
+	status_row_t **index;           /* STATUS_CODES slots, by status_code_index() */
 	status_reached_list_t own;      /* this site's committed versions */
 } status_table_t;
 
@@ -48,6 +55,9 @@ void status_reached_note(status_reached_list_t *l, uint64_t v, int64_t at);
 
 status_table_t *status_table_new(void);
 void status_table_free(status_table_t *t);
+
+/*! \brief Slot of a site code in STATUS_CODES, -1 if it is not a site code. */
+int status_code_index(const char *site);
 
 /*! \brief Row of \a site, or NULL. */
 status_row_t *status_table_find(status_table_t *t, const char *site);
@@ -60,13 +70,18 @@ status_row_t *status_table_find(status_table_t *t, const char *site);
  * Signed rows are verified first (certificate from the hierarchy's CA,
  * its common name the row's site, signature); unsigned rows (protocol 1)
  * are taken only for the child's own row.
+ * A signed row byte for byte the one stored is not verified again: it
+ * was when stored.
  * \param refused  Output: how many rows were refused (first refused site
  *                 code copied into \a first_refused, the reason into why).
+ * \param changed  Output: whether the subtree changed in more than the
+ *                 times of the reports (reported_at, link_last_seen):
+ *                 a row added, dropped or saying something new.
  * \return rows accepted.
  */
 int status_accept_report(struct site *d, const char *child,
                          const Sitesync__StatusReport *rep, int *refused,
-                         char first_refused[4], char *why, size_t whylen);
+                         char first_refused[4], char *why, size_t whylen, bool *changed);
 
 /*!
  * \brief Forget \a child and every row reported through it (the operator
