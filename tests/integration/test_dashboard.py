@@ -285,6 +285,9 @@ def test(h):
     # propagation chart shows S01 behind.
     hy.next_round()
     h.wait_converged(cas, [hy["P01"], hy["P02"]], 60, "round 2 at P01 and P02")
+    # Lag is in whole seconds: let one pass since the top's commit, or the
+    # page can be made in the same second and show the dead S01 at lag 0.
+    time.sleep(1.1)
 
     # States can move while the browser loads; only a view taken between two
     # identical `status --json` answers is compared.
