@@ -28,6 +28,7 @@ Measured:
   RSS         VmHWM of the top and of every mid over the whole run
 """
 
+import collections
 import datetime
 import json
 import os
@@ -189,6 +190,7 @@ class Leaves:
         self.up = set()
         self.reached = {}           # version -> {site: time}
         self.lost = 0
+        self.lost_why = collections.Counter()
         self.fails = []
         self.stats = []             # (bytes, reports, time)
 
@@ -208,6 +210,7 @@ class Leaves:
                 self.reached.setdefault(int(w[2]), {})[w[1]] = float(w[3])
             elif w[0] == "lost":
                 self.lost += 1
+                self.lost_why[" ".join(w[3:])] += 1
                 self.up.discard(w[1])
             elif w[0] == "fail":
                 self.fails.append(line)
@@ -398,6 +401,8 @@ def _fig_7_run(b, top, mids, leaves, http_port, n_sites, cat, t_certs, t_approve
     mid_rss = [B.vm_hwm_kb(m.proc.pid) / 1024.0 for m in mids]
     lc_rss = [B.vm_hwm_kb(lv.proc.pid) / 1024.0 for lv in leaves]
     lost = sum(lv.lost for lv in leaves)
+    lost_why = sum((lv.lost_why for lv in leaves), collections.Counter())
+    lost_why = ", ".join("%s: %d" % kv for kv in lost_why.most_common(4)) or "none"
     result = B.result
     q = "; QUICK: %d sites, not 6,276" % n_sites if a.quick else ""
     med = statistics.median(times)
@@ -422,6 +427,6 @@ def _fig_7_run(b, top, mids, leaves, http_port, n_sites, cat, t_certs, t_approve
     result("7", "mid peak RSS (largest of %d)" % len(mids), max(mid_rss), "MB", None, "",
            None, "<= 128 MB", max(mid_rss) <= 128,
            "mids %.1f-%.1f MB; lightchild processes (%d leaves each) up to %.1f MB; "
-           "leaf links lost and redialled: %d; %d leaf certificates in %.0fs (%s), "
+           "leaf links lost and redialled: %d (%s); %d leaf certificates in %.0fs (%s), "
            "approved in %.0fs" % (min(mid_rss), max(mid_rss), n_leaves // len(mids),
-                                  max(lc_rss), lost, n_leaves, t_certs, how, t_approve))
+                                  max(lc_rss), lost, lost_why, n_leaves, t_certs, how, t_approve))

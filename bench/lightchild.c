@@ -500,7 +500,11 @@ static void lc_stay_cb(conn_t *c, conn_event_t ev, const frame_t *f, void *arg)
 		return;
 	case CONN_EV_DOWN:
 		lc->conn = NULL;
-		lc_lost(lc, "connection closed");
+		/* Where it went down says why: refused, the handshake, or later. */
+		lc_lost(lc, lc->state == LC_CONNECTING ? "connection closed before TLS was up" :
+		            lc->state == LC_HELLO ? "connection closed before Hello" :
+		            lc->state == LC_PULLING ? "connection closed during a pull" :
+		            "connection closed");
 		return;
 	case CONN_EV_FRAME:
 		break;
