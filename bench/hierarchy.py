@@ -35,7 +35,6 @@ import os
 import re
 import secrets
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -113,20 +112,7 @@ def make_certs(certs, codes):
 
 def ctl(site, cmd, args):
     """One control-socket request, as the CLI sends it; returns the reply."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(30)
-    try:
-        s.connect(site.control)
-        s.sendall((json.dumps({"cmd": cmd, "args": args}) + "\n").encode())
-        buf = b""
-        while not buf.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
-    finally:
-        s.close()
-    rep = json.loads(buf)
+    rep = harness.control_request(site, cmd, args)
     check(rep.get("ok") is True, "%s: %s %r: %r" % (site.code, cmd, args, rep))
     return rep
 

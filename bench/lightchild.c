@@ -394,16 +394,22 @@ static void lc_report(light_t *lc, bool ping)
 	rowsig_signed_clear(&sr);
 }
 
+/* TLS is up: frames up to the default limit, no idle limit, say Hello. */
+static void lc_on_up(light_t *lc)
+{
+	conn_set_limit(lc->conn, SS_FRAME_DEFAULT_LIMIT);
+	conn_set_idle_timeout(lc->conn, 0);
+	lc->state = LC_HELLO;
+	lc_send_hello(lc);
+}
+
 static void lc_cb(conn_t *c, conn_event_t ev, const frame_t *f, void *arg)
 {
 	light_t *lc = arg;
 	(void)c;
 	switch (ev) {
 	case CONN_EV_UP:
-		conn_set_limit(lc->conn, SS_FRAME_DEFAULT_LIMIT);
-		conn_set_idle_timeout(lc->conn, 0);
-		lc->state = LC_HELLO;
-		lc_send_hello(lc);
+		lc_on_up(lc);
 		return;
 	case CONN_EV_DRAIN:
 		return;
@@ -491,10 +497,7 @@ static void lc_stay_cb(conn_t *c, conn_event_t ev, const frame_t *f, void *arg)
 	(void)c;
 	switch (ev) {
 	case CONN_EV_UP:
-		conn_set_limit(lc->conn, SS_FRAME_DEFAULT_LIMIT);
-		conn_set_idle_timeout(lc->conn, 0);
-		lc->state = LC_HELLO;
-		lc_send_hello(lc);
+		lc_on_up(lc);
 		return;
 	case CONN_EV_DRAIN:
 		return;

@@ -191,6 +191,22 @@ class PortLock:
 # Protobuf, by hand: just what the raw-socket tests need.
 
 
+def control_request(site, cmd, args, timeout=30):
+    """One request on a site's control socket, as the CLI (or another
+    client) sends it: a JSON line out, a JSON line back; returns the reply."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
+        c.settimeout(timeout)
+        c.connect(site.control)
+        c.sendall((json.dumps({"cmd": cmd, "args": args}) + "\n").encode())
+        buf = b""
+        while not buf.endswith(b"\n"):
+            chunk = c.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+    return json.loads(buf)
+
+
 def pb_varint(n):
     if n < 0:
         n += 1 << 64            # negative int32/int64: 10-byte two's complement

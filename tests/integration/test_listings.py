@@ -23,7 +23,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -40,17 +39,7 @@ def ulist(site, *args):
 
 def ctl_raw(site, cmd, args):
     """One request on the control socket, as another client than ours may send it."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
-        c.settimeout(20)
-        c.connect(site.control)
-        c.sendall((json.dumps({"cmd": cmd, "args": args}) + "\n").encode())
-        buf = b""
-        while not buf.endswith(b"\n"):
-            chunk = c.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
-    return json.loads(buf)
+    return harness.control_request(site, cmd, args, timeout=20)
 
 
 def sync(h, cas, sites):

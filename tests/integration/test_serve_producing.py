@@ -15,7 +15,7 @@ spool worker writes PullStart, then waits on the lock for the rows.
 2. The production fails midway (CAS at version 2, which no spool holds):
    P02 has PullStart when the waiting worker's session is terminated. CAS
    tells P02 why (Error -505, "cannot produce changes: ..."); P02 records
-   the failed sync (state failed, code 505, message 6703) and still holds
+   the failed sync (in its history: code 505, message 6703) and still holds
    version 0, then retries and converges; `verify` passes.
 3. With serve_while_producing = false (reloaded; CAS at version 3), P03
    gets nothing while the worker waits and converges once the lock goes.
