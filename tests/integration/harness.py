@@ -187,10 +187,6 @@ class PortLock:
             self.fd = None
 
 
-# ---------------------------------------------------------------------------
-# Protobuf, by hand: just what the raw-socket tests need.
-
-
 def control_request(site, cmd, args, timeout=30):
     """One request on a site's control socket, as the CLI (or another
     client) sends it: a JSON line out, a JSON line back; returns the reply."""
@@ -205,6 +201,10 @@ def control_request(site, cmd, args, timeout=30):
                 break
             buf += chunk
     return json.loads(buf)
+
+
+# ---------------------------------------------------------------------------
+# Protobuf, by hand: just what the raw-socket tests need.
 
 
 def pb_varint(n):

@@ -227,6 +227,19 @@ def states(site):
     return {code: r.get("state") for code, r in rows.items()}
 
 
+def stable(site, fetch, timeout, what, interval=0.5):
+    """(states, fetch()) for a fetch made between two identical `status
+    --json` answers: rows can move while a page is made, and only such a
+    view is compared."""
+    def once():
+        before = states(site)
+        got = fetch()
+        if states(site) != before:
+            raise harness.NotYet("status changed during %s" % what)
+        return before, got
+    return wait_for(once, timeout, "a stable " + what, interval=interval)
+
+
 def test(h):
     exe = find_chromium()
     if exe is None:
@@ -236,15 +249,8 @@ def test(h):
     hy = build_hierarchy(h, start_p02=True)
     cas = hy["CAS"]
     url = "http://127.0.0.1:%d/" % cas.http_port
-    # A child's row can still move (S01 reporting its first sync): compare
-    # only a page fetched between two identical `status --json` answers.
-    def first_page():
-        before = states(cas)
-        got = http_get(cas.http_port, "/")
-        if states(cas) != before:
-            raise harness.NotYet("status changed during GET /")
-        return before, got
-    want, (status, page) = wait_for(first_page, 60, "a stable GET /", interval=0.5)
+    # A child's row can still move (S01 reporting its first sync).
+    want, (status, page) = stable(cas, lambda: http_get(cas.http_port, "/"), 60, "GET /")
     check(status == 200 and "<html" in page.lower(), "GET / answered %d" % status)
     # Server-side first: the rows are in the page as sent, before any script.
     p = RowParser()
@@ -296,16 +302,9 @@ def test(h):
     # page can be made in the same second and show the dead S01 at lag 0.
     time.sleep(1.1)
 
-    # States can move while the browser loads; only a view taken between two
-    # identical `status --json` answers is compared.
-    def rendered():
-        before = states(cas)
-        dom = chromium(h, exe, url, "--dump-dom")
-        after = states(cas)
-        if before != after:
-            raise harness.NotYet("status changed during the page load")
-        return before, dom
-    want, dom = wait_for(rendered, 120, "a stable dashboard render", interval=1)
+    # States can move while the browser loads.
+    want, dom = stable(cas, lambda: chromium(h, exe, url, "--dump-dom"), 120,
+                       "dashboard render", interval=1)
     with open(h.path("dashboard.html"), "w") as f:
         f.write(dom)
     p = RowParser()
